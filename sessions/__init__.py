@@ -1,0 +1,1 @@
+"""What users do: training, trainee profiles, consultation sessions, and the ``medverse`` command line."""

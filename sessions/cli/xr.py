@@ -1,0 +1,11 @@
+"""`medverse` subcommands: xr (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this module's subcommands."""

@@ -1,0 +1,1 @@
+"""The XR runtime: frame loop, backends (OpenXR, headless simulator), GL contexts, renderer, scene, input."""

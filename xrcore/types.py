@@ -1,0 +1,106 @@
+"""Frame-loop data shared by backends, scene and renderer: poses, fields of view, views, frame state.
+
+Conventions follow OpenXR: right-handed, metres, +Y up, -Z forward; quaternions are (x, y, z, w);
+field-of-view angles are radians with left and down negative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A rigid transform: ``position`` (3,) metres and ``orientation`` unit quaternion (x, y, z, w)."""
+
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+
+    def rotation_matrix(self) -> np.ndarray:
+        """(3, 3) float64 rotation matrix of ``orientation``."""
+        x, y, z, w = self.orientation
+        n = x * x + y * y + z * z + w * w
+        s = 2.0 / n if n > 0 else 0.0
+        return np.array(
+            [
+                [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+                [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+                [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+            ]
+        )
+
+    def matrix(self) -> np.ndarray:
+        """(4, 4) float64 local-to-world matrix."""
+        m = np.eye(4)
+        m[:3, :3] = self.rotation_matrix()
+        m[:3, 3] = self.position
+        return m
+
+    def inverse_matrix(self) -> np.ndarray:
+        """(4, 4) float64 world-to-local matrix (the view matrix when this is an eye pose)."""
+        r = self.rotation_matrix()
+        m = np.eye(4)
+        m[:3, :3] = r.T
+        m[:3, 3] = -r.T @ np.asarray(self.position, dtype=np.float64)
+        return m
+
+    def forward(self) -> np.ndarray:
+        """(3,) unit vector of local -Z in world coordinates."""
+        return -self.rotation_matrix()[:, 2]
+
+
+@dataclass(frozen=True)
+class Fov:
+    """Asymmetric field of view in radians (OpenXR ``XrFovf``): left and down are negative."""
+
+    angle_left: float = -math.radians(45)
+    angle_right: float = math.radians(45)
+    angle_up: float = math.radians(45)
+    angle_down: float = -math.radians(45)
+
+    def projection(self, near: float = 0.05, far: float = 100.0) -> np.ndarray:
+        """(4, 4) float64 OpenGL projection matrix (clip z in -1..1) for this frustum."""
+        left, right = math.tan(self.angle_left), math.tan(self.angle_right)
+        up, down = math.tan(self.angle_up), math.tan(self.angle_down)
+        w, h = right - left, up - down
+        m = np.zeros((4, 4))
+        m[0, 0] = 2.0 / w
+        m[0, 2] = (right + left) / w
+        m[1, 1] = 2.0 / h
+        m[1, 2] = (up + down) / h
+        m[2, 2] = -(far + near) / (far - near)
+        m[2, 3] = -2.0 * far * near / (far - near)
+        m[3, 2] = -1.0
+        return m
+
+
+@dataclass(frozen=True)
+class View:
+    """One eye (or a desktop window): where it is, what it sees, and the image size in pixels."""
+
+    pose: Pose
+    fov: Fov
+    width: int
+    height: int
+    eye: int = 0  # 0 left, 1 right; a desktop window uses 0
+
+    def view_matrix(self) -> np.ndarray:
+        return self.pose.inverse_matrix()
+
+
+@dataclass
+class FrameState:
+    """What one iteration of the frame loop works on.
+
+    ``predicted_display_time`` and ``period`` are seconds on the backend's clock (the simulator's
+    fixed-step clock, or XrTime converted to seconds); ``views`` has one entry per eye.
+    """
+
+    index: int
+    predicted_display_time: float
+    period: float
+    views: list[View] = field(default_factory=list)
+    should_render: bool = True
