@@ -91,12 +91,51 @@ class View:
         return self.pose.inverse_matrix()
 
 
+@dataclass(frozen=True)
+class HandInput:
+    """One controller or tracked hand at a frame's predicted display time.
+
+    ``grip``: where the hand holds things; ``aim``: the pointer ray origin, -Z along the ray (both
+    ``None`` when untracked). ``trigger`` and ``squeeze`` are 0..1; ``thumbstick`` is (x, y) in
+    -1..1; ``buttons`` names the buttons held down (e.g. ``"a"``, ``"menu"``, ``"thumbstick"``).
+    """
+
+    grip: Pose | None = None
+    aim: Pose | None = None
+    trigger: float = 0.0
+    squeeze: float = 0.0
+    thumbstick: tuple[float, float] = (0.0, 0.0)
+    buttons: frozenset[str] = frozenset()
+
+    @property
+    def tracked(self) -> bool:
+        return self.aim is not None
+
+
+@dataclass(frozen=True)
+class InputState:
+    """Both hands (index 0 left, 1 right, like OpenXR's ``/user/hand/left`` and ``/user/hand/right``)."""
+
+    left: HandInput = HandInput()
+    right: HandInput = HandInput()
+
+    def hand(self, side: int | str) -> HandInput:
+        """``side`` is 0 / ``"left"`` or 1 / ``"right"``."""
+        if side in (0, "left"):
+            return self.left
+        if side in (1, "right"):
+            return self.right
+        raise ValueError(f"hand must be 0, 1, 'left' or 'right', got {side!r}")
+
+
 @dataclass
 class FrameState:
     """What one iteration of the frame loop works on.
 
     ``predicted_display_time`` and ``period`` are seconds on the backend's clock (the simulator's
-    fixed-step clock, or XrTime converted to seconds); ``views`` has one entry per eye.
+    fixed-step clock, or XrTime converted to seconds); ``views`` has one entry per eye. ``head`` is
+    the head (view-space centre) pose, ``inputs`` the controllers at the predicted display time;
+    ``events`` names what happened this frame for the loop's listeners (e.g. ``"keyframe:intro"``).
     """
 
     index: int
@@ -104,3 +143,6 @@ class FrameState:
     period: float
     views: list[View] = field(default_factory=list)
     should_render: bool = True
+    head: Pose = Pose()
+    inputs: InputState = InputState()
+    events: tuple[str, ...] = ()
