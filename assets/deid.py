@@ -82,7 +82,9 @@ _DUMMY: dict[str, object] = {
 #: Binary VRs take two zero bytes (the shortest even, non-zero length).
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
-_ROWS: dict[int, tuple[str, str]] = {tag: (keyword, action) for tag, keyword, _, action in profile.BASIC_PROFILE}
+_ROWS: dict[int, tuple[str, str]] = {
+    tag: (keyword, action) for tag, keyword, _, action in profile.BASIC_PROFILE
+}
 _OVERLAY_DATA = 0x3000
 
 #: Attributes worth carrying with a twin, before the profile is consulted; ``TWIN_KEYWORDS`` drops any
@@ -297,6 +299,7 @@ def deidentify(ds: Dataset, *, salt: bytes | None = None) -> DeidReport:
         # The 128-byte preamble is free for applications (TIFF headers, vendor data): clear it.
         ds.preamble = b"\x00" * 128
     _record_method(ds)
+    report.actions = dict(report.actions)
     report.uids_replaced = len(worker.uid_map)
     log.info("de-identified %s: %s", sop_class_uid or "dataset", report.summary())
     return report
