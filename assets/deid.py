@@ -12,6 +12,12 @@ occurs (``ReferencedSOPInstanceUID`` inside sequences included) and in every fil
 the same salt, so one import of a series keeps its references; without the salt nothing links the new
 UIDs to the old ones.
 
+A sequence whose action is D (Content Sequence, Graphic Annotation Sequence, Verifying Observer Sequence
+and a few more) keeps its items, since its contents are Type 1 where it is used, but nothing in it is
+kept as it was: besides the table's own action for each attribute, every other value of a free-text,
+name, date or time VR is replaced by a dummy (coded values, numbers and UIDs other than the table's U
+rows stay, so SOP Class UIDs and the structure survive).
+
 Pixel data is not touched: text burned into the pixels is not removed, and the recorded method says so.
 """
 
@@ -42,11 +48,11 @@ except metadata.PackageNotFoundError:  # running from a source tree that was nev
 
 #: Values of De-identification Method (0012,0063), LO with VM 1-n: each value at most 64 characters.
 METHOD_VALUES: tuple[str, ...] = (
-    "DICOM PS3.15 Annex E Basic Application Level Confidentiality",
-    f"Profile, Table E.1-1 {profile.STANDARD_EDITION}; medverse {_VERSION}",
+    "DICOM PS3.15 E.2 Basic Application Level Confidentiality Profile",
+    f"Table E.1-1 {profile.STANDARD_EDITION}; medverse {_VERSION}",
     "Pixel data not modified: burned-in annotation not removed",
 )
-METHOD = " ".join(METHOD_VALUES[:2]) + "; " + METHOD_VALUES[2]
+METHOD = "; ".join(METHOD_VALUES)
 
 #: De-identification Method Code Sequence item for the Basic Profile (PS3.16 CID 7050).
 PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
@@ -79,6 +85,8 @@ _DUMMY: dict[str, object] = {
     "UV": 0,
     "AT": 0,
 }
+#: VRs that can hold free text, names, dates or times: dummied inside sequences whose action is D.
+_FREE_VALUE_VRS = frozenset({"AE", "AS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 #: Binary VRs take two zero bytes (the shortest even, non-zero length).
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
@@ -194,7 +202,8 @@ class _Deidentifier:
             self.uid_map[original] = new_uid(original, self.key)
         return self.uid_map[original]
 
-    def dataset(self, ds: Dataset, prefix: str = "") -> None:
+    def dataset(self, ds: Dataset, prefix: str = "", in_dummy: bool = False) -> None:
+        """Process every element of ``ds``; ``in_dummy`` is true inside a sequence whose action is D."""
         overlay_groups = {
             tag >> 16
             for tag in ds.keys()
@@ -204,7 +213,7 @@ class _Deidentifier:
             tag = BaseTag(tag)
             path = _path(prefix, tag)
             try:
-                self.element(ds, tag, path, overlay_groups)
+                self.element(ds, tag, path, overlay_groups, in_dummy)
             except Exception as exc:  # a malformed element is removed and reported, never fatal
                 if tag in ds:
                     del ds[tag]
@@ -229,7 +238,9 @@ class _Deidentifier:
                 return action
         return None
 
-    def element(self, ds: Dataset, tag: BaseTag, path: str, overlay_groups: set[int]) -> None:
+    def element(
+        self, ds: Dataset, tag: BaseTag, path: str, overlay_groups: set[int], in_dummy: bool
+    ) -> None:
         action = self.action_for(tag, overlay_groups)
         if action == "X":
             del ds[tag]  # no value is read: a removed element cannot be malformed
@@ -237,12 +248,14 @@ class _Deidentifier:
             return
         elem = ds[tag]
         vr = _base_vr(elem.VR)
+        if action is None and in_dummy and vr in _FREE_VALUE_VRS:
+            action = "D"
         if action is None or (action == "D" and vr == "SQ") or (action == "U" and vr == "SQ"):
             # Kept, or a sequence whose action is D or U*: the sequence stays and every attribute in
             # its items gets its own action from the table.
             if vr == "SQ":
                 for index, item in enumerate(elem.value):
-                    self.dataset(item, f"{path}[{index}]")
+                    self.dataset(item, f"{path}[{index}]", in_dummy or action == "D")
             self.report.actions[action or "K"].append(path)
             return
         if action == "Z":
@@ -301,7 +314,7 @@ def deidentify(ds: Dataset, *, salt: bytes | None = None) -> DeidReport:
     _record_method(ds)
     report.actions = dict(report.actions)
     report.uids_replaced = len(worker.uid_map)
-    log.info("de-identified %s: %s", sop_class_uid or "dataset", report.summary())
+    log.debug("de-identified %s: %s", sop_class_uid or "dataset", report.summary())
     return report
 
 

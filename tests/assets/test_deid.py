@@ -80,6 +80,7 @@ def _nested_item(referenced_uid: str) -> Dataset:
     item.PatientName = f"{MARKER}^Nested"
     item.ReferencedSOPClassUID = CT_IMAGE
     item.ReferencedSOPInstanceUID = referenced_uid
+    item.TextValue = "free text"  # not in the table: kept, except inside a sequence whose action is D
     item.add_new(0x00110010, "LO", "ACME")
     item.add_new(0x00111001, "LO", f"{MARKER} private nested")
     return item
@@ -147,7 +148,10 @@ def _check_row(ds: Dataset, original: Dataset, tag: int, action: str) -> str | N
             return "sequence item not de-identified"
         if item.ReferencedSOPInstanceUID != ds.SOPInstanceUID:
             return "reference inside the sequence not replaced like the SOP Instance UID"
-        return None
+        if item.ReferencedSOPClassUID != CT_IMAGE:
+            return "class UID inside the sequence changed"
+        expected_text = "DEIDENTIFIED" if action == "D" else "free text"
+        return None if item.TextValue == expected_text else f"free text: {item.TextValue!r}"
     if action == "U" or elem.VR == "UI":
         return None if elem.value == new_uid(str(was.value), SALT) else f"UID not replaced: {elem.value}"
     if _is_empty(elem.value) or elem.value == was.value:
@@ -173,6 +177,7 @@ def test_every_attribute_of_the_profile_gets_its_action(full_dataset: Dataset) -
     assert full_dataset.VerifyingObserverName == "DEIDENTIFIED"
     assert full_dataset.StudyInstanceUID == new_uid(original.StudyInstanceUID, SALT)
     assert full_dataset.file_meta.MediaStorageSOPInstanceUID == full_dataset.SOPInstanceUID
+    assert full_dataset.ContentSequence[0].TextValue == "DEIDENTIFIED"
     assert report.malformed == []
     assert report.counts["X"] > 400 and report.counts["U"] > 50 and report.counts["D"] > 80
 
@@ -261,6 +266,7 @@ def test_real_file_is_deidentified_and_round_trips(name: str) -> None:
     assert not any(elem.tag.is_private for elem in back.iterall())
     assert back.PatientIdentityRemoved == "YES"
     assert list(back.DeidentificationMethod) == list(METHOD_VALUES)
+    assert all(len(value) <= 64 for value in METHOD_VALUES)  # LO
     assert "burned-in" in report.method and "Basic Application Level Confidentiality" in report.method
     codes = back.DeidentificationMethodCodeSequence
     assert [(c.CodeValue, c.CodingSchemeDesignator) for c in codes] == [("113100", "DCM")]
@@ -368,7 +374,7 @@ def test_twin_metadata_carries_only_deidentified_attributes() -> None:
     assert meta["ManufacturerModelName"] == "RHAPSODE"
     assert meta["StudyInstanceUID"] == ds.StudyInstanceUID and meta["SeriesInstanceUID"].startswith("2.25.")
     assert meta["PatientIdentityRemoved"] == "YES"
-    assert meta["DeidentificationMethod"].startswith("DICOM PS3.15 Annex E")
+    assert meta["DeidentificationMethod"].startswith("DICOM PS3.15 E.2 Basic Application Level")
     assert "PatientAge" not in TWIN_KEYWORDS and "PatientSex" not in TWIN_KEYWORDS
     assert "PatientAge" not in meta and "PatientSex" not in meta
     assert all(isinstance(v, str) for v in meta.values())
