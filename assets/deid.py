@@ -127,7 +127,8 @@ class DeidReport:
 
     ``actions`` maps an action code (X, Z, D, U, K) to the attributes it was applied to, as paths such
     as ``ReferencedImageSequence[0].ReferencedSOPInstanceUID`` (private and unnamed tags as
-    ``(gggg,eeee)``); K lists the attributes kept because the table does not name them. ``malformed``
+    ``(gggg,eeee)``); K lists the attributes kept because the table does not name them (C, clean, is
+    never applied: no row of the Basic Profile column uses it, only the profile's options). ``malformed``
     lists elements that could not be read and were removed (``path: reason``); they are in X too.
     ``uids_replaced`` counts distinct original UIDs. ``method`` is the recorded method.
     """

@@ -180,6 +180,10 @@ def test_every_attribute_of_the_profile_gets_its_action(full_dataset: Dataset) -
     assert full_dataset.ContentSequence[0].TextValue == "DEIDENTIFIED"
     assert report.malformed == []
     assert report.counts["X"] > 400 and report.counts["U"] > 50 and report.counts["D"] > 80
+    assert "ReferencedImageSequence[0].ReferencedSOPInstanceUID" in report.actions["U"]
+    assert "ContentSequence[0].TextValue" in report.actions["D"]
+    assert "(0009,1001)" in report.actions["X"] and "Modality" in report.actions["K"]
+    assert report.summary().startswith("D=") and "malformed=0" in report.summary()
 
 
 def test_ranges_private_tags_and_kept_attributes(full_dataset: Dataset) -> None:
