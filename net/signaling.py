@@ -1,0 +1,593 @@
+"""The signaling server: an aiohttp app with a WebSocket endpoint, rooms, presence, ``/health``, ``/stats``.
+
+Participants connect to ``/ws`` with a join token (``Authorization: Bearer`` or ``?token=``); the
+token decides room, participant id, name and role, and the server stamps every forwarded message with
+the sender it took from the token. Rooms larger than ``mesh_limit`` switch to relay mode: the server
+runs :class:`net.relay.RelayPeer` in process as participant ``"relay"`` and every participant
+connects to it instead of to each other. The message schema is in ``docs/signaling.md``.
+
+Hostile input never stops the server: every malformed, oversized, binary, unknown, spoofed or
+over-rate message is dropped, answered with an ``error`` message and counted in ``/stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.abc import AbstractAccessLogger
+
+from net.errors import NetError
+from net.rooms import Member, Room, RoomError, TokenBucket
+from net.tokens import RELAY_ID, TokenClaims, TokenError, TokenExpiredError, verify_token
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+#: Response header with the one-line reason a connection was refused.
+REASON_HEADER = "X-Medverse-Reason"
+#: Close code sent to a connection that a newer connection of the same participant replaced.
+CLOSE_REPLACED = 4001
+#: Close code sent after refusing a connection that passed the handshake (room filled meanwhile).
+CLOSE_REFUSED = 4003
+#: Close code sent when the server shuts down.
+CLOSE_SHUTDOWN = WSCloseCode.GOING_AWAY
+#: Names of the counters in ``/stats``; all start at zero so a reader sees every one.
+COUNTERS: tuple[str, ...] = (
+    "connections",
+    "refused_missing_token",
+    "refused_invalid_token",
+    "refused_expired_token",
+    "refused_room_full",
+    "refused_too_many_rooms",
+    "replaced",
+    "messages",
+    "malformed",
+    "oversized",
+    "binary",
+    "unknown_type",
+    "spoofed",
+    "unknown_target",
+    "rate_limited",
+    "dropped",
+    "relay_errors",
+)
+
+
+class ServerConfigError(NetError):
+    """The server cannot start as configured (plain HTTP on a public address, bad certificate)."""
+
+
+@dataclass
+class ServerConfig:
+    """Configuration of :class:`SignalingServer`.
+
+    Attributes
+    ----------
+    secret : bytes
+        HMAC key that join tokens are checked with.
+    host : str
+        Address to bind; plain HTTP is allowed only on loopback.
+    port : int
+        TCP port; 0 picks a free one (see :attr:`SignalingServer.port`).
+    ssl_context : ssl.SSLContext or None
+        TLS for HTTPS/WSS (see :func:`server_ssl_context`).
+    mesh_limit : int
+        Participants connected peer to peer; one more switches the room to relay mode.
+    max_rooms, max_participants : int
+        Rooms on the server; participants in one room.
+    max_message_bytes : int
+        Largest text message handled; larger ones are answered with an error and dropped.
+    max_frame_bytes : int
+        Largest frame read at all; a larger one closes the connection (1009) so memory stays bounded.
+    max_report_bytes : int
+        Largest ``stats`` report stored, as compact JSON.
+    rate_per_s, burst : float
+        Token bucket per connection for incoming messages.
+    send_queue : int
+        Outgoing messages buffered per connection; beyond it messages to that connection are dropped.
+    heartbeat_s : float
+        WebSocket ping interval; a connection that misses the pong for half of it is closed.
+    relay_options : dict
+        Keyword arguments for :class:`net.relay.RelayPeer`.
+    """
+
+    secret: bytes
+    host: str = "127.0.0.1"
+    port: int = 8443
+    ssl_context: ssl.SSLContext | None = None
+    mesh_limit: int = 4
+    max_rooms: int = 64
+    max_participants: int = 32
+    max_message_bytes: int = 64 * 1024
+    max_frame_bytes: int = 1024 * 1024
+    max_report_bytes: int = 16 * 1024
+    rate_per_s: float = 20.0
+    burst: float = 60.0
+    send_queue: int = 256
+    heartbeat_s: float = 10.0
+    relay_options: dict[str, Any] = field(default_factory=dict)
+
+
+def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """A TLS server context from a PEM certificate chain and private key.
+
+    Raises
+    ------
+    ServerConfigError
+        The files cannot be read or do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
+    return context
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _version() -> str:
+    try:
+        return metadata.version("medverse")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class _PathOnlyAccessLogger(AbstractAccessLogger):
+    """Access log without query strings: ``?token=`` must never reach a log file."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted WebSocket: its outgoing queue, rate limiter and writer task."""
+
+    ws: web.WebSocketResponse
+    claims: TokenClaims
+    bucket: TokenBucket
+    queue: asyncio.Queue[str | None]
+    writer: asyncio.Task[None] | None = None
+
+
+class SignalingServer:
+    """Rooms, presence and message forwarding over WebSockets.
+
+    Parameters
+    ----------
+    config : ServerConfig
+        Addresses, limits and the token secret.
+
+    Examples
+    --------
+    >>> server = SignalingServer(ServerConfig(secret=secret, port=0))  # doctest: +SKIP
+    >>> await server.start(); print(server.url)                       # doctest: +SKIP
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        if config.ssl_context is None and not is_loopback(config.host):
+            raise ServerConfigError(
+                f"refusing plain HTTP on non-loopback host {config.host!r}: give a TLS certificate and key "
+                "(--cert/--key) or bind 127.0.0.1"
+            )
+        if config.mesh_limit < 1 or config.max_participants < 1 or config.max_rooms < 1:
+            raise ServerConfigError("mesh limit, max participants and max rooms must be at least 1")
+        self.config = config
+        self.counters: Counter[str] = Counter({name: 0 for name in COUNTERS})
+        self.rooms: dict[str, Room] = {}
+        self.started_at = time.time()
+        self._started_mono = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._port: int | None = None
+        # Background tasks (closing replaced sockets, relay start-up) kept referenced until done.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.app = web.Application()
+        self.app.router.add_get("/health", self._health)
+        self.app.router.add_get("/stats", self._stats)
+        self.app.router.add_get(WS_PATH, self._websocket)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        self._runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context, shutdown_timeout=2.0
+        )
+        try:
+            await self._site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ServerConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
+        server = self._site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+        log.info("signaling server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Close every connection (1001), every relay, and the listening socket."""
+        for room in list(self.rooms.values()):
+            for member in list(room.members.values()):
+                await member.connection.ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down")
+        for room in list(self.rooms.values()):
+            await self._close_relay(room)
+        self.rooms.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("signaling server stopped")
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``port=0``)."""
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, ``http(s)://host:port``."""
+        scheme = "https" if self.config.ssl_context else "http"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL, ``ws(s)://host:port/ws``."""
+        return self.url.replace("http", "ws", 1) + WS_PATH
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ HTTP endpoints
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ok": True,
+                "version": _version(),
+                "uptime_s": round(time.monotonic() - self._started_mono, 3),
+                "rooms": len(self.rooms),
+                "participants": sum(len(r.members) for r in self.rooms.values()),
+            }
+        )
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``GET /stats`` returns: rooms, participants, links, relay stats and counters."""
+        now = time.time()
+        rooms = []
+        for room in self.rooms.values():
+            participants = []
+            links = []
+            for member in sorted(room.members.values(), key=lambda m: m.index):
+                participants.append(
+                    {
+                        **member.describe(),
+                        "connected_at": member.connected_at,
+                        "connected_s": round(now - member.connected_at, 3),
+                        "report_at": member.report_at,
+                    }
+                )
+                links.extend(_links_from_report(member))
+            relay_stats: dict[str, Any] | None = None
+            if room.relay is not None:
+                try:
+                    relay_stats = room.relay.stats()
+                except Exception as exc:  # a broken relay must not take /stats down with it
+                    self.counters["relay_errors"] += 1
+                    relay_stats = {"error": str(exc)}
+            rooms.append(
+                {
+                    "room": room.name,
+                    "topology": room.topology,
+                    "relay": room.relay_id,
+                    "created_at": room.created_at,
+                    "participants": participants,
+                    "links": links,
+                    "relay_stats": relay_stats,
+                }
+            )
+        return {
+            "version": _version(),
+            "uptime_s": round(time.monotonic() - self._started_mono, 3),
+            "mesh_limit": self.config.mesh_limit,
+            "rooms": rooms,
+            "counters": dict(self.counters),
+        }
+
+    # ------------------------------------------------------------------ joining
+
+    def _refuse(self, counter: str, status: int, reason: str) -> web.Response:
+        self.counters[counter] += 1
+        log.info("refused connection: %s", reason)
+        # A header carries the detail too: WebSocket clients see the status and headers, not the body.
+        return web.json_response({"error": reason}, status=status, headers={REASON_HEADER: reason})
+
+    def _check_token(self, request: web.Request) -> TokenClaims | web.Response:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token", "")
+        if not token:
+            return self._refuse("refused_missing_token", 401, "missing join token")
+        try:
+            return verify_token(self.config.secret, token)
+        except TokenExpiredError as exc:
+            return self._refuse("refused_expired_token", 401, f"expired join token: {exc}")
+        except TokenError as exc:
+            return self._refuse("refused_invalid_token", 401, f"invalid join token: {exc}")
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        claims = self._check_token(request)
+        if isinstance(claims, web.Response):
+            return claims
+        # Capacity is checked before the upgrade so refused clients get an HTTP status, and again
+        # at admission because other joins may have happened while the handshake was awaited.
+        room = self.rooms.get(claims.room)
+        if room is None and len(self.rooms) >= self.config.max_rooms:
+            return self._refuse("refused_too_many_rooms", 503, f"server has no room left ({self.config.max_rooms} rooms)")
+        if room is not None and claims.participant not in room.members and len(room.members) >= room.max_participants:
+            return self._refuse("refused_room_full", 403, f"room {claims.room!r} is full ({room.max_participants} participants)")
+
+        ws = web.WebSocketResponse(heartbeat=self.config.heartbeat_s, max_msg_size=self.config.max_frame_bytes, timeout=2.0)
+        await ws.prepare(request)
+        conn = _Connection(
+            ws=ws,
+            claims=claims,
+            bucket=TokenBucket(self.config.rate_per_s, self.config.burst),
+            queue=asyncio.Queue(maxsize=self.config.send_queue),
+        )
+        conn.writer = asyncio.ensure_future(self._write_loop(conn))
+        admitted = self._admit(conn)
+        try:
+            if admitted is not None:
+                await self._read_loop(conn, *admitted)
+        finally:
+            if admitted is not None:
+                await self._leave(*admitted)
+            await self._stop_writer(conn)
+            if not ws.closed:
+                await ws.close(code=CLOSE_REFUSED if admitted is None else WSCloseCode.OK)
+        return ws
+
+    def _admit(self, conn: _Connection) -> tuple[Room, Member] | None:
+        """Put an upgraded connection into its room and tell everyone; None when refused (error queued)."""
+        claims = conn.claims
+        room = self.rooms.get(claims.room)
+        if room is None:
+            if len(self.rooms) >= self.config.max_rooms:
+                self._violation(conn, "refused_too_many_rooms", "server has no room left")
+                return None
+            room = Room(claims.room, self.config.mesh_limit, self.config.max_participants)
+            self.rooms[claims.room] = room
+            log.info("room %s opened", room.name)
+        try:
+            member, replaced, switched = room.admit(claims.participant, claims.name, claims.role, conn)
+        except RoomError as exc:
+            self._violation(conn, "refused_room_full", str(exc))
+            return None
+        self.counters["connections"] += 1
+        log.info("room %s: %s joined as %s (index %d)", room.name, member.participant, member.role, member.index)
+        if replaced is not None:
+            self.counters["replaced"] += 1
+            log.info("room %s: %s reconnected; closing the old connection", room.name, member.participant)
+            self._spawn(replaced.connection.ws.close(code=CLOSE_REPLACED, message=b"replaced by a newer connection"))
+            self._broadcast(room, {"type": "peer-left", "participant": member.participant}, exclude=member.participant)
+            self._spawn(self._relay_peer_left(room, member.participant))
+        if switched:
+            self._open_relay(room)
+            self._broadcast(room, {"type": "topology", "mode": "relay", "relay": RELAY_ID}, exclude=member.participant)
+        self._enqueue(conn, room.welcome(member))
+        self._broadcast(room, {"type": "peer-joined", "peer": member.describe()}, exclude=member.participant)
+        return room, member
+
+    async def _leave(self, room: Room, member: Member) -> None:
+        if not room.remove(member):
+            return  # replaced by a newer connection, which already told the others
+        log.info("room %s: %s left", room.name, member.participant)
+        self._broadcast(room, {"type": "peer-left", "participant": member.participant})
+        await self._relay_peer_left(room, member.participant)
+        if not room.members and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            await self._close_relay(room)
+            log.info("room %s closed", room.name)
+
+    # ------------------------------------------------------------------ relay
+
+    def _open_relay(self, room: Room) -> None:
+        from net.relay import RelayPeer  # imported on first use: aiortc is heavy and mesh rooms never need it
+
+        async def send_signal(message: dict[str, Any]) -> None:
+            self._relay_send(room, message)
+
+        room.relay = RelayPeer(room.name, send_signal, **self.config.relay_options)
+        log.info("room %s: relay peer started", room.name)
+
+    async def _close_relay(self, room: Room) -> None:
+        relay, room.relay = room.relay, None
+        if relay is None:
+            return
+        try:
+            await relay.close()
+        except Exception:  # the relay's failure must not keep the room (or the server) from closing
+            self.counters["relay_errors"] += 1
+            log.exception("room %s: relay close failed", room.name)
+
+    async def _relay_peer_left(self, room: Room, participant: str) -> None:
+        handler = getattr(room.relay, "peer_left", None)
+        if handler is None:
+            return
+        try:
+            await handler(participant)
+        except Exception:
+            self.counters["relay_errors"] += 1
+            log.exception("room %s: relay failed to drop %s", room.name, participant)
+
+    def _relay_send(self, room: Room, message: dict[str, Any]) -> None:
+        """Forward a ``{"type": "signal", "to": P, "data": {...}}`` from the relay, stamped ``from: relay``."""
+        target = room.members.get(message.get("to")) if isinstance(message, dict) else None
+        if target is None or message.get("type") != "signal" or not isinstance(message.get("data"), dict):
+            self.counters["relay_errors"] += 1
+            log.warning("room %s: relay sent an undeliverable message to %r", room.name, message.get("to") if isinstance(message, dict) else None)
+            return
+        self._enqueue(target.connection, {"type": "signal", "from": RELAY_ID, "data": message["data"]})
+
+    # ------------------------------------------------------------------ messages
+
+    async def _read_loop(self, conn: _Connection, room: Room, member: Member) -> None:
+        async for msg in conn.ws:
+            if msg.type == WSMsgType.TEXT:
+                await self._on_text(conn, room, member, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                self._violation(conn, "binary", "binary frames are not part of the signaling protocol")
+            elif msg.type == WSMsgType.ERROR:
+                # aiohttp reports a frame above max_frame_bytes here and closes the socket.
+                exc = conn.ws.exception()
+                if "too big" in str(exc).lower() or getattr(exc, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
+                    self.counters["oversized"] += 1
+                log.info("room %s: %s: websocket error: %s", room.name, member.participant, exc)
+                break
+
+    async def _on_text(self, conn: _Connection, room: Room, member: Member, text: str) -> None:
+        self.counters["messages"] += 1
+        if not conn.bucket.take():
+            self._violation(conn, "rate_limited", f"rate limit exceeded ({self.config.rate_per_s:g} messages/s)")
+            return
+        if len(text) > self.config.max_message_bytes or len(text.encode("utf-8", "surrogatepass")) > self.config.max_message_bytes:
+            self._violation(conn, "oversized", f"message larger than {self.config.max_message_bytes} bytes")
+            return
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            self._violation(conn, "malformed", "message is not JSON")
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self._violation(conn, "malformed", "message must be a JSON object with a string 'type'")
+            return
+        kind = message["type"]
+        if kind == "signal":
+            await self._on_signal(conn, room, member, message)
+        elif kind == "stats":
+            self._on_stats(conn, member, message)
+        else:
+            self._violation(conn, "unknown_type", f"unknown message type {kind[:40]!r}")
+
+    async def _on_signal(self, conn: _Connection, room: Room, member: Member, message: dict[str, Any]) -> None:
+        if "from" in message:
+            self._violation(conn, "spoofed", "'from' is set by the server, never by a client")
+            return
+        extra = set(message) - {"type", "to", "data"}
+        to, data = message.get("to"), message.get("data")
+        if extra or not isinstance(to, str) or not isinstance(data, dict):
+            what = f"unexpected field(s) {sorted(extra)[:5]}" if extra else "'to' must be a string and 'data' an object"
+            self._violation(conn, "malformed", f"signal: {what}")
+            return
+        if to == member.participant:
+            self._violation(conn, "unknown_target", "signal: cannot signal yourself")
+            return
+        forwarded = {"type": "signal", "from": member.participant, "data": data}
+        if to == RELAY_ID and room.relay is not None:
+            try:
+                await room.relay.handle_signal(forwarded)
+            except Exception as exc:  # a message the relay cannot use is the sender's problem, not the server's
+                self.counters["relay_errors"] += 1
+                log.warning("room %s: relay rejected a signal from %s: %s", room.name, member.participant, exc)
+                self._enqueue(conn, _error(f"relay rejected the signal: {exc}"))
+            return
+        target = room.members.get(to)
+        if target is None:
+            self._violation(conn, "unknown_target", f"signal: no participant {to[:64]!r} in room {room.name!r}")
+            return
+        self._enqueue(target.connection, forwarded)
+
+    def _on_stats(self, conn: _Connection, member: Member, message: dict[str, Any]) -> None:
+        report = message.get("report")
+        if set(message) != {"type", "report"} or not isinstance(report, dict):
+            self._violation(conn, "malformed", "stats: expected exactly {'type': 'stats', 'report': {...}}")
+            return
+        if len(json.dumps(report, separators=(",", ":"))) > self.config.max_report_bytes:
+            self._violation(conn, "oversized", f"stats report larger than {self.config.max_report_bytes} bytes")
+            return
+        member.report = report
+        member.report_at = time.time()
+
+    def _violation(self, conn: _Connection, counter: str, reason: str) -> None:
+        self.counters[counter] += 1
+        log.debug("%s/%s: %s", conn.claims.room, conn.claims.participant, reason)
+        self._enqueue(conn, _error(reason))
+
+    # ------------------------------------------------------------------ sending
+
+    def _enqueue(self, conn: _Connection, message: dict[str, Any]) -> None:
+        """Queue a message for one connection; a full queue (a peer that stopped reading) drops it."""
+        try:
+            conn.queue.put_nowait(json.dumps(message, separators=(",", ":")))
+        except asyncio.QueueFull:
+            self.counters["dropped"] += 1
+
+    def _broadcast(self, room: Room, message: dict[str, Any], *, exclude: str | None = None) -> None:
+        for member in room.others(exclude) if exclude else sorted(room.members.values(), key=lambda m: m.index):
+            self._enqueue(member.connection, message)
+
+    async def _stop_writer(self, conn: _Connection) -> None:
+        """Let the writer flush what is queued (a final error, say), then end it."""
+        assert conn.writer is not None
+        try:
+            conn.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            conn.writer.cancel()
+        _, pending = await asyncio.wait({conn.writer}, timeout=2.0)
+        for task in pending:
+            task.cancel()
+
+    async def _write_loop(self, conn: _Connection) -> None:
+        # One writer per connection: a slow reader delays only its own messages, never the sender's loop.
+        while (text := await conn.queue.get()) is not None:
+            try:
+                await conn.ws.send_str(text)
+            except (ConnectionError, RuntimeError) as exc:
+                log.debug("%s/%s: send failed: %s", conn.claims.room, conn.claims.participant, exc)
+                return
+
+
+def _error(reason: str) -> dict[str, Any]:
+    return {"type": "error", "reason": reason}
+
+
+def _links_from_report(member: Member) -> list[dict[str, Any]]:
+    """Per-link latency figures from a participant's report (``report["links"]``: peer -> figures)."""
+    links = (member.report or {}).get("links")
+    if not isinstance(links, dict):
+        return []
+    out = []
+    for peer, figures in links.items():
+        if isinstance(figures, dict):
+            numbers = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            out.append({"from": str(peer), "to": member.participant, **numbers})
+    return out

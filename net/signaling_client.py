@@ -1,0 +1,222 @@
+"""Client side of the signaling protocol (``docs/signaling.md``): join a room, exchange signals, report stats.
+
+>>> client = SignalingClient("http://127.0.0.1:8443", token)   # doctest: +SKIP
+>>> welcome = await client.connect()                             # doctest: +SKIP
+>>> await client.send_signal("bob", {"sdp": ..., "type": "offer"})  # doctest: +SKIP
+>>> async for message in client: ...                             # doctest: +SKIP
+
+After the connection drops (``recv`` raises :class:`SignalingClosedError`, iteration ends), calling
+:meth:`SignalingClient.connect` again rejoins with the same token; the server gives the participant
+the same index and tells the others ``peer-left`` then ``peer-joined``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl as ssl_module
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from net.errors import NetError
+
+log = logging.getLogger(__name__)
+
+#: Response header in which the server names why it refused a join (mirrors ``net.signaling``).
+REASON_HEADER = "X-Medverse-Reason"
+
+
+class SignalingError(NetError):
+    """The signaling server could not be used (refused, unreachable, closed, or said something invalid)."""
+
+
+class SignalingRefusedError(SignalingError):
+    """The server refused the join (HTTP 401 for a missing/invalid/expired token, 403 full, 503 busy)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"signaling server refused the join (HTTP {status}): {reason}")
+
+
+class ServerUnreachableError(SignalingError):
+    """No signaling server answered at the URL."""
+
+
+class SignalingClosedError(SignalingError):
+    """The signaling connection is closed (``code`` is the WebSocket close code, 4001 when replaced)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        self.code = code
+        super().__init__(f"signaling connection closed (code {code}){': ' + reason if reason else ''}")
+
+
+def websocket_url(url: str) -> str:
+    """Normalise ``http(s)://host:port[/ws]`` or ``ws(s)://...`` to the ``ws(s)://host:port/ws`` endpoint."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise SignalingError(f"signaling URL must be http(s):// or ws(s)://host:port (got {url!r})")
+    path = parts.path if parts.path not in ("", "/") else "/ws"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class SignalingClient:
+    """A participant's connection to the signaling server.
+
+    Parameters
+    ----------
+    url : str
+        Server URL (``http://127.0.0.1:8443``, ``wss://host:8443/ws``, ...).
+    token : str
+        Join token (sent as ``Authorization: Bearer``, never in the URL).
+    ssl : ssl.SSLContext, bool or None
+        TLS verification for ``wss``: a context (e.g. trusting a self-signed certificate), True for the
+        system store, False to skip verification (tests only).
+    timeout_s : float
+        Limit for connecting and for the ``welcome`` message, seconds.
+    heartbeat_s : float or None
+        WebSocket ping interval, seconds (None: rely on the server's pings).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        timeout_s: float = 10.0,
+        heartbeat_s: float | None = 10.0,
+    ) -> None:
+        self.url = websocket_url(url)
+        self._token = token
+        self._ssl = True if ssl is None else ssl
+        self._timeout_s = timeout_s
+        self._heartbeat_s = heartbeat_s
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.welcome: dict[str, Any] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the WebSocket is open."""
+        return self._ws is not None and not self._ws.closed
+
+    async def connect(self) -> dict[str, Any]:
+        """Join (or rejoin) the room; return the ``welcome`` message.
+
+        Raises
+        ------
+        SignalingRefusedError
+            The server refused the token or the room is full.
+        ServerUnreachableError
+            Nothing answered at the URL within ``timeout_s``.
+        SignalingError
+            The first message was not ``welcome``.
+        """
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._session.ws_connect(
+                self.url,
+                headers={"Authorization": f"Bearer {self._token}"},
+                heartbeat=self._heartbeat_s,
+                ssl=self._ssl,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                max_msg_size=4 * 1024 * 1024,
+                autoclose=True,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            await self.close()
+            reason = (exc.headers or {}).get(REASON_HEADER, exc.message)
+            raise SignalingRefusedError(exc.status, reason) from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            await self.close()
+            raise ServerUnreachableError(f"cannot reach signaling server at {self.url}: {exc or type(exc).__name__}") from None
+        try:
+            welcome = await asyncio.wait_for(self.recv(), self._timeout_s)
+        except asyncio.TimeoutError:
+            await self._ws.close()
+            raise SignalingError(f"no welcome from {self.url} within {self._timeout_s:g} s") from None
+        if welcome.get("type") != "welcome":
+            await self._ws.close()
+            raise SignalingError(f"expected a welcome message, got {welcome.get('type')!r}: {welcome.get('reason', '')}")
+        self.welcome = welcome
+        log.info("joined room %s as %s (index %s, %s)", welcome["room"], welcome["participant"], welcome["index"], welcome["topology"])
+        return welcome
+
+    async def recv(self) -> dict[str, Any]:
+        """The next message from the server.
+
+        Raises
+        ------
+        SignalingClosedError
+            The connection is closed.
+        """
+        ws = self._require_ws()
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    message = json.loads(msg.data)
+                except ValueError:
+                    log.warning("ignoring a non-JSON message from the signaling server")
+                    continue
+                if isinstance(message, dict):
+                    return message
+                log.warning("ignoring a non-object message from the signaling server")
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                raise SignalingClosedError(ws.close_code, str(msg.extra or ""))
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                raise SignalingClosedError(ws.close_code, str(ws.exception() or ""))
+
+    async def send_signal(self, to: str, data: dict[str, Any]) -> None:
+        """Send ``data`` (an SDP description, say) to participant ``to`` (or ``"relay"``)."""
+        await self._send({"type": "signal", "to": to, "data": data})
+
+    async def send_stats(self, report: dict[str, Any]) -> None:
+        """Publish a stats report (shown in the server's ``/stats``; ``report["links"]``: peer -> figures)."""
+        await self._send({"type": "stats", "report": report})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        ws = self._require_ws()
+        try:
+            await ws.send_str(json.dumps(message, separators=(",", ":")))
+        except (ConnectionError, RuntimeError) as exc:
+            raise SignalingClosedError(ws.close_code, str(exc)) from None
+
+    def _require_ws(self) -> aiohttp.ClientWebSocketResponse:
+        if self._ws is None:
+            raise SignalingClosedError(None, "not connected")
+        return self._ws
+
+    async def close(self) -> None:
+        """Leave the room and release the HTTP session; ``connect()`` may be called again afterwards."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            try:
+                yield await self.recv()
+            except SignalingClosedError:
+                return
+
+    async def __aenter__(self) -> SignalingClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
