@@ -1,0 +1,349 @@
+"""Wire protocol: exact byte layouts (the hex examples of docs/protocol.md), round trips, limits, errors."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from net import protocol as p
+from net.errors import NetError, ProtocolError
+
+# The worked examples of docs/protocol.md: change one and the other must change with it.
+POSE_HEX = (
+    "01010700feffffff4e61bc000000000007070201"  # header: v1, pose, participant 7, seq, 12.345678 s, flags
+    "e803803e3cf6000000000000"  # head: (0.1, 1.6, -0.25) m, identity (largest w)
+    "30f8f82a60f000000000ff7f"  # left: (-0.2, 1.1, -0.4) m, 90 degrees about +Y (largest y)
+    "d007f82a60f07ea5825a825a"  # right: (0.2, 1.1, -0.4) m, (0.5, -0.5, 0.5, 0.5) (largest x)
+)
+OP_HEX = (
+    "0110060003002c002a000000e90300000000000020bcbe0000000000"
+    "7b2264223a302e30352c22696e646578223a322c226e6f726d616c223a5b302e302c302e302c2d312e305d7d"
+)
+PING_HEX = "012003000900000040420f0000000000"
+PONG_HEX = "012105000900000040420f000000000034250506000000009825050600000000"
+REQUEST_HEX = "011104004d000000"
+DIGEST_HEX = "011304000a00000080841e0000000000" + bytes(range(32)).hex()
+
+
+@pytest.fixture
+def pose_record() -> p.PoseRecord:
+    """The pose record of the worked example: head and two hands, two buttons, sequence about to wrap."""
+    return p.PoseRecord(
+        participant=7,
+        seq=0xFFFFFFFE,
+        sender_time=12.345678,
+        head=p.WirePose((0.1, 1.6, -0.25), (0.0, 0.0, 0.0, 1.0)),
+        left=p.WirePose((-0.2, 1.1, -0.4), (0.0, math.sqrt(0.5), 0.0, math.sqrt(0.5))),
+        right=p.WirePose((0.2, 1.1, -0.4), (0.5, -0.5, 0.5, 0.5)),
+        buttons=p.Buttons.RIGHT_TRIGGER | p.Buttons.LEFT_GRIP,
+    )
+
+
+@pytest.fixture
+def clip_op() -> p.StateOp:
+    """The state op of the worked example: clip plane 2 facing -Z at 5 cm."""
+    return p.StateOp(3, 42, 1001, p.OpKind.CLIP_SET, {"index": 2, "normal": [0, 0, -1], "d": 0.05}, 12.5)
+
+
+def _angle_deg(q1: tuple[float, ...], q2: tuple[float, ...]) -> float:
+    dot = abs(sum(a * b for a, b in zip(q1, q2, strict=True)))
+    return math.degrees(2 * math.acos(min(1.0, dot)))
+
+
+def _random_quat(rng: random.Random) -> tuple[float, float, float, float]:
+    q = [rng.gauss(0, 1) for _ in range(4)]
+    n = math.sqrt(sum(c * c for c in q))
+    return (q[0] / n, q[1] / n, q[2] / n, q[3] / n)
+
+
+def test_pose_encoding_is_pinned_byte_for_byte(pose_record: p.PoseRecord) -> None:
+    """The example pose record encodes to exactly the documented 56 bytes."""
+    data = p.encode_pose(pose_record)
+    assert data.hex() == POSE_HEX
+    assert len(data) == 56
+
+
+def test_pose_example_decodes_within_quantisation(pose_record: p.PoseRecord) -> None:
+    """Decoding the documented hex gives the record back within 0.05 mm and 0.01 degree."""
+    got = p.decode_pose(bytes.fromhex(POSE_HEX))
+    assert (got.participant, got.seq, got.sender_time, got.buttons) == (7, 0xFFFFFFFE, 12.345678, 258)
+    assert got.pointer is None
+    for name in ("head", "left", "right"):
+        want, have = getattr(pose_record, name), getattr(got, name)
+        assert max(abs(a - b) for a, b in zip(want.position, have.position, strict=True)) <= 0.5e-4
+        assert _angle_deg(want.orientation, have.orientation) < 0.01
+
+
+def test_pose_round_trip_precision_on_random_poses() -> None:
+    """Random poses in the +-3.2 m room survive encode/decode within 0.05 mm and 0.01 degree."""
+    rng = random.Random(5)
+    worst_mm, worst_deg = 0.0, 0.0
+    for i in range(500):
+        poses = {
+            name: p.WirePose(tuple(rng.uniform(-3.2, 3.2) for _ in range(3)), _random_quat(rng))  # type: ignore[arg-type]
+            for name in p.POSE_SLOTS
+            if rng.random() < 0.8
+        }
+        rec = p.PoseRecord(rng.randrange(65536), rng.randrange(2**32), rng.uniform(0, 1e6), **poses)
+        got = p.decode_pose(p.encode_pose(rec))
+        assert (got.participant, got.seq) == (rec.participant, rec.seq)
+        assert abs(got.sender_time - rec.sender_time) <= 0.5e-6
+        for name, want in poses.items():
+            have = getattr(got, name)
+            worst_mm = max(worst_mm, *(abs(a - b) * 1e3 for a, b in zip(want.position, have.position, strict=True)))
+            worst_deg = max(worst_deg, _angle_deg(want.orientation, have.orientation))
+            assert abs(sum(c * c for c in have.orientation) - 1.0) < 1e-9
+        assert all(getattr(got, n) is None for n in p.POSE_SLOTS if n not in poses), i
+    assert worst_mm <= 0.05
+    assert worst_deg < 0.01
+
+
+def test_pose_sizes() -> None:
+    """Head and two hands take 56 bytes (<= 64); all four poses take POSE_MAX_BYTES = 68; none take 20."""
+    pose = p.WirePose((0.0, 1.7, 0.0))
+    three = p.PoseRecord(1, 1, 0.0, head=pose, left=pose, right=pose)
+    four = p.PoseRecord(1, 1, 0.0, head=pose, left=pose, right=pose, pointer=pose)
+    assert len(p.encode_pose(three)) == 56 <= 64
+    assert len(p.encode_pose(four)) == p.POSE_MAX_BYTES == 68
+    assert len(p.encode_pose(p.PoseRecord(1, 1, 0.0))) == 20
+
+
+def test_state_op_encoding_is_pinned_byte_for_byte(clip_op: p.StateOp) -> None:
+    """The example clip-plane op encodes to the documented header and canonical JSON payload."""
+    data = p.encode_state(clip_op)
+    assert data.hex() == OP_HEX
+    assert data[p.OP_HEADER.size :] == b'{"d":0.05,"index":2,"normal":[0.0,0.0,-1.0]}'
+    got = p.decode_state(data)
+    assert got == p.StateOp(3, 42, 1001, p.OpKind.CLIP_SET, {"index": 2, "normal": [0.0, 0.0, -1.0], "d": 0.05}, 12.5)
+
+
+def test_clock_and_small_state_messages_are_pinned() -> None:
+    """Ping, pong, snapshot request and digest encode to the documented bytes and decode back."""
+    cases = [
+        (p.ClockPing(3, 9, 1.0), PING_HEX, p.encode_clock, p.decode_clock),
+        (p.ClockPong(5, 9, 1.0, 101.0005, 101.0006), PONG_HEX, p.encode_clock, p.decode_clock),
+        (p.SnapshotRequest(4, 77), REQUEST_HEX, p.encode_state, p.decode_state),
+        (p.StateDigest(4, 10, 2.0, bytes(range(32))), DIGEST_HEX, p.encode_state, p.decode_state),
+    ]
+    for message, hexstr, encode, decode in cases:
+        assert encode(message).hex() == hexstr
+        assert decode(bytes.fromhex(hexstr)) == message
+
+
+def test_every_op_kind_round_trips() -> None:
+    """One op of each kind survives encode/decode with its normalised payload."""
+    payloads = {
+        p.OpKind.STROKE_ADD: {"id": "s-1", "points": [[0, 1, 2], [0.12345678, 1, 2]], "width": 0.003},
+        p.OpKind.STROKE_ERASE: {"id": "s-1"},
+        p.OpKind.LANDMARK_PLACE: {"id": "lm:1", "position": [0.01, 0.02, 0.03], "label": "Bregma"},
+        p.OpKind.LANDMARK_MOVE: {"id": "lm:1", "position": [0.0, 0.0, 0.1]},
+        p.OpKind.LANDMARK_DELETE: {"id": "lm:1"},
+        p.OpKind.CLIP_SET: {"index": 5, "normal": [1, 0, 0], "d": -0.2},
+        p.OpKind.CLIP_CLEAR: {"index": 0},
+        p.OpKind.TRANSFORM: {"position": [0, 1, -1], "orientation": [0, 0, 0, 1], "scale": 2},
+        p.OpKind.SELECT: {"structure": "pial_left"},
+    }
+    assert set(payloads) == set(p.OpKind)
+    for n, (kind, payload) in enumerate(payloads.items(), start=1):
+        op = p.StateOp(9, n, 100 + n, kind, payload, 3.25)
+        got = p.decode_state(p.encode_state(op))
+        assert isinstance(got, p.StateOp)
+        assert got.payload == p.validate_payload(kind, payload)
+        assert (got.participant, got.seq, got.lamport, got.kind, got.sender_time) == (9, n, 100 + n, kind, 3.25)
+    stroke = p.validate_payload(p.OpKind.STROKE_ADD, payloads[p.OpKind.STROKE_ADD])
+    assert stroke["points"][1] == [0.1235, 1.0, 2.0]  # rounded to 0.1 mm
+    assert stroke["color"] == list(p.DEFAULT_STROKE_COLOR)
+
+
+def test_validate_payload_is_idempotent() -> None:
+    """Normalising an already normalised payload changes nothing (local and remote copies stay equal)."""
+    rng = random.Random(1)
+    for _ in range(200):
+        raw = {"id": "a", "position": [rng.uniform(-5, 5) for _ in range(3)], "label": "x", "structure": None}
+        once = p.validate_payload(p.OpKind.LANDMARK_PLACE, raw)
+        assert p.validate_payload(p.OpKind.LANDMARK_PLACE, once) == once
+        assert p.canonical_json(p.validate_payload(p.OpKind.LANDMARK_PLACE, once)) == p.canonical_json(once)
+
+
+def test_sequence_comparison_across_wrap() -> None:
+    """Serial-number arithmetic: 0 is newer than 2**32-1, and half the space apart is never newer."""
+    assert p.seq_newer(1, 0) and not p.seq_newer(0, 1)
+    assert p.seq_newer(0, 0xFFFFFFFF) and not p.seq_newer(0xFFFFFFFF, 0)
+    assert p.seq_newer(5, 0xFFFFFFF0)
+    assert not p.seq_newer(7, 7)
+    assert not p.seq_newer(2**31, 0) and not p.seq_newer(0, 2**31)
+    assert p.seq_next(0xFFFFFFFF) == 0
+
+
+def test_newest_wins_gate_keeps_order_after_wrap() -> None:
+    """The pose gate accepts increasing sequences through the wrap and drops late and duplicate records."""
+    gate = p.NewestWins()
+    accepted = [s for s in (0xFFFFFFFD, 0xFFFFFFFF, 0xFFFFFFFE, 0, 0, 2, 1, 3) if gate.accept(7, s)]
+    assert accepted == [0xFFFFFFFD, 0xFFFFFFFF, 0, 2, 3]
+    assert gate.stale == 3
+    assert gate.accept(8, 1)  # participants are independent
+    gate.forget(7)
+    assert gate.accept(7, 1)
+
+
+def test_snapshot_chunks_reassemble() -> None:
+    """A 200 kB snapshot splits into 4 chunks that each fit the state channel and reassemble exactly."""
+    body = bytes(random.Random(2).randrange(256) for _ in range(200_000))
+    chunks = p.chunk_snapshot(6, 99, body)
+    assert len(chunks) == 4
+    assembler = p.SnapshotAssembler()
+    out = None
+    for chunk in chunks:
+        wire = p.encode_state(chunk)
+        assert len(wire) <= p.STATE_MAX_BYTES
+        assert out is None
+        decoded = p.decode_state(wire)
+        assert isinstance(decoded, p.SnapshotChunk)
+        out = assembler.add(decoded)
+    assert out == body
+
+
+def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
+    """A missing chunk raises ProtocolError; the next snapshot from chunk 0 still assembles."""
+    body = b"x" * (2 * p.SNAPSHOT_CHUNK_BYTES + 10)
+    chunks = p.chunk_snapshot(1, 5, body)
+    assembler = p.SnapshotAssembler()
+    assert assembler.add(chunks[0]) is None
+    with pytest.raises(ProtocolError, match="out of sequence"):
+        assembler.add(chunks[2])
+    for chunk in chunks[:-1]:
+        assert assembler.add(chunk) is None
+    assert assembler.add(chunks[-1]) == body
+
+
+@pytest.mark.parametrize(
+    ("channel", "data", "reason"),
+    [
+        ("pose", b"", "truncated"),
+        ("pose", bytes.fromhex("02" + POSE_HEX[2:]), "unknown version 2"),
+        ("pose", bytes.fromhex("0110" + POSE_HEX[4:]), "unknown message type 0x10"),
+        ("pose", bytes.fromhex(POSE_HEX)[:-1], "truncated pose with 3 poses"),
+        ("pose", bytes.fromhex(POSE_HEX) + b"\0", "trailing"),
+        ("pose", bytes.fromhex(POSE_HEX) + bytes(20), "oversized"),
+        ("pose", bytes.fromhex(POSE_HEX[:32] + "17" + POSE_HEX[34:]), "reserved presence"),
+        ("pose", bytes.fromhex(POSE_HEX[:34] + "c7" + POSE_HEX[36:]), "absent pointer"),
+        ("pose", bytes.fromhex(POSE_HEX[:36] + "0240" + POSE_HEX[40:]), "reserved button"),
+        ("pose", bytes.fromhex(POSE_HEX[:-12] + "ff7fff7fff7f"), "not a unit quaternion"),
+        ("pose", "text", "text message"),
+        ("state", bytes.fromhex(OP_HEX[:4] + "0a" + OP_HEX[6:]), "unknown op kind 10"),
+        ("state", bytes.fromhex(OP_HEX[:6] + "01" + OP_HEX[8:]), "reserved op byte"),
+        ("state", bytes.fromhex(OP_HEX)[:-1], "truncated op"),
+        ("state", bytes.fromhex(OP_HEX)[:27], "truncated op"),
+        ("state", bytes.fromhex(OP_HEX[:24] + "00000000" + OP_HEX[32:]), "lamport"),
+        ("state", bytes.fromhex(OP_HEX[:16] + "00000000" + OP_HEX[24:]), "seq 0"),
+        ("state", bytes(p.STATE_MAX_BYTES + 1), "oversized"),
+        ("state", bytes.fromhex(PING_HEX), "unknown message type 0x20"),
+        ("state", bytes.fromhex(REQUEST_HEX) + b"\0", "trailing"),
+        ("clock", bytes.fromhex(PONG_HEX)[:31], "truncated pong"),
+        ("clock", bytes.fromhex(PONG_HEX[:48] + "00" * 8), "t2 < t1"),
+        ("clock", bytes.fromhex(POSE_HEX)[:16], "unknown message type 0x01"),
+        ("video", b"\x01\x01", "unknown data channel"),
+    ],
+)
+def test_malformed_messages_raise_protocol_error(channel: str, data: bytes, reason: str) -> None:
+    """Each malformed message raises ProtocolError with a one-line reason naming the problem."""
+    with pytest.raises(ProtocolError, match=reason) as info:
+        p.decode(channel, data)
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, NetError)
+
+
+def _op_bytes(payload_json: bytes, kind: p.OpKind = p.OpKind.CLIP_SET) -> bytes:
+    header = p.OP_HEADER.pack(1, p.MessageType.STATE_OP, kind, 0, 3, len(payload_json), 1, 1, 0)
+    return header + payload_json
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"index":2,"normal":[0,0,NaN],"d":0}', "not valid JSON"),
+        (b'{"index":2,"normal":[0,0,1e999],"d":0}', "not valid JSON"),
+        (b'{"index":2,"normal":[0,0,-Infinity],"d":0}', "not valid JSON"),
+        (b'{"index":2,"index":3,"normal":[0,0,1],"d":0}', "duplicate key"),
+        (b'{"index":6,"normal":[0,0,1],"d":0}', "index must be"),
+        (b'{"index":true,"normal":[0,0,1],"d":0}', "index must be"),
+        (b'{"index":1,"normal":[0,0,0],"d":0}', "normal is zero"),
+        (b'{"index":1,"normal":[0,0,1],"d":0,"x":1}', "unknown keys"),
+        (b'{"index":1,"normal":[0,0,1]}', "lacks"),
+        (b'[1,2]', "must be an object"),
+        (b'\xff\xfe', "not valid JSON"),
+        (b"[" * 50_000, "not valid JSON"),
+    ],
+)
+def test_bad_op_payloads_raise_protocol_error(payload: bytes, reason: str) -> None:
+    """NaN/inf, duplicate keys, out-of-range counts, unknown keys, bad UTF-8 and deep nesting are rejected."""
+    with pytest.raises(ProtocolError, match=reason):
+        p.decode_state(_op_bytes(payload))
+
+
+def test_payload_limits() -> None:
+    """Strokes above 1,024 points, ids with spaces and transforms that are not rotations are rejected."""
+    point = [0.0, 0.0, 0.0]
+    with pytest.raises(ProtocolError, match="1..1024"):
+        p.validate_payload(p.OpKind.STROKE_ADD, {"id": "s", "points": [point] * 1025})
+    assert len(p.validate_payload(p.OpKind.STROKE_ADD, {"id": "s", "points": [point] * 1024})["points"]) == 1024
+    with pytest.raises(ProtocolError, match="id must be"):
+        p.validate_payload(p.OpKind.STROKE_ERASE, {"id": "a b"})
+    with pytest.raises(ProtocolError, match="unit quaternion"):
+        p.validate_payload(p.OpKind.TRANSFORM, {"position": [0, 0, 0], "orientation": [0, 0, 0, 0.5]})
+    with pytest.raises(ProtocolError, match="unknown op kind"):
+        p.validate_payload(42, {})
+
+
+def test_largest_stroke_fits_one_message() -> None:
+    """A 1,024-point stroke with full-precision coordinates fits in one state message."""
+    rng = random.Random(3)
+    points = [[rng.uniform(-99.9, -10.0) for _ in range(3)] for _ in range(p.MAX_STROKE_POINTS)]
+    op = p.StateOp(65535, 2**32 - 1, p.MAX_LAMPORT, p.OpKind.STROKE_ADD, {"id": "s" * 64, "points": points}, -1.0)
+    data = p.encode_state(op)
+    assert len(data) <= p.STATE_MAX_BYTES
+    assert p.decode_state(data).payload == p.validate_payload(p.OpKind.STROKE_ADD, op.payload)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (p.PoseRecord(1, 1, math.nan), "sender_time is not a finite"),
+        (p.PoseRecord(1, 1, 0.0, head=p.WirePose((0.0, math.inf, 0.0))), "not finite"),
+        (p.PoseRecord(1, 1, 0.0, head=p.WirePose((3.3, 0.0, 0.0))), "beyond"),
+        (p.PoseRecord(1, 1, 0.0, left=p.WirePose(orientation=(0.0, 0.0, 0.0, 0.0))), "zero quaternion"),
+        (p.PoseRecord(1, 1, 0.0, left=p.WirePose(orientation=(0.0, math.nan, 0.0, 1.0))), "4 finite"),
+        (p.PoseRecord(70000, 1, 0.0), "participant"),
+        (p.PoseRecord(1, -1, 0.0), "seq"),
+        (p.PoseRecord(1, 1, 0.0, buttons=p.Buttons(0x40)), "reserved button"),
+    ],
+)
+def test_encoder_rejects_invalid_pose(record: p.PoseRecord, reason: str) -> None:
+    """Encoding refuses what no decoder would accept, with a ProtocolError naming the field."""
+    with pytest.raises(ProtocolError, match=reason):
+        p.encode_pose(record)
+
+
+def test_encoder_rejects_invalid_state_and_clock_messages() -> None:
+    """Lamport 0, seq 0, a short digest, an empty snapshot and a NaN ping time are refused."""
+    op = {"structure": None}
+    with pytest.raises(ProtocolError, match="lamport"):
+        p.encode_state(p.StateOp(1, 1, 0, p.OpKind.SELECT, op, 0.0))
+    with pytest.raises(ProtocolError, match="seq starts at 1"):
+        p.encode_state(p.StateOp(1, 0, 1, p.OpKind.SELECT, op, 0.0))
+    with pytest.raises(ProtocolError, match="32 bytes"):
+        p.encode_state(p.StateDigest(1, 1, 0.0, b"short"))
+    with pytest.raises(ProtocolError, match="snapshot of 0 bytes"):
+        p.chunk_snapshot(1, 1, b"")
+    with pytest.raises(ProtocolError, match="t0"):
+        p.encode_clock(p.ClockPing(1, 1, math.nan))
+
+
+def test_channel_specs() -> None:
+    """Pose and clock channels are unordered without retransmits; state is ordered and reliable."""
+    assert p.CHANNELS["pose"] == p.ChannelSpec("pose", False, 0, 68)
+    assert p.CHANNELS["state"] == p.ChannelSpec("state", True, None, 65536)
+    assert p.CHANNELS["clock"] == p.ChannelSpec("clock", False, 0, 32)
+    assert set(p.CHANNELS) == set(p.DECODERS)
