@@ -8,7 +8,8 @@ An entry is a directory named by its key, holding two files:
   benchmark ``bench/assets.py`` compares it with one ``.npy`` per array).
 - ``manifest.json``: ``{"sha256": <hex of the canonical body>, "body": {...}}``; the body describes
   the twin (names, colours, codes, units, metadata, provenance) and gives each array's offset, dtype
-  and shape, plus the size and sha256 of ``arrays.bin``.
+  and shape, plus the size and sha256 of ``arrays.bin``. The checksum is taken over the body encoded
+  as ``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8.
 
 Entries are written into a temporary directory, fsynced, then renamed into place: a killed writer
 leaves a temporary directory (swept later), never a half entry under the key. ``get`` checks the
@@ -314,11 +315,20 @@ class TwinCache:
         return twin
 
     def _load(self, entry: Path, key: str, verify: bool) -> Twin:
-        body = _read_manifest(entry / MANIFEST)
+        try:
+            body = _read_manifest(entry / MANIFEST)
+        except FileNotFoundError:
+            if entry.is_dir():  # a directory without a manifest is debris, not an absent entry
+                raise _Damaged("manifest is missing") from None
+            raise
         _need(body.get("key") == key, "manifest belongs to another key")
         data = _dict(body.get("data"), "data")
         expected_size = _int(data.get("size"), "data.size", MAX_ENTRY_BYTES)
-        with open(entry / ARRAYS, "rb") as f:
+        try:
+            f = open(entry / ARRAYS, "rb")
+        except FileNotFoundError:
+            raise _Damaged("data file is missing") from None
+        with f:
             size = os.fstat(f.fileno()).st_size
             _need(size == expected_size, f"data file is {size} bytes, manifest says {expected_size}")
             table = _ArrayTable(body.get("arrays"), size)
