@@ -15,7 +15,7 @@ let validator;
 try {
   validator = require("gltf-validator");
 } catch (error) {
-  process.stderr.write(`validate_gltf: gltf-validator is not installed (run: cd tools && npm install): ${error.message}\n`);
+  process.stderr.write(`validate_gltf: gltf-validator is not installed (run: cd tools && npm install): ${error.message.split("\n")[0]}\n`);
   process.exit(2);
 }
 

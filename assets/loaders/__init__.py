@@ -1,0 +1,250 @@
+"""Load files into ``Twin`` objects: meshes, GIFTI surfaces, NIfTI volumes and DICOM series.
+
+``load`` picks the reader by suffix (or, for unknown suffixes, by content), converts to metres
+(``assets.units``), repairs and validates (``assets.validate``), and records what it did in
+``twin.provenance``. It raises ``AssetError`` subclasses only: any other exception from a
+third-party parser is wrapped into ``UnreadableAssetError`` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assets import units as units_mod
+from assets import validate as validation
+from assets.errors import AssetError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
+from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, read_source
+from assets.twin import Structure, Twin
+
+log = logging.getLogger(__name__)
+
+#: Suffixes (lower case, longest first) and the format each one means.
+SUFFIXES: dict[str, str] = {
+    ".gii.gz": "gifti", ".nii.gz": "nifti", ".gii": "gifti", ".nii": "nifti", ".dcm": "dicom",
+    ".dicom": "dicom", ".glb": "glb", ".gltf": "gltf", ".obj": "obj", ".stl": "stl", ".ply": "ply",
+}
+
+#: Formats whose coordinates have a stated unit.
+_DECLARED_UNITS = {"glb": "m", "gltf": "m", "gifti": "mm", "dicom": "mm"}
+
+Progress = Callable[[str, float], None]
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path``: by suffix, else by its first bytes; a directory is a DICOM series.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        Neither the suffix nor the content is a known format.
+    """
+    if path.is_dir():
+        return "dicom"
+    name = path.name.lower()
+    for suffix, kind in SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError as exc:
+        raise UnreadableAssetError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[:4] == b"glTF":
+        return "glb"
+    if head[:4] == b"ply\n" or head[:5] == b"ply\r\n":
+        return "ply"
+    if head[:5].lower() == b"solid" or len(head) >= 84 and not head[:80].isascii():
+        return "stl"
+    raise UnsupportedFormatError(path, "is not a known format (glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI, DICOM)")
+
+
+def _package_versions(*names: str) -> dict[str, str]:
+    result = {}
+    for name in names:
+        try:
+            result[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return result
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files in name order."""
+    sha = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                sha.update(block)
+    return sha.hexdigest()
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return path.stem or name
+
+
+def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Limits,
+          provenance: dict[str, Any]) -> tuple[list[Structure], str | None, dict[str, str]]:
+    """Structures in source units, the unit the file states (None: unknown) and imaging metadata."""
+    if kind in ("glb", "gltf", "obj", "stl", "ply"):
+        from assets.loaders import mesh
+
+        data = read_source(path, limits, decompress=False)
+        structures = mesh.load_mesh_file(data, kind, path, base=path.parent, default_name=stem, limits=limits)
+        provenance["versions"] = _package_versions("trimesh")
+        return structures, _DECLARED_UNITS.get(kind), {}
+    if kind == "gifti":
+        from assets.loaders import gifti
+
+        structure = gifti.load_gifti(read_source(path, limits), path, default_name=stem, limits=limits)
+        provenance["versions"] = _package_versions("nibabel")
+        return [structure], "mm", {}
+    from assets.loaders import volume as volumes
+
+    vol = volumes.read_nifti(path, limits) if kind == "nifti" else volumes.read_dicom(path, limits)
+    level = volumes.default_threshold(vol, path) if threshold is None else float(threshold)
+    vertices, faces = volumes.surface(vol, level, path)
+    check_count(path, "surface triangles", len(faces), limits.max_faces)
+    provenance.update(threshold=level, threshold_units="HU" if vol.modality == "CT" else "intensity",
+                      voxels=list(vol.data.shape), notes=vol.notes,
+                      versions=_package_versions("nibabel", "pydicom", "scikit-image"))
+    if vol.modality:
+        provenance["modality"] = vol.modality
+    return [Structure(stem, vertices.astype(np.float32), faces.astype(np.int32))], vol.units, vol.metadata
+
+
+def _smooth(structure: Structure, iterations: int) -> Structure:
+    import trimesh
+
+    mesh = trimesh.Trimesh(structure.vertices.astype(np.float64), structure.faces, process=False, validate=False)
+    trimesh.smoothing.filter_taubin(mesh, iterations=iterations)
+    return replace(structure, vertices=np.asarray(mesh.vertices, dtype=np.float32))
+
+
+def _decimate(structures: list[Structure], target: int, provenance: dict[str, Any]) -> list[Structure]:
+    """Quadric-simplify so the twin has about ``target`` triangles, shared in proportion to size."""
+    from assets.lod import simplify
+
+    total = sum(s.triangle_count for s in structures)
+    if target >= total:
+        return structures
+    result, errors_mm = [], {}
+    for structure in structures:
+        share = max(4, int(round(target * structure.triangle_count / total)))
+        if share >= structure.triangle_count:
+            result.append(structure)
+            continue
+        level = simplify(structure, share)
+        errors_mm[structure.name] = round(level.error_mm, 4)
+        result.append(replace(structure, vertices=level.vertices, faces=level.faces, lods=[]))
+    provenance["decimation"] = {"target_triangles": int(target), "from_triangles": int(total),
+                                "error_mm": errors_mm}
+    return result
+
+
+def _repair_all(structures: list[Structure], source: Path, actions: list[str]) -> list[Structure]:
+    repaired = []
+    for structure in structures:
+        fixed, report = validation.repair(structure, source)
+        actions.extend(report.actions)
+        repaired.append(fixed)
+    return repaired
+
+
+def load(path: str | Path, *, name: str | None = None, units: str | None = None, threshold: float | None = None,
+         smooth_iterations: int = 0, decimate_to: int | None = None, repair: bool = True,
+         limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None) -> Twin:
+    """Load a mesh, surface, volume or DICOM series into a twin in metres.
+
+    Parameters
+    ----------
+    path : a .gltf/.glb/.obj/.stl/.ply/.gii/.gii.gz/.nii/.nii.gz/.dcm file or a DICOM folder.
+    name : twin name; default the file name without its suffix.
+    units : unit of the file's coordinates (``"mm"``, ``"m"``, ...), overriding what the format states
+        or what the extent suggests.
+    threshold : iso-value for volumes (HU for CT); default 300 HU for CT, Otsu's threshold otherwise.
+    smooth_iterations : Taubin smoothing passes (volume-derived surfaces are stair-stepped).
+    decimate_to : simplify to about this many triangles in total.
+    repair : repair each structure (``assets.validate.repair``) and validate the result; without it
+        only the fatal problems (empty, non-finite, bad indices, implausible size) raise.
+    limits : resource guards (``assets.loaders.limits.Limits``).
+    progress : called with a stage name and a fraction 0..1.
+
+    Raises
+    ------
+    AssetError
+        Only subclasses of it, each naming the file: ``UnreadableAssetError``, ``UnsupportedFormatError``,
+        ``ResourceLimitError``, ``GeometryError`` subclasses.
+    """
+    source = Path(path)
+    report = progress or (lambda stage, fraction: None)
+    try:
+        if not source.exists():
+            raise UnreadableAssetError(source, "does not exist")
+        kind = detect_format(source)
+        stem = _stem(source)
+        provenance: dict[str, Any] = {"source": str(source), "format": kind, "sha256": _digest(source),
+                                      "options": {"units": units, "threshold": threshold,
+                                                  "smooth_iterations": smooth_iterations,
+                                                  "decimate_to": decimate_to, "repair": repair}}
+        report(f"reading {source.name}", 0.0)
+        structures, stated, metadata = _read(source, kind, stem, threshold, limits, provenance)
+        report("converting units", 0.4)
+        all_vertices = np.concatenate([s.vertices for s in structures])
+        unit, detected = units_mod.resolve_units(units or stated, all_vertices, str(source))
+        structures = [replace(s, vertices=units_mod.to_metres(s.vertices, unit)) for s in structures]
+        actions: list[str] = []
+        if repair:
+            report("repairing", 0.5)
+            structures = _repair_all(structures, source, actions)
+        if smooth_iterations > 0:
+            report("smoothing", 0.6)
+            structures = [_smooth(s, smooth_iterations) for s in structures]
+        if decimate_to is not None:
+            report("decimating", 0.7)
+            structures = _decimate(structures, int(decimate_to), provenance)
+        twin = Twin(name or stem, structures, source_units=unit, units_detected=detected, metadata=metadata,
+                    provenance=provenance)
+        report("validating", 0.9)
+        if repair:
+            if smooth_iterations > 0 or decimate_to is not None:
+                twin.structures = _repair_all(twin.structures, source, actions)
+            validation.validate_twin(twin, source)
+        else:
+            for structure in twin.structures:
+                fatal = [p for p in validation.check(structure, source) if p.fatal]
+                if fatal:
+                    raise fatal[0].exception(source)
+        provenance["repair"] = actions
+        provenance["remaining"] = sorted({p.kind for s in twin.structures for p in validation.check(s, source)})
+        report("loaded", 1.0)
+        log.info("loaded %s: %d structures, %d triangles, %s (%s)", source, len(twin.structures),
+                 twin.triangle_count, unit, "detected" if detected else "stated")
+        return twin
+    except AssetError:
+        raise
+    except MemoryError:
+        raise ResourceLimitError(source, "ran out of memory while loading (file too large)") from None
+    except RecursionError:
+        raise UnreadableAssetError(source, "is nested too deeply to parse") from None
+    except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything; the user gets one line
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        log.debug("loading %s failed", source, exc_info=True)
+        raise UnreadableAssetError(source, f"cannot be parsed ({type(exc).__name__}: {detail})") from exc
+
+
+__all__ = ["SUFFIXES", "Limits", "detect_format", "load"]

@@ -1,0 +1,126 @@
+"""Resource guards: every size a file declares is checked before a parser allocates for it.
+
+A hostile file can declare a billion triangles in a 100-byte header, or expand from kilobytes to
+gigabytes when decompressed. Loaders read the raw bytes through ``read_source`` (file size cap,
+streaming gzip decompression with an output cap) and compare each declared count with both the
+configured maximum (``ResourceLimitError``) and the bytes actually present (``UnreadableAssetError``)
+before handing anything to trimesh, nibabel or pydicom.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets.errors import ResourceLimitError, UnreadableAssetError
+
+log = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Largest input the loaders accept. Defaults fit a whole-body CT on a 24 GiB machine.
+
+    Attributes
+    ----------
+    max_file_bytes : size of a file on disk.
+    max_decompressed_bytes : size of a gzip stream (.gii.gz, .nii.gz) once expanded.
+    max_vertices, max_faces : counts declared by a mesh file or produced by marching cubes.
+    max_voxels : voxels of a volume (float32 working copy: 4 bytes each).
+    max_dicom_files : files read from one DICOM directory.
+    max_header_bytes : a text header (PLY) or JSON chunk (glTF).
+    """
+
+    max_file_bytes: int = 2 << 30
+    max_decompressed_bytes: int = 2 << 30
+    max_vertices: int = 20_000_000
+    max_faces: int = 40_000_000
+    max_voxels: int = 1 << 28
+    max_dicom_files: int = 4096
+    max_header_bytes: int = 64 << 20
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check_count(source: str | Path, what: str, count: int, maximum: int) -> None:
+    """Raise ``ResourceLimitError`` when a declared ``count`` of ``what`` is negative or above ``maximum``."""
+    if count < 0:
+        raise UnreadableAssetError(source, f"declares a negative number of {what} ({count})")
+    if count > maximum:
+        raise ResourceLimitError(source, f"declares {count:,} {what}, above the limit of {maximum:,}")
+
+
+def check_fits(source: str | Path, what: str, needed: int, available: int) -> None:
+    """Raise ``UnreadableAssetError`` when ``what`` needs more bytes than the file holds (truncated or forged)."""
+    if needed > available:
+        raise UnreadableAssetError(source, f"{what} needs {needed:,} bytes but the file holds only "
+                                   f"{available:,} (truncated or corrupt)")
+
+
+def gunzip(data: bytes, source: str | Path, limit: int) -> bytes:
+    """Decompress a gzip stream (one or more members), never producing more than ``limit`` bytes.
+
+    Raises
+    ------
+    ResourceLimitError
+        The stream expands beyond ``limit`` (a gzip bomb, or simply too large).
+    UnreadableAssetError
+        The stream is corrupt or truncated.
+    """
+    out: list[bytes] = []
+    produced = 0
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = rest
+            while pending:
+                chunk = inflater.decompress(pending, limit - produced + 1)
+                produced += len(chunk)
+                if produced > limit:
+                    raise ResourceLimitError(source, f"expands beyond {limit:,} bytes when decompressed "
+                                             "(gzip bomb or oversized file)")
+                out.append(chunk)
+                pending = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+            if not inflater.eof:
+                raise UnreadableAssetError(source, "gzip stream is truncated")
+            rest = inflater.unused_data
+            if rest and not rest.startswith(GZIP_MAGIC):
+                break  # trailing padding after the last member, as some writers leave
+    except zlib.error as exc:
+        raise UnreadableAssetError(source, f"corrupt gzip stream ({exc})") from None
+    return b"".join(out)
+
+
+def read_source(path: Path, limits: Limits = DEFAULT_LIMITS, *, decompress: bool | None = None) -> bytes:
+    """The bytes of ``path``, gunzipped when it is gzip (``decompress=None``: by its magic number).
+
+    Raises
+    ------
+    ResourceLimitError
+        The file, or its decompressed content, is larger than ``limits`` allow.
+    UnreadableAssetError
+        The file cannot be read, is empty, or is a corrupt gzip stream.
+    """
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise ResourceLimitError(path, f"is {size:,} bytes, above the limit of {limits.max_file_bytes:,}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableAssetError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise UnreadableAssetError(path, "is empty")
+    if decompress or (decompress is None and data.startswith(GZIP_MAGIC)):
+        data = gunzip(data, path, limits.max_decompressed_bytes)
+        if not data:
+            raise UnreadableAssetError(path, "is empty once decompressed")
+    return data
