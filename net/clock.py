@@ -1,0 +1,200 @@
+"""NTP-style clock offset, drift and round-trip estimation from ping/pong exchanges on the ``clock`` channel.
+
+One ``ClockEstimator`` per remote peer. Each exchange gives four times: t0 (ping sent, local clock),
+t1 (ping received, remote clock), t2 (pong sent, remote clock), t3 (pong received, local clock), so
+
+    offset = ((t1 - t0) + (t2 - t3)) / 2     remote clock minus local clock, seconds
+    delay  = (t3 - t0) - (t2 - t1)           round trip without the responder's hold time, seconds
+
+A single sample is off by half the difference of the two one-way delays, so jitter (queueing, event
+loop latency) that hits one direction more than the other biases it. The filter follows NTP's clock
+filter idea: within a window of recent samples it keeps the ones with the smallest delay (they carry the
+least queueing, hence the least asymmetric error), rejects offsets that stray from the rest by more than
+a few median absolute deviations, and fits offset against local time by least squares to follow the
+drift between the two oscillators. A constant path asymmetry is invisible to any two-way method: it
+stays as an error of half the asymmetry.
+
+Time is an input: the estimator never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from net.protocol import ClockPong
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """One ping/pong exchange: ``local_time`` (midpoint of t0 and t3), ``offset`` and ``delay``, seconds."""
+
+    local_time: float
+    offset: float
+    delay: float
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """Filter settings of a ``ClockEstimator``.
+
+    Parameters
+    ----------
+    window:
+        Number of most recent samples kept.
+    best_fraction:
+        Share of the window, lowest delay first, that the estimate uses.
+    outlier_mads:
+        Offsets farther than this many (scaled) median absolute deviations from the fit are dropped.
+    outlier_floor_s:
+        Lower bound of the outlier threshold, seconds, so that near-identical samples are not dropped.
+    min_drift_span_s:
+        Drift is fitted only when the kept samples span at least this much local time, seconds.
+    max_drift:
+        Largest believable drift (500 ppm); a fit beyond it is treated as noise and ignored.
+    """
+
+    window: int = 64
+    best_fraction: float = 0.5
+    outlier_mads: float = 3.0
+    outlier_floor_s: float = 50e-6
+    min_drift_span_s: float = 2.0
+    max_drift: float = 500e-6
+
+
+class ClockEstimator:
+    """Offset, drift and round trip of a remote clock relative to the local one, from NTP-style samples.
+
+    Before the first sample the offset is 0 and ``synchronized`` is False; latency measured then is
+    only right between two clocks that are already the same (two processes on one machine).
+    """
+
+    def __init__(self, config: ClockConfig | None = None) -> None:
+        self.config = config or ClockConfig()
+        if self.config.window < 1 or not 0 < self.config.best_fraction <= 1:
+            raise ValueError("window must be >= 1 and best_fraction in (0, 1]")
+        self._samples: deque[ClockSample] = deque(maxlen=self.config.window)
+        self._offset = 0.0  # offset at self._ref, seconds
+        self._drift = 0.0  # d(offset)/d(local time), dimensionless
+        self._ref = 0.0  # local time the fit is anchored at, seconds
+        self.accepted = 0
+        self.rejected = 0
+
+    # -- input ---------------------------------------------------------------------------------------
+
+    def add_sample(self, t0: float, t1: float, t2: float, t3: float) -> bool:
+        """Add one exchange (seconds: t0/t3 local clock, t1/t2 remote clock) and update the estimate.
+
+        Returns False (and counts it in ``rejected``) for a sample that cannot be right: non-finite
+        times, t3 before t0, t2 before t1, or a responder hold time longer than the round trip.
+        """
+        times = (t0, t1, t2, t3)
+        if not all(isinstance(t, (int, float)) and math.isfinite(t) for t in times):
+            self.rejected += 1
+            log.debug("clock sample rejected: non-finite time %r", times)
+            return False
+        delay = (t3 - t0) - (t2 - t1)
+        if t3 < t0 or t2 < t1 or delay < 0:
+            self.rejected += 1
+            log.debug("clock sample rejected: inconsistent times %r", times)
+            return False
+        offset = ((t1 - t0) + (t2 - t3)) / 2
+        self._samples.append(ClockSample((t0 + t3) / 2, offset, delay))
+        self.accepted += 1
+        self._estimate()
+        return True
+
+    def add_pong(self, pong: ClockPong, t3: float) -> bool:
+        """``add_sample`` from a decoded pong and its local receive time ``t3`` (seconds)."""
+        return self.add_sample(pong.t0, pong.t1, pong.t2, t3)
+
+    # -- estimate ------------------------------------------------------------------------------------
+
+    def _estimate(self) -> None:
+        cfg = self.config
+        by_delay = sorted(self._samples, key=lambda s: s.delay)
+        kept = by_delay[: max(1, math.ceil(len(by_delay) * cfg.best_fraction))]
+        ref = max(s.local_time for s in self._samples)
+        offset, drift = self._fit(kept, ref)
+        residuals = [abs(s.offset - (offset + drift * (s.local_time - ref))) for s in kept]
+        limit = max(cfg.outlier_floor_s, cfg.outlier_mads * 1.4826 * statistics.median(residuals))
+        inliers = [s for s, r in zip(kept, residuals, strict=True) if r <= limit]
+        if len(inliers) < len(kept):
+            offset, drift = self._fit(inliers, ref)
+        self._offset, self._drift, self._ref = offset, drift, ref
+
+    def _fit(self, samples: list[ClockSample], ref: float) -> tuple[float, float]:
+        """Offset at ``ref`` and drift: least squares when the samples span enough time, else median, 0."""
+        cfg = self.config
+        xs = [s.local_time - ref for s in samples]
+        if len(samples) >= 4 and max(xs) - min(xs) >= cfg.min_drift_span_s:
+            mx = sum(xs) / len(xs)
+            my = sum(s.offset for s in samples) / len(samples)
+            sxx = sum((x - mx) ** 2 for x in xs)
+            slope = sum((x - mx) * (s.offset - my) for x, s in zip(xs, samples, strict=True)) / sxx
+            if abs(slope) <= cfg.max_drift:
+                return my - slope * mx, slope
+        return statistics.median(s.offset for s in samples), 0.0
+
+    # -- output --------------------------------------------------------------------------------------
+
+    @property
+    def synchronized(self) -> bool:
+        """True once at least one sample was accepted."""
+        return bool(self._samples)
+
+    @property
+    def offset(self) -> float:
+        """Remote clock minus local clock at the latest sample, seconds."""
+        return self._offset
+
+    @property
+    def drift(self) -> float:
+        """Rate of the remote clock relative to the local one minus 1 (1e-6 is 1 ppm fast)."""
+        return self._drift
+
+    @property
+    def rtt(self) -> float:
+        """Median round trip over the window, seconds (``nan`` before the first sample)."""
+        return statistics.median(s.delay for s in self._samples) if self._samples else math.nan
+
+    @property
+    def min_rtt(self) -> float:
+        """Smallest round trip over the window, seconds (``nan`` before the first sample)."""
+        return min(s.delay for s in self._samples) if self._samples else math.nan
+
+    @property
+    def samples(self) -> list[ClockSample]:
+        """The samples in the window, oldest first."""
+        return list(self._samples)
+
+    def offset_at(self, local_time: float) -> float:
+        """Remote minus local clock at ``local_time`` (seconds, local clock), drift included."""
+        return self._offset + self._drift * (local_time - self._ref)
+
+    def to_local(self, remote_time: float) -> float:
+        """Map a time on the remote clock (seconds) to the local clock."""
+        # remote = local + offset + drift * (local - ref), solved for local.
+        return (remote_time - self._offset + self._drift * self._ref) / (1.0 + self._drift)
+
+    def to_remote(self, local_time: float) -> float:
+        """Map a time on the local clock (seconds) to the remote clock."""
+        return local_time + self.offset_at(local_time)
+
+    def summary(self) -> dict[str, float | int | bool | None]:
+        """JSON-serialisable state for ``/stats`` and reports (milliseconds and ppm)."""
+        return {
+            "synchronized": self.synchronized,
+            "offset_ms": self._offset * 1e3,
+            "drift_ppm": self._drift * 1e6,
+            "rtt_ms": self.rtt * 1e3 if self._samples else None,
+            "min_rtt_ms": self.min_rtt * 1e3 if self._samples else None,
+            "samples": len(self._samples),
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+        }
