@@ -77,9 +77,10 @@ def surface(volume: Volume, level: float, source: str | Path) -> tuple[np.ndarra
     linear, offset = volume.affine[:3, :3], volume.affine[:3, 3]
     vertices = vertices @ linear.T + offset
     faces = faces.astype(np.int64)
-    # scikit-image winds faces so that normals point towards lower values in index space, which is
-    # outwards; an affine that mirrors (negative determinant) turns that inside out.
-    if np.linalg.det(linear) < 0:
+    # scikit-image's winding (right-hand rule) makes normals point towards higher values in index
+    # space, i.e. into the bright object: reverse it, unless the affine mirrors (negative determinant),
+    # which turns it inside out already.
+    if np.linalg.det(linear) > 0:
         faces = faces[:, ::-1]
     return vertices, faces
 
