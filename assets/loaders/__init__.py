@@ -220,11 +220,14 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         twin = Twin(name or stem, structures, source_units=unit, units_detected=detected, metadata=metadata,
                     provenance=provenance)
         report("validating", 0.9)
-        if repair:
-            if smooth_iterations > 0 or decimate_to is not None:
-                twin.structures = _repair_all(twin.structures, source, actions)
+        if repair and (smooth_iterations > 0 or decimate_to is not None):
+            twin.structures = _repair_all(twin.structures, source, actions)
+        if repair and decimate_to is None:
             validation.validate_twin(twin, source)
         else:
+            # Without repair, or after a lossy simplification the user asked for (it can pinch a few
+            # edges non-manifold, which repair cannot undo), only unusable meshes raise; what remains
+            # is listed in provenance["remaining"].
             for structure in twin.structures:
                 fatal = [p for p in validation.check(structure, source) if p.fatal]
                 if fatal:

@@ -34,6 +34,11 @@ class Limits:
     max_voxels : voxels of a volume (float32 working copy: 4 bytes each).
     max_dicom_files : files read from one DICOM directory.
     max_header_bytes : a text header (PLY) or JSON chunk (glTF).
+    max_gzip_ratio : expansion factor of a gzip stream beyond ``gzip_ratio_floor`` bytes. Real surfaces
+        and volumes expand 2-50x (a mostly empty volume a little more); deflate cannot exceed about
+        1,032x, which is what a bomb of zeros reaches, so a bomb fails within milliseconds instead of
+        after inflating gigabytes.
+    gzip_ratio_floor : output size below which the ratio is not checked (tiny files expand oddly).
     """
 
     max_file_bytes: int = 2 << 30
@@ -43,6 +48,8 @@ class Limits:
     max_voxels: int = 1 << 28
     max_dicom_files: int = 4096
     max_header_bytes: int = 64 << 20
+    max_gzip_ratio: int = 200
+    gzip_ratio_floor: int = 64 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -63,8 +70,10 @@ def check_fits(source: str | Path, what: str, needed: int, available: int) -> No
                                    f"{available:,} (truncated or corrupt)")
 
 
-def gunzip(data: bytes, source: str | Path, limit: int) -> bytes:
-    """Decompress a gzip stream (one or more members), never producing more than ``limit`` bytes.
+def gunzip(data: bytes, source: str | Path, limit: int, *, max_ratio: int | None = None,
+           ratio_floor: int = 0) -> bytes:
+    """Decompress a gzip stream (one or more members), never producing more than ``limit`` bytes,
+    nor (with ``max_ratio``) more than ``max(ratio_floor, max_ratio * len(data))`` bytes.
 
     Raises
     ------
@@ -73,6 +82,14 @@ def gunzip(data: bytes, source: str | Path, limit: int) -> bytes:
     UnreadableAssetError
         The stream is corrupt or truncated.
     """
+    if max_ratio is not None:
+        ratio_cap = max(ratio_floor, max_ratio * len(data))
+        if ratio_cap < limit:
+            limit, reason = ratio_cap, f"more than {max_ratio}x its compressed size (gzip bomb?)"
+        else:
+            reason = ""
+    else:
+        reason = ""
     out: list[bytes] = []
     produced = 0
     rest = data
@@ -84,8 +101,8 @@ def gunzip(data: bytes, source: str | Path, limit: int) -> bytes:
                 chunk = inflater.decompress(pending, limit - produced + 1)
                 produced += len(chunk)
                 if produced > limit:
-                    raise ResourceLimitError(source, f"expands beyond {limit:,} bytes when decompressed "
-                                             "(gzip bomb or oversized file)")
+                    raise ResourceLimitError(source, f"expands beyond {limit:,} bytes when decompressed, "
+                                             + (reason or "above the size limit (gzip bomb or oversized file)"))
                 out.append(chunk)
                 pending = inflater.unconsumed_tail
                 if inflater.eof:
@@ -120,7 +137,8 @@ def read_source(path: Path, limits: Limits = DEFAULT_LIMITS, *, decompress: bool
     if not data:
         raise UnreadableAssetError(path, "is empty")
     if decompress or (decompress is None and data.startswith(GZIP_MAGIC)):
-        data = gunzip(data, path, limits.max_decompressed_bytes)
+        data = gunzip(data, path, limits.max_decompressed_bytes, max_ratio=limits.max_gzip_ratio,
+                      ratio_floor=limits.gzip_ratio_floor)
         if not data:
             raise UnreadableAssetError(path, "is empty once decompressed")
     return data

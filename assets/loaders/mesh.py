@@ -283,6 +283,9 @@ def _resolver(base: Path | None, source: str | Path, limits: Limits) -> Any:
     import trimesh
 
     class _Bounded(trimesh.resolvers.Resolver):
+        def __init__(self) -> None:  # the base class declares __init__ abstract
+            pass
+
         def get(self, name: str) -> bytes:
             return _external(base, name, source, limits).read_bytes()
 
