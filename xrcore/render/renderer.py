@@ -1,0 +1,832 @@
+"""The stereo renderer: the only module that issues OpenGL calls.
+
+What it draws
+    A :class:`~xrcore.scene.Scene`: the twin's structures with per-structure colour and opacity
+    (opaque first, then transparent ones back to front, each back faces before front faces),
+    Blinn-Phong lighting, a rim highlight on selected structures, up to six clip planes through
+    ``gl_ClipDistance`` with the cut capped (the back faces seen through the cut are drawn as a flat lit
+    surface facing out of it), and instanced markers: landmarks, annotation strokes and avatars' heads,
+    hands and pointer rays.
+
+How
+    All structures and their levels of detail share one vertex buffer (position and normal,
+    float32) and one index buffer, uploaded once when the renderer first sees a twin; the small
+    per-structure material table lives in a texture buffer re-uploaded only when the scene's
+    ``version`` changes. Opaque structures go out in one ``glMultiDrawElementsIndirect`` call
+    (GL 4.3+; a loop of draws otherwise), so the Python work per frame does not grow with the
+    vertex count and barely with the structure count.
+
+Stereo
+    Both eyes render into one 2-layer multisampled texture array (the layout of an OpenXR array
+    swapchain), resolved into a single-sampled sRGB 2-layer array. ``stereo="auto"`` picks the first
+    available of: ``"multiview"`` (``GL_OVR_multiview2``: one pass, the driver replicates the draw per
+    view), ``"layered"`` (``GL_ARB_shader_viewport_layer_array`` / ``GL_AMD_vertex_shader_layer``: one
+    pass of instanced draws, the vertex shader writes ``gl_Layer``; llvmpipe has it) and
+    ``"two-pass"`` (one pass per eye).
+
+Frame statistics
+    CPU time per frame (Python, issuing the frame) and GPU time (``GL_TIME_ELAPSED`` queries read back
+    without stalling a few frames later) go into :class:`~xrcore.stats.FrameStats`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+
+from xrcore.gl import GLContextError, prepare_pyopengl
+
+prepare_pyopengl()
+
+from OpenGL import GL  # noqa: E402 - PyOpenGL's platform must be chosen first
+from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
+
+from assets.twin import Twin  # noqa: E402
+from xrcore.scene import MAX_CLIP_PLANES, Scene  # noqa: E402
+from xrcore.stats import FrameStats  # noqa: E402
+from xrcore.types import View  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+StereoMode = Literal["auto", "multiview", "layered", "two-pass"]
+_MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
+_TIMER_RING = 8
+_SELECT_COLOR = (1.0, 0.55, 0.1)
+_CAP_TINT = (0.8, 0.62, 0.55)
+
+
+class RenderError(RuntimeError):
+    """A shader failed to build or the GL state is unusable; the message carries the GL log."""
+
+
+@dataclass
+class RendererConfig:
+    """Renderer settings.
+
+    ``width``, ``height``: pixels per eye; ``samples``: MSAA samples (clamped to what the context
+    offers; 1 turns MSAA off); ``stereo``: see the module docstring; ``srgb``: store colour as sRGB
+    (shaders work in linear light); ``lod``: ``"auto"`` picks a level of detail per structure from
+    its projected size, an int forces that level (clamped to what each structure has);
+    ``near``, ``far``: clip distances, metres; ``rate_hz``: display rate for dropped-frame counting;
+    ``timer_queries``: measure GPU time.
+    """
+
+    width: int = 720
+    height: int = 800
+    samples: int = 4
+    stereo: StereoMode = "auto"
+    srgb: bool = True
+    lod: str | int = "auto"
+    near: float = 0.05
+    far: float = 100.0
+    rate_hz: float = 90.0
+    timer_queries: bool = True
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ValueError(f"eye size must be positive, got {self.width}x{self.height}")
+        if self.stereo not in ("auto", "multiview", "layered", "two-pass"):
+            raise ValueError(f"stereo must be auto, multiview, layered or two-pass, got {self.stereo!r}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+
+
+@dataclass
+class _TwinGPU:
+    """GPU copies of one twin: shared buffers and, per structure, index ranges per level of detail."""
+
+    twin: Twin
+    vbo: int
+    ibo: int
+    id_buffer: int
+    vao_mdi: int
+    vao_loop: int
+    materials_buffer: int
+    materials_texture: int
+    # ranges[s][k] = (first index, index count) of structure s at level k
+    ranges: list[list[tuple[int, int]]]
+    centers: np.ndarray  # (S, 3) twin coordinates, metres
+    radii: np.ndarray  # (S,) metres
+    material_version: int = -1
+    nbytes: int = 0
+
+
+@dataclass
+class _Program:
+    handle: int
+    uniforms: dict[str, int] = field(default_factory=dict)
+
+    def loc(self, name: str) -> int:
+        if name not in self.uniforms:
+            self.uniforms[name] = int(GL.glGetUniformLocation(self.handle, name))
+        return self.uniforms[name]
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals, (N, 3) float32, from (N, 3) vertices and (M, 3) faces."""
+    v = vertices.astype(np.float64, copy=False)
+    f = faces.astype(np.int64, copy=False)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 x area
+    n = np.zeros((len(v), 3))
+    for axis in range(3):
+        # bincount sums the face normals into their corners far faster than np.add.at
+        n[:, axis] = sum(np.bincount(f[:, c], weights=fn[:, axis], minlength=len(v)) for c in range(3))
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    n /= np.where(length > 0, length, 1.0)
+    return n.astype(np.float32)
+
+
+def _icosphere(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    t = (1 + 5**0.5) / 2
+    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t),
+         (0, -1, -t), (0, 1, -t), (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]  # fmt: skip
+    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4),
+         (11, 10, 2), (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
+         (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]  # fmt: skip
+    verts = [np.array(p, dtype=np.float64) / np.linalg.norm(p) for p in v]
+    faces = f
+    for _ in range(subdivisions):
+        cache: dict[tuple[int, int], int] = {}
+
+        def mid(a: int, b: int) -> int:
+            key = (min(a, b), max(a, b))
+            if key not in cache:
+                m = verts[a] + verts[b]
+                verts.append(m / np.linalg.norm(m))
+                cache[key] = len(verts) - 1
+            return cache[key]
+
+        new = []
+        for a, b, c in faces:
+            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        faces = new
+    p = np.array(verts, dtype=np.float32)
+    return np.hstack([p, p]).astype(np.float32), np.array(faces, dtype=np.uint32)
+
+
+def _cylinder(sides: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-radius open cylinder from z=0 to z=1: interleaved position+normal, and indices."""
+    a = np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    ring = np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], axis=1)
+    pos = np.vstack([ring, ring + (0, 0, 1)])
+    nrm = np.vstack([ring, ring])
+    idx = []
+    for i in range(sides):
+        j = (i + 1) % sides
+        idx += [(i, j, sides + j), (i, sides + j, sides + i)]
+    return np.hstack([pos, nrm]).astype(np.float32), np.array(idx, dtype=np.uint32)
+
+
+def _shader_source(name: str) -> str:
+    return (resources.files("xrcore.render") / "shaders" / name).read_text(encoding="utf-8")
+
+
+class Renderer:
+    """Draws a :class:`~xrcore.scene.Scene` for two eye views into an offscreen stereo target.
+
+    Create it with the GL context current (``context.make_current()``); every method must be called
+    on that context's thread. Typical use::
+
+        renderer = Renderer(context, RendererConfig(width=720, height=800))
+        renderer.draw(scene, frame.views)
+        left = renderer.read_pixels(0)   # (H, W, 4) uint8, top row first, sRGB-encoded
+
+    Parameters
+    ----------
+    context
+        The :class:`~xrcore.gl.context.GLContext` to draw with (for its extension list and version).
+    config
+        :class:`RendererConfig`; keyword overrides are accepted instead.
+    """
+
+    def __init__(self, context: Any, config: RendererConfig | None = None, **overrides: Any) -> None:
+        if config is not None and overrides:
+            raise TypeError("give either a RendererConfig or keyword settings, not both")
+        self.config = config or RendererConfig(**overrides)
+        self.context = context
+        ext: set[str] = set(getattr(context, "extensions", ()) or ())
+        info = getattr(context, "info", {}) or {}
+        self.gl_version = (int(info.get("major", 3)), int(info.get("minor", 3)))
+        if self.gl_version < (3, 3):
+            raise GLContextError(f"OpenGL 3.3 core is needed, the context has {self.gl_version}")
+        self.extensions = ext
+        self.has_mdi = self.gl_version >= (4, 3) or "GL_ARB_multi_draw_indirect" in ext
+        self.samples = max(1, min(self.config.samples, int(info.get("max_samples", 4)) or 1))
+        self.stats = FrameStats(rate_hz=self.config.rate_hz)
+        self.gl_errors = 0
+        self.frame_index = 0
+        self._twin: _TwinGPU | None = None
+        self._timers: list[tuple[int, int]] = []  # (start, end) timestamp queries in flight
+        self._free_timers: list[tuple[int, int]] = []
+        self._closed = False
+        self.stereo = self._choose_stereo(self.config.stereo)
+        self._build_targets()
+        if self.stereo == "multiview" and not self._framebuffer_ok(self._fbo_stereo):
+            logger.warning("multiview framebuffer incomplete on this driver; falling back to layered stereo")
+            self.stereo = self._choose_stereo("auto", allow_multiview=False)
+            self._delete_targets()
+            self._build_targets()
+        self.view_instances = 2 if self.stereo == "layered" else 1
+        self._mesh = self._program("mesh.vert", "mesh.frag")
+        self._marker = self._program("marker.vert", "marker.frag")
+        self._build_markers()
+        if self.config.timer_queries:
+            q = [int(x) for x in np.atleast_1d(GL.glGenQueries(2 * _TIMER_RING))]
+            self._free_timers = list(zip(q[0::2], q[1::2], strict=True))
+        self._check("renderer set-up")
+        logger.info(
+            "renderer: %dx%d per eye, %dx MSAA, stereo %s, %s, multi-draw-indirect %s",
+            self.config.width, self.config.height, self.samples, self.stereo,
+            "sRGB" if self.config.srgb else "linear", "yes" if self.has_mdi else "no",
+        )  # fmt: skip
+
+    # --- set-up ---------------------------------------------------------------------------------------
+
+    def _choose_stereo(self, wanted: str, allow_multiview: bool = True) -> str:
+        has_multiview = "GL_OVR_multiview2" in self.extensions and allow_multiview
+        has_layer = bool(
+            self.extensions & {"GL_ARB_shader_viewport_layer_array", "GL_AMD_vertex_shader_layer"}
+        )
+        if wanted == "auto":
+            return "multiview" if has_multiview else "layered" if has_layer else "two-pass"
+        if wanted == "multiview" and not has_multiview:
+            raise GLContextError("stereo='multiview' needs GL_OVR_multiview2, which this context lacks")
+        if wanted == "layered" and not has_layer:
+            raise GLContextError(
+                "stereo='layered' needs GL_ARB_shader_viewport_layer_array or GL_AMD_vertex_shader_layer"
+            )
+        return wanted
+
+    def _preamble(self, stage: str) -> str:
+        version = "410 core" if self.gl_version >= (4, 1) else "330 core"
+        lines = [f"#version {version}"]
+        if stage == "vert" and self.stereo == "layered":
+            name = (
+                "GL_ARB_shader_viewport_layer_array"
+                if "GL_ARB_shader_viewport_layer_array" in self.extensions
+                else "GL_AMD_vertex_shader_layer"
+            )
+            lines.append(f"#extension {name} : require")
+        if stage == "vert" and self.stereo == "multiview":
+            lines += ["#extension GL_OVR_multiview2 : require", "layout(num_views = 2) in;"]
+        lines.append(f"#define STEREO_MODE {_MODE_DEFINE[self.stereo]}")
+        return "\n".join(lines) + "\n"
+
+    def _compile(self, stage: str, source: str, name: str) -> int:
+        kind = GL.GL_VERTEX_SHADER if stage == "vert" else GL.GL_FRAGMENT_SHADER
+        shader = GL.glCreateShader(kind)
+        GL.glShaderSource(shader, source)
+        GL.glCompileShader(shader)
+        if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
+            log = GL.glGetShaderInfoLog(shader)
+            log = log.decode(errors="replace") if isinstance(log, bytes) else str(log)
+            GL.glDeleteShader(shader)
+            raise RenderError(f"shader {name} failed to compile ({self.stereo} stereo): {log.strip()}")
+        return int(shader)
+
+    def _program(self, vert: str, frag: str) -> _Program:
+        vs = self._compile("vert", self._preamble("vert") + _shader_source("stereo.glsl") + _shader_source(vert), vert)
+        fs = self._compile("frag", self._preamble("frag") + _shader_source(frag), frag)
+        prog = GL.glCreateProgram()
+        GL.glAttachShader(prog, vs)
+        GL.glAttachShader(prog, fs)
+        GL.glLinkProgram(prog)
+        GL.glDeleteShader(vs)
+        GL.glDeleteShader(fs)
+        if not GL.glGetProgramiv(prog, GL.GL_LINK_STATUS):
+            log = GL.glGetProgramInfoLog(prog)
+            log = log.decode(errors="replace") if isinstance(log, bytes) else str(log)
+            raise RenderError(f"program {vert}+{frag} failed to link: {log.strip()}")
+        return _Program(int(prog))
+
+    def _build_targets(self) -> None:
+        w, h, s = self.config.width, self.config.height, self.samples
+        color_format = GL.GL_SRGB8_ALPHA8 if self.config.srgb else GL.GL_RGBA8
+        # resolved (single-sample) colour: what is read back or handed to a swapchain
+        self._resolved = int(GL.glGenTextures(1))
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self._resolved)
+        GL.glTexImage3D(GL.GL_TEXTURE_2D_ARRAY, 0, color_format, w, h, 2, 0, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, None)
+        for p in (GL.GL_TEXTURE_MIN_FILTER, GL.GL_TEXTURE_MAG_FILTER):
+            GL.glTexParameteri(GL.GL_TEXTURE_2D_ARRAY, p, GL.GL_LINEAR)
+        if s > 1:
+            target = GL.GL_TEXTURE_2D_MULTISAMPLE_ARRAY
+            self._color = int(GL.glGenTextures(1))
+            GL.glBindTexture(target, self._color)
+            GL.glTexImage3DMultisample(target, s, color_format, w, h, 2, GL.GL_TRUE)
+        else:
+            target = GL.GL_TEXTURE_2D_ARRAY
+            self._color = self._resolved
+        self._depth = int(GL.glGenTextures(1))
+        GL.glBindTexture(target, self._depth)
+        if s > 1:
+            GL.glTexImage3DMultisample(target, s, GL.GL_DEPTH24_STENCIL8, w, h, 2, GL.GL_TRUE)
+        else:
+            GL.glTexImage3D(target, 0, GL.GL_DEPTH24_STENCIL8, w, h, 2, 0, GL.GL_DEPTH_STENCIL,
+                            GL.GL_UNSIGNED_INT_24_8, None)  # fmt: skip
+        # one framebuffer with all layers (one-pass stereo) and one per eye (two passes, resolve)
+        self._fbo_stereo = int(GL.glGenFramebuffers(1))
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo)
+        if self.stereo == "multiview":
+            from OpenGL.GL.OVR.multiview import glFramebufferTextureMultiviewOVR  # noqa: PLC0415
+
+            glFramebufferTextureMultiviewOVR(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self._color, 0, 0, 2)
+            glFramebufferTextureMultiviewOVR(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_STENCIL_ATTACHMENT, self._depth, 0, 0, 2)
+            GL.glGetError()  # an unsupported attachment shows up as incompleteness, checked by the caller
+        else:
+            GL.glFramebufferTexture(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self._color, 0)
+            GL.glFramebufferTexture(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_STENCIL_ATTACHMENT, self._depth, 0)
+        self._fbo_eye = [int(f) for f in np.atleast_1d(GL.glGenFramebuffers(2))]
+        self._fbo_resolved = [int(f) for f in np.atleast_1d(GL.glGenFramebuffers(2))]
+        for eye in (0, 1):
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_eye[eye])
+            GL.glFramebufferTextureLayer(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self._color, 0, eye)
+            GL.glFramebufferTextureLayer(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_STENCIL_ATTACHMENT, self._depth, 0, eye)
+            self._require_complete(self._fbo_eye[eye], f"eye {eye}")
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_resolved[eye])
+            GL.glFramebufferTextureLayer(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self._resolved, 0, eye)
+            self._require_complete(self._fbo_resolved[eye], f"resolved eye {eye}")
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        if self.stereo != "multiview":
+            self._require_complete(self._fbo_stereo, "stereo")
+
+    def _framebuffer_ok(self, fbo: int) -> bool:
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, fbo)
+        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        return bool(status == GL.GL_FRAMEBUFFER_COMPLETE)
+
+    def _require_complete(self, fbo: int, what: str) -> None:
+        if not self._framebuffer_ok(fbo):
+            raise RenderError(f"{what} framebuffer incomplete ({self.samples}x MSAA, {self.config.width}x{self.config.height})")
+
+    def _delete_targets(self) -> None:
+        GL.glDeleteFramebuffers(5, [self._fbo_stereo, *self._fbo_eye, *self._fbo_resolved])
+        textures = {self._color, self._depth, self._resolved}
+        GL.glDeleteTextures(len(textures), list(textures))
+
+    def _vertex_layout(self, stride: int = 24) -> None:
+        GL.glEnableVertexAttribArray(0)
+        GL.glVertexAttribPointer(0, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(0))
+        GL.glEnableVertexAttribArray(1)
+        GL.glVertexAttribPointer(1, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(12))
+
+    def _build_markers(self) -> None:
+        """Unit sphere and cylinder meshes plus an instance buffer shared by both marker kinds."""
+        self._marker_instances = int(GL.glGenBuffers(1))
+        self._marker_vaos: list[tuple[int, int]] = []  # (vao, index count) for sphere, cylinder
+        self._marker_buffers: list[int] = [self._marker_instances]
+        for verts, idx in (_icosphere(2), _cylinder(8)):
+            vao = int(GL.glGenVertexArrays(1))
+            vbo, ibo = (int(b) for b in np.atleast_1d(GL.glGenBuffers(2)))
+            self._marker_buffers += [vbo, ibo]
+            GL.glBindVertexArray(vao)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, verts.nbytes, verts, GL.GL_STATIC_DRAW)
+            self._vertex_layout()
+            GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, ibo)
+            GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, idx.nbytes, idx, GL.GL_STATIC_DRAW)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._marker_instances)
+            for k, loc in enumerate((3, 4, 5)):
+                GL.glEnableVertexAttribArray(loc)
+                GL.glVertexAttribPointer(loc, 4, GL.GL_FLOAT, GL.GL_FALSE, 48, ctypes.c_void_p(16 * k))
+                GL.glVertexAttribDivisor(loc, self.view_instances)
+            self._marker_vaos.append((vao, int(idx.size)))
+        GL.glBindVertexArray(0)
+
+    # --- twin upload ----------------------------------------------------------------------------------
+
+    def upload(self, twin: Twin) -> None:
+        """Upload ``twin``'s structures and levels of detail (done once; replaces a previous twin)."""
+        if self._twin is not None and self._twin.twin is twin:
+            return
+        if self._twin is not None:
+            self._release_twin()
+        t0 = time.perf_counter()
+        chunks_v: list[np.ndarray] = []
+        chunks_i: list[np.ndarray] = []
+        ranges: list[list[tuple[int, int]]] = []
+        centers, radii = [], []
+        base_vertex = 0
+        first = 0
+        for s in twin.structures:
+            levels = [(s.vertices, s.faces)] + [(lod.vertices, lod.faces) for lod in s.lods]
+            rs = []
+            for verts, faces in levels:
+                verts = np.asarray(verts, dtype=np.float32)
+                faces = np.asarray(faces)
+                chunks_v.append(np.hstack([verts, vertex_normals(verts, faces)]))
+                # indices pre-offset so that every range draws with base vertex 0
+                chunks_i.append((faces.astype(np.uint32) + np.uint32(base_vertex)).ravel())
+                rs.append((first, int(faces.size)))
+                first += int(faces.size)
+                base_vertex += len(verts)
+            ranges.append(rs)
+            lo, hi = s.bounds()
+            centers.append((lo + hi) / 2)
+            radii.append(float(np.linalg.norm(hi - lo) / 2))
+        vdata = np.ascontiguousarray(np.vstack(chunks_v) if chunks_v else np.zeros((0, 6), np.float32))
+        idata = np.ascontiguousarray(np.concatenate(chunks_i) if chunks_i else np.zeros(0, np.uint32))
+        del chunks_v, chunks_i
+        vbo, ibo, id_buffer, mat_buffer = (int(b) for b in np.atleast_1d(GL.glGenBuffers(4)))
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, max(vdata.nbytes, 4), vdata if vdata.size else None, GL.GL_STATIC_DRAW)
+        ids = np.arange(len(twin.structures), dtype=np.uint32)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, id_buffer)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, max(ids.nbytes, 4), ids if ids.size else None, GL.GL_STATIC_DRAW)
+        vaos = [int(v) for v in np.atleast_1d(GL.glGenVertexArrays(2))]
+        for vao, instanced in zip(vaos, (True, False), strict=True):
+            GL.glBindVertexArray(vao)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
+            self._vertex_layout()
+            if instanced:
+                # structure index per draw: baseInstance selects it (element = base + instance / divisor)
+                GL.glBindBuffer(GL.GL_ARRAY_BUFFER, id_buffer)
+                GL.glEnableVertexAttribArray(2)
+                GL.glVertexAttribIPointer(2, 1, GL.GL_UNSIGNED_INT, 4, ctypes.c_void_p(0))
+                GL.glVertexAttribDivisor(2, self.view_instances)
+            GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, ibo)
+            if instanced:
+                GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, max(idata.nbytes, 4), idata if idata.size else None, GL.GL_STATIC_DRAW)
+        GL.glBindVertexArray(0)
+        mat_tex = int(GL.glGenTextures(1))
+        self._indirect = int(GL.glGenBuffers(1)) if self.has_mdi else 0
+        self._indirect_key: Any = None
+        self._twin = _TwinGPU(
+            twin=twin, vbo=vbo, ibo=ibo, id_buffer=id_buffer, vao_mdi=vaos[0], vao_loop=vaos[1],
+            materials_buffer=mat_buffer, materials_texture=mat_tex, ranges=ranges,
+            centers=np.array(centers, dtype=np.float64).reshape(-1, 3),
+            radii=np.array(radii, dtype=np.float64), nbytes=int(vdata.nbytes + idata.nbytes),
+        )  # fmt: skip
+        self._check("twin upload")
+        logger.info(
+            "uploaded twin %r: %d structures, %d triangles (all levels), %.1f MB in %.2f s",
+            twin.name, len(twin.structures), idata.size // 3, self._twin.nbytes / 1e6, time.perf_counter() - t0,
+        )
+
+    def _release_twin(self) -> None:
+        g = self._twin
+        if g is None:
+            return
+        GL.glDeleteBuffers(4, [g.vbo, g.ibo, g.id_buffer, g.materials_buffer])
+        GL.glDeleteVertexArrays(2, [g.vao_mdi, g.vao_loop])
+        GL.glDeleteTextures(1, [g.materials_texture])
+        if self._indirect:
+            GL.glDeleteBuffers(1, [self._indirect])
+        self._twin = None
+
+    def _update_materials(self, scene: Scene) -> None:
+        g = self._twin
+        assert g is not None
+        if g.material_version == scene.version:
+            return
+        table = np.zeros((max(len(scene.materials), 1), 2, 4), dtype=np.float32)
+        for i, m in enumerate(scene.materials):
+            table[i, 0] = m.color
+            table[i, 1] = (1.0 if i in scene.selected else 0.0, m.shininess, m.specular, 1.0 if m.visible else 0.0)
+        GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, g.materials_buffer)
+        GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_DYNAMIC_DRAW)
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, g.materials_texture)
+        GL.glTexBuffer(GL.GL_TEXTURE_BUFFER, GL.GL_RGBA32F, g.materials_buffer)
+        g.material_version = scene.version
+
+    # --- per frame ------------------------------------------------------------------------------------
+
+    def _levels(self, scene: Scene, views: list[View], model: np.ndarray, mid_eye: np.ndarray) -> list[int]:
+        g = self._twin
+        assert g is not None
+        counts = [len(r) for r in g.ranges]
+        if self.config.lod != "auto":
+            want = int(self.config.lod)
+            return [min(want, c - 1) for c in counts]
+        if max(counts, default=1) == 1:
+            return [0] * len(counts)
+        v = views[0]
+        focal_px = v.height / max(math.tan(v.fov.angle_up) - math.tan(v.fov.angle_down), 1e-6)
+        centres = (model[:3, :3] @ g.centers.T).T + model[:3, 3]
+        dist = np.maximum(np.linalg.norm(centres - mid_eye, axis=1), 1e-3)
+        px = 2 * g.radii * scene.twin_scale / dist * focal_px
+        # full detail above 512 px across, one level coarser each time the size halves
+        level = np.floor(np.log2(np.maximum(512.0 / np.maximum(px, 1e-3), 1.0))).astype(int)
+        return [min(int(k), c - 1) for k, c in zip(level, counts, strict=True)]
+
+    def draw(self, scene: Scene, views: list[View]) -> None:
+        """Render ``scene`` for the two eye ``views`` (left, right) into the stereo target.
+
+        The result stays on the GPU; :meth:`read_pixels` fetches an eye, :meth:`present` blits one to
+        a window. A single view (a desktop window) is drawn into both layers.
+        """
+        if self._closed:
+            raise RenderError("renderer is closed")
+        if not views:
+            raise ValueError("draw() needs at least one view")
+        t0 = time.perf_counter()
+        views = list(views) if len(views) >= 2 else [views[0], views[0]]
+        self.upload(scene.twin)
+        g = self._twin
+        assert g is not None
+        self._update_materials(scene)
+        query = self._begin_timer()
+
+        cfg = self.config
+        view_proj = np.empty((2, 4, 4), dtype=np.float32)
+        eye_pos = np.empty((2, 3), dtype=np.float32)
+        for i, v in enumerate(views[:2]):
+            view_proj[i] = v.fov.projection(cfg.near, cfg.far) @ v.view_matrix()
+            eye_pos[i] = v.pose.position
+        mid_eye = eye_pos.mean(axis=0).astype(np.float64)
+        model = scene.model_matrix()
+        normal_matrix = np.linalg.inv(model[:3, :3]).T.astype(np.float32)
+        planes = np.zeros((MAX_CLIP_PLANES, 4), dtype=np.float32)
+        n_clip = min(len(scene.clip_planes), MAX_CLIP_PLANES)
+        if n_clip:
+            inv_t = np.linalg.inv(model).T
+            for i, p in enumerate(scene.clip_planes[:n_clip]):
+                w = inv_t @ p.as_vec4()
+                planes[i] = w / np.linalg.norm(w[:3])  # unit normal: distances in metres
+        levels = self._levels(scene, views, model, mid_eye)
+
+        GL.glViewport(0, 0, cfg.width, cfg.height)
+        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDepthFunc(GL.GL_LESS)
+        GL.glDepthMask(GL.GL_TRUE)
+        GL.glDisable(GL.GL_BLEND)
+        GL.glDisable(GL.GL_CULL_FACE)
+        if cfg.srgb:
+            GL.glEnable(GL.GL_FRAMEBUFFER_SRGB)
+        if self.samples > 1:
+            GL.glEnable(GL.GL_MULTISAMPLE)
+        for i in range(MAX_CLIP_PLANES):
+            (GL.glEnable if i < n_clip else GL.glDisable)(GL.GL_CLIP_DISTANCE0 + i)
+        GL.glClearColor(*scene.background)
+        passes = [None] if self.stereo != "two-pass" else [0, 1]
+        if passes == [None]:
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo)
+            GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT | GL.GL_STENCIL_BUFFER_BIT)
+
+        opaque = [i for i, m in enumerate(scene.materials) if m.visible and m.opaque]
+        transparent = [i for i, m in enumerate(scene.materials) if m.visible and not m.opaque]
+        if transparent:
+            centres = (model[:3, :3] @ g.centers[transparent].T).T + model[:3, 3]
+            far_first = np.argsort(-np.linalg.norm(centres - mid_eye, axis=1), kind="stable")
+            transparent = [transparent[k] for k in far_first]
+        markers = self._marker_arrays(scene, model)
+
+        mesh = self._mesh
+        GL.glUseProgram(mesh.handle)
+        GL.glUniformMatrix4fv(mesh.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
+        GL.glUniform3fv(mesh.loc("u_eye_pos"), 2, eye_pos)
+        GL.glUniformMatrix4fv(mesh.loc("u_model"), 1, GL.GL_TRUE, model.astype(np.float32))
+        GL.glUniformMatrix3fv(mesh.loc("u_normal_matrix"), 1, GL.GL_TRUE, normal_matrix)
+        GL.glUniform4fv(mesh.loc("u_clip"), MAX_CLIP_PLANES, planes)
+        GL.glUniform1i(mesh.loc("u_clip_count"), n_clip)
+        GL.glUniform3f(mesh.loc("u_highlight_color"), *_SELECT_COLOR)
+        GL.glUniform3f(mesh.loc("u_cap_tint"), *_CAP_TINT)
+        GL.glUniform1i(mesh.loc("u_materials"), 0)
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, g.materials_texture)
+
+        for eye in passes:
+            if eye is not None:
+                GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_eye[eye])
+                GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT | GL.GL_STENCIL_BUFFER_BIT)
+                GL.glUseProgram(mesh.handle)
+                GL.glUniform1i(mesh.loc("u_eye_index"), eye)
+            GL.glDisable(GL.GL_BLEND)
+            GL.glDepthMask(GL.GL_TRUE)
+            self._draw_opaque(opaque, levels)
+            if transparent:
+                self._draw_transparent(transparent, levels)
+            if markers is not None:
+                self._draw_markers(markers, view_proj, eye_pos, eye)
+        self._resolve()
+        self._end_timer(query)
+        self._check("frame")
+        self.stats.record_cpu((time.perf_counter() - t0) * 1000.0)
+        self.frame_index += 1
+
+    def _draw_opaque(self, opaque: list[int], levels: list[int]) -> None:
+        g = self._twin
+        assert g is not None
+        if not opaque:
+            return
+        if self.has_mdi:
+            key = (tuple(opaque), tuple(levels[i] for i in opaque))
+            GL.glBindBuffer(GL.GL_DRAW_INDIRECT_BUFFER, self._indirect)
+            if key != self._indirect_key:
+                # count, instanceCount, firstIndex, baseVertex, baseInstance (= structure index)
+                cmds = np.array(
+                    [(g.ranges[i][levels[i]][1], self.view_instances, g.ranges[i][levels[i]][0], 0, i) for i in opaque],
+                    dtype=np.uint32,
+                )
+                GL.glBufferData(GL.GL_DRAW_INDIRECT_BUFFER, cmds.nbytes, cmds, GL.GL_DYNAMIC_DRAW)
+                self._indirect_key = key
+            GL.glBindVertexArray(g.vao_mdi)
+            GL.glMultiDrawElementsIndirect(GL.GL_TRIANGLES, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), len(opaque), 0)
+        else:
+            GL.glBindVertexArray(g.vao_loop)
+            for i in opaque:
+                self._draw_structure(i, levels[i])
+
+    def _draw_structure(self, i: int, level: int) -> None:
+        g = self._twin
+        assert g is not None
+        first, count = g.ranges[i][level]
+        # the loop VAO leaves attribute 2 disabled, so the shader reads this constant instead
+        GL.glVertexAttribI1ui(2, i)
+        GL.glDrawElementsInstanced(GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, ctypes.c_void_p(4 * first), self.view_instances)
+
+    def _draw_transparent(self, transparent: list[int], levels: list[int]) -> None:
+        g = self._twin
+        assert g is not None
+        GL.glBindVertexArray(g.vao_loop)
+        GL.glEnable(GL.GL_BLEND)
+        GL.glBlendFuncSeparate(GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA, GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
+        GL.glDepthMask(GL.GL_FALSE)
+        GL.glEnable(GL.GL_CULL_FACE)
+        for i in transparent:  # far to near; inside (back faces) before outside of each
+            GL.glCullFace(GL.GL_FRONT)
+            self._draw_structure(i, levels[i])
+            GL.glCullFace(GL.GL_BACK)
+            self._draw_structure(i, levels[i])
+        GL.glDisable(GL.GL_CULL_FACE)
+        GL.glDepthMask(GL.GL_TRUE)
+        GL.glDisable(GL.GL_BLEND)
+
+    def _marker_arrays(self, scene: Scene, model: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Instance records (p0 + radius, p1, colour) for spheres and segments, world space."""
+        spheres: list[tuple[float, ...]] = []
+        segments: list[tuple[float, ...]] = []
+        rot, off, scale = model[:3, :3], model[:3, 3], scene.twin_scale
+
+        def world(p: Any) -> np.ndarray:
+            return rot @ np.asarray(p, dtype=np.float64) + off
+
+        for lm in scene.landmarks:
+            spheres.append((*world(lm.position), lm.radius * scale, 0, 0, 0, 0, *lm.color))
+        for st in scene.strokes:
+            pts = [world(p) for p in st.points]
+            for a, b in zip(pts[:-1], pts[1:], strict=True):
+                segments.append((*a, st.width / 2 * scale, *b, 0, *st.color))
+            for p in pts:  # round joints
+                spheres.append((*p, st.width / 2 * scale, 0, 0, 0, 0, *st.color))
+
+        def hand(pose: Any, color: Any, length: float) -> None:
+            p = np.asarray(pose.position, dtype=np.float64)
+            spheres.append((*p, 0.02, 0, 0, 0, 0, *color))
+            if length > 0:
+                tip = p + pose.forward() * length
+                segments.append((*p, 0.002, *tip, 0, *color))
+
+        for av in scene.avatars:
+            if av.head is not None:
+                spheres.append((*av.head.position, 0.09, 0, 0, 0, 0, *av.color))
+            for h in av.hands:
+                if h is not None:
+                    hand(h, av.color, av.pointer_length)
+        if scene.show_local_hands:
+            for h in scene.local_hands:
+                if h.aim is not None:
+                    hand(h.aim, (0.9, 0.9, 0.95, 1.0), scene.local_pointer_length)
+        if not spheres and not segments:
+            return None
+        return np.array(spheres, dtype=np.float32).reshape(-1, 12), np.array(segments, dtype=np.float32).reshape(-1, 12)
+
+    def _draw_markers(self, markers: tuple[np.ndarray, np.ndarray], view_proj: np.ndarray, eye_pos: np.ndarray, eye: int | None) -> None:
+        prog = self._marker
+        GL.glUseProgram(prog.handle)
+        GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
+        GL.glUniform3fv(prog.loc("u_eye_pos"), 2, eye_pos)
+        if eye is not None:
+            GL.glUniform1i(prog.loc("u_eye_index"), eye)
+        for i in range(MAX_CLIP_PLANES):  # annotations stay visible through cuts
+            GL.glDisable(GL.GL_CLIP_DISTANCE0 + i)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._marker_instances)
+        for kind, (records, (vao, count)) in enumerate(zip(markers, self._marker_vaos, strict=True)):
+            if not len(records):
+                continue
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, records.nbytes, records, GL.GL_STREAM_DRAW)
+            GL.glUniform1i(prog.loc("u_segments"), kind)
+            GL.glBindVertexArray(vao)
+            GL.glDrawElementsInstanced(
+                GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), len(records) * self.view_instances
+            )
+        GL.glBindVertexArray(0)
+
+    def _resolve(self) -> None:
+        if self.samples <= 1:
+            return
+        w, h = self.config.width, self.config.height
+        for eye in (0, 1):
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_eye[eye])
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._fbo_resolved[eye])
+            GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+
+    # --- GPU timing -----------------------------------------------------------------------------------
+
+    # Timestamps (glQueryCounter) rather than GL_TIME_ELAPSED: llvmpipe (Mesa 22.3) reports a
+    # TIME_ELAPSED query spanning a whole frame as an absolute time; two timestamps work everywhere.
+    def _begin_timer(self) -> tuple[int, int] | None:
+        self._collect_timers(wait=False)
+        if not self._free_timers:
+            return None
+        pair = self._free_timers.pop()
+        GL.glQueryCounter(pair[0], GL.GL_TIMESTAMP)
+        return pair
+
+    def _end_timer(self, pair: tuple[int, int] | None) -> None:
+        if pair is None:
+            return
+        GL.glQueryCounter(pair[1], GL.GL_TIMESTAMP)
+        self._timers.append(pair)
+
+    def _collect_timers(self, wait: bool) -> None:
+        while self._timers:
+            start, end = self._timers[0]
+            if not wait:
+                available = ctypes.c_int(0)
+                _raw_query_iv(end, GL.GL_QUERY_RESULT_AVAILABLE, ctypes.byref(available))
+                if not available.value:
+                    break
+            t0, t1 = ctypes.c_uint64(0), ctypes.c_uint64(0)
+            # the wrapped glGetQueryObjectui64v cannot build its numpy output array; the raw one
+            # writes straight into a ctypes integer
+            _raw_query_ui64v(start, GL.GL_QUERY_RESULT, ctypes.byref(t0))
+            _raw_query_ui64v(end, GL.GL_QUERY_RESULT, ctypes.byref(t1))
+            self.stats.record_gpu((t1.value - t0.value) / 1e6)
+            self._timers.pop(0)
+            self._free_timers.append((start, end))
+
+    def finish(self) -> None:
+        """Wait for the GPU to finish the frames issued so far and collect their GPU times."""
+        GL.glFinish()
+        self._collect_timers(wait=True)
+
+    # --- output ---------------------------------------------------------------------------------------
+
+    def read_pixels(self, eye: int = 0) -> np.ndarray:
+        """(H, W, 4) uint8 RGBA of ``eye`` (0 left, 1 right) from the last frame, top row first.
+
+        Values are as stored: sRGB-encoded when ``srgb`` is on (what a PNG or a display expects).
+        """
+        if eye not in (0, 1):
+            raise ValueError(f"eye must be 0 or 1, got {eye!r}")
+        w, h = self.config.width, self.config.height
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_resolved[eye])
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        data = GL.glReadPixels(0, 0, w, h, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(h, w, 4)
+        return np.ascontiguousarray(pixels[::-1])
+
+    def present(self, width: int, height: int, eye: int = 0) -> None:
+        """Blit ``eye``'s image, scaled to ``width`` x ``height``, into the window's back buffer."""
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_resolved[eye])
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, 0)
+        GL.glBlitFramebuffer(0, 0, self.config.width, self.config.height, 0, 0, width, height,
+                             GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)  # fmt: skip
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+
+    @property
+    def color_texture(self) -> int:
+        """GL name of the resolved 2-layer colour texture array (layer = eye)."""
+        return self._resolved
+
+    @property
+    def twin_buffers(self) -> tuple[int, int, list[list[tuple[int, int]]]] | None:
+        """(vertex buffer, index buffer, ranges[structure][level] = (first index, count)) of the
+        uploaded twin; vertices are interleaved position+normal float32 (24-byte stride)."""
+        if self._twin is None:
+            return None
+        return self._twin.vbo, self._twin.ibo, self._twin.ranges
+
+    def _check(self, where: str) -> None:
+        err = GL.glGetError()
+        while err != GL.GL_NO_ERROR:
+            self.gl_errors += 1
+            logger.error("GL error 0x%04x after %s", err, where)
+            err = GL.glGetError()
+
+    def close(self) -> None:
+        """Delete every GL object the renderer made (the context must still be current)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release_twin()
+        self._delete_targets()
+        GL.glDeleteBuffers(len(self._marker_buffers), self._marker_buffers)
+        GL.glDeleteVertexArrays(2, [v for v, _ in self._marker_vaos])
+        GL.glDeleteProgram(self._mesh.handle)
+        GL.glDeleteProgram(self._marker.handle)
+        qs = [q for pair in self._free_timers + self._timers for q in pair]
+        if qs:
+            GL.glDeleteQueries(len(qs), qs)

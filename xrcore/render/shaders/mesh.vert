@@ -1,0 +1,29 @@
+// Twin structures: world-space position and normal, clip distances, structure index.
+layout(location = 0) in vec3 a_position;   // twin coordinates, metres
+layout(location = 1) in vec3 a_normal;
+layout(location = 2) in uint a_structure;  // per draw (instanced attribute or constant)
+
+uniform mat4 u_model;          // twin -> world
+uniform mat3 u_normal_matrix;  // inverse transpose of u_model's upper 3x3
+uniform vec4 u_clip[6];        // world-space planes: keep dot(xyz, p) + w >= 0
+uniform int u_clip_count;
+
+out vec3 v_world;
+out vec3 v_normal;
+flat out uint v_structure;
+flat out int v_eye;
+out float gl_ClipDistance[6];
+
+void main() {
+  int eye = EYE;
+  vec4 world = u_model * vec4(a_position, 1.0);
+  v_world = world.xyz;
+  v_normal = u_normal_matrix * a_normal;
+  v_structure = a_structure;
+  v_eye = eye;
+  for (int i = 0; i < 6; ++i) {
+    gl_ClipDistance[i] = i < u_clip_count ? dot(u_clip[i], vec4(world.xyz, 1.0)) : 1.0;
+  }
+  gl_Position = u_view_proj[eye] * world;
+  set_layer(eye);
+}
