@@ -1,6 +1,6 @@
 """Benchmark: pointer-ray picking on a 1,000,000-triangle twin, Embree BVH vs brute force.
 
-The twin is 25 copies of the fsaverage5 brain (both pial hemispheres from nilearn's package data) on a
+The twin is 25 copies of the bundled ``brain`` twin (both fsaverage5 pial hemispheres, nilearn's data) on a
 5x5 grid: 50 structures, 1,024,000 triangles. Rays start 30 cm outside the twin's box and aim at random
 points inside it, as pointer rays do. Measured in the same run:
 
@@ -23,19 +23,16 @@ import statistics
 import time
 from pathlib import Path
 
-import nilearn
 import numpy as np
 
-from assets.loaders import load
+from assets.library import build
 from assets.twin import Structure, Twin
 from xrcore.input import Picker
-
-FSAVERAGE5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
 
 
 def million_triangle_twin() -> Twin:
     """50 structures, 1,024,000 triangles: the brain repeated on a 5x5 grid 20 cm apart."""
-    hemispheres = [load(FSAVERAGE5 / f"pial_{side}.gii.gz").structures[0] for side in ("left", "right")]
+    hemispheres = build("brain").structures
     structures = []
     for i in range(5):
         for j in range(5):

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
-import nilearn
 import numpy as np
 import pytest
 
-from assets.loaders import load
+from assets.library import build
 from assets.twin import Twin
 from xrcore.input import Picker, pointer_ray
 from xrcore.types import HandInput, Pose
 
-FSAVERAGE5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
-
 
 @pytest.fixture(scope="module")
 def brain() -> Twin:
-    """Both pial hemispheres from nilearn's package data, through the asset loader (metres)."""
-    left = load(FSAVERAGE5 / "pial_left.gii.gz")
-    right = load(FSAVERAGE5 / "pial_right.gii.gz")
-    return Twin("brain", left.structures + right.structures)
+    """The bundled ``brain`` twin: both fsaverage5 pial hemispheres from nilearn's package data (metres)."""
+    return build("brain")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +59,7 @@ def test_ray_at_left_centroid_from_outside_picks_left_hemisphere(brain: Twin, pi
     hit = picker.pick(origin, centroid - origin)
     assert hit is not None
     assert hit.structure == left.name and hit.index == li
+    assert "left" in hit.structure
     # The lateral surface lies between the ray origin and the centroid, on the ray.
     point_m = hit.point_mm / 1000.0
     assert origin[0] < point_m[0] < centroid[0]
