@@ -158,6 +158,106 @@ class _PathOnlyAccessLogger(AbstractAccessLogger):
         self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
 
 
+class SignalingMessageError(NetError):
+    """A client's signaling message breaks the schema; ``counter`` names the ``/stats`` counter it goes to.
+
+    Parameters
+    ----------
+    counter : str
+        One of ``malformed``, ``oversized``, ``unknown_type``, ``spoofed``.
+    reason : str
+        One line for the ``error`` message sent back.
+    """
+
+    def __init__(self, counter: str, reason: str) -> None:
+        self.counter = counter
+        self.reason = reason
+        super().__init__(reason)
+
+
+#: Deepest nesting of objects and lists in a client message (an SDP signal needs 2, a stats report 4);
+#: it keeps re-serialising forwarded messages far from the interpreter's recursion limit.
+MAX_NESTING = 16
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            level += 1
+            deepest = max(deepest, level)
+            if level > MAX_NESTING:
+                break
+            stack.extend((child, level) for child in item)
+    return deepest
+
+
+def parse_client_message(
+    text: str, max_message_bytes: int = 64 * 1024, max_report_bytes: int = 16 * 1024
+) -> dict[str, Any]:
+    """Parse and check one client-to-server message (``docs/signaling.md``, "Client to server").
+
+    Pure: what depends on the room (is the target there?) is the server's to check.
+
+    Parameters
+    ----------
+    text : str
+        The text frame as received.
+    max_message_bytes : int
+        Largest message, bytes of UTF-8.
+    max_report_bytes : int
+        Largest ``stats`` report, bytes of compact JSON.
+
+    Returns
+    -------
+    dict
+        ``{"type": "signal", "to": str, "data": dict}`` or ``{"type": "stats", "report": dict}``.
+
+    Raises
+    ------
+    SignalingMessageError
+        For anything else, with the counter it belongs to.
+    """
+    if len(text) > max_message_bytes or len(text.encode("utf-8", "surrogatepass")) > max_message_bytes:
+        raise SignalingMessageError("oversized", f"message larger than {max_message_bytes} bytes")
+    try:
+        # NaN and Infinity are not JSON: a browser peer could not parse them once forwarded.
+        message = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise SignalingMessageError("malformed", "message is not JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise SignalingMessageError("malformed", "message must be a JSON object with a string 'type'")
+    if _depth(message) > MAX_NESTING:
+        raise SignalingMessageError("malformed", f"message nested deeper than {MAX_NESTING} levels")
+    kind = message["type"]
+    if kind == "signal":
+        if "from" in message:
+            raise SignalingMessageError("spoofed", "'from' is set by the server, never by a client")
+        extra = set(message) - {"type", "to", "data"}
+        to, data = message.get("to"), message.get("data")
+        if extra or not isinstance(to, str) or not isinstance(data, dict):
+            what = f"unexpected field(s) {sorted(extra)[:5]}" if extra else "'to' must be a string and 'data' an object"
+            raise SignalingMessageError("malformed", f"signal: {what}")
+        return {"type": "signal", "to": to, "data": data}
+    if kind == "stats":
+        report = message.get("report")
+        if set(message) != {"type", "report"} or not isinstance(report, dict):
+            raise SignalingMessageError("malformed", "stats: expected exactly {'type': 'stats', 'report': {...}}")
+        if len(json.dumps(report, separators=(",", ":"))) > max_report_bytes:
+            raise SignalingMessageError("oversized", f"stats report larger than {max_report_bytes} bytes")
+        return {"type": "stats", "report": report}
+    raise SignalingMessageError("unknown_type", f"unknown message type {kind[:40]!r}")
+
+
 @dataclass(eq=False)
 class _Connection:
     """One accepted WebSocket: its outgoing queue, rate limiter and writer task."""
@@ -210,10 +310,10 @@ class SignalingServer:
 
     async def start(self) -> None:
         """Bind and start serving."""
-        self._runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         self._site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context, shutdown_timeout=2.0
+            self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
         )
         try:
             await self._site.start()
@@ -337,11 +437,17 @@ class SignalingServer:
         if not token:
             return self._refuse("refused_missing_token", 401, "missing join token")
         try:
-            return verify_token(self.config.secret, token)
+            claims = verify_token(self.config.secret, token)
         except TokenExpiredError as exc:
             return self._refuse("refused_expired_token", 401, f"expired join token: {exc}")
         except TokenError as exc:
             return self._refuse("refused_invalid_token", 401, f"invalid join token: {exc}")
+        # A client may name the room it means to join (?room=); a token for another room is refused
+        # rather than silently taking the participant somewhere else.
+        wanted = request.query.get("room")
+        if wanted is not None and wanted != claims.room:
+            return self._refuse("refused_invalid_token", 401, f"join token is for another room, not {wanted[:64]!r}")
+        return claims
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         claims = self._check_token(request)
@@ -479,35 +585,18 @@ class SignalingServer:
         if not conn.bucket.take():
             self._violation(conn, "rate_limited", f"rate limit exceeded ({self.config.rate_per_s:g} messages/s)")
             return
-        if len(text) > self.config.max_message_bytes or len(text.encode("utf-8", "surrogatepass")) > self.config.max_message_bytes:
-            self._violation(conn, "oversized", f"message larger than {self.config.max_message_bytes} bytes")
-            return
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            self._violation(conn, "malformed", "message is not JSON")
+            message = parse_client_message(text, self.config.max_message_bytes, self.config.max_report_bytes)
+        except SignalingMessageError as exc:
+            self._violation(conn, exc.counter, exc.reason)
             return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            self._violation(conn, "malformed", "message must be a JSON object with a string 'type'")
-            return
-        kind = message["type"]
-        if kind == "signal":
-            await self._on_signal(conn, room, member, message)
-        elif kind == "stats":
-            self._on_stats(conn, member, message)
+        if message["type"] == "signal":
+            await self._on_signal(conn, room, member, message["to"], message["data"])
         else:
-            self._violation(conn, "unknown_type", f"unknown message type {kind[:40]!r}")
+            member.report = message["report"]
+            member.report_at = time.time()
 
-    async def _on_signal(self, conn: _Connection, room: Room, member: Member, message: dict[str, Any]) -> None:
-        if "from" in message:
-            self._violation(conn, "spoofed", "'from' is set by the server, never by a client")
-            return
-        extra = set(message) - {"type", "to", "data"}
-        to, data = message.get("to"), message.get("data")
-        if extra or not isinstance(to, str) or not isinstance(data, dict):
-            what = f"unexpected field(s) {sorted(extra)[:5]}" if extra else "'to' must be a string and 'data' an object"
-            self._violation(conn, "malformed", f"signal: {what}")
-            return
+    async def _on_signal(self, conn: _Connection, room: Room, member: Member, to: str, data: dict[str, Any]) -> None:
         if to == member.participant:
             self._violation(conn, "unknown_target", "signal: cannot signal yourself")
             return
@@ -525,17 +614,6 @@ class SignalingServer:
             self._violation(conn, "unknown_target", f"signal: no participant {to[:64]!r} in room {room.name!r}")
             return
         self._enqueue(target.connection, forwarded)
-
-    def _on_stats(self, conn: _Connection, member: Member, message: dict[str, Any]) -> None:
-        report = message.get("report")
-        if set(message) != {"type", "report"} or not isinstance(report, dict):
-            self._violation(conn, "malformed", "stats: expected exactly {'type': 'stats', 'report': {...}}")
-            return
-        if len(json.dumps(report, separators=(",", ":"))) > self.config.max_report_bytes:
-            self._violation(conn, "oversized", f"stats report larger than {self.config.max_report_bytes} bytes")
-            return
-        member.report = report
-        member.report_at = time.time()
 
     def _violation(self, conn: _Connection, counter: str, reason: str) -> None:
         self.counters[counter] += 1

@@ -81,6 +81,8 @@ class SignalingClient:
         Limit for connecting and for the ``welcome`` message, seconds.
     heartbeat_s : float or None
         WebSocket ping interval, seconds (None: rely on the server's pings).
+    room : str or None
+        The room the caller means to join; the server refuses (401) a token for any other room.
     """
 
     def __init__(
@@ -91,12 +93,14 @@ class SignalingClient:
         ssl: ssl_module.SSLContext | bool | None = None,
         timeout_s: float = 10.0,
         heartbeat_s: float | None = 10.0,
+        room: str | None = None,
     ) -> None:
         self.url = websocket_url(url)
         self._token = token
         self._ssl = True if ssl is None else ssl
         self._timeout_s = timeout_s
         self._heartbeat_s = heartbeat_s
+        self._params = {"room": room} if room is not None else {}
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.welcome: dict[str, Any] | None = None
@@ -126,6 +130,7 @@ class SignalingClient:
             self._ws = await self._session.ws_connect(
                 self.url,
                 headers={"Authorization": f"Bearer {self._token}"},
+                params=self._params,
                 heartbeat=self._heartbeat_s,
                 ssl=self._ssl,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
@@ -171,7 +176,11 @@ class SignalingClient:
                 if isinstance(message, dict):
                     return message
                 log.warning("ignoring a non-object message from the signaling server")
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                # The code the server sent (4001: replaced); ws.close_code can read 1006 by now, because
+                # the automatic close reply finds the server already gone.
+                raise SignalingClosedError(msg.data if isinstance(msg.data, int) else ws.close_code, str(msg.extra or ""))
+            elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 raise SignalingClosedError(ws.close_code, str(msg.extra or ""))
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 raise SignalingClosedError(ws.close_code, str(ws.exception() or ""))
