@@ -439,7 +439,7 @@ def procedural(name: str, center: Sequence[float], size: float) -> Motion:
     if name not in PROCEDURAL:
         raise ValueError(f"unknown motion {name!r}; choose one of {', '.join(sorted(PROCEDURAL))}")
     c = tuple(float(v) for v in center)
-    distance = max(0.3, 2.2 * size)
+    distance = max(0.3, 1.4 * size)
     if name == "orbit":
         return Orbit(center=c, radius=distance, height=0.25 * size)  # type: ignore[arg-type]
     if name == "look-around":

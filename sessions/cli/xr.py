@@ -1,11 +1,181 @@
-"""`medverse` subcommands: xr (being written)."""
+"""`medverse sim` and `medverse view`: the headless simulator and looking at a twin.
+
+``medverse sim --twin brain [--script path.json | --motion orbit] --frames 180 --out frames/ [--every N]``
+runs the simulator backend on the fixed-step clock, renders both eyes offscreen (EGL), writes PNGs
+(both eyes side by side) and prints the frame statistics (and, with ``--json``, writes them).
+
+``medverse view [--twin brain] [--backend auto|openxr|sim]`` shows a twin in a headset through
+OpenXR, or, without one, in a desktop window (``auto`` falls back with one log line).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
 
-USER_ERRORS: tuple[type[BaseException], ...] = ()
+from assets.errors import AssetError
+from assets.twin import Twin
+from xrcore.backends.base import BackendError
+from xrcore.gl import GLContextError
+from xrcore.motion import PROCEDURAL, ScriptError, load_script
+from xrcore.scene import SceneError
+
+logger = logging.getLogger(__name__)
+
+
+
+class CliError(ValueError):
+    """A bad command-line value (message says which and what is allowed)."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    AssetError, ScriptError, SceneError, BackendError, GLContextError, CliError,
+)  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add this module's subcommands."""
+    """Add ``sim`` and ``view``."""
+    p = sub.add_parser(
+        "sim",
+        help="run the headless XR simulator on a twin and write stereo PNGs",
+        description="Run the headless simulator: a virtual headset on a fixed-step clock renders both eyes "
+        "offscreen (EGL); prints frame statistics and writes PNGs with both eyes side by side.",
+    )
+    p.add_argument("--twin", default="brain", help="bundled or imported twin name, or a mesh/volume file (default %(default)s)")
+    motion = p.add_mutually_exclusive_group()
+    motion.add_argument("--script", type=Path, help="JSON motion script (keyframes of head/hand poses)")
+    motion.add_argument("--motion", choices=sorted(PROCEDURAL), default="orbit", help="procedural motion (default %(default)s)")
+    p.add_argument("--frames", type=int, default=180, help="frames to run (default %(default)s)")
+    p.add_argument("--out", type=Path, help="folder for PNGs (none written without it)")
+    p.add_argument("--every", type=int, default=0, help="write every Nth frame (0: only the script's named keyframes; "
+                   "default: 30 when --out is given)")
+    p.add_argument("--width", type=int, default=720, help="pixels per eye, horizontally (default %(default)s)")
+    p.add_argument("--height", type=int, default=800, help="pixels per eye, vertically (default %(default)s)")
+    p.add_argument("--rate", type=float, default=90.0, help="display rate, Hz (default %(default)s)")
+    p.add_argument("--samples", type=int, default=4, help="MSAA samples (default %(default)s)")
+    p.add_argument("--stereo", choices=("auto", "multiview", "layered", "two-pass"), default="auto",
+                   help="stereo rendering mode (default %(default)s)")
+    p.add_argument("--json", type=Path, help="also write the statistics and written files as JSON here")
+    p.set_defaults(func=_sim)
+
+    v = sub.add_parser(
+        "view",
+        help="look at a twin in a headset, or in a desktop window without one",
+        description="Show a twin through OpenXR in a headset; without an OpenXR runtime ('auto' falls back, "
+        "or '--backend sim') in a desktop window: drag to orbit, scroll to zoom, Escape to quit.",
+    )
+    v.add_argument("--twin", default="brain", help="bundled or imported twin name, or a file (default %(default)s)")
+    v.add_argument("--backend", choices=("auto", "openxr", "sim"), default="auto", help="default %(default)s")
+    v.add_argument("--width", type=int, default=1280, help="window width in pixels (default %(default)s)")
+    v.add_argument("--height", type=int, default=800, help="window height in pixels (default %(default)s)")
+    v.add_argument("--seconds", type=float, help="close after this many seconds")
+    v.set_defaults(func=_view)
+
+
+def load_twin(name: str) -> Twin:
+    """A library twin by name, or a twin loaded from a file path; raises ``AssetError``."""
+    path = Path(name)
+    if path.suffix and path.exists():
+        from assets.loaders import load  # noqa: PLC0415
+
+        return load(path)
+    from assets.library import build  # noqa: PLC0415
+
+    return build(name)
+
+
+def _positive(value: int | float, flag: str) -> None:
+    if value <= 0:
+        raise CliError(f"{flag} must be positive, got {value}")
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from xrcore.backends.sim import simulate  # noqa: PLC0415 - GL only for this command
+
+    _positive(args.frames, "--frames")
+    _positive(args.width, "--width")
+    _positive(args.height, "--height")
+    _positive(args.rate, "--rate")
+    _positive(args.samples, "--samples")
+    if args.every < 0:
+        raise CliError(f"--every must be >= 0, got {args.every}")
+    every = args.every if (args.every or args.script) else (30 if args.out else 0)
+    motion: Any = load_script(args.script) if args.script else args.motion
+    twin = load_twin(args.twin)
+    run = simulate(
+        twin, frames=args.frames, out_dir=args.out, every=every, motion=motion, width=args.width,
+        height=args.height, rate_hz=args.rate, samples=args.samples, stereo=args.stereo,
+    )  # fmt: skip
+    s = run.stats
+
+    def fmt(key: str) -> str:
+        d = s[key]
+        return "n/a" if d["median"] is None else f"median {d['median']:.2f} ms, p99 {d['p99']:.2f} ms"
+
+    r = run.renderer
+    print(f"twin {twin.name}: {len(twin.structures)} structures, {twin.triangle_count} triangles")
+    print(f"renderer: {r['gl_renderer']} ({r['egl_platform']}), {r['width']}x{r['height']} per eye, "
+          f"{r['samples']}x MSAA, stereo {r['stereo']}")
+    print(f"frames: {run.frames} at {s['rate_hz']:g} Hz; dropped {s['dropped']} (over {s['period_ms']:.2f} ms)")
+    print(f"frame time: {fmt('frame_ms')}")
+    print(f"CPU time:   {fmt('cpu_ms')}")
+    print(f"GPU time:   {fmt('gpu_ms')}")
+    if run.out_dir is not None:
+        print(f"wrote {len(run.written)} PNGs (both eyes side by side) to {run.out_dir}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"twin": twin.name, **run.as_dict()}, indent=2) + "\n")
+        print(f"statistics written to {args.json}")
+    return 1 if r["gl_errors"] else 0
+
+
+def _create_backend(name: str) -> Any:
+    """The backend factory of ``xrcore.backends`` (OpenXR with fallback), or the simulator."""
+    try:
+        from xrcore.backends import create  # type: ignore[attr-defined]  # noqa: PLC0415
+    except ImportError:
+        if name == "openxr":
+            raise CliError("the OpenXR backend is not available in this build") from None
+        logger.info("no backend factory; using the desktop window")
+        return None
+    return create(name)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from xrcore.backends.base import run_frames  # noqa: PLC0415
+    from xrcore.scene import Scene, frame_twin  # noqa: PLC0415
+
+    _positive(args.width, "--width")
+    _positive(args.height, "--height")
+    twin = load_twin(args.twin)
+    scene = Scene(twin, twin_pose=frame_twin(twin))
+    backend = None if args.backend == "sim" else _create_backend(args.backend)
+    if backend is not None and type(backend).__name__ != "SimBackend":
+        from xrcore.render import Renderer  # noqa: PLC0415
+
+        backend.start()
+        try:
+            info = backend.info
+            # a headset stands at the origin: put the twin in front of it at a comfortable height
+            centre, size = scene.twin_center_and_size()
+            from xrcore.types import Pose  # noqa: PLC0415
+
+            p = scene.twin_pose.position
+            scene.twin_pose = Pose((p[0], p[1] + 1.3, p[2] - max(0.4, size)), scene.twin_pose.orientation)
+            renderer = Renderer(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
+            try:
+                stats = run_frames(backend, scene, renderer)
+            finally:
+                renderer.close()
+        finally:
+            backend.stop()
+        print(stats.format())
+        return 0
+    from xrcore.render.desktop import view_in_window  # noqa: PLC0415
+
+    summary = view_in_window(scene, width=args.width, height=args.height, max_seconds=args.seconds)
+    print(f"{summary['frames']} frames shown")
+    return 0

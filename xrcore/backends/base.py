@@ -1,10 +1,11 @@
 """The backend interface every XR backend implements (StereoKit's init / step / shutdown split).
 
-The frame loop in :mod:`xrcore.app` drives any backend the same way::
+:func:`run_frames` is the frame loop; it drives any backend the same way::
 
     backend.start()
     for frame in backend.frames():      # blocks until the next frame is due (headset) or not (sim)
-        ...render frame.views...
+        scene.update(frame)
+        renderer.draw(scene, frame.views)
         backend.submit(frame)
     backend.stop()
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +94,35 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_frames(
+    backend: Backend,
+    scene: Any,
+    renderer: Any,
+    *,
+    max_frames: int | None = None,
+    on_frame: Callable[[FrameState], bool | None] | None = None,
+) -> Any:
+    """The frame loop: update the scene, draw each frame's views, submit, until the backend ends.
+
+    ``backend`` must be started and ``renderer`` built on ``backend.context``. ``on_frame`` runs after
+    each submit; returning True stops the loop (a window closed, a test has seen enough).
+    Returns the renderer's :class:`~xrcore.stats.FrameStats`, with each frame's wall time (ms, from
+    the start of its update to the end of its submit) recorded.
+    """
+    backend.attach(renderer)
+    count = 0
+    for frame in backend.frames():
+        t0 = time.perf_counter()
+        scene.update(frame)
+        if frame.should_render:
+            renderer.draw(scene, frame.views)
+        backend.submit(frame)
+        renderer.stats.record_frame((time.perf_counter() - t0) * 1000.0)
+        count += 1
+        if on_frame is not None and on_frame(frame):
+            break
+        if max_frames is not None and count >= max_frames:
+            break
+    return renderer.stats

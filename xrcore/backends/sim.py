@@ -191,6 +191,10 @@ class SimBackend(Backend):
         if self._pending is None or frame.index != self._pending.index:
             raise BackendError(f"submit() got frame {frame.index}, expected the frame just yielded")
         self._pending = None
+        if self.renderer is not None:
+            # the simulated display "shows" the frame: wait for the GPU like a compositor would, so
+            # frame times and dropped-frame counts mean the same thing as on a headset
+            self.renderer.finish()
         if self._wants_png(frame):
             self._write_png(frame)
 
@@ -222,3 +226,115 @@ class SimBackend(Backend):
         self.context = None
         self._owns_context = False
         self._started = False
+
+
+@dataclass
+class SimRun:
+    """What :func:`simulate` did: frames run, PNGs written, frame statistics, renderer facts."""
+
+    frames: int
+    written: list[WrittenFrame]
+    stats: dict[str, Any]
+    renderer: dict[str, Any]
+    out_dir: Path | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "written": [str(w.path) for w in self.written],
+            "sha256": [w.sha256 for w in self.written],
+            "stats": self.stats,
+            "renderer": self.renderer,
+            "out_dir": str(self.out_dir) if self.out_dir is not None else None,
+        }
+
+
+def simulate(
+    twin: Any,
+    *,
+    frames: int = 180,
+    out_dir: str | Path | None = None,
+    every: int = 0,
+    at_keyframes: bool = True,
+    motion: str | Motion = "orbit",
+    width: int = 720,
+    height: int = 800,
+    rate_hz: float = 90.0,
+    samples: int = 4,
+    stereo: str = "auto",
+    context: Any = None,
+    scene_setup: Any = None,
+) -> SimRun:
+    """Run the headless simulator over ``twin`` and return what happened.
+
+    Parameters
+    ----------
+    twin
+        An :class:`assets.twin.Twin`; it is stood upright (RAS+ to +Y up) and centred at the origin.
+    frames
+        Frames to run on the fixed-step clock (at ``rate_hz``).
+    out_dir, every, at_keyframes
+        Where PNGs go (both eyes side by side) and which frames: every Nth, and the script's named
+        keyframes. ``out_dir=None`` writes nothing.
+    motion
+        A procedural motion name (``orbit``, ``look-around``, ``reach-and-point``), framed to the
+        twin's size, or any motion callable (e.g. a :class:`~xrcore.motion.Script`).
+    width, height, samples, stereo
+        Pixels per eye, MSAA samples and stereo mode (see :class:`~xrcore.render.RendererConfig`).
+    context
+        An existing current GL context to reuse (left open); by default one is made and closed.
+    scene_setup
+        Optional callable taking the :class:`~xrcore.scene.Scene` before the first frame (clip
+        planes, colours, landmarks).
+    """
+    from xrcore.motion import procedural  # noqa: PLC0415
+    from xrcore.render import Renderer, RendererConfig  # noqa: PLC0415 - GL only when rendering
+    from xrcore.scene import Scene, frame_twin  # noqa: PLC0415
+
+    from xrcore.backends.base import run_frames  # noqa: PLC0415
+
+    scene = Scene(twin, twin_pose=frame_twin(twin))
+    if scene_setup is not None:
+        scene_setup(scene)
+    if isinstance(motion, str):
+        centre, size = scene.twin_center_and_size()
+        motion = procedural(motion, centre, size)
+    backend = SimBackend(
+        SimConfig(
+            frames=frames, rate_hz=rate_hz, width=width, height=height, motion=motion,
+            out_dir=Path(out_dir) if out_dir is not None else None, every=every,
+            at_keyframes=at_keyframes, context=context,
+        )
+    )  # fmt: skip
+    backend.start()
+    try:
+        renderer = Renderer(
+            backend.context,
+            RendererConfig(width=width, height=height, samples=samples, stereo=stereo, rate_hz=rate_hz),  # type: ignore[arg-type]
+        )
+        try:
+            stats = run_frames(backend, scene, renderer)
+            info = {
+                "stereo": renderer.stereo,
+                "samples": renderer.samples,
+                "gl_renderer": backend.context.info.get("renderer"),
+                "gl_version": backend.context.info.get("version"),
+                "egl_platform": backend.context.info.get("platform"),
+                "gl_errors": renderer.gl_errors,
+                "width": width,
+                "height": height,
+            }
+            run = SimRun(stats.frames, list(backend.written), stats.summary(), info, backend.config.out_dir)
+        finally:
+            renderer.close()
+    finally:
+        backend.stop()
+    logger.info("simulated %d frames of %r, wrote %d PNGs", run.frames, getattr(twin, "name", "?"), len(run.written))
+    return run
+
+
+def render_frames(twin: Any, out_dir: str | Path, *, frames: int = 90, every: int = 30, **options: Any) -> dict[str, Any]:
+    """Render ``frames`` stereo frames of ``twin`` orbiting it, writing every ``every``-th frame as a
+    PNG (both eyes side by side) into ``out_dir``; returns :meth:`SimRun.as_dict` (paths, hashes,
+    frame statistics in ms). Extra ``options`` go to :func:`simulate` (``width``, ``motion``...)."""
+    return simulate(twin, frames=frames, out_dir=out_dir, every=every, **options).as_dict()
