@@ -1,0 +1,315 @@
+"""The shared consultation state: a conflict-free replicated state built from ``StateOp`` messages.
+
+Every peer holds a :class:`SharedState` and applies the same operations in whatever order they arrive;
+the result is the same everywhere because
+
+- an op is identified by (participant, seq) and applied at most once;
+- clip planes, the twin transform, the selection, and each landmark's position and label are
+  last-writer-wins registers ordered by the stamp (lamport, participant, seq), a total order;
+- strokes and landmarks are add/remove sets whose removal is final (a tombstone that also wins over
+  an add that arrives after it).
+
+A late joiner asks for a :meth:`SharedState.snapshot` and :meth:`SharedState.merge_snapshot` s it: the
+merge takes the newer stamp of every register and the union of tombstones and applied op ids, so ops
+received before, during or after the snapshot are neither lost nor applied twice. :meth:`digest` is
+the sha256 of the canonical state, equal on every peer that applied the same ops.
+
+Time is an input: ``make_op`` takes the sender time from its caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from net.errors import ProtocolError
+from net.protocol import MAX_LAMPORT, OpKind, StateOp, canonical_json, parse_json, validate_payload
+
+log = logging.getLogger(__name__)
+
+#: Version of the snapshot layout (``SharedState.snapshot()``).
+SNAPSHOT_VERSION = 1
+
+Stamp = tuple[int, int, int]  # lamport, participant, seq: the total order of writes
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``SharedState.apply`` did: ``applied`` False for a duplicate (already applied) op."""
+
+    applied: bool
+    op: StateOp
+
+
+def _ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Sorted integers as inclusive ``[lo, hi]`` runs (applied op ids stay small in snapshots)."""
+    out: list[list[int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+class SharedState:
+    """Annotations, landmarks, clip planes, twin transform and selection, replicated by ops.
+
+    Parameters
+    ----------
+    participant : int
+        This peer's index in the room (the ``participant`` of the ops it makes).
+    """
+
+    def __init__(self, participant: int) -> None:
+        self.participant = participant
+        self.lamport = 0
+        self.seq = 0
+        self._applied: dict[int, set[int]] = {}
+        self._strokes: dict[str, dict[str, Any]] = {}  # id -> {"stamp", ...payload}
+        self._erased: set[str] = set()
+        self._landmark_pos: dict[str, dict[str, Any]] = {}  # id -> {"stamp", "position"}
+        self._landmark_info: dict[str, dict[str, Any]] = {}  # id -> {"stamp", "label", "structure"}
+        self._deleted: set[str] = set()
+        self._clip: dict[int, dict[str, Any]] = {}  # index -> {"stamp", "plane": {...} | None}
+        self._transform: dict[str, Any] | None = None  # {"stamp", "value"}
+        self._selection: dict[str, Any] | None = None  # {"stamp", "structure"}
+
+    # ------------------------------------------------------------------ ops
+
+    @property
+    def op_count(self) -> int:
+        """Number of distinct ops applied (directly or through a snapshot)."""
+        return sum(len(s) for s in self._applied.values())
+
+    def has(self, participant: int, seq: int) -> bool:
+        """True when op (participant, seq) is already applied."""
+        return seq in self._applied.get(participant, ())
+
+    def make_op(self, kind: OpKind | int, payload: Mapping[str, Any], sender_time: float) -> StateOp:
+        """Make a local op (next seq, Lamport clock + 1), apply it, and return it for sending.
+
+        Parameters
+        ----------
+        kind : OpKind
+            What to do.
+        payload : mapping
+            The op's payload (validated and normalised; ``ProtocolError`` when invalid).
+        sender_time : float
+            Local monotonic time, seconds.
+        """
+        normalised = validate_payload(kind, payload)
+        if self.lamport + 1 > MAX_LAMPORT:
+            raise ProtocolError("Lamport clock exhausted", "state")
+        self.seq += 1
+        self.lamport += 1
+        op = StateOp(self.participant, self.seq, self.lamport, OpKind(kind), normalised, sender_time)
+        self._apply(op)
+        return op
+
+    def apply(self, op: StateOp) -> ApplyResult:
+        """Apply a received op once; a duplicate is ignored (``applied`` False).
+
+        The Lamport clock moves to ``max(local, op.lamport) + 1`` on receipt, as in docs/protocol.md.
+        """
+        self.lamport = max(self.lamport, op.lamport) + 1
+        if self.has(op.participant, op.seq):
+            return ApplyResult(False, op)
+        self._apply(op)
+        return ApplyResult(True, op)
+
+    def _apply(self, op: StateOp) -> None:
+        self._applied.setdefault(op.participant, set()).add(op.seq)
+        stamp: Stamp = (op.lamport, op.participant, op.seq)
+        p = op.payload
+        kind = op.kind
+        if kind is OpKind.STROKE_ADD:
+            if p["id"] not in self._erased:
+                self._write(self._strokes, p["id"], stamp, {k: v for k, v in p.items() if k != "id"})
+        elif kind is OpKind.STROKE_ERASE:
+            self._erased.add(p["id"])
+            self._strokes.pop(p["id"], None)
+        elif kind is OpKind.LANDMARK_PLACE:
+            if p["id"] not in self._deleted:
+                self._write(self._landmark_pos, p["id"], stamp, {"position": p["position"]})
+                self._write(self._landmark_info, p["id"], stamp, {"label": p["label"], "structure": p["structure"]})
+        elif kind is OpKind.LANDMARK_MOVE:
+            if p["id"] not in self._deleted:
+                self._write(self._landmark_pos, p["id"], stamp, {"position": p["position"]})
+        elif kind is OpKind.LANDMARK_DELETE:
+            self._deleted.add(p["id"])
+            self._landmark_pos.pop(p["id"], None)
+            self._landmark_info.pop(p["id"], None)
+        elif kind is OpKind.CLIP_SET:
+            self._write(self._clip, p["index"], stamp, {"plane": {"normal": p["normal"], "d": p["d"]}})
+        elif kind is OpKind.CLIP_CLEAR:
+            self._write(self._clip, p["index"], stamp, {"plane": None})
+        elif kind is OpKind.TRANSFORM:
+            if self._transform is None or tuple(self._transform["stamp"]) < stamp:
+                self._transform = {"stamp": list(stamp), "value": dict(p)}
+        elif kind is OpKind.SELECT:
+            if self._selection is None or tuple(self._selection["stamp"]) < stamp:
+                self._selection = {"stamp": list(stamp), "structure": p["structure"]}
+
+    @staticmethod
+    def _write(register: dict[Any, dict[str, Any]], key: Any, stamp: Stamp, value: dict[str, Any]) -> None:
+        """Last writer wins: keep ``value`` only if its stamp is newer than the one held."""
+        held = register.get(key)
+        if held is None or tuple(held["stamp"]) < stamp:
+            register[key] = {"stamp": list(stamp), **value}
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def strokes(self) -> dict[str, dict[str, Any]]:
+        """Visible strokes: id -> {"points", "color", "width"}."""
+        return {k: {f: v for f, v in s.items() if f != "stamp"} for k, s in self._strokes.items()}
+
+    @property
+    def landmarks(self) -> dict[str, dict[str, Any]]:
+        """Placed, undeleted landmarks: id -> {"position", "label", "structure"} (a move without a place is hidden)."""
+        out = {}
+        for k, info in self._landmark_info.items():
+            out[k] = {"position": self._landmark_pos[k]["position"], "label": info["label"], "structure": info["structure"]}
+        return out
+
+    @property
+    def clip_planes(self) -> dict[int, dict[str, Any]]:
+        """Active clip planes: index -> {"normal", "d"}."""
+        return {i: c["plane"] for i, c in self._clip.items() if c["plane"] is not None}
+
+    @property
+    def transform(self) -> dict[str, Any] | None:
+        """Twin transform {"position", "orientation", "scale"} or None when never set."""
+        return dict(self._transform["value"]) if self._transform else None
+
+    @property
+    def selection(self) -> str | None:
+        """Selected structure or None."""
+        return self._selection["structure"] if self._selection else None
+
+    # ------------------------------------------------------------------ snapshot and digest
+
+    def _content(self) -> dict[str, Any]:
+        """Everything that defines the state (not the local Lamport clock or seq counter)."""
+        return {
+            "applied": {str(p): _ranges(s) for p, s in sorted(self._applied.items())},
+            "strokes": self._strokes,
+            "erased": sorted(self._erased),
+            "landmark_pos": self._landmark_pos,
+            "landmark_info": self._landmark_info,
+            "deleted": sorted(self._deleted),
+            "clip": {str(i): c for i, c in sorted(self._clip.items())},
+            "transform": self._transform,
+            "selection": self._selection,
+        }
+
+    def digest(self) -> bytes:
+        """sha256 (32 bytes) of the canonical state: equal on peers that applied the same ops."""
+        return hashlib.sha256(canonical_json(self._content())).digest()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-ready data, for a late joiner (``merge_snapshot``)."""
+        return {"v": SNAPSHOT_VERSION, "lamport": self.lamport, **self._content()}
+
+    def snapshot_bytes(self) -> bytes:
+        """``snapshot()`` as canonical JSON (what travels in snapshot chunks)."""
+        return canonical_json(self.snapshot())
+
+    def merge_snapshot(self, snapshot: Mapping[str, Any] | bytes) -> int:
+        """Merge a snapshot from another peer; returns how many op ids were new.
+
+        Raises
+        ------
+        ProtocolError
+            The snapshot is not a valid version-1 snapshot (nothing is changed then).
+        """
+        data = parse_json(snapshot, "snapshot") if isinstance(snapshot, bytes) else snapshot
+        try:
+            parsed = _parse_snapshot(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(f"malformed snapshot: {exc!r}"[:200], "state") from None
+        applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport = parsed
+        before = self.op_count
+        for p, seqs in applied.items():
+            self._applied.setdefault(p, set()).update(seqs)
+        self._erased |= erased
+        self._deleted |= deleted
+        for key, value in strokes.items():
+            self._write(self._strokes, key, tuple(value["stamp"]), {k: v for k, v in value.items() if k != "stamp"})
+        for key, value in pos.items():
+            self._write(self._landmark_pos, key, tuple(value["stamp"]), {"position": value["position"]})
+        for key, value in info.items():
+            self._write(self._landmark_info, key, tuple(value["stamp"]), {"label": value["label"], "structure": value["structure"]})
+        for index, value in clip.items():
+            self._write(self._clip, index, tuple(value["stamp"]), {"plane": value["plane"]})
+        for stroke_id in self._erased:
+            self._strokes.pop(stroke_id, None)
+        for landmark_id in self._deleted:
+            self._landmark_pos.pop(landmark_id, None)
+            self._landmark_info.pop(landmark_id, None)
+        if transform is not None and (self._transform is None or tuple(self._transform["stamp"]) < tuple(transform["stamp"])):
+            self._transform = transform
+        if selection is not None and (self._selection is None or tuple(self._selection["stamp"]) < tuple(selection["stamp"])):
+            self._selection = selection
+        self.lamport = max(self.lamport, lamport)
+        # A participant that rejoins with a fresh process resumes its own sequence after what the room holds.
+        self.seq = max(self.seq, max(self._applied.get(self.participant, {0})))
+        return self.op_count - before
+
+
+def _stamp(value: Any) -> list[int]:
+    if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"bad stamp {value!r}")
+    return value
+
+
+def _parse_snapshot(data: Any) -> tuple[Any, ...]:
+    """Validate a snapshot's structure (values of ops are re-validated through ``validate_payload``)."""
+    if not isinstance(data, Mapping) or data.get("v") != SNAPSHOT_VERSION:
+        raise ValueError("not a version-1 snapshot")
+    applied: dict[int, set[int]] = {}
+    for p, runs in data["applied"].items():
+        seqs: set[int] = set()
+        for lo, hi in runs:
+            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi and hi - lo < 10_000_000):
+                raise ValueError(f"bad op range {lo!r}..{hi!r}")
+            seqs.update(range(lo, hi + 1))
+        applied[int(p)] = seqs
+    strokes = {}
+    for key, value in data["strokes"].items():
+        payload = validate_payload(OpKind.STROKE_ADD, {"id": key, **{k: v for k, v in value.items() if k != "stamp"}})
+        strokes[key] = {"stamp": _stamp(value["stamp"]), **{k: v for k, v in payload.items() if k != "id"}}
+    pos = {}
+    for key, value in data["landmark_pos"].items():
+        payload = validate_payload(OpKind.LANDMARK_MOVE, {"id": key, "position": value["position"]})
+        pos[key] = {"stamp": _stamp(value["stamp"]), "position": payload["position"]}
+    info = {}
+    for key, value in data["landmark_info"].items():
+        payload = validate_payload(
+            OpKind.LANDMARK_PLACE, {"id": key, "position": [0, 0, 0], "label": value["label"], "structure": value["structure"]}
+        )
+        info[key] = {"stamp": _stamp(value["stamp"]), "label": payload["label"], "structure": payload["structure"]}
+    clip = {}
+    for index, value in data["clip"].items():
+        plane = value["plane"]
+        if plane is not None:
+            plane = {k: v for k, v in validate_payload(OpKind.CLIP_SET, {"index": int(index), **plane}).items() if k != "index"}
+        else:
+            validate_payload(OpKind.CLIP_CLEAR, {"index": int(index)})
+        clip[int(index)] = {"stamp": _stamp(value["stamp"]), "plane": plane}
+    transform = data["transform"]
+    if transform is not None:
+        transform = {"stamp": _stamp(transform["stamp"]), "value": validate_payload(OpKind.TRANSFORM, transform["value"])}
+    selection = data["selection"]
+    if selection is not None:
+        selection = {"stamp": _stamp(selection["stamp"]), "structure": validate_payload(OpKind.SELECT, {"structure": selection["structure"]})["structure"]}
+    erased = {validate_payload(OpKind.STROKE_ERASE, {"id": k})["id"] for k in data["erased"]}
+    deleted = {validate_payload(OpKind.LANDMARK_DELETE, {"id": k})["id"] for k in data["deleted"]}
+    lamport = data["lamport"]
+    if not isinstance(lamport, int) or not 0 <= lamport <= MAX_LAMPORT:
+        raise ValueError("bad lamport")
+    return applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport

@@ -1,0 +1,195 @@
+"""Shared consultation state: ops applied once, in any order, converge; snapshots plus deltas catch up late joiners."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from net.errors import ProtocolError
+from net.protocol import OpKind, SnapshotAssembler, StateOp, chunk_snapshot, decode_state, encode_state
+from net.state import SharedState
+
+
+def _script(participant: int, n: int, seed: int) -> list[tuple[OpKind, dict]]:
+    """A mix of every op kind touching shared ids, so that order matters unless the merge is right."""
+    rng = random.Random(seed)
+    ops: list[tuple[OpKind, dict]] = []
+    for i in range(n):
+        shared = f"lm{rng.randrange(4)}"
+        stroke = f"s{rng.randrange(4)}"
+        pos = [rng.uniform(-1, 1), rng.uniform(0, 2), rng.uniform(-1, 1)]
+        ops.append(
+            rng.choice(
+                [
+                    (OpKind.LANDMARK_PLACE, {"id": shared, "position": pos, "label": f"p{participant}-{i}"}),
+                    (OpKind.LANDMARK_MOVE, {"id": shared, "position": pos}),
+                    (OpKind.LANDMARK_DELETE, {"id": shared}),
+                    (OpKind.STROKE_ADD, {"id": stroke, "points": [pos, pos]}),
+                    (OpKind.STROKE_ERASE, {"id": stroke}),
+                    (OpKind.CLIP_SET, {"index": rng.randrange(3), "normal": [0, 1, 0], "d": rng.uniform(-1, 1)}),
+                    (OpKind.CLIP_CLEAR, {"index": rng.randrange(3)}),
+                    (OpKind.TRANSFORM, {"position": pos, "orientation": [0, 0, 0, 1], "scale": 1.5}),
+                    (OpKind.SELECT, {"structure": rng.choice(["thalamus", None, "insula"])}),
+                ]
+            )
+        )
+    return ops
+
+
+def _wire(op: StateOp) -> StateOp:
+    """The op as a receiver sees it: encoded and decoded."""
+    decoded = decode_state(encode_state(op))
+    assert isinstance(decoded, StateOp)
+    return decoded
+
+
+@pytest.fixture
+def history() -> list[StateOp]:
+    """Ops made concurrently by three peers (each sees only its own until they exchange), as sent."""
+    ops = []
+    for participant in (1, 2, 3):
+        state = SharedState(participant)
+        for kind, payload in _script(participant, 60, seed=participant):
+            ops.append(_wire(state.make_op(kind, payload, sender_time=1.0)))
+    return ops
+
+
+def test_any_delivery_order_gives_the_same_digest(history: list[StateOp]) -> None:
+    """Ten peers receiving the same ops in ten shuffled orders hold equal state and digests."""
+    digests = set()
+    views = []
+    for seed in range(10):
+        order = history[:]
+        random.Random(seed).shuffle(order)
+        state = SharedState(9)
+        for op in order:
+            state.apply(op)
+        assert state.op_count == len(history)
+        digests.add(state.digest())
+        views.append((state.landmarks, state.strokes, state.clip_planes, state.transform, state.selection))
+    assert len(digests) == 1
+    assert all(view == views[0] for view in views)
+
+
+def test_an_op_applies_once(history: list[StateOp]) -> None:
+    """A duplicated op (retransmitted, or also in a snapshot) changes nothing the second time."""
+    state = SharedState(9)
+    for op in history:
+        assert state.apply(op).applied
+    digest = state.digest()
+    assert not any(state.apply(op).applied for op in history)
+    assert state.digest() == digest and state.op_count == len(history)
+
+
+def test_erase_before_add_still_wins() -> None:
+    """A stroke erased before its add arrives stays erased; so does a deleted landmark."""
+    author, other = SharedState(1), SharedState(2)
+    add = author.make_op(OpKind.STROKE_ADD, {"id": "s", "points": [[0, 1, 0]]}, 0.0)
+    erase = author.make_op(OpKind.STROKE_ERASE, {"id": "s"}, 0.0)
+    place = author.make_op(OpKind.LANDMARK_PLACE, {"id": "l", "position": [0, 1, 0]}, 0.0)
+    delete = author.make_op(OpKind.LANDMARK_DELETE, {"id": "l"}, 0.0)
+    for op in (erase, add, delete, place):
+        other.apply(op)
+    assert other.strokes == {} and other.landmarks == {}
+    assert other.digest() == author.digest()
+
+
+def test_concurrent_writes_resolve_by_lamport_then_participant() -> None:
+    """Two peers move the same landmark concurrently: the higher (lamport, participant) wins everywhere."""
+    a, b = SharedState(1), SharedState(2)
+    place = SharedState(3).make_op(OpKind.LANDMARK_PLACE, {"id": "l", "position": [0, 0, 0]}, 0.0)
+    a.apply(place)
+    b.apply(place)
+    move_a = a.make_op(OpKind.LANDMARK_MOVE, {"id": "l", "position": [1, 0, 0]}, 0.0)
+    move_b = b.make_op(OpKind.LANDMARK_MOVE, {"id": "l", "position": [2, 0, 0]}, 0.0)
+    assert move_a.lamport == move_b.lamport  # truly concurrent: the participant breaks the tie
+    a.apply(move_b)
+    b.apply(move_a)
+    assert a.landmarks["l"]["position"] == b.landmarks["l"]["position"] == [2.0, 0.0, 0.0]
+    assert a.digest() == b.digest()
+
+
+def test_lamport_clock_follows_the_rules() -> None:
+    """max(local, received) + 1 on receipt; local + 1 for a new op."""
+    a, b = SharedState(1), SharedState(2)
+    for _ in range(5):
+        a.make_op(OpKind.SELECT, {"structure": None}, 0.0)
+    op = a.make_op(OpKind.SELECT, {"structure": "thalamus"}, 0.0)
+    assert op.lamport == 6
+    b.apply(op)
+    assert b.lamport == 7
+    assert b.make_op(OpKind.SELECT, {"structure": None}, 0.0).lamport == 8
+
+
+def test_late_joiner_gets_snapshot_then_deltas(history: list[StateOp]) -> None:
+    """A joiner merging a snapshot (via chunks) and the ops around it, some twice, ends equal to the room."""
+    room = SharedState(1)
+    for op in history[:120]:
+        room.apply(op)
+    joiner = SharedState(4)
+    # Ops that reached the joiner before the snapshot did (some also inside it).
+    for op in history[100:130]:
+        joiner.apply(op)
+    body = room.snapshot_bytes()
+    assembler = SnapshotAssembler()
+    chunks = [decode_state(encode_state(c)) for c in chunk_snapshot(1, 77, body)]
+    merged = [assembler.add(c) for c in chunks]  # type: ignore[arg-type]
+    assert merged[-1] == body
+    added = joiner.merge_snapshot(merged[-1])
+    assert added == 100
+    for op in history[110:]:  # deltas after the snapshot, overlapping it
+        joiner.apply(op)
+    for op in history[120:]:
+        room.apply(op)
+    assert joiner.op_count == room.op_count == len(history)
+    assert joiner.digest() == room.digest()
+    assert joiner.lamport >= max(op.lamport for op in history)
+
+
+def test_rejoining_participant_resumes_its_sequence() -> None:
+    """A participant that restarts and merges a snapshot continues its op sequence, so its new ops are not taken for duplicates."""
+    before = SharedState(3)
+    for _ in range(4):
+        before.make_op(OpKind.SELECT, {"structure": "insula"}, 0.0)
+    restarted = SharedState(3)
+    restarted.merge_snapshot(before.snapshot())
+    op = restarted.make_op(OpKind.SELECT, {"structure": None}, 0.0)
+    assert op.seq == 5
+    assert before.apply(op).applied
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s.update(v=2),
+        lambda s: s["applied"].update({"1": [[5, 2]]}),
+        lambda s: s["strokes"].update({"x": {"stamp": [1, 1, 1], "points": [], "color": [1, 1, 1, 1], "width": 0.001}}),
+        lambda s: s["clip"].update({"9": {"stamp": [1, 1, 1], "plane": None}}),
+        lambda s: s.update(transform={"stamp": [1, 1], "value": {}}),
+        lambda s: s.pop("erased"),
+        lambda s: s.update(lamport=-1),
+    ],
+    ids=["version", "range", "stroke", "clip-index", "stamp", "missing-key", "lamport"],
+)
+def test_malformed_snapshot_is_refused_and_changes_nothing(history: list[StateOp], mutate) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot that breaks the schema raises ProtocolError and leaves the state as it was."""
+    source = SharedState(1)
+    for op in history[:50]:
+        source.apply(op)
+    snapshot = source.snapshot()
+    mutate(snapshot)
+    target = SharedState(2)
+    target.apply(history[60])
+    digest = target.digest()
+    with pytest.raises(ProtocolError):
+        target.merge_snapshot(snapshot)
+    assert target.digest() == digest and target.op_count == 1
+
+
+def test_invalid_local_op_is_refused() -> None:
+    """A local op whose payload breaks the schema is refused before it is counted or sent."""
+    state = SharedState(1)
+    with pytest.raises(ProtocolError):
+        state.make_op(OpKind.CLIP_SET, {"index": 7, "normal": [0, 0, 1], "d": 0}, 0.0)
+    assert state.seq == 0 and state.op_count == 0
