@@ -1,0 +1,648 @@
+"""A consultation participant without a headset: joins through signaling, streams poses, shares state, measures.
+
+:class:`Participant` is what ``medverse consult join`` runs, and what tests and ``bench/sync.py`` start
+in separate processes. It
+
+- joins a room through :class:`net.signaling_client.SignalingClient` and keeps one
+  :class:`net.peer.PeerLink` per remote (mesh) or one to the server's relay (relay mode), following the
+  offer rule of docs/signaling.md;
+- sends its poses on the ``pose`` channel at the display rate (90 Hz), paced on absolute deadlines;
+- keeps a :class:`net.state.SharedState`: local ops go to every link, received ops are applied once,
+  every link that opens is asked for a snapshot, and state digests are exchanged every second so that
+  a peer that falls behind asks again (anti-entropy);
+- pings every remote on the ``clock`` channel (``net.clock.ClockEstimator`` per remote) and records
+  the one-way latency of every applied pose and op in a :class:`net.latency.LatencyMonitor`, published
+  to the signaling server's ``/stats`` every second and returned in the final report.
+
+Clock pings carry the requester's index in the upper 16 bits of ``ping_id`` and snapshot requests in
+the upper 16 bits of ``request_id``, so that the relay can route pongs and snapshot chunks back to the
+requester from their header alone.
+
+Bad input from a remote (malformed, spoofed, unknown) is dropped and counted in ``counters``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from net.clock import ClockEstimator
+from net.errors import NetError, ProtocolError
+from net.latency import LatencyMonitor
+from net.peer import PeerError, PeerLink
+from net.protocol import (
+    ClockPing,
+    ClockPong,
+    NewestWins,
+    OpKind,
+    PoseRecord,
+    SnapshotAssembler,
+    SnapshotChunk,
+    SnapshotRequest,
+    StateDigest,
+    StateOp,
+    WirePose,
+    chunk_snapshot,
+    decode_clock,
+    decode_pose,
+    decode_state,
+    encode_clock,
+    encode_pose,
+    encode_state,
+    seq_next,
+)
+from net.signaling_client import SignalingClient, SignalingClosedError
+from net.state import SharedState
+from net.tokens import RELAY_ID
+
+if TYPE_CHECKING:
+    from net.faults import FaultPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParticipantConfig:
+    """How a headless participant behaves.
+
+    Attributes
+    ----------
+    pose_rate_hz : float
+        Pose records sent per second to each link (0: send none).
+    clock_interval_s : float
+        Seconds between clock pings to each remote once synchronised.
+    clock_burst : int
+        Pings sent 50 ms apart when a link opens, so the offset is known quickly.
+    ops_rate_hz : float
+        Scripted state ops per second (0: none); made between ``ops_start_s`` and ``ops_stop_s``
+        after joining.
+    ops_start_s, ops_stop_s : float
+        Window of the scripted ops, seconds after joining.
+    report_interval_s : float
+        Seconds between stats reports to the signaling server and state digests to the peers.
+    faults : FaultPlan or None
+        Loss/delay/outages put in front of this participant's connections (``net.faults``).
+    seed : int or None
+        Seed of the scripted ops (default: the participant's index).
+    """
+
+    pose_rate_hz: float = 90.0
+    clock_interval_s: float = 0.5
+    clock_burst: int = 10
+    ops_rate_hz: float = 0.0
+    ops_start_s: float = 0.5
+    ops_stop_s: float = math.inf
+    report_interval_s: float = 1.0
+    faults: FaultPlan | None = None
+    seed: int | None = None
+
+
+@dataclass
+class RemotePeer:
+    """What is known of one remote participant: its name, clock and latest pose."""
+
+    name: str
+    index: int
+    clock: ClockEstimator = field(default_factory=ClockEstimator)
+    pose: PoseRecord | None = None
+    digest: tuple[int, bytes] | None = None
+    behind: int = 0  # consecutive digests showing this remote ahead of us
+
+
+def procedural_poses(t: float, index: int) -> dict[str, WirePose]:
+    """Head and two hands of a participant standing round the twin, swaying: a pure function of time.
+
+    Parameters
+    ----------
+    t : float
+        Seconds.
+    index : int
+        Participant index; spreads participants round a 1 m circle.
+
+    Returns
+    -------
+    dict
+        ``head``, ``left`` and ``right`` poses (metres, unit quaternions).
+    """
+    angle = index * 0.9
+    cx, cz = math.sin(angle), math.cos(angle)
+    sway = 0.05 * math.sin(2 * math.pi * 0.5 * t + index)
+    half = (angle + 0.2 * math.sin(t)) / 2
+    q = (0.0, math.sin(half), 0.0, math.cos(half))
+    head = WirePose((cx + sway, 1.65, cz), q)
+    left = WirePose((cx - 0.2, 1.1 + 0.1 * math.sin(3 * t), cz - 0.3), q)
+    right = WirePose((cx + 0.2, 1.1 + 0.1 * math.cos(3 * t), cz - 0.3), q)
+    return {"head": head, "left": left, "right": right}
+
+
+class Participant:
+    """One participant of a consultation room (see the module docstring).
+
+    Parameters
+    ----------
+    server_url : str
+        Signaling server, ``http(s)://host:port``.
+    token : str
+        Join token.
+    config : ParticipantConfig or None
+        Behaviour; defaults otherwise.
+    clock : callable
+        Monotonic time source, seconds; every timestamp sent or compared comes from it (tests add an
+        offset to it to prove that latency survives unsynchronised clocks).
+    ssl : ssl.SSLContext, bool or None
+        TLS verification for ``https`` servers.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        token: str,
+        config: ParticipantConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ssl: Any = None,
+    ) -> None:
+        self.config = config or ParticipantConfig()
+        self.clock = clock
+        self.client = SignalingClient(server_url, token, ssl=ssl)
+        self.monitor = LatencyMonitor()
+        self.counters: Counter[str] = Counter()
+        self.links: dict[str, PeerLink] = {}
+        self.remotes: dict[int, RemotePeer] = {}
+        self.index = 0
+        self.name = ""
+        self.room = ""
+        self.topology = "mesh"
+        self.state = SharedState(0)
+        self.on_pose: Callable[[PoseRecord, float | None], None] | None = None
+        self.on_op: Callable[[StateOp, float | None], None] | None = None
+        self._newest = NewestWins()
+        self._assemblers: dict[int, SnapshotAssembler] = {}
+        self._offered: set[str] = set()  # remotes this side offers to (it re-offers after a failure)
+        self._pose_seq = 0
+        self._ping_counter = 0
+        self._request_counter = 0
+        self._last_request = -math.inf
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self._network = None
+        if self.config.faults is not None:
+            from net.faults import FaultyNetwork  # only fault-injection runs need the proxies
+
+            self._network = FaultyNetwork(self.config.faults)
+        self._started = 0.0
+        self._cpu0 = 0.0
+        self.joined = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> dict[str, Any]:
+        """Join the room and start streaming; returns the ``welcome`` message."""
+        self._started = time.monotonic()
+        self._cpu0 = time.process_time()
+        welcome = await self.client.connect()
+        self.index = int(welcome["index"])
+        self.name = str(welcome["participant"])
+        self.room = str(welcome["room"])
+        self.topology = str(welcome["topology"])
+        self.state = SharedState(self.index)
+        for peer in welcome["peers"]:
+            self._remember(peer)
+        self.joined.set()
+        self._tasks = [asyncio.ensure_future(c) for c in (self._signaling_loop(), self._pose_loop(), self._report_loop(), self._ops_loop())]
+        if self.topology == "relay":
+            await self._offer(RELAY_ID)
+        else:
+            for peer in welcome["peers"]:
+                await self._offer(peer["participant"])
+        return welcome
+
+    async def run(self, duration_s: float, stop: asyncio.Event | None = None) -> dict[str, Any]:
+        """Join, take part for ``duration_s`` seconds (or until ``stop`` is set), leave; returns :meth:`report`."""
+        await self.start()
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for((stop or asyncio.Event()).wait(), duration_s)
+        finally:
+            report = self.report()
+            await self.stop()
+        return report
+
+    async def stop(self) -> None:
+        """Leave the room and close every connection."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for link in list(self.links.values()):
+            await link.close()
+        self.links.clear()
+        await self.client.close()
+        if self._network is not None:
+            self._network.close()
+
+    # ------------------------------------------------------------------ signaling
+
+    def _remember(self, peer: dict[str, Any]) -> RemotePeer:
+        index, name = int(peer["index"]), str(peer["participant"])
+        remote = self.remotes.get(index)
+        if remote is None or remote.name != name:
+            remote = self.remotes[index] = RemotePeer(name, index)
+        return remote
+
+    def _index_of(self, name: str) -> int | None:
+        for remote in self.remotes.values():
+            if remote.name == name:
+                return remote.index
+        return None
+
+    async def _signaling_loop(self) -> None:
+        while not self._stopping:
+            try:
+                message = await self.client.recv()
+            except SignalingClosedError as exc:
+                if self._stopping:
+                    return
+                log.warning("%s: signaling closed (%s); rejoining", self.name, exc)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(NetError):
+                    await self._rejoin()
+                continue
+            try:
+                await self._on_signaling(message)
+            except NetError as exc:
+                self.counters["signal_errors"] += 1
+                log.warning("%s: %s", self.name, exc)
+
+    async def _rejoin(self) -> None:
+        welcome = await self.client.connect()
+        self.topology = str(welcome["topology"])
+        for peer in welcome["peers"]:
+            self._remember(peer)
+        for name in list(self.links):
+            await self._drop_link(name)
+        targets = [RELAY_ID] if self.topology == "relay" else [p["participant"] for p in welcome["peers"]]
+        for target in targets:
+            await self._offer(target)
+
+    async def _on_signaling(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "peer-joined":
+            remote = self._remember(message["peer"])
+            self._newest.forget(remote.index)
+            if self.topology == "mesh":
+                # It (re)joined later than us, so it offers; an old connection to it is stale.
+                await self._drop_link(remote.name)
+        elif kind == "peer-left":
+            name = str(message.get("participant"))
+            index = self._index_of(name)
+            if index is not None:
+                self._newest.forget(index)
+            if self.topology == "mesh":
+                await self._drop_link(name)
+        elif kind == "topology":
+            if message.get("mode") == "relay" and self.topology != "relay":
+                log.info("%s: room switched to relay mode", self.name)
+                self.topology = "relay"
+                for name in list(self.links):
+                    await self._drop_link(name)
+                await self._offer(RELAY_ID)
+        elif kind == "signal":
+            await self._on_signal(str(message.get("from")), message.get("data"))
+        elif kind == "error":
+            self.counters["server_errors"] += 1
+            log.info("%s: server said: %s", self.name, message.get("reason"))
+
+    async def _on_signal(self, sender: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise PeerError(f"signal from {sender} without a data object")
+        if data.get("type") == "offer":
+            await self._drop_link(sender)
+            link = self._new_link(sender)
+            answer = await link.handle_signal(data)
+            assert answer is not None
+            await self.client.send_signal(sender, answer)
+        elif data.get("type") == "answer":
+            link = self.links.get(sender)
+            if link is None:
+                raise PeerError(f"answer from {sender} without an offer")
+            await link.handle_signal(data)
+        else:
+            raise PeerError(f"signal from {sender} of unknown type {data.get('type')!r}")
+
+    def _new_link(self, remote: str) -> PeerLink:
+        net = self._network
+        link = PeerLink(
+            remote,
+            self._on_message,
+            local_sdp_filter=net.rewrite_sdp if net else None,
+            remote_sdp_filter=net.rewrite_sdp if net else None,
+        )
+        link.on_state_change = self._link_state_changed
+        self.links[remote] = link
+        return link
+
+    async def _offer(self, remote: str) -> None:
+        self._offered.add(remote)
+        link = self._new_link(remote)
+        offer = await link.create_offer()
+        if self.links.get(remote) is link and not self._stopping:
+            await self.client.send_signal(remote, offer)
+
+    async def _drop_link(self, remote: str) -> None:
+        link = self.links.pop(remote, None)
+        if link is not None:
+            link.on_state_change = None
+            await link.close()
+
+    def _link_state_changed(self, link: PeerLink, state: str) -> None:
+        if state == "open":
+            self._spawn(self._on_link_open(link))
+        elif state in ("failed", "closed") and self.links.get(link.remote) is link and not self._stopping:
+            self.counters["links_failed"] += 1
+            # aiortc has no ICE restart: the offering side builds a new connection through signaling.
+            if link.remote in self._offered and (link.remote == RELAY_ID or self._index_of(link.remote) is not None):
+                self._spawn(self._reoffer(link))
+
+    async def _reoffer(self, link: PeerLink) -> None:
+        await asyncio.sleep(0.2)
+        if self.links.get(link.remote) is link and not self._stopping:
+            await self._drop_link(link.remote)
+            with contextlib.suppress(NetError):
+                await self._offer(link.remote)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+
+    async def _on_link_open(self, link: PeerLink) -> None:
+        log.info("%s: link to %s open", self.name, link.remote)
+        self._request_snapshot(link)
+        for _ in range(self.config.clock_burst):
+            if not link.is_open:
+                return
+            self._ping(link)
+            await asyncio.sleep(0.05)
+        while link.is_open and not self._stopping:
+            await asyncio.sleep(self.config.clock_interval_s)
+            self._ping(link)
+
+    # ------------------------------------------------------------------ sending
+
+    def _open_links(self) -> list[PeerLink]:
+        return [link for link in self.links.values() if link.is_open]
+
+    def _ping(self, link: PeerLink) -> None:
+        self._ping_counter = (self._ping_counter + 1) & 0xFFFF
+        ping = ClockPing(self.index, (self.index << 16) | self._ping_counter, self.clock())
+        link.send("clock", encode_clock(ping))
+
+    def _request_snapshot(self, link: PeerLink | None = None) -> None:
+        self._request_counter = (self._request_counter + 1) & 0xFFFF
+        request = encode_state(SnapshotRequest(self.index, (self.index << 16) | self._request_counter))
+        self._last_request = time.monotonic()
+        for target in [link] if link is not None else self._open_links():
+            target.send("state", request)
+
+    def make_op(self, kind: OpKind | int, payload: dict[str, Any]) -> StateOp:
+        """Apply a local op to the shared state and send it to every open link.
+
+        Raises
+        ------
+        ProtocolError
+            The payload does not fit the op kind's schema.
+        """
+        op = self.state.make_op(kind, payload, self.clock())
+        data = encode_state(op)
+        for link in self._open_links():
+            link.send("state", data)
+        self.counters["ops_sent"] += 1
+        return op
+
+    def send_pose(self, poses: dict[str, WirePose]) -> int:
+        """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link; returns sends."""
+        self._pose_seq = seq_next(self._pose_seq)
+        record = PoseRecord(self.index, self._pose_seq, self.clock(), **poses)
+        data = encode_pose(record)
+        sent = sum(link.send("pose", data) for link in self._open_links())
+        self.counters["poses_sent"] += 1
+        return sent
+
+    async def _pose_loop(self) -> None:
+        rate = self.config.pose_rate_hz
+        if rate <= 0:
+            return
+        period = 1.0 / rate
+        start = time.monotonic()
+        k = 0
+        while not self._stopping:
+            k += 1
+            # Absolute deadlines: a late wake-up does not shift (or drift) the rest of the stream.
+            delay = start + k * period - time.monotonic()
+            if delay < -period:  # fell behind by more than a frame: skip frames rather than burst
+                k += int(-delay / period)
+                self.counters["pose_frames_skipped"] += 1
+                continue
+            await asyncio.sleep(max(0.0, delay))
+            if self._open_links():
+                self.send_pose(procedural_poses(self.clock(), self.index))
+
+    async def _ops_loop(self) -> None:
+        cfg = self.config
+        if cfg.ops_rate_hz <= 0:
+            return
+        rng = random.Random(cfg.seed if cfg.seed is not None else self.index)
+        await asyncio.sleep(cfg.ops_start_s)
+        period = 1.0 / cfg.ops_rate_hz
+        counter = 0
+        while not self._stopping and time.monotonic() - self._started < cfg.ops_stop_s:
+            counter += 1
+            kind, payload = scripted_op(rng, self.index, counter)
+            self.make_op(kind, payload)
+            await asyncio.sleep(period)
+
+    async def _report_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.config.report_interval_s)
+            digest = encode_state(StateDigest(self.index, self.state.op_count, self.clock(), self.state.digest()))
+            for link in self._open_links():
+                link.send("state", digest)
+            with contextlib.suppress(NetError):
+                await self.client.send_stats(self.stats_report())
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_message(self, link: PeerLink, label: str, data: bytes) -> None:
+        now = self.clock()
+        try:
+            if label == "pose":
+                self._on_pose(link, decode_pose(data), now)
+            elif label == "state":
+                self._on_state(link, decode_state(data), now)
+            elif label == "clock":
+                self._on_clock(link, decode_clock(data), now)
+        except ProtocolError as exc:
+            self.counters[f"malformed_{label}"] += 1
+            log.debug("%s: dropped a message from %s: %s", self.name, link.remote, exc)
+
+    def _source(self, link: PeerLink, participant: int, what: str) -> RemotePeer | None:
+        """The remote a message claims to come from, or None (counted) when it cannot be."""
+        remote = self.remotes.get(participant)
+        if remote is None:
+            self.counters["unknown_participant"] += 1
+            return None
+        # Directly connected, a peer may speak only as itself; through the relay, the relay checks.
+        if link.remote != RELAY_ID and remote.name != link.remote:
+            self.counters["spoofed"] += 1
+            log.debug("%s: %s from %s claims to be %s", self.name, what, link.remote, remote.name)
+            return None
+        return remote
+
+    def _latency(self, remote: RemotePeer, sender_time: float, now: float) -> float | None:
+        if not remote.clock.synchronized:
+            return None
+        return now - remote.clock.to_local(sender_time)
+
+    def _on_pose(self, link: PeerLink, record: PoseRecord, now: float) -> None:
+        remote = self._source(link, record.participant, "pose")
+        if remote is None:
+            return
+        if not self._newest.accept(record.participant, record.seq):
+            self.counters["poses_stale"] += 1
+            return
+        remote.pose = record
+        self.counters["poses_applied"] += 1
+        latency = self._latency(remote, record.sender_time, now)
+        if latency is not None:
+            self.monitor.record(remote.name, "pose", latency, now)
+        if self.on_pose is not None:
+            self.on_pose(record, latency)
+
+    def _on_state(self, link: PeerLink, message: Any, now: float) -> None:
+        if isinstance(message, StateOp):
+            remote = self._source(link, message.participant, "op")
+            if remote is None:
+                return
+            if not self.state.apply(message).applied:
+                self.counters["ops_duplicate"] += 1
+                return
+            self.counters["ops_applied"] += 1
+            latency = self._latency(remote, message.sender_time, now)
+            if latency is not None:
+                self.monitor.record(remote.name, "state", latency, now)
+            if self.on_op is not None:
+                self.on_op(message, latency)
+        elif isinstance(message, SnapshotRequest):
+            body = self.state.snapshot_bytes()
+            for chunk in chunk_snapshot(self.index, message.request_id, body):
+                link.send("state", encode_state(chunk))
+            self.counters["snapshots_sent"] += 1
+        elif isinstance(message, SnapshotChunk):
+            if message.snapshot_id >> 16 != self.index:
+                self.counters["misrouted"] += 1
+                return
+            assembler = self._assemblers.setdefault(message.participant, SnapshotAssembler())
+            body = assembler.add(message)
+            if body is not None:
+                added = self.state.merge_snapshot(body)
+                self.counters["snapshots_merged"] += 1
+                log.info("%s: merged a snapshot from %d (%d new ops)", self.name, message.participant, added)
+        elif isinstance(message, StateDigest):
+            remote = self._source(link, message.participant, "digest")
+            if remote is None:
+                return
+            remote.digest = (message.op_count, message.digest)
+            ahead = message.op_count > self.state.op_count or (
+                message.op_count == self.state.op_count and message.digest != self.state.digest()
+            )
+            remote.behind = remote.behind + 1 if ahead else 0
+            # Two digests in a row: ops in flight explain one, not two a second apart.
+            if remote.behind >= 2 and time.monotonic() - self._last_request > 2.0:
+                self.counters["resync_requests"] += 1
+                self._request_snapshot(link)
+                remote.behind = 0
+
+    def _on_clock(self, link: PeerLink, message: Any, now: float) -> None:
+        if isinstance(message, ClockPing):
+            if self._source(link, message.participant, "ping") is None:
+                return
+            pong = ClockPong(self.index, message.ping_id, message.t0, now, max(now, self.clock()))
+            link.send("clock", encode_clock(pong))
+        else:
+            if message.ping_id >> 16 != self.index:
+                self.counters["misrouted"] += 1
+                return
+            remote = self._source(link, message.participant, "pong")
+            if remote is not None and not remote.clock.add_pong(message, now):
+                self.counters["clock_rejected"] += 1
+
+    # ------------------------------------------------------------------ reports
+
+    def stats_report(self) -> dict[str, Any]:
+        """Compact report for the signaling server's ``/stats`` (per-link figures, ``links``)."""
+        links = self.monitor.link_figures()
+        for remote in self.remotes.values():
+            if remote.clock.synchronized:
+                figures = links.setdefault(remote.name, {})
+                figures["rtt_ms"] = round(remote.clock.rtt * 1e3, 3)
+                figures["offset_ms"] = round(remote.clock.offset * 1e3, 3)
+        return {"links": links, "topology": self.topology, "op_count": self.state.op_count}
+
+    def report(self) -> dict[str, Any]:
+        """The end-of-session JSON report: latency, clocks, traffic, state digest, CPU and memory."""
+        wall = max(1e-9, time.monotonic() - self._started)
+        cpu = time.process_time() - self._cpu0
+        sent = sum(link.counters.bytes_sent for link in self.links.values())
+        received = sum(link.counters.bytes_received for link in self.links.values())
+        return {
+            "participant": self.name,
+            "index": self.index,
+            "room": self.room,
+            "topology": self.topology,
+            "duration_s": round(wall, 3),
+            "latency": self.monitor.report(),
+            "clocks": {r.name: r.clock.summary() for r in self.remotes.values()},
+            "links": {name: {"state": link.state, **link.counters.as_dict()} for name, link in self.links.items()},
+            "counters": dict(self.counters),
+            "state": {"op_count": self.state.op_count, "digest": self.state.digest().hex(), "lamport": self.state.lamport},
+            "remote_digests": {r.name: {"op_count": r.digest[0], "digest": r.digest[1].hex()} for r in self.remotes.values() if r.digest},
+            "cpu_s": round(cpu, 3),
+            "cpu_share": round(cpu / wall, 4),
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "bytes_sent_per_s": round(sent / wall, 1),
+            "bytes_received_per_s": round(received / wall, 1),
+            "config": {k: v for k, v in asdict(self.config).items() if k != "faults"},
+        }
+
+
+def scripted_op(rng: random.Random, index: int, counter: int) -> tuple[OpKind, dict[str, Any]]:
+    """A plausible op for scripted participants: landmarks, strokes, clip planes, selection, transform."""
+    choice = rng.random()
+    own = f"{index}:{counter}"
+    previous = f"{index}:{max(1, counter - 1)}"
+    point = [round(rng.uniform(-0.2, 0.2), 4), round(rng.uniform(1.0, 1.4), 4), round(rng.uniform(-0.2, 0.2), 4)]
+    if choice < 0.3:
+        return OpKind.LANDMARK_PLACE, {"id": own, "position": point, "label": f"mark {counter}", "structure": None}
+    if choice < 0.45:
+        return OpKind.LANDMARK_MOVE, {"id": previous, "position": point}
+    if choice < 0.65:
+        points = [[c + 0.001 * i for c in point] for i in range(8)]
+        return OpKind.STROKE_ADD, {"id": own, "points": points}
+    if choice < 0.72:
+        return OpKind.STROKE_ERASE, {"id": previous}
+    if choice < 0.85:
+        return OpKind.CLIP_SET, {"index": rng.randrange(6), "normal": [0.0, 0.0, -1.0], "d": round(rng.uniform(-0.1, 0.1), 4)}
+    if choice < 0.93:
+        return OpKind.SELECT, {"structure": rng.choice(["hippocampus", "thalamus", None, "insula"])}
+    return OpKind.TRANSFORM, {"position": point, "orientation": [0.0, 0.0, 0.0, 1.0], "scale": 1.0}

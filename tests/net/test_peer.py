@@ -1,0 +1,127 @@
+"""Real aiortc peers on loopback through the real signaling server: channels, delivery, latency, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from net.participant import Participant, ParticipantConfig
+from net.protocol import OpKind, PoseRecord, WirePose, encode_pose
+from net.signaling import ServerConfig, SignalingServer
+from net.tokens import issue_token
+
+SECRET = b"peer-tests-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SignalingServer]:
+    """A signaling server on a free loopback port."""
+    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def join(server: SignalingServer) -> AsyncIterator[Callable[..., Participant]]:
+    """Start participants in room ``ward``; all are stopped at the end."""
+    started: list[Participant] = []
+
+    async def start(name: str, **config: object) -> Participant:
+        options: dict[str, object] = {"report_interval_s": 0.3, **config}
+        p = Participant(server.url, issue_token(SECRET, "ward", name, "expert"), ParticipantConfig(**options))  # type: ignore[arg-type]
+        started.append(p)
+        await p.start()
+        return p
+
+    yield start  # type: ignore[misc]
+    for p in started:
+        await p.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def synced(p: Participant, peers: int) -> bool:
+    return sum(1 for link in p.links.values() if link.is_open) == peers and all(r.clock.synchronized for r in p.remotes.values())
+
+
+async def test_two_peers_open_three_channels_and_deliver(join: Callable[..., Participant], server: SignalingServer) -> None:
+    """Two peers connect through signaling; pose is unordered without retransmits, state reliable; poses, ops and latency flow."""
+    alice = await join("alice")
+    bob = await join("bob")
+    await until(lambda: synced(alice, 1) and synced(bob, 1))
+
+    pose = alice.links["bob"].channels["pose"]
+    state = alice.links["bob"].channels["state"]
+    clock = bob.links["alice"].channels["clock"]
+    assert (pose.ordered, pose.maxRetransmits) == (False, 0)
+    assert (state.ordered, state.maxRetransmits, state.maxPacketLifeTime) == (True, None, None)
+    assert (clock.ordered, clock.maxRetransmits) == (False, 0)
+
+    for i in range(20):
+        alice.make_op(OpKind.LANDMARK_PLACE, {"id": f"a{i}", "position": [0.01 * i, 1.2, 0.0], "label": "apex"})
+        bob.make_op(OpKind.CLIP_SET, {"index": i % 6, "normal": [0, 0, 1], "d": 0.001 * i})
+    await until(lambda: alice.state.op_count == bob.state.op_count == 40)
+    assert alice.state.digest() == bob.state.digest()
+    assert len(bob.state.landmarks) == 20
+
+    await until(lambda: bob.counters["poses_applied"] >= 45 and alice.counters["poses_applied"] >= 45)
+    figures = bob.monitor.summary("alice")
+    assert figures is not None and figures.count > 0
+    assert 0 < figures.p50_ms < 30 and figures.within_budget > 0.9
+    state_figures = alice.monitor.summary("bob", "state")
+    assert state_figures is not None and state_figures.count == 20
+    # Remote poses arrive decoded to 0.1 mm.
+    assert bob.remotes[alice.index].pose is not None
+    assert bob.remotes[alice.index].pose.head.position[1] == pytest.approx(1.65, abs=1e-4)  # type: ignore[union-attr]
+
+    # The server shows each direction of the link with its figures.
+    def links() -> list[dict]:
+        return server.snapshot()["rooms"][0]["links"]
+
+    await until(lambda: {(k["from"], k["to"]) for k in links()} == {("alice", "bob"), ("bob", "alice")})
+    assert all(0 < k["p99_ms"] and "rtt_ms" in k for k in links())
+
+
+async def test_bad_and_spoofed_messages_are_dropped_and_counted(join: Callable[..., Participant]) -> None:
+    """Garbage on every channel, text frames and a pose in another participant's name are counted; the link lives on."""
+    alice = await join("alice", pose_rate_hz=0)
+    bob = await join("bob", pose_rate_hz=0)
+    carol = await join("carol", pose_rate_hz=0)
+    await until(lambda: synced(alice, 2) and synced(bob, 2) and synced(carol, 2))
+    link = alice.links["bob"]
+    for label in ("pose", "state", "clock"):
+        link.send(label, b"\x01\xff garbage")
+        link.send(label, b"")
+        link.send(label, b"\x02" + bytes(40))
+    link.channels["state"].send("text is not part of the protocol")
+    forged = PoseRecord(carol.index, 1, alice.clock(), head=WirePose((0.0, 1.6, 0.0)))
+    link.send("pose", encode_pose(forged))
+    await until(lambda: bob.counters["spoofed"] == 1 and bob.counters["malformed_state"] >= 3)
+    assert bob.counters["malformed_pose"] >= 2 and bob.counters["malformed_clock"] >= 2
+    assert bob.remotes[carol.index].pose is None
+    alice.make_op(OpKind.SELECT, {"structure": "thalamus"})
+    await until(lambda: bob.state.selection == "thalamus")
+
+
+async def test_backed_up_pose_channel_skips_instead_of_queueing(join: Callable[..., Participant]) -> None:
+    """When bufferedAmount is above the limit a pose is skipped and counted; reliable state still goes."""
+    alice = await join("alice", pose_rate_hz=0)
+    bob = await join("bob", pose_rate_hz=0)
+    await until(lambda: synced(alice, 1) and synced(bob, 1))
+    link = alice.links["bob"]
+    link.pose_buffer_limit = -1  # every pose now finds the channel "backed up"
+    assert alice.send_pose({"head": WirePose((0.0, 1.6, 0.0))}) == 0
+    assert link.counters.pose_skipped == 1
+    alice.make_op(OpKind.SELECT, {"structure": "insula"})
+    await until(lambda: bob.state.selection == "insula")
+    assert bob.counters["poses_applied"] == 0
