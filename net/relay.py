@@ -1,0 +1,170 @@
+"""The relay peer the signaling server runs for rooms above the mesh limit.
+
+Every participant of a relay room has one peer connection, to the relay (participant ``"relay"``,
+index 0), instead of one to every other participant. The relay forwards each message to the others
+on the same channel, reading only the header bytes it needs to route it (docs/protocol.md):
+
+- byte 0 (version) and byte 1 (type, which must belong to the channel) to reject foreign traffic;
+- bytes 2-3 (4-5 in a state op), the sender's index: a connection binds to the index of its first valid message, and a
+  message claiming another index afterwards is dropped (so nobody speaks as someone else);
+- for a snapshot chunk, bytes 4-7 (``snapshot_id``) and for a pong, bytes 4-7 (``ping_id``): their
+  upper 16 bits name the requester (``net.participant`` sets them so), who alone receives the reply.
+
+Poses, ops, digests, snapshot requests and pings go to everyone else. Payloads are never decoded, so the
+relay's cost per message is a few byte reads and one send per receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from net.errors import NetError
+from net.peer import POSE_BUFFER_LIMIT, PeerLink
+from net.protocol import PROTOCOL_VERSION, MessageType
+
+log = logging.getLogger(__name__)
+
+#: Message types each channel may carry.
+_CHANNEL_TYPES: dict[str, frozenset[int]] = {
+    "pose": frozenset({MessageType.POSE}),
+    "state": frozenset({MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}),
+    "clock": frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG}),
+}
+#: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
+_REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
+
+SendSignal = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RelayError(NetError):
+    """A signal for the relay cannot be used (not an offer, from nobody)."""
+
+
+class RelayPeer:
+    """Forwards data-channel messages between the participants of one room.
+
+    Parameters
+    ----------
+    room : str
+        Room name (for logs and stats).
+    send_signal : async callable
+        ``send_signal({"type": "signal", "to": P, "data": {...}})`` delivers an answer to participant P.
+    pose_buffer_limit : int
+        Bytes queued towards one receiver above which forwarded poses to it are dropped (newest wins).
+    """
+
+    def __init__(self, room: str, send_signal: SendSignal, *, pose_buffer_limit: int = POSE_BUFFER_LIMIT) -> None:
+        self.room = room
+        self._send_signal = send_signal
+        self._pose_buffer_limit = pose_buffer_limit
+        self.links: dict[str, PeerLink] = {}
+        self._index_of: dict[str, int] = {}
+        self._by_index: dict[int, PeerLink] = {}
+        self.counters: Counter[str] = Counter()
+        self._per_participant: dict[str, Counter[str]] = {}
+        self._started = time.monotonic()
+        self._cpu0 = time.process_time()
+
+    async def handle_signal(self, message: dict[str, Any]) -> None:
+        """Answer an offer ``{"type": "signal", "from": P, "data": {"type": "offer", "sdp": ...}}``.
+
+        Raises
+        ------
+        RelayError, PeerError
+            Not an offer, or an SDP that cannot be used.
+        """
+        sender, data = message.get("from"), message.get("data")
+        if not isinstance(sender, str) or not isinstance(data, dict) or data.get("type") != "offer":
+            raise RelayError("the relay only takes offers (participants offer to it)")
+        await self.peer_left(sender)
+        link = PeerLink(sender, self._on_message, pose_buffer_limit=self._pose_buffer_limit)
+        link.on_state_change = self._state_changed
+        self.links[sender] = link
+        answer = await link.handle_signal(data)
+        assert answer is not None
+        await self._send_signal({"type": "signal", "to": sender, "data": answer})
+        log.info("relay %s: answered %s", self.room, sender)
+
+    def _state_changed(self, link: PeerLink, state: str) -> None:
+        if state in ("failed", "closed") and self.links.get(link.remote) is link:
+            del self.links[link.remote]
+            self._unbind(link)
+
+    def _unbind(self, link: PeerLink) -> None:
+        index = self._index_of.get(link.remote)
+        if index is not None and self._by_index.get(index) is link:
+            del self._by_index[index]
+
+    async def peer_left(self, participant: str) -> None:
+        """Close the connection of a participant who left (or is about to offer again)."""
+        link = self.links.pop(participant, None)
+        if link is not None:
+            self._unbind(link)
+            link.on_state_change = None
+            await link.close()
+
+    async def close(self) -> None:
+        """Close every connection."""
+        links = list(self.links.values())
+        self.links.clear()
+        self._by_index.clear()
+        await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        log.info("relay %s: closed", self.room)
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _on_message(self, link: PeerLink, label: str, data: bytes) -> None:
+        counters = self._per_participant.setdefault(link.remote, Counter())
+        counters["in"] += 1
+        counters["bytes_in"] += len(data)
+        if len(data) < 8 or data[0] != PROTOCOL_VERSION or data[1] not in _CHANNEL_TYPES.get(label, ()):
+            self.counters["malformed"] += 1
+            return
+        at = 4 if data[1] == MessageType.STATE_OP else 2  # where the sender's index sits in this layout
+        sender = data[at] | data[at + 1] << 8
+        bound = self._index_of.get(link.remote)
+        if bound is None:
+            holder = self._by_index.get(sender)
+            if sender == 0 or (holder is not None and holder is not link and holder.remote in self.links):
+                self.counters["spoofed"] += 1
+                return
+            self._index_of[link.remote] = sender
+            bound = sender
+        if sender != bound:
+            self.counters["spoofed"] += 1
+            return
+        if self._by_index.get(bound) is not link:
+            self._by_index[bound] = link
+        mtype = data[1]
+        if mtype in _REPLIES:
+            target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
+            targets = [target] if target is not None and target is not link else []
+            if not targets:
+                self.counters["unroutable"] += 1
+                return
+        else:
+            targets = [other for other in self.links.values() if other is not link]
+        for other in targets:
+            if other.send(label, data):
+                self.counters[f"forwarded_{label}"] += 1
+                out = self._per_participant.setdefault(other.remote, Counter())
+                out["out"] += 1
+                out["bytes_out"] += len(data)
+            elif label == "pose" and other.is_open:
+                self.counters["pose_dropped"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the server's ``/stats``: forwarded/dropped messages, per-participant traffic, CPU."""
+        wall = max(1e-9, time.monotonic() - self._started)
+        return {
+            "participants": sorted(self.links),
+            "open": sum(1 for link in self.links.values() if link.is_open),
+            "counters": dict(self.counters),
+            "per_participant": {name: dict(c) for name, c in sorted(self._per_participant.items())},
+            "cpu_share": round((time.process_time() - self._cpu0) / wall, 4),
+        }

@@ -1,0 +1,100 @@
+"""Relay mode: above the mesh limit every participant connects to the server's relay, which forwards by header."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from net.participant import Participant, ParticipantConfig
+from net.protocol import OpKind, PoseRecord, WirePose, encode_pose
+from net.signaling import ServerConfig, SignalingServer
+from net.tokens import RELAY_ID, issue_token
+
+SECRET = b"relay-tests-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SignalingServer]:
+    """A signaling server whose rooms switch to the relay above two participants."""
+    srv = SignalingServer(ServerConfig(secret=SECRET, port=0, mesh_limit=2))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def join(server: SignalingServer) -> AsyncIterator[Callable[..., Participant]]:
+    """Start participants in room ``theatre``; stopped at the end."""
+    started: list[Participant] = []
+
+    async def start(name: str, **config: object) -> Participant:
+        options: dict[str, object] = {"report_interval_s": 0.3, **config}
+        p = Participant(server.url, issue_token(SECRET, "theatre", name, "surgeon"), ParticipantConfig(**options))  # type: ignore[arg-type]
+        started.append(p)
+        await p.start()
+        return p
+
+    yield start  # type: ignore[misc]
+    for p in started:
+        await p.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def on_relay(p: Participant, others: int) -> bool:
+    link = p.links.get(RELAY_ID)
+    return (
+        p.topology == "relay"
+        and list(p.links) == [RELAY_ID]
+        and link is not None
+        and link.is_open
+        and sum(1 for r in p.remotes.values() if r.clock.synchronized) == others
+    )
+
+
+async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Callable[..., Participant], server: SignalingServer) -> None:
+    """Four participants (limit 2): all end on the relay, see each other's poses and ops, and agree on the state."""
+    people = []
+    for name in ("alice", "bob", "carol", "dave"):
+        people.append(await join(name))
+        people[-1].make_op(OpKind.LANDMARK_PLACE, {"id": f"{name}-1", "position": [0.0, 1.0, 0.0]})
+    await until(lambda: all(on_relay(p, 3) for p in people))
+    for i, p in enumerate(people):
+        p.make_op(OpKind.CLIP_SET, {"index": i, "normal": [1, 0, 0], "d": 0.01})
+    await until(lambda: all(p.state.op_count == 8 for p in people))
+    assert len({p.state.digest() for p in people}) == 1
+    await until(lambda: all(len(p.monitor.links) == 3 and p.monitor.summary().count >= 30 for p in people))  # type: ignore[union-attr]
+    for p in people:
+        figures = p.monitor.summary()
+        assert figures is not None and figures.p50_ms < 30
+    room = server.snapshot()["rooms"][0]
+    assert room["topology"] == "relay"
+    relay = room["relay_stats"]
+    assert relay["open"] == 4 and relay["counters"]["forwarded_pose"] > 100
+    assert relay["counters"].get("spoofed", 0) == 0
+
+
+async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Participant], server: SignalingServer) -> None:
+    """A participant sending a pose with another's index through the relay: the relay drops and counts it."""
+    people = [await join(name, pose_rate_hz=0) for name in ("alice", "bob", "carol")]
+    await until(lambda: all(on_relay(p, 2) for p in people))
+    alice, bob, carol = people
+    forged = PoseRecord(bob.index, 1, alice.clock(), head=WirePose((0.0, 1.6, 0.0)))
+    alice.links[RELAY_ID].send("pose", encode_pose(forged))
+    alice.links[RELAY_ID].send("pose", b"\x01\x10 not a pose")
+    relay = server.rooms["theatre"].relay
+    assert relay is not None
+    await until(lambda: relay.counters["spoofed"] == 1 and relay.counters["malformed"] == 1)
+    await asyncio.sleep(0.2)
+    assert carol.remotes[bob.index].pose is None
+    alice.make_op(OpKind.SELECT, {"structure": "thalamus"})
+    await until(lambda: bob.state.selection == carol.state.selection == "thalamus")
