@@ -42,6 +42,15 @@ GL_VERSIONS: tuple[tuple[int, int], ...] = ((4, 5), (4, 1), (3, 3))
 
 ContextKind = Literal["egl", "glfw"]
 
+# EGL hands out one display per platform and device: every context made on the surfaceless platform
+# shares the same EGLDisplay, and eglTerminate on it kills all of them. Count the live contexts per
+# display and terminate only when the last one closes.
+_display_users: dict[int, int] = {}
+
+
+def _display_key(display: Any) -> int:
+    return int(ctypes.cast(display, ctypes.c_void_p).value or 0)
+
 
 @dataclass
 class GLContext:
@@ -112,7 +121,11 @@ class GLContext:
         if self._egl_surface is not None:
             EGL.eglDestroySurface(self._egl_display, self._egl_surface)
         EGL.eglDestroyContext(self._egl_display, self._egl_context)
-        EGL.eglTerminate(self._egl_display)
+        key = _display_key(self._egl_display)
+        _display_users[key] = _display_users.get(key, 1) - 1
+        if _display_users[key] <= 0:
+            del _display_users[key]
+            EGL.eglTerminate(self._egl_display)
         logger.info("GL context closed (%s)", self.info.get("platform", self.kind))
 
 
@@ -240,8 +253,11 @@ def _create_egl(width: int, height: int, platform: str | None) -> GLContext:
             ctx = _egl_context_on(display, name, width, height)
         except GLContextError as exc:
             tried.append(f"{name}: {exc}")
-            EGL.eglTerminate(display)
+            if not _display_users.get(_display_key(display)):
+                EGL.eglTerminate(display)
             continue
+        key = _display_key(display)
+        _display_users[key] = _display_users.get(key, 0) + 1
         ctx.info["egl_version"] = f"{major.value}.{minor.value}"
         return ctx
     raise GLContextError(

@@ -1,0 +1,149 @@
+"""The renderer draws the real brain twin with a real EGL context (llvmpipe in CI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xrcore.backends.sim import QUEST_LEFT_FOV, eye_views
+from xrcore.motion import look_rotation
+from xrcore.scene import ClipPlane, Landmark, Scene, frame_twin
+from xrcore.types import Pose, View
+
+W = 160
+
+
+def views_from(eye: tuple[float, float, float], target: tuple[float, float, float], ipd: float = 0.063, size: int = W) -> list[View]:
+    return eye_views(Pose(eye, look_rotation(eye, target)), ipd, QUEST_LEFT_FOV, size, size)
+
+
+def render(renderer: Any, scene: Scene, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
+    renderer.draw(scene, views)
+    return renderer.read_pixels(0), renderer.read_pixels(1)
+
+
+def background_mask(image: np.ndarray) -> np.ndarray:
+    """True where the pixel is the clear colour (the corner pixel: the twin never reaches it here)."""
+    return np.all(image == image[0, 0], axis=-1)
+
+
+def project_columns(view: View, points: np.ndarray) -> np.ndarray:
+    """Pixel column (x, 0 at the left edge) of world points (N, 3) in ``view``."""
+    vp = view.fov.projection() @ view.view_matrix()
+    clip = (vp @ np.c_[points, np.ones(len(points))].T).T
+    return (clip[:, 0] / clip[:, 3] + 1) / 2 * view.width
+
+
+@pytest.fixture
+def scene(brain: Any) -> Scene:
+    return Scene(brain, twin_pose=frame_twin(brain))
+
+
+FRONT = (0.0, 0.0, 0.3)  # in front of the upright brain (anterior faces +Z), 30 cm away
+
+
+def test_twin_visible_where_the_camera_looks_and_nowhere_else(renderer: Any, scene: Scene) -> None:
+    """Looking at the brain fills a good part of the image; looking away leaves only background."""
+    left, right = render(renderer, scene, views_from(FRONT, (0.0, 0.0, 0.0)))
+    for image in (left, right):
+        covered = ~background_mask(image)
+        assert 0.02 < covered.mean() < 0.8  # a headset-wide field of view: the brain is a small part
+        # the brain sits where the view points: its pixels' centre is within the middle third
+        ys, xs = np.nonzero(covered)
+        assert W / 3 < xs.mean() < 2 * W / 3 and W / 3 < ys.mean() < 2 * W / 3
+    away_l, away_r = render(renderer, scene, views_from(FRONT, (0.0, 0.0, 1.0)))
+    assert background_mask(away_l).all() and background_mask(away_r).all()
+
+
+def test_clip_plane_removes_the_pixels_on_its_side(renderer: Any, scene: Scene, brain: Any) -> None:
+    """A sagittal cut keeping the patient's right (world -X) leaves nothing right of the plane's image."""
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    whole, _ = render(renderer, scene, views)
+    lo, hi = brain.bounds()
+    centre = (lo + hi) / 2
+    scene.add_clip_plane(ClipPlane.through(centre, (1.0, 0.0, 0.0)))  # RAS +x: the patient's right
+    cut, _ = render(renderer, scene, views)
+    # world x = 0 is the plane; its image over the brain's depth and height spans these columns
+    corners = np.array([(0.0, y, z) for y in (-0.09, 0.09) for z in (-0.09, 0.09)])
+    plane_max_col = int(np.ceil(project_columns(views[0], corners).max()))
+    assert (~background_mask(whole))[:, plane_max_col + 1 :].sum() > 200  # there was brain to remove
+    assert (~background_mask(cut))[:, plane_max_col + 1 :].sum() == 0
+    assert (~background_mask(cut))[:, : plane_max_col - 10].sum() > 200  # the kept half is still there
+    # a coronal cut seen face-on: the section is capped, so the brain still covers the image centre
+    # (drawn differently from the intact surface) instead of opening onto the background
+    scene.clear_clip_planes()
+    scene.add_clip_plane(ClipPlane.through(centre, (0.0, -1.0, 0.0)))  # keep the posterior half
+    section, _ = render(renderer, scene, views)
+    core = (~background_mask(whole)) & (~background_mask(section))
+    assert core.sum() > 0.8 * (~background_mask(whole)).sum() * 0.5
+    assert np.any(section[core] != whole[core], axis=-1).mean() > 0.9
+
+
+def test_eyes_differ_by_the_expected_disparity(renderer: Any, scene: Scene, brain: Any) -> None:
+    """The brain's horizontal shift between the eyes is what the IPD and field of view predict."""
+
+    def shift(ipd: float) -> tuple[float, float]:
+        views = views_from(FRONT, (0.0, 0.0, 0.0), ipd=ipd)
+        left, right = render(renderer, scene, views)
+        measured = np.nonzero(~background_mask(right))[1].mean() - np.nonzero(~background_mask(left))[1].mean()
+        centre = np.zeros((1, 3))  # frame_twin put the brain's bounding-box centre at the origin
+        expected = project_columns(views[1], centre)[0] - project_columns(views[0], centre)[0]
+        return float(measured), float(expected)
+
+    measured, expected = shift(0.063)
+    measured_wide, expected_wide = shift(0.09)
+    assert abs(measured - expected) < 1.5
+    assert abs(measured_wide - expected_wide) < 1.5
+    # disparity grows with the IPD by the amount geometry says: (0.09 - 0.063) m at 0.3 m
+    px_per_tan = W / (np.tan(QUEST_LEFT_FOV.angle_right) - np.tan(QUEST_LEFT_FOV.angle_left))
+    assert abs((measured - measured_wide) - 0.027 / 0.3 * px_per_tan) < 1.5
+
+
+def test_one_pass_and_two_pass_stereo_give_the_same_pixels(renderer_factory: Any, scene: Scene) -> None:
+    """Layered single-pass stereo (gl_Layer) renders exactly what one pass per eye renders."""
+    views = views_from((0.1, 0.05, 0.25), (0.0, 0.0, 0.0))
+    layered = render(renderer_factory(stereo="layered"), scene, views)
+    two_pass = render(renderer_factory(stereo="two-pass"), scene, views)
+    assert renderer_factory(stereo="layered").stereo == "layered"
+    assert np.array_equal(layered[0], two_pass[0]) and np.array_equal(layered[1], two_pass[1])
+    assert not np.array_equal(layered[0], layered[1])
+
+
+def test_opacity_selection_and_landmarks_change_the_right_pixels(renderer: Any, scene: Scene) -> None:
+    """A transparent hemisphere lets the background through; a selected one is tinted; a landmark shows."""
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    base, _ = render(renderer, scene, views)
+    scene.set_opacity(0, 0.3)
+    faded, _ = render(renderer, scene, views)
+    changed = np.any(faded != base, axis=-1)
+    assert changed.sum() > 100
+    # blending toward the dark background darkens what changed
+    assert faded[changed][:, :3].astype(int).sum() < base[changed][:, :3].astype(int).sum()
+    scene.set_opacity(0, 1.0)
+    scene.select(["right cerebral hemisphere (pial)"])
+    picked, _ = render(renderer, scene, views)
+    tinted = np.any(picked != base, axis=-1)
+    assert tinted.sum() > 100
+    # the highlight is orange: red rises relative to blue where the selection changed pixels
+    diff = picked[tinted][:, :3].astype(int) - base[tinted][:, :3].astype(int)
+    assert diff[:, 0].mean() > diff[:, 2].mean()
+    scene.select([])
+    scene.landmarks.append(Landmark((0.0, 0.0, 0.12), color=(0.0, 0.0, 1.0, 1.0), radius=0.03))
+    scene.twin_pose = Pose()  # landmark in twin coordinates: put the twin at the origin
+    marked, _ = render(renderer, scene, views_from((0.0, 0.0, 0.5), (0.0, 0.0, 0.12)))
+    blue = (marked[..., 2].astype(int) > 3 * marked[..., 0].astype(int) + 20).sum()
+    assert blue > 20  # the blue landmark sphere is in view, in front of the brain
+
+
+def test_frame_statistics_include_gpu_time(renderer: Any, scene: Scene) -> None:
+    """Timer queries give a GPU time per frame; CPU times are recorded for every draw."""
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    cpu_before = len(renderer.stats.cpu_ms)
+    for _ in range(3):
+        renderer.draw(scene, views)
+    renderer.finish()
+    assert len(renderer.stats.cpu_ms) == cpu_before + 3
+    s = renderer.stats.summary()
+    assert s["gpu_ms"]["median"] is not None and 0 < s["gpu_ms"]["median"] < 10_000
