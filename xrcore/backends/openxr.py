@@ -716,6 +716,8 @@ class OpenXRBackend(Backend):
             kind = xr.StructureType(buffer.type)
             if kind == xr.StructureType.EVENT_DATA_SESSION_STATE_CHANGED:
                 event = ctypes.cast(ctypes.byref(buffer), ctypes.POINTER(xr.EventDataSessionStateChanged)).contents
+                if not _same_handle(event.session, self.session):
+                    continue  # queued for a session already destroyed after a loss
                 self._events.append(f"session:{SessionState(event.state).name.lower()}"
                                     if event.state in SessionState._value2member_map_ else "session:unknown")
                 self._perform(self.machine.on_state_changed(int(event.state)))
@@ -870,19 +872,20 @@ class OpenXRBackend(Backend):
             xr.release_swapchain_image(depth.handle, xr.SwapchainImageReleaseInfo())
         rect = xr.Rect2Di(offset=xr.Offset2Di(0, 0), extent=xr.Extent2Di(color.width, color.height))
         self._keep: list[Any] = []  # ctypes structures the runtime reads in xrEndFrame
-        projection_views = (xr.CompositionLayerProjectionView * len(xr_views))()
+        projection_views = []
         for eye, v in enumerate(xr_views):
-            pv = projection_views[eye]
-            pv.pose, pv.fov = v.pose, v.fov
-            pv.sub_image = xr.SwapchainSubImage(swapchain=color.handle, image_rect=rect, image_array_index=eye)
+            depth_info = None
             if wrote_depth and depth is not None:
-                info = xr.CompositionLayerDepthInfoKHR(
+                depth_info = xr.CompositionLayerDepthInfoKHR(
                     sub_image=xr.SwapchainSubImage(swapchain=depth.handle, image_rect=rect, image_array_index=eye),
                     min_depth=0.0, max_depth=1.0, near_z=self.config.near_m, far_z=self.config.far_m)
-                self._keep.append(info)
-                pv.next = ctypes.cast(ctypes.pointer(info), ctypes.c_void_p)
+                self._keep.append(depth_info)
+            # Built through the constructor (not a bare ctypes array) so that each view's type is set.
+            projection_views.append(xr.CompositionLayerProjectionView(
+                pose=v.pose, fov=v.fov, next=depth_info,
+                sub_image=xr.SwapchainSubImage(swapchain=color.handle, image_rect=rect, image_array_index=eye)))
         layer = xr.CompositionLayerProjection(space=self._space, views=projection_views)
-        self._keep += [projection_views, layer]
+        self._keep.append(layer)
         return [ctypes.byref(layer)]
 
     def _acquire(self, chain: _Swapchain) -> int:
@@ -942,6 +945,13 @@ def probe(api_layers: tuple[str, ...] = ()) -> str | None:
     finally:
         backend._destroy_instance()
     return None
+
+
+def _same_handle(a: Any, b: Any) -> bool:
+    """True when two OpenXR handles (ctypes pointers) are the same object; None matches nothing."""
+    if a is None or b is None:
+        return False
+    return ctypes.cast(a, ctypes.c_void_p).value == ctypes.cast(b, ctypes.c_void_p).value
 
 
 def _quietly(destroy: Any, handle: Any) -> None:
