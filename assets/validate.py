@@ -191,7 +191,8 @@ def validate_twin(twin: Twin, source: str | Path | None = None, *, require_water
         validate(structure, source or twin.name, require_watertight=require_watertight)
 
 
-def _merge_identical_vertices(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def merge_identical_vertices(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vertices (N, 3) with exact duplicates merged, faces re-indexed, and how many were merged."""
     unique, inverse = np.unique(v, axis=0, return_inverse=True)
     merged = len(v) - len(unique)
     if not merged:
@@ -247,7 +248,7 @@ def repair(structure: Structure, source: str | Path | None = None) -> tuple[Stru
         report.actions.append(f"{name}: removed {int(touches.sum())} faces touching "
                               f"{int((~finite).sum())} non-finite vertices")
     if len(f):
-        v, f, merged = _merge_identical_vertices(v, f)
+        v, f, merged = merge_identical_vertices(v, f)
         if merged:
             report.actions.append(f"{name}: merged {merged} vertices at identical positions")
         degenerate = degenerate_mask(v, f)

@@ -23,6 +23,7 @@ import numpy as np
 from assets.errors import EmptyMeshError, UnreadableAssetError, UnsupportedFormatError
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits
 from assets.twin import Color, Structure
+from assets.validate import merge_identical_vertices
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,10 @@ def load_mesh_file(data: bytes, kind: str, source: str | Path, *, base: Path | N
             vertices = vertices @ transform[:3, :3].T + transform[:3, 3]
             if np.linalg.det(transform[:3, :3]) < 0:
                 faces = faces[:, ::-1]  # a mirroring transform turns the winding inside out
+        if kind == "stl":
+            # STL stores every triangle's corners separately; sharing them is what the format means,
+            # not a repair (without it every edge would look like a hole).
+            vertices, faces, _ = merge_identical_vertices(vertices, faces)
         name = _structure_name(node, geometry_name, default_name, len(scene.graph.nodes_geometry))
         unique, n = name, 2
         while unique in taken:

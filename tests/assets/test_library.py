@@ -1,0 +1,93 @@
+"""The twin library: bundled twins from installed packages' real data, the cache, imports (assets.library)."""
+
+from __future__ import annotations
+
+import json
+import mmap
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from assets.cache import TwinCache
+from assets.errors import AssetError, UnknownTwinError
+from assets.library import BUNDLED, Library
+from assets.validate import check, is_watertight
+
+DICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    return Library(TwinCache(tmp_path / "cache"), tmp_path / "home")
+
+
+def test_brain_is_both_real_pial_hemispheres_in_metres_with_levels(library: Library) -> None:
+    twin = library.build("brain")
+    assert [s.triangle_count for s in twin.structures] == [20_480, 20_480]
+    names = [s.name for s in twin.structures]
+    assert names[0].startswith("left") and names[1].startswith("right")
+    left, right = (s.vertices.mean(axis=0) for s in twin.structures)
+    assert left[0] < 0 < right[0]  # RAS: the left hemisphere lies at negative x
+    size = np.ptp(twin.bounds(), axis=0)
+    assert 0.12 < size[0] < 0.16 and 0.15 < size[1] < 0.20  # a brain is about 14 cm wide, 17 cm long
+    for structure in twin.structures:
+        assert is_watertight(structure) and check(structure) == []
+        assert structure.lods and structure.lods[0].triangle_count < structure.triangle_count
+    assert twin.provenance["sources"][0].endswith("pial_left.gii.gz")
+
+
+def test_second_build_maps_the_cached_arrays(library: Library) -> None:
+    first = library.build("brain")
+    assert library.is_built("brain")
+    again = library.build("brain")
+    vertices = again.structures[0].vertices
+    base = vertices
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    assert isinstance(base, mmap.mmap) and not vertices.flags.writeable
+    assert np.array_equal(vertices, first.structures[0].vertices)
+    assert library.cache.stats.hits >= 1
+
+
+def test_brain_mni_comes_from_the_template_volume(library: Library) -> None:
+    """The MNI152 T1 template through marching cubes: one closed surface the size of a brain."""
+    twin = library.build("brain-mni")
+    (structure,) = twin.structures
+    assert structure.triangle_count > 500_000
+    assert twin.provenance["format"] == "nifti" and twin.provenance["threshold"] > 0
+    size_mm = np.ptp(twin.bounds(), axis=0) * 1000.0
+    assert np.all((size_mm > 120) & (size_mm < 200))
+    assert is_watertight(structure)
+
+
+def test_unknown_twin_names_the_known_ones(library: Library) -> None:
+    with pytest.raises(UnknownTwinError, match="brain, brain-mni"):
+        library.build("heart")
+
+
+def test_import_records_a_named_twin_that_builds_from_the_cache(library: Library) -> None:
+    twin = library.import_twin(DICOM_FILES / "CT_small.dcm", name="ct-slice")
+    assert twin.metadata["PatientIdentityRemoved"] == "YES"
+    names = [e.name for e in library.entries()]
+    assert names == [*BUNDLED, "ct-slice"]
+    again = library.build("ct-slice")
+    assert again.triangle_count == twin.triangle_count and again.metadata == twin.metadata
+    catalogue = json.loads(library.catalogue_path.read_text())
+    assert catalogue["twins"]["ct-slice"]["source"].endswith("CT_small.dcm")
+
+
+@pytest.mark.parametrize("name", ["brain", "../escape", "a b"])
+def test_import_refuses_bundled_and_unsafe_names(library: Library, name: str) -> None:
+    with pytest.raises(AssetError, match="name|bundled"):
+        library.import_twin(DICOM_FILES / "CT_small.dcm", name=name)
+
+
+def test_damaged_catalogue_is_a_clear_error(library: Library) -> None:
+    library.root.mkdir(parents=True)
+    library.catalogue_path.write_text("{not json")
+    with pytest.raises(AssetError, match="catalogue"):
+        library.entries()

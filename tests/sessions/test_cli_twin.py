@@ -1,0 +1,99 @@
+"""The `medverse` command line as a user runs it: twin subcommands, demo, help and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+import trimesh
+
+DICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+VALIDATOR = Path(__file__).resolve().parents[2] / "tools" / "validate_gltf.mjs"
+
+
+def medverse(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script with its own cache and home (no terminal: no progress bars)."""
+    env = dict(os.environ, MEDVERSE_HOME=str(home / "home"), MEDVERSE_CACHE=str(home / "cache"))
+    script = Path(sys.executable).with_name("medverse")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+def test_help_explains_every_subcommand(home: Path) -> None:
+    top = medverse("--help", home=home)
+    assert top.returncode == 0 and "twin" in top.stdout and "demo" in top.stdout
+    for action in ("list", "info", "build", "import", "validate", "export"):
+        result = medverse("twin", action, "--help", home=home)
+        assert result.returncode == 0 and "usage: medverse twin " + action in result.stdout
+
+
+def test_build_then_list_shows_the_cached_brain(home: Path) -> None:
+    built = medverse("twin", "build", "brain", home=home)
+    assert built.returncode == 0, built.stderr
+    assert "40,960 triangles" in built.stdout and "cached at" in built.stdout
+    listed = medverse("twin", "list", home=home)
+    row = next(line for line in listed.stdout.splitlines() if " brain " in line)
+    assert "bundled" in row and "yes" in row
+
+
+def test_import_info_and_export_a_dicom_twin(home: Path, tmp_path: Path) -> None:
+    imported = medverse("twin", "import", str(DICOM_FILES / "CT_small.dcm"), "--name", "ct", home=home)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported as 'ct'" in imported.stdout
+    info = medverse("twin", "info", "ct", home=home)
+    assert info.returncode == 0 and "PatientIdentityRemoved=YES" in info.stdout
+    assert "CompressedSamples" not in info.stdout and "PatientName" not in info.stdout
+    out = tmp_path / "ct.glb"
+    exported = medverse("twin", "export", "ct", "--glb", str(out), home=home)
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads(subprocess.run(["node", str(VALIDATOR), str(out)], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert report["issues"]["numErrors"] == 0
+    assert len(trimesh.load(out, force="scene").geometry) == 1
+
+
+def test_validate_reports_problems_with_exit_one(home: Path, tmp_path: Path) -> None:
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=40.0)
+    good = tmp_path / "ball.stl"
+    mesh.export(good)
+    ok = medverse("twin", "validate", str(good), home=home)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    mesh.faces = mesh.faces[:-3]  # punch a hole
+    holed = tmp_path / "holed.ply"
+    mesh.export(holed)
+    bad = medverse("twin", "validate", str(holed), home=home)
+    assert bad.returncode == 1 and "boundary edges" in bad.stdout
+
+
+@pytest.mark.parametrize("args", [("twin", "info", "heart"), ("twin", "import", "/no/such/file.stl"),
+                                  ("twin", "validate", "__garbage__")])
+def test_bad_input_is_one_line_on_stderr_with_exit_two(home: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    if args[-1] == "__garbage__":
+        garbage = tmp_path / "garbage.glb"
+        garbage.write_bytes(b"glTF\x02\x00\x00\x00garbage")
+        args = (*args[:-1], str(garbage))
+    result = medverse(*args, home=home)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medverse: error: ") and "Traceback" not in result.stderr
+
+
+def test_demo_summarises_the_bundled_twins(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = medverse("demo", "--out", str(out), home=home)
+    assert result.returncode == 0, result.stderr
+    assert "demo output:" in result.stdout
+    summary = json.loads((out / "twins.json").read_text())
+    by_name = {t["name"]: t for t in summary["twins"]}
+    assert by_name["brain"]["triangles"] == 40_960
+    assert all(s["watertight"] for s in by_name["brain"]["structures"])
+    assert by_name["brain-mni"]["triangles"] > 500_000
