@@ -466,6 +466,8 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
             continue
         x, y, z, a, b, c = POSE_ENTRY.unpack_from(buf, offset)
         offset += POSE_ENTRY.size
+        if -32768 in (x, y, z):  # int16's extra negative value: beyond +-3.2767 m, which no encoder sends
+            raise ProtocolError(f"{name} position beyond +-3.2767 m of the origin", "pose")
         poses[name] = WirePose(
             (x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M), _decode_quat(largest, (a, b, c))
         )

@@ -1,0 +1,227 @@
+"""Fuzzing: mutated messages through every wire decoder and the signaling message parser.
+
+Each run feeds 5,000 mutated messages per decoder (pose, state, clock, the channel dispatcher and
+the signaling parser: 25,000 in all), seeded so that a failure reproduces. Every message must either
+decode to a valid message (one that encodes again and decodes to the same value) or raise the
+documented error (``ProtocolError``, ``SignalingMessageError``); any other exception fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import struct
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from net import protocol as p
+from net.errors import ProtocolError
+from net.signaling import SignalingMessageError, parse_client_message
+
+PER_DECODER = 5_000
+SEED = 20261126
+
+
+def _pose_seeds() -> list[bytes]:
+    half = math.sqrt(0.5)
+    records = [
+        p.PoseRecord(1, 0, 0.0),
+        p.PoseRecord(7, 0xFFFFFFFE, 12.345678, head=p.WirePose((0.1, 1.6, -0.25)), buttons=p.Buttons.RIGHT_TRIGGER),
+        p.PoseRecord(
+            65535, 9, 1e6,
+            head=p.WirePose((0.0, 1.7, 0.0), (0.0, half, 0.0, half)),
+            left=p.WirePose((-0.2, 1.1, -0.4), (0.5, -0.5, 0.5, 0.5)),
+            right=p.WirePose((0.2, 1.1, -0.4), (0.0, 0.0, 1.0, 0.0)),
+            pointer=p.WirePose((3.2, -3.2, 0.0), (half, 0.0, 0.0, half)),
+        ),
+    ]
+    return [p.encode_pose(r) for r in records]
+
+
+def _state_seeds() -> list[bytes]:
+    ops = [
+        (p.OpKind.STROKE_ADD, {"id": "s1", "points": [[0, 1, 2], [0.1, 1.1, 2.1]], "color": [1, 0, 0, 1], "width": 0.003}),
+        (p.OpKind.STROKE_ERASE, {"id": "s1"}),
+        (p.OpKind.LANDMARK_PLACE, {"id": "lm-1", "position": [0.01, 0.02, 0.03], "label": "tip", "structure": None}),
+        (p.OpKind.LANDMARK_MOVE, {"id": "lm-1", "position": [0, 0, 0]}),
+        (p.OpKind.LANDMARK_DELETE, {"id": "lm-1"}),
+        (p.OpKind.CLIP_SET, {"index": 2, "normal": [0, 0, -1], "d": 0.05}),
+        (p.OpKind.CLIP_CLEAR, {"index": 5}),
+        (p.OpKind.TRANSFORM, {"position": [0, 1, 0], "orientation": [0, 0, 0, 1], "scale": 2}),
+        (p.OpKind.SELECT, {"structure": "hippocampus"}),
+    ]
+    out = [p.encode_state(p.StateOp(3, i + 1, 100 + i, kind, payload, 1.5 * i)) for i, (kind, payload) in enumerate(ops)]
+    out.append(p.encode_state(p.SnapshotRequest(4, 77)))
+    out.extend(p.encode_state(c) for c in p.chunk_snapshot(2, 5, b'{"strokes":{},"landmarks":{}}'))
+    out.append(p.encode_state(p.StateDigest(4, 10, 2.0, bytes(range(32)))))
+    return out
+
+
+def _clock_seeds() -> list[bytes]:
+    return [
+        p.encode_clock(p.ClockPing(3, 9, 1.0)),
+        p.encode_clock(p.ClockPong(5, 9, 1.0, 101.0, 101.0002)),
+    ]
+
+
+def _signaling_seeds() -> list[str]:
+    return [
+        json.dumps({"type": "signal", "to": "bob", "data": {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"}}),
+        json.dumps({"type": "signal", "to": "relay", "data": {"type": "answer", "sdp": "v=0\r\n"}}),
+        json.dumps({"type": "stats", "report": {"links": {"bob": {"p50_ms": 0.4, "p99_ms": 1.2}}, "n": [1, 2.5, None, True]}}),
+    ]
+
+
+def mutate(data: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
+    """One to four random edits: bit flips, byte changes, inserts, deletes, truncation, extension,
+    splices with another seed, and rewritten integer fields (lengths, counts, kinds)."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(9)
+        pos = rng.randrange(len(buf) + 1)
+        if op == 0 and buf:
+            buf[pos % len(buf)] ^= 1 << rng.randrange(8)
+        elif op == 1 and buf:
+            buf[pos % len(buf)] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+        elif op == 2:
+            buf[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif op == 3 and buf:
+            del buf[pos : pos + rng.randint(1, 8)]
+        elif op == 4:
+            del buf[pos:]
+        elif op == 5:
+            buf.extend(bytes(rng.randrange(256) for _ in range(rng.choice((1, 2, 16, 300)))))
+        elif op == 6:
+            other = rng.choice(seeds)
+            cut = rng.randrange(len(other) + 1)
+            buf[pos:] = other[cut:]
+        elif op == 7 and len(buf) >= 4:
+            at = rng.randrange(len(buf) - 3)
+            struct.pack_into("<I", buf, at, rng.choice((0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, rng.getrandbits(32))))
+        elif op == 8 and len(buf) >= 2:
+            at = rng.randrange(len(buf) - 1)
+            struct.pack_into("<H", buf, at, rng.choice((0, 1, 0xFFFF, rng.getrandbits(16))))
+    # Half the mutated state ops get a payload length that fits again, so that the mutations reach
+    # the JSON parser and the payload schema instead of stopping at the length check.
+    if len(buf) >= p.OP_HEADER.size and buf[1] == p.MessageType.STATE_OP and rng.random() < 0.5:
+        struct.pack_into("<H", buf, 6, min(len(buf) - p.OP_HEADER.size, 0xFFFF))
+    return bytes(buf)
+
+
+def _check_wire(decoder: Callable[[bytes], Any], encoder: Callable[[Any], bytes], data: bytes) -> str:
+    """Decode ``data``: 'error' for a ProtocolError, 'ok' for a message that re-encodes to itself."""
+    try:
+        message = decoder(data)
+    except ProtocolError as exc:
+        assert str(exc) and "\n" not in str(exc), f"error message must be one line: {exc!r}"
+        return "error"
+    again = decoder(encoder(message))
+    assert _same(again, message), f"{data.hex()} decoded to {message!r}, which does not survive a round trip"
+    return "ok"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal messages; for poses, orientations may differ by sign and quantisation (an encoder is free
+    to send any of the three smallest components, the decoder does not insist on the canonical one)."""
+    if not isinstance(a, p.PoseRecord):
+        return a == b
+    for slot in p.POSE_SLOTS:
+        pa, pb = getattr(a, slot), getattr(b, slot)
+        if (pa is None) != (pb is None):
+            return False
+        if pa is not None:
+            dot = abs(sum(x * y for x, y in zip(pa.orientation, pb.orientation, strict=True)))
+            if pa.position != pb.position or dot < 1 - 1e-8:
+                return False
+    return (a.participant, a.seq, a.sender_time, a.buttons) == (b.participant, b.seq, b.sender_time, b.buttons)
+
+
+def _encode_any(message: Any) -> bytes:
+    if isinstance(message, p.PoseRecord):
+        return p.encode_pose(message)
+    if isinstance(message, p.ClockPing | p.ClockPong):
+        return p.encode_clock(message)
+    return p.encode_state(message)
+
+
+WIRE = {
+    "pose": (p.decode_pose, p.encode_pose, _pose_seeds),
+    "state": (p.decode_state, p.encode_state, _state_seeds),
+    "clock": (p.decode_clock, p.encode_clock, _clock_seeds),
+}
+
+
+@pytest.mark.parametrize("channel", list(WIRE))
+def test_wire_decoder_survives_mutations(channel: str) -> None:
+    """5,000 mutated messages: each decodes to a message that round-trips, or raises ProtocolError."""
+    decoder, encoder, make_seeds = WIRE[channel]
+    seeds = make_seeds()
+    for seed in seeds:  # the seeds themselves are valid
+        assert _check_wire(decoder, encoder, seed) == "ok"
+    rng = random.Random(f"{SEED}-{channel}")
+    outcomes: Counter[str] = Counter()
+    for _ in range(PER_DECODER):
+        outcomes[_check_wire(decoder, encoder, mutate(rng.choice(seeds), rng, seeds))] += 1
+    # The mutations reach both sides: some survive as valid messages, most are refused.
+    assert outcomes["ok"] > 0 and outcomes["error"] > PER_DECODER // 2, outcomes
+
+
+def test_channel_dispatch_survives_mutations() -> None:
+    """decode(channel, data) with messages of every channel sent on any channel (and non-bytes):
+    a valid message or ProtocolError, never anything else."""
+    seeds = _pose_seeds() + _state_seeds() + _clock_seeds()
+    rng = random.Random(f"{SEED}-dispatch")
+    outcomes: Counter[str] = Counter()
+    for i in range(PER_DECODER):
+        channel = rng.choice(("pose", "state", "clock", "bogus"))
+        data: Any = mutate(rng.choice(seeds), rng, seeds)
+        if i % 50 == 0:
+            data = rng.choice((data.decode("latin-1"), None, 12, memoryview(data), bytearray(data)))
+        try:
+            message = p.decode(channel, data)
+        except ProtocolError:
+            outcomes["error"] += 1
+            continue
+        assert _same(p.decode(channel, _encode_any(message)), message)
+        outcomes["ok"] += 1
+    assert outcomes["ok"] > 0 and outcomes["error"] > 0, outcomes
+
+
+def test_signaling_parser_survives_mutations() -> None:
+    """5,000 mutated client messages (bytes decoded as the WebSocket layer would, or with surrogate
+    escapes): each parses to a schema-valid message or raises SignalingMessageError with a known counter."""
+    seeds = [s.encode() for s in _signaling_seeds()]
+    rng = random.Random(f"{SEED}-signaling")
+    outcomes: Counter[str] = Counter()
+    counters = {"malformed", "oversized", "unknown_type", "spoofed"}
+    for i in range(PER_DECODER):
+        raw = mutate(rng.choice(seeds), rng, seeds)
+        text = raw.decode("utf-8", errors="surrogateescape" if i % 7 == 0 else "replace")
+        try:
+            message = parse_client_message(text, max_message_bytes=1024, max_report_bytes=256)
+        except SignalingMessageError as exc:
+            assert exc.counter in counters and exc.reason and "\n" not in exc.reason
+            outcomes[exc.counter] += 1
+            continue
+        # A message that passes is exactly one of the two documented shapes and can be forwarded.
+        if message["type"] == "signal":
+            assert set(message) == {"type", "to", "data"} and isinstance(message["to"], str)
+            assert isinstance(message["data"], dict)
+        else:
+            assert set(message) == {"type", "report"} and isinstance(message["report"], dict)
+        json.dumps(message, allow_nan=False)
+        outcomes["ok"] += 1
+    assert outcomes["ok"] > 0 and outcomes["malformed"] > 0, outcomes
+
+
+def test_found_by_fuzzing_int16_minimum_position_is_refused() -> None:
+    """A position of -32768 steps (-3.2768 m) fits an int16 but no encoder sends it (the range is
+    +-3.2767 m): the decoder refuses it instead of returning a record that cannot be encoded again."""
+    good = bytearray(p.encode_pose(p.PoseRecord(1, 1, 1.0, head=p.WirePose((0.0, 1.7, 0.0)))))
+    struct.pack_into("<h", good, p.POSE_HEADER.size + 4, -32768)
+    with pytest.raises(ProtocolError, match="beyond"):
+        p.decode_pose(bytes(good))
