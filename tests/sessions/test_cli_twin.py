@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import trimesh
@@ -87,13 +88,23 @@ def test_bad_input_is_one_line_on_stderr_with_exit_two(home: Path, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("medverse: error: ") and "Traceback" not in result.stderr
 
 
-def test_demo_summarises_the_bundled_twins(home: Path, tmp_path: Path) -> None:
+def test_demo_summarises_the_twins_and_renders_stereo_frames(home: Path, tmp_path: Path) -> None:
+    """What `make demo` runs: real twins summarised, the brain rendered in stereo, PNGs where it says."""
+    from PIL import Image
+
     out = tmp_path / "demo"
-    result = medverse("demo", "--out", str(out), home=home)
+    result = medverse("demo", "--out", str(out), "--frames", "31", "--every", "30", home=home)
     assert result.returncode == 0, result.stderr
-    assert "demo output:" in result.stdout
-    summary = json.loads((out / "twins.json").read_text())
+    assert f"demo output: {out}" in result.stdout
+    summary = json.loads((out / "demo.json").read_text())
     by_name = {t["name"]: t for t in summary["twins"]}
     assert by_name["brain"]["triangles"] == 40_960
     assert all(s["watertight"] for s in by_name["brain"]["structures"])
     assert by_name["brain-mni"]["triangles"] > 500_000
+    frames = [Path(p) for p in summary["simulator"]["written"]]
+    assert [p.name for p in frames] == ["frame_000000.png", "frame_000030.png"]
+    image = np.asarray(Image.open(frames[1]).convert("RGB"), dtype=np.int16)
+    left, right = np.split(image, 2, axis=1)  # both eyes side by side
+    background = image[0, 0]
+    for eye in (left, right):
+        assert (np.abs(eye - background).sum(axis=2) > 60).mean() > 0.005  # the brain is in view
