@@ -518,12 +518,18 @@ class OpenXRBackend(Backend):
                 self._owns_context = True
             self.context.make_current()
             self._create_session()
+            props = xr.get_instance_properties(self.instance)
         except xr.XrException as exc:
             self.stop()
             raise BackendError(f"OpenXR start failed: {exc}") from exc
+        except xrcore.gl.GLContextError as exc:
+            self.stop()
+            raise BackendError(f"OpenXR backend cannot create its EGL context: {exc}") from exc
         except BackendError:
             self.stop()
             raise
+        logger.info("OpenXR runtime %s %s: %d views of %dx%d", props.runtime_name.decode(), props.runtime_version,
+                    self.info.view_count, self.info.width, self.info.height)
         self._started = True
 
     def frames(self) -> Iterator[FrameState]:
@@ -609,8 +615,6 @@ class OpenXRBackend(Backend):
         except xr.RuntimeUnavailableError as exc:
             raise BackendUnavailableError(NO_RUNTIME) from exc
         self.extensions = set(wanted)
-        props = xr.get_instance_properties(self.instance)
-        logger.info("OpenXR runtime %s %s", props.runtime_name.decode(), props.runtime_version)
 
     def _create_system(self) -> None:
         try:
@@ -645,8 +649,7 @@ class OpenXRBackend(Backend):
             self.session, xr.ReferenceSpaceCreateInfo(reference_space_type=xr.ReferenceSpaceType.VIEW))
         self._create_actions()
         self._create_swapchains()
-        logger.info("OpenXR session created: %d views of %dx%d, %s space", len(self._views_config),
-                    self.info.width, self.info.height, kind.name)
+        logger.debug("OpenXR session created in %s space", kind.name)
 
     def _create_actions(self) -> None:
         if self._action_set is None:  # actions belong to the instance and survive a lost session
@@ -744,7 +747,7 @@ class OpenXRBackend(Backend):
                 self._destroy_instance()
             elif action in (SessionAction.RECREATE_SESSION, SessionAction.RECREATE_INSTANCE):
                 self._lost_since = time.monotonic()
-                logger.info("OpenXR %s lost; retrying every %.1f s for up to %.0f s",
+                logger.info("OpenXR %s lost; retrying every %g s for up to %g s",
                             "instance" if action is SessionAction.RECREATE_INSTANCE else "session",
                             self.config.retry_interval_s, self.config.retry_timeout_s)
             elif action is SessionAction.EXIT:
@@ -753,7 +756,8 @@ class OpenXRBackend(Backend):
     def _lost(self, exc: Exception) -> None:
         """A call reported XR_ERROR_SESSION_LOST or XR_ERROR_INSTANCE_LOST: as the loss events."""
         self._pending = None
-        logger.warning("OpenXR %s", exc)
+        logger.warning("OpenXR %s lost (%s)", "instance" if isinstance(exc, xr.InstanceLostError) else "session",
+                       type(exc).__name__)
         if isinstance(exc, xr.InstanceLostError):
             self._perform(self.machine.on_instance_loss_pending())
         else:

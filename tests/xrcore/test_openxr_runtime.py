@@ -1,0 +1,255 @@
+"""The OpenXR backend end to end against a headless OpenXR runtime, through the real Khronos loader.
+
+``test_openxr_runtime.c`` is a minimal OpenXR 1.0 runtime (a simulated headset, in the spirit of
+Monado's simulated HMD): compiled here, found by pyopenxr's loader through ``XR_RUNTIME_JSON``, it
+drives the session lifecycle, backs the swapchains with real GL texture arrays made through the
+application's EGL context, reads back what was submitted, and logs what it saw. Each run is a fresh
+process: the loader reads ``XR_RUNTIME_JSON`` itself, and the EGL context stays out of other tests.
+
+The renderer's side of ``submit`` (``copy_to_texture_array``) is played by a few GL calls in the
+child process that fill the left eye's layer red and the right eye's green; the runtime reports the
+first pixel of each submitted layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).with_name("test_openxr_runtime.c")
+PERIOD_NS = 11_111_111
+RED, GREEN = "ff0000ff", "00ff00ff"
+
+DRIVER = textwrap.dedent("""
+    import json, logging, os, sys
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    from xrcore.backends import create
+    import xrcore.backends.openxr  # chooses PyOpenGL's EGL platform before OpenGL.GL is loaded
+    from OpenGL import GL
+    import numpy as np
+
+    class EyeColours:
+        def copy_to_texture_array(self, color, depth, width, height):
+            for layer, rgba in ((0, (255, 0, 0, 255)), (1, (0, 255, 0, 255))):
+                GL.glClearTexSubImage(color, 0, 0, 0, layer, width, height, 1, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE,
+                                      np.array(rgba, np.uint8))
+            return False
+
+    exit_at = int(os.environ.get("DRIVER_EXIT_AT", "-1"))
+    backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0)
+    result = {"backend": type(backend).__name__, "frames": []}
+    if result["backend"] == "OpenXRBackend":
+        backend.attach(EyeColours())
+        backend.start()
+        info = backend.info
+        result["info"] = [info.name, info.view_count, info.width, info.height, round(info.rate_hz, 3)]
+        for frame in backend.frames():
+            right, left = frame.inputs.right, frame.inputs.left
+            result["frames"].append({
+                "index": frame.index, "time": frame.predicted_display_time, "period": frame.period,
+                "views": [[list(v.pose.position), v.width, v.height, v.eye, v.fov.angle_left] for v in frame.views],
+                "head": list(frame.head.position), "events": list(frame.events),
+                "right": [right.trigger, right.squeeze, list(right.thumbstick), sorted(right.buttons),
+                          list(right.aim.position) if right.aim else None, list(right.grip.position) if right.grip else None],
+                "left": [left.trigger, sorted(left.buttons), list(left.aim.position) if left.aim else None],
+            })
+            if frame.index == 3:
+                backend.haptic_pulse(1, amplitude=0.5, duration_s=0.1)
+            if frame.index == exit_at:
+                backend.request_exit()
+            backend.submit(frame)
+        result["unexpected"] = backend.machine.unexpected
+        backend.stop()
+    print(json.dumps(result))
+""")
+
+
+@dataclass
+class Run:
+    """One driver run: the backend's frames as the application saw them, the runtime's log, stderr."""
+
+    result: dict
+    log: list[str]
+    stderr: str
+
+    def lines(self, prefix: str) -> list[str]:
+        return [line for line in self.log if line.startswith(prefix)]
+
+    def states(self) -> list[int]:
+        return [int(line.split()[1]) for line in self.lines("state ")]
+
+    def rendered(self) -> list[str]:
+        return [line for line in self.lines("end_frame ") if "layers=1" in line]
+
+
+@pytest.fixture(scope="module")
+def runtime_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test runtime compiled into a shared library, and the runtime manifest pointing at it."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the test OpenXR runtime (apt-get install gcc)"
+    root = tmp_path_factory.mktemp("xr-runtime")
+    library = root / "libmedverse_xr_test.so"
+    build = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", str(library), str(SOURCE)],
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, f"building the test runtime failed (needs libopenxr-dev):\n{build.stderr[-2000:]}"
+    manifest = root / "runtime.json"
+    manifest.write_text(json.dumps({"file_format_version": "1.0.0",
+                                    "runtime": {"name": "medverse headless test runtime", "library_path": str(library)}}))
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Run the driver in a fresh process against the test runtime with the given options."""
+    counter = iter(range(1000))
+
+    def run(options: str = "", exit_at: int = -1, backend: str = "auto") -> Run:
+        log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
+        env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
+               "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend}
+        out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = log.read_text().splitlines() if log.exists() else []
+        return Run(json.loads(out.stdout.strip().splitlines()[-1]), lines, out.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def full_run(drive) -> Run:
+    """A session the runtime ends by itself after 4 focused frames (the user took the headset off)."""
+    return drive("stop_after=4")
+
+
+IDLE, READY, SYNCHRONIZED, VISIBLE, FOCUSED, STOPPING, LOSS_PENDING, EXITING = 1, 2, 3, 4, 5, 6, 7, 8
+
+
+def test_auto_chooses_openxr_when_a_runtime_with_a_headset_answers(full_run: Run) -> None:
+    """With a runtime present, auto gives the OpenXR backend, and nothing is logged about a fallback."""
+    assert full_run.result["backend"] == "OpenXRBackend"
+    assert "falling back" not in full_run.stderr.lower()
+    assert full_run.result["info"] == ["openxr", 2, 64, 48, 90.0]
+
+
+def test_session_walks_the_lifecycle_and_the_backend_follows(full_run: Run) -> None:
+    """IDLE..FOCUSED, then the runtime's stop: one xrBeginSession, one xrEndSession, then teardown."""
+    assert full_run.states() == [IDLE, READY, SYNCHRONIZED, VISIBLE, FOCUSED, VISIBLE, SYNCHRONIZED, STOPPING, IDLE, EXITING]
+    assert len(full_run.lines("begin_session")) == 1 and len(full_run.lines("end_session")) == 1
+    assert full_run.log[-3:] == ["destroy_session", "destroy_action_set", "destroy_instance"]
+    assert full_run.result["unexpected"] == 0
+    events = [e for f in full_run.result["frames"] for e in f["events"]]
+    assert events[:5] == ["session:idle", "session:ready", "session:synchronized", "session:visible", "session:focused"]
+
+
+def test_each_rendered_frame_submits_both_eyes_from_the_swapchain_layers(full_run: Run) -> None:
+    """One projection layer per frame: left eye in layer 0 (red), right in layer 1 (green), full 64x48 rect."""
+    rendered = full_run.rendered()
+    assert len(rendered) == len(full_run.result["frames"]) >= 5
+    for line in rendered:
+        assert f"view0=layer0:64x48:{RED}:fov-0.90" in line
+        assert f"view1=layer1:64x48:{GREEN}:fov-0.80" in line
+    # Frames the runtime said not to render (SYNCHRONIZED) are ended with no layers, not skipped.
+    assert any("layers=0" in line for line in full_run.lines("end_frame "))
+
+
+def test_swapchains_are_srgb_colour_and_depth_texture_arrays(full_run: Run) -> None:
+    """The sRGB format is picked although plain RGBA8 is offered first; depth too; two layers, no MSAA."""
+    assert full_run.lines("swapchain ") == ["swapchain format=0x8c43 size=64x48 layers=2 samples=1",
+                                           "swapchain format=0x8cac size=64x48 layers=2 samples=1"]
+    assert "create_session binding=egl gl=ok" in full_run.log
+    assert "reference_space 3" in full_run.log  # STAGE, offered by this runtime
+
+
+def test_frames_carry_predicted_display_time_views_and_head(full_run: Run) -> None:
+    """Display times advance by the runtime's 90 Hz period; two eye views 64 mm apart at head height."""
+    frames = full_run.result["frames"]
+    times = [f["time"] for f in frames]
+    assert all(abs((b - a) - PERIOD_NS * 1e-9) < 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert [f["index"] for f in frames] == list(range(len(frames)))
+    for f in frames:
+        assert f["period"] == pytest.approx(1 / 90, rel=1e-6)
+        (left, lw, lh, le, lfov), (right, rw, rh, re, rfov) = f["views"]
+        assert (lw, lh, le, rw, rh, re) == (64, 48, 0, 64, 48, 1)
+        assert right[0] - left[0] == pytest.approx(0.064, abs=1e-6) and left[1] == pytest.approx(1.6)
+        assert (lfov, rfov) == pytest.approx((-0.9, -0.8))
+        assert f["head"] == pytest.approx([0.0, 1.6, 0.0])
+    # The runtime's times match what the backend reported, in nanoseconds.
+    submitted = [int(line.split("time=")[1].split()[0]) for line in full_run.rendered()]
+    assert submitted == [round(t * 1e9) for t in times]
+
+
+def test_controller_input_is_read_only_while_focused(full_run: Run) -> None:
+    """Focused frames carry the Touch controller's state (right: trigger 0.75, A pressed); others read idle."""
+    focused = False
+    seen_focused = 0
+    for f in full_run.result["frames"]:
+        if "session:focused" in f["events"]:
+            focused = True
+        if "session:visible" in f["events"] and focused and "session:focused" not in f["events"]:
+            focused = False
+        trigger, squeeze, stick, buttons, aim, grip = f["right"]
+        if focused:
+            seen_focused += 1
+            assert (trigger, squeeze, buttons) == (0.75, 0.25, ["a"])
+            assert stick == pytest.approx([0.5, -0.25])
+            assert aim == pytest.approx([0.2, 1.3, -0.35]) and grip == pytest.approx([0.2, 1.3, -0.3])
+            assert f["left"][0] == 0.0 and f["left"][1] == [] and f["left"][2] == pytest.approx([-0.2, 1.3, -0.35])
+        else:
+            assert (trigger, buttons, aim) == (0.0, [], None)
+    assert seen_focused >= 4
+
+
+def test_all_four_controller_profiles_are_suggested(full_run: Run) -> None:
+    """The runtime receives suggested bindings for the simple, Touch, Index and Vive controllers."""
+    profiles = {line.split()[1] for line in full_run.lines("bindings ")}
+    assert profiles == {"/interaction_profiles/khr/simple_controller", "/interaction_profiles/oculus/touch_controller",
+                        "/interaction_profiles/valve/index_controller", "/interaction_profiles/htc/vive_controller"}
+
+
+def test_haptic_pulse_reaches_the_right_controller(full_run: Run) -> None:
+    """haptic_pulse(1, 0.5, 0.1 s) becomes xrApplyHapticFeedback on the right hand, 100 ms, runtime's frequency."""
+    assert full_run.lines("haptic ") == ["haptic action=haptic hand=right amplitude=0.50 duration=100000000 frequency=0.0"]
+
+
+def test_user_exit_request_stops_the_session_through_the_runtime(drive) -> None:
+    """request_exit() while focused: xrRequestExitSession, the runtime walks to STOPPING, xrEndSession, EXITING."""
+    run = drive(exit_at=4)
+    assert len(run.result["frames"]) >= 5
+    assert run.lines("request_exit") == ["request_exit"]
+    states = run.states()
+    assert states[-5:] == [VISIBLE, SYNCHRONIZED, STOPPING, IDLE, EXITING]
+    assert run.log.index("request_exit") < run.log.index("end_session") < run.log.index("destroy_session")
+    assert run.result["unexpected"] == 0
+
+
+@pytest.mark.parametrize("silent", [False, True], ids=["loss-pending-event", "session-lost-error"])
+def test_lost_session_is_destroyed_and_recreated_when_the_system_returns(drive, silent: bool) -> None:
+    """A lost session (LOSS_PENDING, or only XR_ERROR_SESSION_LOST) is torn down; after two failed xrGetSystem
+    polls a new session is made, begun and rendered to, until the runtime ends it."""
+    run = drive(f"lose_after=3,unavailable_polls=2,stop_after=3{',silent_loss=1' if silent else ''}")
+    assert len(run.lines("create_session")) == 2 and len(run.lines("begin_session")) == 2
+    assert len(run.lines("get_system unavailable")) == 2
+    assert (LOSS_PENDING in run.states()) is not silent
+    first_destroy = run.log.index("destroy_session")
+    second_create = [i for i, line in enumerate(run.log) if line.startswith("create_session")][1]
+    assert first_destroy < second_create
+    after = [line for line in run.log[second_create:] if line.startswith("end_frame ") and "layers=1" in line]
+    assert len(after) >= 3 and all(RED in line and GREEN in line for line in after)
+    assert run.log[-1] == "destroy_instance"
+    assert "lost" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_runtime_without_the_egl_binding_is_refused_and_auto_falls_back(drive) -> None:
+    """A runtime lacking XR_MNDX_egl_enable: openxr says so in one line; auto uses the simulator."""
+    run = drive("no_egl=1")
+    assert run.result["backend"] == "SimBackend"
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "XR_MNDX_egl_enable" in warnings[0] and "simulator" in warnings[0]
