@@ -44,7 +44,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     servers: list[SignalingServer] = []
 
     async def start(**overrides: Any) -> SignalingServer:
-        server = SignalingServer(ServerConfig(secret=SECRET, port=0, heartbeat_s=30.0, **overrides))
+        server = SignalingServer(ServerConfig(**{"secret": SECRET, "port": 0, "heartbeat_s": 30.0, **overrides}))
         await server.start()
         servers.append(server)
         return server
@@ -520,3 +520,58 @@ async def test_stop_closes_everyone_with_going_away(make_server: ServerFactory) 
         await asyncio.wait_for(client.recv(), TIMEOUT_S)
     assert closed.value.code == aiohttp.WSCloseCode.GOING_AWAY
     await client.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# participants that vanish
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_killed_participant_leaves_and_the_room_carries_on(server: SignalingServer, connect: Connect) -> None:
+    """A participant process killed with SIGKILL is reported as left to the others, who keep working."""
+    import signal
+    import sys
+
+    alice = await connect("alice")
+    script = (
+        "import asyncio, sys\n"
+        "from net.signaling_client import SignalingClient\n"
+        "async def main():\n"
+        "    client = SignalingClient(sys.argv[1], sys.argv[2])\n"
+        "    await client.connect()\n"
+        "    print('joined', flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, server.url, token("ward-3", "bob"), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 20.0) == b"joined\n"
+        assert (await next_message(alice, "peer-joined"))["peer"]["participant"] == "bob"
+        proc.send_signal(signal.SIGKILL)
+        assert (await next_message(alice, "peer-left"))["participant"] == "bob"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    carol = await connect("carol")
+    await carol.send_signal("alice", {"type": "offer", "sdp": "v=0"})
+    assert (await next_message(alice, "signal"))["from"] == "carol"
+
+
+async def test_silent_socket_is_dropped_by_the_heartbeat(make_server: ServerFactory, http: aiohttp.ClientSession) -> None:
+    """A socket that stops answering pings is closed and its participant leaves the room."""
+    server = await make_server(heartbeat_s=1.0)  # pong due within 0.5 s: ample for alice on a busy machine
+    alice = SignalingClient(server.url, token("ward-3", "alice"), heartbeat_s=None)
+    await alice.connect()
+    try:
+        mute = await http.ws_connect(server.ws_url, headers={"Authorization": f"Bearer {token('ward-3', 'mute')}"}, autoping=False)
+        assert (await next_message(alice, "peer-joined"))["peer"]["participant"] == "mute"
+        # mute never reads, so it never answers a ping; alice's client answers them as it reads.
+        assert (await next_message(alice, "peer-left"))["participant"] == "mute"
+        assert [p["participant"] for p in server.snapshot()["rooms"][0]["participants"]] == ["alice"]
+        await mute.close()
+    finally:
+        await alice.close()
