@@ -575,3 +575,47 @@ async def test_silent_socket_is_dropped_by_the_heartbeat(make_server: ServerFact
         await mute.close()
     finally:
         await alice.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# relay mode
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_room_above_the_mesh_limit_switches_to_the_relay(
+    make_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """The join that takes a room above the mesh limit starts the relay: those in hear 'topology'
+    before the newcomer's 'peer-joined', the newcomer is welcomed in relay mode, a signal the relay
+    cannot use is answered with an error and counted, and the relay goes when the room empties."""
+    server = await make_server(mesh_limit=2)
+    clients = [SignalingClient(server.url, token("big", p)) for p in ("a", "b", "c")]
+    try:
+        welcomes = [await client.connect() for client in clients]
+        assert [w["topology"] for w in welcomes] == ["mesh", "mesh", "relay"]
+        assert welcomes[2]["relay"] == "relay"
+        first = clients[0]
+        assert (await next_message(first, "peer-joined"))["peer"]["participant"] == "b"
+        following = [await asyncio.wait_for(first.recv(), TIMEOUT_S) for _ in range(2)]
+        assert following == [
+            {"type": "topology", "mode": "relay", "relay": "relay"},
+            {"type": "peer-joined", "peer": {"participant": "c", "index": 3, "name": "c", "role": "expert"}},
+        ]
+        await clients[2].send_signal("relay", {"type": "answer", "sdp": "not an offer"})
+        assert "relay rejected" in (await next_message(clients[2], "error"))["reason"]
+        snapshot = await stats(http, server)
+        room = snapshot["rooms"][0]
+        assert room["topology"] == "relay" and room["relay"] == "relay"
+        assert isinstance(room["relay_stats"], dict)
+        assert snapshot["counters"]["relay_errors"] == 1
+        # Fewer participants do not switch the room back.
+        await clients[2].close()
+        assert (await next_message(first, "peer-left"))["participant"] == "c"
+        assert (await stats(http, server))["rooms"][0]["topology"] == "relay"
+    finally:
+        for client in clients:
+            await client.close()
+    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+    while server.rooms and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert server.rooms == {}
