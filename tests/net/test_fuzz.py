@@ -1,7 +1,8 @@
 """Fuzzing: mutated messages through every wire decoder and the signaling message parser.
 
-Each run feeds 5,000 mutated messages per decoder (pose, state, clock, the channel dispatcher and
-the signaling parser: 25,000 in all), seeded so that a failure reproduces. Every message must either
+Each run feeds 5,000 mutated messages per decoder (pose, state, clock, the channel dispatcher, the
+signaling parser, the op payload schema and the snapshot assembler: 35,000 in all), seeded so that a
+failure reproduces. Every message must either
 decode to a valid message (one that encodes again and decodes to the same value) or raise the
 documented error (``ProtocolError``, ``SignalingMessageError``); any other exception fails the test.
 """
@@ -225,3 +226,95 @@ def test_found_by_fuzzing_int16_minimum_position_is_refused() -> None:
     struct.pack_into("<h", good, p.POSE_HEADER.size + 4, -32768)
     with pytest.raises(ProtocolError, match="beyond"):
         p.decode_pose(bytes(good))
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON value leaning towards what op payloads hold (short ids, numbers, small vectors)."""
+    choice = rng.randrange(10 if depth < 3 else 6)
+    if choice == 0:
+        return rng.choice((None, True, False))
+    if choice == 1:
+        return rng.choice((0, 1, -1, 2, 5, 6, 2**53, -(2**63), rng.randint(-10, 10)))
+    if choice == 2:
+        return rng.choice((0.0, -0.0, 1e-9, 0.05, 99.99, 100.0001, 1e308, rng.uniform(-2, 2)))
+    if choice in (3, 4):
+        return rng.choice(("", "a", "lm-1", "s1", "x" * 65, "bad id", "tip\n", "é", "\x00", "hippocampus"))
+    if choice == 5:
+        return [rng.uniform(-1, 1) for _ in range(rng.choice((0, 2, 3, 4, 5)))]
+    if choice in (6, 7):
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ("id", "points", "color", "width", "position", "label", "structure", "index", "normal", "d",
+            "orientation", "scale", "extra")  # fmt: skip
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+def test_payload_validation_is_total_and_idempotent() -> None:
+    """5,000 random payloads for random op kinds: each is refused with ProtocolError or normalised to a
+    payload that validates to itself and survives the wire unchanged."""
+    rng = random.Random(f"{SEED}-payload")
+    outcomes: Counter[str] = Counter()
+    seeds = [p.decode_state(s) for s in _state_seeds()]
+    ops = [s for s in seeds if isinstance(s, p.StateOp)]
+    for i in range(PER_DECODER):
+        kind: Any = rng.choice(list(p.OpKind)) if i % 10 else rng.choice((0, 99, -1, "stroke", None))
+        payload: Any
+        if i % 3 == 0:  # a valid payload with one key replaced, removed or added
+            op = rng.choice(ops)
+            kind, payload = op.kind, dict(op.payload)
+            key = rng.choice([*payload, "extra"])
+            if rng.random() < 0.2:
+                payload.pop(key, None)
+            else:
+                payload[key] = _random_json(rng)
+        elif i % 3 == 1:  # a valid payload with its numbers scaled: in range or not
+            op = rng.choice(ops)
+            factor = rng.choice((0.0, -1.0, 0.5, 3.0, 1e3, rng.uniform(-2, 2)))
+            kind, payload = op.kind, json.loads(
+                json.dumps(op.payload), parse_float=lambda t: float(t) * factor, parse_int=lambda t: int(t) * int(factor)
+            )
+        else:
+            payload = _random_json(rng)
+        try:
+            normal = p.validate_payload(kind, payload)
+        except ProtocolError:
+            outcomes["error"] += 1
+            continue
+        assert p.validate_payload(kind, normal) == normal
+        op = p.StateOp(1, 1, 1, p.OpKind(kind), normal, 0.0)
+        assert p.decode_state(p.encode_state(op)) == op
+        outcomes["ok"] += 1
+    assert outcomes["ok"] > 100 and outcomes["error"] > 100, outcomes
+
+
+def test_snapshot_assembler_survives_shuffled_and_mutated_chunks() -> None:
+    """Random runs of chunks from two snapshots, dropped, repeated, reordered or mutated: the assembler
+    returns None, a body whose length is what was announced, or raises ProtocolError; a clean run after
+    any of that still reassembles the snapshot exactly."""
+    rng = random.Random(f"{SEED}-snapshot")
+    bodies = [bytes(rng.randrange(256) for _ in range(p.SNAPSHOT_CHUNK_BYTES * 2 + 17)), b'{"a":1}']
+    chunk_sets = [p.chunk_snapshot(1, 5, bodies[0]), p.chunk_snapshot(2, 6, bodies[1])]
+    wires = [p.encode_state(c) for chunks in chunk_sets for c in chunks]
+    assembler = p.SnapshotAssembler()
+    outcomes: Counter[str] = Counter()
+    for _ in range(PER_DECODER):
+        data = rng.choice(wires)
+        if rng.random() < 0.3:
+            data = mutate(data, rng, wires)
+        try:
+            chunk = p.decode_state(data)
+            if not isinstance(chunk, p.SnapshotChunk):
+                outcomes["other"] += 1
+                continue
+            body = assembler.add(chunk)
+        except ProtocolError:
+            outcomes["error"] += 1
+            continue
+        if body is None:
+            outcomes["partial"] += 1
+        else:
+            assert len(body) == chunk.total
+            outcomes["body"] += 1
+    assert outcomes["error"] > 0 and outcomes["partial"] > 0 and outcomes["body"] > 0, outcomes
+    for chunks, body in zip(chunk_sets, bodies, strict=True):
+        results = [assembler.add(p.decode_state(p.encode_state(c))) for c in chunks]  # type: ignore[arg-type]
+        assert results[:-1] == [None] * (len(chunks) - 1) and results[-1] == body
