@@ -15,6 +15,8 @@
  *                      once; xrGetSystem then fails M=unavailable_polls times before the system is back;
  *   silent_loss=1      lose the session without the LOSS_PENDING event (calls fail with
  *                      XR_ERROR_SESSION_LOST only);
+ *   lose_instance_after=N  after N frames the instance is lost (INSTANCE_LOSS_PENDING, then
+ *                      XR_ERROR_INSTANCE_LOST) once; a new instance works;
  *   no_egl=1           do not offer XR_MNDX_egl_enable.
  *
  * Build: cc -shared -fPIC -o libmedverse_xr_test.so test_openxr_runtime.c  (needs libopenxr-dev headers)
@@ -67,6 +69,7 @@ typedef void (*DeleteTextures)(GLsizei, const GLuint *);
 
 static FILE *log_file;
 static int opt_stop_after = -1, opt_lose_after = -1, opt_unavailable_polls = 0, opt_no_egl = 0, opt_silent_loss = 0;
+static int opt_lose_instance_after = -1, instance_lost, instance_loss_done;
 
 static char *paths[MAX_PATHS];
 static int path_count;
@@ -102,6 +105,8 @@ static void read_options(void) {
     const char *spec = getenv("MEDVERSE_XR_TEST");
     const char *log_path = getenv("MEDVERSE_XR_TEST_LOG");
     if (log_path && !log_file) log_file = fopen(log_path, "a");
+    /* The loader unloads the runtime with the last instance: what must outlive that is in the environment. */
+    if (getenv("MEDVERSE_XR_TEST_INSTANCE_LOST")) instance_loss_done = 1;
     if (!spec) return;
     char buffer[256]; strncpy(buffer, spec, sizeof buffer - 1); buffer[sizeof buffer - 1] = 0;
     for (char *item = strtok(buffer, ","); item; item = strtok(NULL, ",")) {
@@ -112,6 +117,7 @@ static void read_options(void) {
         else if (!strcmp(key, "unavailable_polls")) opt_unavailable_polls = value;
         else if (!strcmp(key, "no_egl")) opt_no_egl = value;
         else if (!strcmp(key, "silent_loss")) opt_silent_loss = value;
+        else if (!strcmp(key, "lose_instance_after")) opt_lose_instance_after = value;
     }
 }
 
@@ -124,7 +130,7 @@ static void push_state(XrSessionState s) {
     note("state %d", (int)s);
 }
 
-static XrInstance the_instance(void) { return (XrInstance)(uintptr_t)0x1001; }
+static XrInstance the_instance(void) { return (XrInstance)(uintptr_t)(0x1001 + instance_loss_done); }
 static XrSession the_session(void) { return (XrSession)(uintptr_t)(0x2000 + loss_done); }
 static const XrSystemId SYSTEM = 7;
 
@@ -157,7 +163,8 @@ static XrResult XRAPI_CALL CreateInstance(const XrInstanceCreateInfo *info, XrIn
         if (!known) return XR_ERROR_EXTENSION_NOT_PRESENT;
         note("extension %s", e);
     }
-    instance_alive = 1;
+    instance_alive = 1; instance_lost = 0;
+    path_count = 0; action_count = 0; space_count = 0; /* a new instance starts with no paths or actions */
     *instance = the_instance();
     note("create_instance app=%s api=%llu", info->applicationInfo.applicationName,
          (unsigned long long)XR_VERSION_MAJOR(info->applicationInfo.apiVersion));
@@ -177,6 +184,13 @@ static XrResult XRAPI_CALL GetInstanceProperties(XrInstance instance, XrInstance
 
 static XrResult XRAPI_CALL PollEvent(XrInstance instance, XrEventDataBuffer *buffer) {
     (void)instance;
+    if (instance_lost == 1) {
+        instance_lost = 2; /* reported once; every call fails from now on */
+        XrEventDataInstanceLossPending *e = (XrEventDataInstanceLossPending *)buffer;
+        e->type = XR_TYPE_EVENT_DATA_INSTANCE_LOSS_PENDING; e->next = NULL; e->lossTime = last_predicted;
+        return XR_SUCCESS;
+    }
+    if (instance_lost) return XR_ERROR_INSTANCE_LOST;
     if (session_alive && !profile_sent && running) {
         profile_sent = 1;
         XrEventDataInteractionProfileChanged *e = (XrEventDataInteractionProfileChanged *)buffer;
@@ -516,6 +530,7 @@ static XrResult XRAPI_CALL ReleaseSwapchainImage(XrSwapchain h, const XrSwapchai
 /* ---- frames ---------------------------------------------------------------------------------------- */
 static XrResult XRAPI_CALL WaitFrame(XrSession s, const XrFrameWaitInfo *i, XrFrameState *fs) {
     (void)s; (void)i;
+    if (instance_lost) return XR_ERROR_INSTANCE_LOST;
     if (session_lost) return XR_ERROR_SESSION_LOST;
     if (!running) return XR_ERROR_SESSION_NOT_RUNNING;
     last_predicted = 1000000000LL + (XrTime)(frames + 1) * PERIOD_NS;
@@ -594,6 +609,12 @@ static XrResult XRAPI_CALL EndFrame(XrSession s, const XrFrameEndInfo *info) {
     if (opt_lose_after >= 0 && !loss_done && frames >= opt_lose_after) {
         if (!opt_silent_loss) push_state(XR_SESSION_STATE_LOSS_PENDING); /* for this session: the next gets a new handle */
         loss_done = 1; session_lost = 1; polls_failed = 0;
+        return XR_SUCCESS;
+    }
+    if (opt_lose_instance_after >= 0 && !instance_loss_done && frames >= opt_lose_instance_after) {
+        note("instance_lost");
+        instance_lost = 1; instance_loss_done = 1;
+        setenv("MEDVERSE_XR_TEST_INSTANCE_LOST", "1", 1);
         return XR_SUCCESS;
     }
     if (opt_stop_after >= 0 && focused_frames >= opt_stop_after) stopping = 1;

@@ -253,3 +253,16 @@ def test_runtime_without_the_egl_binding_is_refused_and_auto_falls_back(drive) -
     assert run.result["backend"] == "SimBackend"
     warnings = [line for line in run.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "XR_MNDX_egl_enable" in warnings[0] and "simulator" in warnings[0]
+
+
+def test_lost_instance_is_torn_down_and_a_new_one_made(drive) -> None:
+    """XrEventDataInstanceLossPending: session, actions and instance are destroyed, then all made again."""
+    run = drive("lose_instance_after=3,stop_after=3")
+    assert run.lines("instance_lost") == ["instance_lost"]
+    lost = run.log.index("instance_lost")
+    assert run.log[lost + 1:lost + 4] == ["destroy_session", "destroy_action_set", "destroy_instance"]
+    after = run.log[lost:]
+    assert sum(line.startswith("create_instance") for line in after) == 1
+    assert sum(line.startswith("bindings ") for line in after) == 4  # actions and bindings belong to the instance
+    assert "begin_session" in after and after[-1] == "destroy_instance"
+    assert len([line for line in after if line.startswith("end_frame ") and "layers=1" in line]) >= 3
