@@ -47,7 +47,8 @@ DRIVER = textwrap.dedent("""
     backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0)
     result = {"backend": type(backend).__name__, "frames": []}
     if result["backend"] == "OpenXRBackend":
-        backend.attach(EyeColours())
+        if not os.environ.get("DRIVER_NO_RENDERER"):
+            backend.attach(EyeColours())
         backend.start()
         info = backend.info
         result["info"] = [info.name, info.view_count, info.width, info.height, round(info.rate_hz, 3)]
@@ -65,7 +66,11 @@ DRIVER = textwrap.dedent("""
                 backend.haptic_pulse(1, amplitude=0.5, duration_s=0.1)
             if frame.index == exit_at:
                 backend.request_exit()
-            backend.submit(frame)
+            try:
+                backend.submit(frame)
+            except Exception as exc:
+                result["error"] = [type(exc).__name__, str(exc)]
+                break
         result["unexpected"] = backend.machine.unexpected
         backend.stop()
     print(json.dumps(result))
@@ -111,10 +116,11 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     """Run the driver in a fresh process against the test runtime with the given options."""
     counter = iter(range(1000))
 
-    def run(options: str = "", exit_at: int = -1, backend: str = "auto") -> Run:
+    def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True) -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
-               "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend}
+               "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
+               "DRIVER_NO_RENDERER": "" if renderer else "1"}
         out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = log.read_text().splitlines() if log.exists() else []
@@ -266,3 +272,11 @@ def test_lost_instance_is_torn_down_and_a_new_one_made(drive) -> None:
     assert sum(line.startswith("bindings ") for line in after) == 4  # actions and bindings belong to the instance
     assert "begin_session" in after and after[-1] == "destroy_instance"
     assert len([line for line in after if line.startswith("end_frame ") and "layers=1" in line]) >= 3
+
+
+def test_submit_without_a_renderer_is_a_clear_error(drive) -> None:
+    """Submitting with no renderer attached: a one-line BackendError saying what is missing; teardown still clean."""
+    run = drive("stop_after=4", backend="openxr", renderer=False)
+    kind, message = run.result["error"]
+    assert kind == "BackendError" and "copy_to_texture_array" in message and "\n" not in message
+    assert run.log[-1] == "destroy_instance"

@@ -867,13 +867,14 @@ class OpenXRBackend(Backend):
         if self.renderer is None or not hasattr(self.renderer, "copy_to_texture_array"):
             raise BackendError("the OpenXR backend needs a renderer with copy_to_texture_array(); attach one")
         color_index = self._acquire(color)
-        depth_index = self._acquire(depth) if depth is not None else None
-        wrote_depth = bool(self.renderer.copy_to_texture_array(
-            color.textures[color_index], depth.textures[depth_index] if depth is not None and depth_index is not None else None,
-            color.width, color.height))
-        xr.release_swapchain_image(color.handle, xr.SwapchainImageReleaseInfo())
-        if depth is not None:
-            xr.release_swapchain_image(depth.handle, xr.SwapchainImageReleaseInfo())
+        depth_texture = depth.textures[self._acquire(depth)] if depth is not None else None
+        try:
+            wrote_depth = bool(self.renderer.copy_to_texture_array(color.textures[color_index], depth_texture,
+                                                                   color.width, color.height))
+        finally:  # released even when the copy fails, so the next frame can acquire again
+            xr.release_swapchain_image(color.handle, xr.SwapchainImageReleaseInfo())
+            if depth is not None:
+                xr.release_swapchain_image(depth.handle, xr.SwapchainImageReleaseInfo())
         rect = xr.Rect2Di(offset=xr.Offset2Di(0, 0), extent=xr.Extent2Di(color.width, color.height))
         self._keep: list[Any] = []  # ctypes structures the runtime reads in xrEndFrame
         projection_views = []
