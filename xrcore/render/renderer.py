@@ -46,6 +46,7 @@ from xrcore.gl import GLContextError, prepare_pyopengl
 prepare_pyopengl()
 
 from OpenGL import GL  # noqa: E402 - PyOpenGL's platform must be chosen first
+from OpenGL.raw.GL.VERSION.GL_1_2 import glTexImage3D as _raw_tex_image_3d  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
 
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 StereoMode = Literal["auto", "multiview", "layered", "two-pass"]
 _MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
 _TIMER_RING = 8
+#: Indices per multi-draw batch (a multiple of 3): about 50,000 triangles.
+_BATCH_INDICES = 3 * 50_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
 
@@ -76,7 +79,8 @@ class RendererConfig:
     (shaders work in linear light); ``lod``: ``"auto"`` picks a level of detail per structure from
     its projected size, an int forces that level (clamped to what each structure has);
     ``near``, ``far``: clip distances, metres; ``rate_hz``: display rate for dropped-frame counting;
-    ``timer_queries``: measure GPU time.
+    ``timer_queries``: measure GPU time; ``cull_back_faces``: skip opaque back faces while no clip
+    plane is active (turn off for open or inconsistently wound meshes).
     """
 
     width: int = 720
@@ -89,6 +93,7 @@ class RendererConfig:
     far: float = 100.0
     rate_hz: float = 90.0
     timer_queries: bool = True
+    cull_back_faces: bool = True
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -131,14 +136,23 @@ class _Program:
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals, (N, 3) float32, from (N, 3) vertices and (M, 3) faces."""
-    v = vertices.astype(np.float64, copy=False)
-    f = faces.astype(np.int64, copy=False)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 x area
-    n = np.zeros((len(v), 3))
-    for axis in range(3):
-        # bincount sums the face normals into their corners far faster than np.add.at
-        n[:, axis] = sum(np.bincount(f[:, c], weights=fn[:, axis], minlength=len(v)) for c in range(3))
+    """Area-weighted unit vertex normals, (N, 3) float32, from (N, 3) vertices and (M, 3) faces.
+
+    Works in float32 and in slices of faces so that a million-triangle structure needs tens of MB of
+    temporaries, not hundreds.
+    """
+    v = np.asarray(vertices, dtype=np.float32)
+    f = np.asarray(faces)
+    n = np.zeros((len(v), 3), dtype=np.float64)
+    step = 1 << 18
+    for lo in range(0, len(f), step):
+        part = f[lo : lo + step]
+        a = v[part[:, 0]]
+        fn = np.cross(v[part[:, 1]] - a, v[part[:, 2]] - a)  # length = 2 x area
+        for axis in range(3):
+            # bincount sums the face normals into their corners far faster than np.add.at
+            w = fn[:, axis]
+            n[:, axis] += sum(np.bincount(part[:, c], weights=w, minlength=len(v)) for c in range(3))
     length = np.linalg.norm(n, axis=1, keepdims=True)
     n /= np.where(length > 0, length, 1.0)
     return n.astype(np.float32)
@@ -314,7 +328,8 @@ class Renderer:
         # resolved (single-sample) colour: what is read back or handed to a swapchain
         self._resolved = int(GL.glGenTextures(1))
         GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, self._resolved)
-        GL.glTexImage3D(GL.GL_TEXTURE_2D_ARRAY, 0, color_format, w, h, 2, 0, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, None)
+        # raw entry point: the wrapped one cannot take a NULL pixel pointer for every format
+        _raw_tex_image_3d(GL.GL_TEXTURE_2D_ARRAY, 0, color_format, w, h, 2, 0, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, None)
         for p in (GL.GL_TEXTURE_MIN_FILTER, GL.GL_TEXTURE_MAG_FILTER):
             GL.glTexParameteri(GL.GL_TEXTURE_2D_ARRAY, p, GL.GL_LINEAR)
         if s > 1:
@@ -330,8 +345,8 @@ class Renderer:
         if s > 1:
             GL.glTexImage3DMultisample(target, s, GL.GL_DEPTH24_STENCIL8, w, h, 2, GL.GL_TRUE)
         else:
-            GL.glTexImage3D(target, 0, GL.GL_DEPTH24_STENCIL8, w, h, 2, 0, GL.GL_DEPTH_STENCIL,
-                            GL.GL_UNSIGNED_INT_24_8, None)  # fmt: skip
+            _raw_tex_image_3d(target, 0, GL.GL_DEPTH24_STENCIL8, w, h, 2, 0, GL.GL_DEPTH_STENCIL,
+                              GL.GL_UNSIGNED_INT_24_8, None)  # fmt: skip
         # one framebuffer with all layers (one-pass stereo) and one per eye (two passes, resolve)
         self._fbo_stereo = int(GL.glGenFramebuffers(1))
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo)
@@ -460,6 +475,7 @@ class Renderer:
         mat_tex = int(GL.glGenTextures(1))
         self._indirect = int(GL.glGenBuffers(1)) if self.has_mdi else 0
         self._indirect_key: Any = None
+        self._indirect_batches: list[tuple[int, int]] = []
         self._twin = _TwinGPU(
             twin=twin, vbo=vbo, ibo=ibo, id_buffer=id_buffer, vao_mdi=vaos[0], vao_loop=vaos[1],
             materials_buffer=mat_buffer, materials_texture=mat_tex, ranges=ranges,
@@ -602,15 +618,23 @@ class Renderer:
                 GL.glUniform1i(mesh.loc("u_eye_index"), eye)
             GL.glDisable(GL.GL_BLEND)
             GL.glDepthMask(GL.GL_TRUE)
+            if n_clip == 0 and cfg.cull_back_faces:
+                # closed, outward-wound surfaces (what assets' validation guarantees) show no back
+                # faces unless a clip plane opens them, when they become the cap
+                GL.glEnable(GL.GL_CULL_FACE)
+                GL.glCullFace(GL.GL_BACK)
             self._draw_opaque(opaque, levels)
+            GL.glDisable(GL.GL_CULL_FACE)
             if transparent:
                 self._draw_transparent(transparent, levels)
             if markers is not None:
                 self._draw_markers(markers, view_proj, eye_pos, eye)
+        # CPU time stops before the resolve: on a GPU the blit is only queued, but llvmpipe runs it on
+        # this thread after waiting for its rasteriser, which is GPU time, not the frame's CPU cost
+        self.stats.record_cpu((time.perf_counter() - t0) * 1000.0)
         self._resolve()
         self._end_timer(query)
         self._check("frame")
-        self.stats.record_cpu((time.perf_counter() - t0) * 1000.0)
         self.frame_index += 1
 
     def _draw_opaque(self, opaque: list[int], levels: list[int]) -> None:
@@ -622,19 +646,43 @@ class Renderer:
             key = (tuple(opaque), tuple(levels[i] for i in opaque))
             GL.glBindBuffer(GL.GL_DRAW_INDIRECT_BUFFER, self._indirect)
             if key != self._indirect_key:
-                # count, instanceCount, firstIndex, baseVertex, baseInstance (= structure index)
-                cmds = np.array(
-                    [(g.ranges[i][levels[i]][1], self.view_instances, g.ranges[i][levels[i]][0], 0, i) for i in opaque],
-                    dtype=np.uint32,
-                )
-                GL.glBufferData(GL.GL_DRAW_INDIRECT_BUFFER, cmds.nbytes, cmds, GL.GL_DYNAMIC_DRAW)
+                self._indirect_batches = self._build_indirect(opaque, levels)
                 self._indirect_key = key
             GL.glBindVertexArray(g.vao_mdi)
-            GL.glMultiDrawElementsIndirect(GL.GL_TRIANGLES, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), len(opaque), 0)
+            for k, (offset, count) in enumerate(self._indirect_batches):
+                if k:
+                    # let a tiling rasteriser (llvmpipe) bin and draw what it has before taking more:
+                    # its memory grows with the triangles queued; a GPU barely notices a flush
+                    GL.glFlush()
+                GL.glMultiDrawElementsIndirect(GL.GL_TRIANGLES, GL.GL_UNSIGNED_INT, ctypes.c_void_p(offset), count, 0)
         else:
             GL.glBindVertexArray(g.vao_loop)
             for i in opaque:
                 self._draw_structure(i, levels[i])
+
+    def _build_indirect(self, opaque: list[int], levels: list[int]) -> list[tuple[int, int]]:
+        """Upload the indirect commands for ``opaque`` structures; return (byte offset, count) batches
+        of at most about ``_BATCH_INDICES`` indices each (big structures split across batches)."""
+        g = self._twin
+        assert g is not None
+        cmds: list[tuple[int, int, int, int, int]] = []
+        batches: list[tuple[int, int]] = []
+        start, filled = 0, 0
+        for i in opaque:
+            first, count = g.ranges[i][levels[i]]
+            while count > 0:
+                take = min(count, _BATCH_INDICES - filled)
+                # count, instanceCount, firstIndex, baseVertex, baseInstance (= structure index)
+                cmds.append((take, self.view_instances, first, 0, i))
+                first, count, filled = first + take, count - take, filled + take
+                if filled >= _BATCH_INDICES:
+                    batches.append((start * 20, len(cmds) - start))
+                    start, filled = len(cmds), 0
+        if len(cmds) > start:
+            batches.append((start * 20, len(cmds) - start))
+        data = np.array(cmds, dtype=np.uint32)
+        GL.glBufferData(GL.GL_DRAW_INDIRECT_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
+        return batches
 
     def _draw_structure(self, i: int, level: int) -> None:
         g = self._twin
