@@ -27,7 +27,7 @@ from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 
 from assets.twin import Twin
-from xrcore.types import HandInput, Pose
+from xrcore.types import HandInput, InputState, Pose
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +257,11 @@ class Picker:
         if scene is not None:
             return self.pick_scene(scene, ray[0], ray[1], max_distance)
         return self.pick(ray[0], ray[1], max_distance=max_distance)
+
+    def pick_hands(self, inputs: InputState, scene: Any = None,
+                   max_distance: float = np.inf) -> tuple[Hit | None, Hit | None]:
+        """What each hand's pointer is on this frame: ``(left hit, right hit)``, ``None`` where nothing is."""
+        return (self.pick_hand(inputs.left, scene, max_distance), self.pick_hand(inputs.right, scene, max_distance))
 
     def pick_pose(self, pose: Pose, max_distance: float = np.inf) -> Hit | None:
         """Pick along a pose's -Z axis (a gaze ray from the head pose, say), twin at the world origin."""

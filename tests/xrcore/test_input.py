@@ -9,7 +9,7 @@ import pytest
 from assets.library import build
 from assets.twin import Twin
 from xrcore.input import Picker, pointer_ray
-from xrcore.types import HandInput, Pose
+from xrcore.types import HandInput, InputState, Pose
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +174,8 @@ def test_pointer_ray_follows_aim_pose_and_untracked_hand_picks_nothing(brain: Tw
     hit = picker.pick_hand(hand)
     assert hit is not None and hit.index == li
     assert pointer_ray(HandInput()) is None and picker.pick_hand(HandInput()) is None
+    left_hit, right_hit = picker.pick_hands(InputState(left=HandInput(), right=hand))
+    assert left_hit is None and right_hit is not None and right_hit.index == li
 
 
 def test_batched_rays_agree_with_single_rays(brain: Twin, picker: Picker) -> None:
@@ -205,3 +207,27 @@ def test_visibility_mask_of_wrong_length_is_refused(picker: Picker) -> None:
     """A visibility list that does not match the twin's structures is an error, not a silent misread."""
     with pytest.raises(ValueError, match="flags for 2 structures"):
         picker.pick((0.0, 0.0, 0.5), (0.0, 0.0, -1.0), visible=[True])
+
+
+def test_pick_scene_follows_what_the_scene_draws(brain: Twin, picker: Picker) -> None:
+    """Through a real Scene: its twin pose and scale, a hidden structure and a clip plane all change the pick."""
+    from xrcore.scene import ClipPlane, Scene
+
+    li, ri = left_and_right(brain)
+    centroid = brain.structures[li].vertices.astype(np.float64).mean(axis=0)
+    scene = Scene(brain, twin_pose=Pose((0.0, 1.0, -0.5)), twin_scale=1.5)
+    world = (scene.model_matrix() @ np.array([*centroid, 1.0]))[:3]
+    origin = world + [-0.5, 0.0, 0.0]
+    plain = picker.pick(centroid + [-0.3, 0, 0], [1.0, 0, 0])
+    hit = picker.pick_scene(scene, origin, [1.0, 0, 0])
+    assert hit is not None and hit.index == li
+    assert np.linalg.norm(hit.point_mm - plain.point_mm) < 0.01  # same surface point, in twin mm
+    scene.add_clip_plane(ClipPlane.through(centroid, (1.0, 0.0, 0.0)))  # cut at the centroid, keep +x
+    cut = picker.pick_scene(scene, origin, [1.0, 0, 0])
+    assert cut is not None and cut.on_cut and cut.point_mm[0] == pytest.approx(centroid[0] * 1000, abs=1e-3)
+    scene.clear_clip_planes()
+    scene.set_visible(li, False)
+    through = picker.pick_scene(scene, origin, [1.0, 0, 0])
+    assert through is not None and through.index == ri
+    with pytest.raises(ValueError, match="picker was built for"):
+        picker.pick_scene(Scene(Twin("other", brain.structures[:1])), origin, [1.0, 0, 0])
