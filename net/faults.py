@@ -12,15 +12,17 @@ the one it receives) so that every candidate points at a :class:`UdpProxy` in it
 Every ICE path between the two then crosses exactly one proxy, once per direction; the proxy drops a
 datagram with probability ``loss``, holds each for ``delay_s`` (order kept) and drops everything
 during an outage. Delays are centred on the plan's within about half a millisecond (the event loop's
-timer granularity), plus whatever the event loop is late by. The plan applies to both directions, so a delay of 20 ms adds 20 ms to each one-way
-trip (40 ms to a round trip): the NTP-style clock estimate stays unbiased, which is what lets tests
-check that measured one-way latency recovers a known delay.
+timer granularity), plus whatever the event loop is late by. The plan applies to both directions, so
+a delay of 20 ms adds 20 ms to each one-way trip (40 ms to a round trip): the NTP-style clock
+estimate stays unbiased, which is what lets tests check that measured one-way latency recovers a
+known delay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 import time
@@ -67,17 +69,35 @@ class FaultPlan:
             raise ValueError(f"loss must be in [0, 1), got {self.loss}")
         if self.delay_s < 0:
             raise ValueError(f"delay_s must be >= 0, got {self.delay_s}")
-        object.__setattr__(self, "outages", tuple((float(a), float(b)) for a, b in self.outages))
+        outages = tuple((float(a), float(b)) for a, b in self.outages)
+        if any(not (math.isfinite(a) and math.isfinite(b)) or b <= 0 for a, b in outages):
+            raise ValueError(f"outages must be (start_s, duration_s > 0) pairs, got {self.outages}")
+        object.__setattr__(self, "outages", outages)
 
     @classmethod
-    def from_dict(cls, data: dict) -> FaultPlan:
-        """Build a plan from its JSON form (the keys of this dataclass)."""
-        return cls(
-            loss=float(data.get("loss", 0.0)),
-            delay_s=float(data.get("delay_s", 0.0)),
-            outages=tuple(tuple(w) for w in data.get("outages", ())),  # type: ignore[misc]
-            seed=data.get("seed"),
-        )
+    def from_dict(cls, data: dict[str, Any]) -> FaultPlan:
+        """Build a plan from its JSON form (the keys of this dataclass).
+
+        Raises
+        ------
+        ValueError
+            Unknown keys, or values of the wrong type or range (one line, for a command-line user).
+        """
+        if not isinstance(data, dict):
+            raise ValueError("a fault plan must be a JSON object")
+        unknown = set(data) - {"loss", "delay_s", "outages", "seed"}
+        if unknown:
+            raise ValueError(f"unknown fault plan key(s): {', '.join(sorted(unknown))}")
+        try:
+            outages = tuple((float(start), float(length)) for start, length in data.get("outages", ()))
+            seed = data.get("seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise ValueError("seed must be an integer")
+            return cls(
+                loss=float(data.get("loss", 0.0)), delay_s=float(data.get("delay_s", 0.0)), outages=outages, seed=seed
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid fault plan: {exc}") from None
 
 
 @dataclass
@@ -229,6 +249,7 @@ class UdpProxy:
         # Admitted datagrams waiting out the delay: (due time, socket, data, destination), FIFO.
         self._delayed: deque[tuple[float, _Endpoint, bytes, Address]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -260,7 +281,10 @@ class UdpProxy:
             self._opening[addr].append(data)
         else:
             self._opening[addr] = [data]
-            asyncio.ensure_future(self._open_upstream(addr))
+            # Referenced until done: the event loop keeps only weak references to tasks.
+            task = asyncio.ensure_future(self._open_upstream(addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _open_upstream(self, client: Address) -> None:
         loop = asyncio.get_running_loop()

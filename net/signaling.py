@@ -557,10 +557,11 @@ class SignalingServer:
 
     def _relay_send(self, room: Room, message: dict[str, Any]) -> None:
         """Forward a ``{"type": "signal", "to": P, "data": {...}}`` from the relay, stamped ``from: relay``."""
-        target = room.members.get(message.get("to")) if isinstance(message, dict) else None
+        to = message.get("to") if isinstance(message, dict) else None
+        target = room.members.get(to) if isinstance(to, str) else None
         if target is None or message.get("type") != "signal" or not isinstance(message.get("data"), dict):
             self.counters["relay_errors"] += 1
-            log.warning("room %s: relay sent an undeliverable message to %r", room.name, message.get("to") if isinstance(message, dict) else None)
+            log.warning("room %s: relay sent an undeliverable message to %r", room.name, to)
             return
         self._enqueue(target.connection, {"type": "signal", "from": RELAY_ID, "data": message["data"]})
 

@@ -139,14 +139,14 @@ class SignalingClient:
             )
         except aiohttp.WSServerHandshakeError as exc:
             await self.close()
-            reason = (exc.headers or {}).get(REASON_HEADER, exc.message)
+            reason = exc.headers.get(REASON_HEADER, exc.message) if exc.headers else exc.message
             raise SignalingRefusedError(exc.status, reason) from None
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self.close()
             raise ServerUnreachableError(f"cannot reach signaling server at {self.url}: {exc or type(exc).__name__}") from None
         try:
             welcome = await asyncio.wait_for(self.recv(), self._timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._ws.close()
             raise SignalingError(f"no welcome from {self.url} within {self._timeout_s:g} s") from None
         if welcome.get("type") != "welcome":

@@ -223,7 +223,7 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None) -> Toke
     room, participant, name, role = (payload.get(k) for k in ("room", "sub", "name", "role"))
     _check_claims(room, participant, name, role)
     iat, exp = payload.get("iat"), payload.get("exp")
-    if not all(isinstance(t, int) and not isinstance(t, bool) for t in (iat, exp)):
+    if not (isinstance(iat, int) and isinstance(exp, int)) or isinstance(iat, bool) or isinstance(exp, bool):
         raise TokenError("token times must be integers")
     current = time.time() if now is None else now
     if iat > current + CLOCK_SKEW_S:
@@ -231,8 +231,9 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None) -> Toke
     if exp <= current:
         raise TokenExpiredError(f"token expired {current - exp:.0f} s ago")
     return TokenClaims(
-        room=room, participant=participant, name=name, role=role, issued_at=float(iat), expires_at=float(exp)
-    )
+        room=str(room), participant=str(participant), name=str(name), role=str(role),
+        issued_at=float(iat), expires_at=float(exp),
+    )  # fmt: skip
 
 
 def _check_secret(secret: bytes) -> bytes:

@@ -44,7 +44,9 @@ def exchange(link: Link, rng: random.Random, t0: float) -> tuple[float, float, f
     return t0, link.remote(arrive), link.remote(arrive + link.hold_s), arrive + link.hold_s + back
 
 
-def drive(link: Link, *, period_s: float, count: int, seed: int = 1, config: ClockConfig | None = None) -> tuple[ClockEstimator, float, list[float]]:
+def drive(
+    link: Link, *, period_s: float, count: int, seed: int = 1, config: ClockConfig | None = None
+) -> tuple[ClockEstimator, float, list[float]]:
     """Feed ``count`` exchanges ``period_s`` apart; returns the estimator, the time after the last one,
     and every raw sample offset (for comparison with a naive average)."""
     rng = random.Random(seed)

@@ -254,5 +254,10 @@ def test_plan_validation_and_json_form() -> None:
         FaultPlan(loss=1.0)
     with pytest.raises(ValueError, match="delay"):
         FaultPlan(delay_s=-0.001)
+    with pytest.raises(ValueError, match="outages"):
+        FaultPlan(outages=((1.0, 0.0),))
     plan = FaultPlan.from_dict({"loss": 0.05, "delay_s": 0.02, "outages": [[3, 5]], "seed": 9})
     assert plan == FaultPlan(loss=0.05, delay_s=0.02, outages=((3.0, 5.0),), seed=9)
+    for bad in ({"loss": "lots"}, {"outages": [[1, 2, 3]]}, {"outages": 5}, {"seed": 1.5}, {"jitter": 1}, {"loss": 2}):
+        with pytest.raises(ValueError, match="fault plan"):
+            FaultPlan.from_dict(bad)

@@ -270,7 +270,9 @@ def test_payload_validation_is_total_and_idempotent() -> None:
             op = rng.choice(ops)
             factor = rng.choice((0.0, -1.0, 0.5, 3.0, 1e3, rng.uniform(-2, 2)))
             kind, payload = op.kind, json.loads(
-                json.dumps(op.payload), parse_float=lambda t: float(t) * factor, parse_int=lambda t: int(t) * int(factor)
+                json.dumps(op.payload),
+                parse_float=lambda t, f=factor: float(t) * f,
+                parse_int=lambda t, f=factor: int(t) * int(f),
             )
         else:
             payload = _random_json(rng)

@@ -450,7 +450,7 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "medverse test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -567,7 +567,8 @@ async def test_silent_socket_is_dropped_by_the_heartbeat(make_server: ServerFact
     alice = SignalingClient(server.url, token("ward-3", "alice"), heartbeat_s=None)
     await alice.connect()
     try:
-        mute = await http.ws_connect(server.ws_url, headers={"Authorization": f"Bearer {token('ward-3', 'mute')}"}, autoping=False)
+        headers = {"Authorization": f"Bearer {token('ward-3', 'mute')}"}
+        mute = await http.ws_connect(server.ws_url, headers=headers, autoping=False)
         assert (await next_message(alice, "peer-joined"))["peer"]["participant"] == "mute"
         # mute never reads, so it never answers a ping; alice's client answers them as it reads.
         assert (await next_message(alice, "peer-left"))["participant"] == "mute"
