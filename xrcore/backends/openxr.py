@@ -354,7 +354,8 @@ def fov_from_xr(f: Any) -> Fov:
 # --------------------------------------------------------------------------------------------------
 
 NO_RUNTIME = ("no OpenXR runtime is installed or active (the loader found no active_runtime.json and no "
-              "usable XR_RUNTIME_JSON); install Monado or SteamVR and make it the active runtime")
+              "usable XR_RUNTIME_JSON; XR_LOADER_DEBUG=error shows why); install Monado or SteamVR and make it "
+              "the active runtime")
 
 
 @dataclass
