@@ -559,10 +559,21 @@ static XrResult XRAPI_CALL LocateViews(XrSession s, const XrViewLocateInfo *info
     return XR_SUCCESS;
 }
 
-static unsigned first_pixel(const Swapchain *sc, int layer) {
+static unsigned pixel(const Swapchain *sc, int layer, int x, int y) {
     unsigned char px[4] = {0, 0, 0, 0};
-    ((GetTextureSubImage)gl_proc("glGetTextureSubImage"))(sc->textures[sc->released], 0, 0, 0, layer, 1, 1, 1, GL_RGBA, GL_UNSIGNED_BYTE, 4, px);
+    ((GetTextureSubImage)gl_proc("glGetTextureSubImage"))(sc->textures[sc->released], 0, x, y, layer, 1, 1, 1, GL_RGBA, GL_UNSIGNED_BYTE, 4, px);
     return (unsigned)px[0] << 24 | (unsigned)px[1] << 16 | (unsigned)px[2] << 8 | px[3];
+}
+
+static double covered(const Swapchain *sc, int layer) {
+    /* Share of the layer's pixels that differ from its corner pixel (the background, when drawn). */
+    static unsigned char px[1024 * 1024 * 4];
+    if (sc->width * sc->height > 1024 * 1024) return -1.0;
+    ((GetTextureSubImage)gl_proc("glGetTextureSubImage"))(sc->textures[sc->released], 0, 0, 0, layer, (GLsizei)sc->width,
+        (GLsizei)sc->height, 1, GL_RGBA, GL_UNSIGNED_BYTE, (GLsizei)sizeof px, px);
+    size_t n = (size_t)sc->width * sc->height, differ = 0;
+    for (size_t i = 0; i < n; i++) differ += memcmp(px + 4 * i, px, 4) != 0;
+    return (double)differ / (double)n;
 }
 
 static void advance_state(void) {
@@ -598,9 +609,11 @@ static XrResult XRAPI_CALL EndFrame(XrSession s, const XrFrameEndInfo *info) {
             const XrCompositionLayerDepthInfoKHR *d = (const XrCompositionLayerDepthInfoKHR *)pv->next;
             if (d && d->type != XR_TYPE_COMPOSITION_LAYER_DEPTH_INFO_KHR) return XR_ERROR_LAYER_INVALID;
             size_t used = strlen(detail);
-            snprintf(detail + used, sizeof detail - used, " view%u=layer%u:%ux%d:%08x:fov%.2f%s", v, pv->subImage.imageArrayIndex,
-                     sc->width, pv->subImage.imageRect.extent.height, first_pixel(sc, (int)pv->subImage.imageArrayIndex),
-                     pv->fov.angleLeft, d ? ":depth" : "");
+            int layer = (int)pv->subImage.imageArrayIndex; /* corner and centre pixels of what was submitted */
+            snprintf(detail + used, sizeof detail - used, " view%u=layer%u:%ux%d:%08x/%08x/%.3f:fov%.2f%s", v, (unsigned)layer,
+                     sc->width, pv->subImage.imageRect.extent.height, pixel(sc, layer, 0, 0),
+                     pixel(sc, layer, (int)sc->width / 2, (int)sc->height / 2), covered(sc, layer), pv->fov.angleLeft,
+                     d ? ":depth" : "");
         }
     }
     note("end_frame %d time=%lld layers=%u%s", frames, (long long)info->displayTime, info->layerCount, detail);

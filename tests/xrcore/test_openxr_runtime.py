@@ -46,6 +46,34 @@ DRIVER = textwrap.dedent("""
     exit_at = int(os.environ.get("DRIVER_EXIT_AT", "-1"))
     backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0)
     result = {"backend": type(backend).__name__, "frames": []}
+    if os.environ.get("DRIVER_REAL_RENDERER"):
+        # The real renderer drawing the brain twin through the real frame loop into the headset.
+        from assets.library import build
+        from xrcore.backends.base import run_frames
+        from xrcore.render import Renderer
+        from xrcore.scene import Scene, frame_twin
+        from xrcore.types import Pose
+
+        class HeadsetRenderer(Renderer):
+            # Until the renderer has its own: both resolved eye layers into the swapchain image.
+            def copy_to_texture_array(self, color, depth, width, height):
+                GL.glCopyImageSubData(self.color_texture, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0,
+                                      color, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0, width, height, 2)
+                return False
+
+        backend.start()
+        twin = build("brain")
+        p = frame_twin(twin).position
+        scene = Scene(twin, twin_pose=Pose((p[0], p[1] + 1.6, p[2] - 0.2)))  # 20 cm in front of the eyes
+        info = backend.info
+        renderer = HeadsetRenderer(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
+        run_frames(backend, scene, renderer)
+        result["background"] = list(scene.background)
+        result["gl_errors"] = renderer.gl_errors
+        renderer.close()
+        backend.stop()
+        print(json.dumps(result))
+        sys.exit(0)
     if result["backend"] == "OpenXRBackend":
         if not os.environ.get("DRIVER_NO_RENDERER"):
             backend.attach(EyeColours())
@@ -116,11 +144,12 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     """Run the driver in a fresh process against the test runtime with the given options."""
     counter = iter(range(1000))
 
-    def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True) -> Run:
+    def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True,
+            real_renderer: bool = False) -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
                "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
-               "DRIVER_NO_RENDERER": "" if renderer else "1"}
+               "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else ""}
         out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = log.read_text().splitlines() if log.exists() else []
@@ -160,8 +189,8 @@ def test_each_rendered_frame_submits_both_eyes_from_the_swapchain_layers(full_ru
     rendered = full_run.rendered()
     assert len(rendered) == len(full_run.result["frames"]) >= 5
     for line in rendered:
-        assert f"view0=layer0:64x48:{RED}:fov-0.90" in line
-        assert f"view1=layer1:64x48:{GREEN}:fov-0.80" in line
+        assert f"view0=layer0:64x48:{RED}/{RED}/0.000:fov-0.90" in line
+        assert f"view1=layer1:64x48:{GREEN}/{GREEN}/0.000:fov-0.80" in line
     # Frames the runtime said not to render (SYNCHRONIZED) are ended with no layers, not skipped.
     assert any("layers=0" in line for line in full_run.lines("end_frame "))
 
@@ -280,3 +309,22 @@ def test_submit_without_a_renderer_is_a_clear_error(drive) -> None:
     kind, message = run.result["error"]
     assert kind == "BackendError" and "copy_to_texture_array" in message and "\n" not in message
     assert run.log[-1] == "destroy_instance"
+
+
+def test_real_renderer_draws_the_brain_into_both_eyes_of_the_headset(drive) -> None:
+    """run_frames with the real renderer and the brain twin 20 cm ahead: in each submitted eye the twin covers
+    part of the image and the corner is background, with no GL error."""
+    run = drive("stop_after=4", real_renderer=True)
+    assert run.result["gl_errors"] == 0
+    rendered = run.rendered()
+    assert len(rendered) >= 5
+    background = "%02x%02x%02x" % tuple(round(255 * ((c / 12.92) if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055))
+                                        for c in run.result["background"][:3])  # sRGB-encoded, as stored
+    for line in rendered:
+        shares = []
+        for view in ("view0=layer0:64x48:", "view1=layer1:64x48:"):
+            corner, _, share = line.split(view)[1].split(":")[0].split("/")
+            assert abs(int(corner[:2], 16) - int(background[:2], 16)) <= 2, line  # the corner is background
+            shares.append(float(share))
+        # The twin fills part of each eye image, not all of it.
+        assert all(0.05 < share < 0.95 for share in shares), line
