@@ -101,6 +101,13 @@ DRIVER = textwrap.dedent("""
                 break
         result["unexpected"] = backend.machine.unexpected
         backend.stop()
+        if os.environ.get("DRIVER_TWICE"):  # the same backend object, started again after its session exited
+            backend.start()
+            result["second_run_frames"] = 0
+            for frame in backend.frames():
+                backend.submit(frame)
+                result["second_run_frames"] += 1
+            backend.stop()
     print(json.dumps(result))
 """)
 
@@ -145,11 +152,12 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     counter = iter(range(1000))
 
     def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True,
-            real_renderer: bool = False) -> Run:
+            real_renderer: bool = False, twice: bool = False) -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
                "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
-               "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else ""}
+               "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else "",
+               "DRIVER_TWICE": "1" if twice else ""}
         out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = log.read_text().splitlines() if log.exists() else []
@@ -328,3 +336,11 @@ def test_real_renderer_draws_the_brain_into_both_eyes_of_the_headset(drive) -> N
             shares.append(float(share))
         # The twin fills part of each eye image, not all of it.
         assert all(0.05 < share < 0.95 for share in shares), line
+
+
+def test_backend_can_be_started_again_after_its_session_exited(drive) -> None:
+    """start() after stop() makes a new instance and session and runs frames again."""
+    run = drive("stop_after=3", backend="openxr", twice=True)
+    assert len(run.result["frames"]) >= 4 and run.result["second_run_frames"] >= 4
+    assert len(run.lines("begin_session")) == 2 and len(run.lines("end_session")) == 2
+    assert run.log[-1] == "destroy_instance"

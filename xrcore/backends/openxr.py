@@ -505,6 +505,8 @@ class OpenXRBackend(Backend):
         """
         if self._started:
             return
+        self.machine = SessionStateMachine()  # a backend stopped after an exit may be started again
+        self._lost_since = None
         try:
             self._create_instance()
             self._create_system()
