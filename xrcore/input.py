@@ -85,7 +85,8 @@ class Picker:
     ----------
     twin
         The twin whose structures are picked; its level-0 meshes (metres, twin frame) go into one
-        Embree BVH when the picker is made (about 0.1 s per million triangles). Structures without
+        Embree BVH when the picker is made (about 0.5 s per million triangles on a 2-core machine;
+        ``bench/picking.py`` measures it). Structures without
         triangles are never hit.
     """
 

@@ -16,6 +16,9 @@ Two halves:
   ``xrWaitFrame`` -> ``xrBeginFrame`` -> ``xrLocateViews`` / ``xrSyncActions`` -> render ->
   ``xrEndFrame`` at the predicted display time.
 
+The tests drive it end to end, through the real loader, against a minimal headless runtime
+(``tests/xrcore/test_openxr_runtime.c``), since no real runtime is packaged for CI machines.
+
 Without a runtime (no ``active_runtime.json``, no ``XR_RUNTIME_JSON``) :meth:`OpenXRBackend.start`
 raises :class:`~xrcore.backends.base.BackendUnavailableError` with one line saying so; the factory's
 ``auto`` then falls back to the simulator. The loader's own stderr diagnostics are silenced
