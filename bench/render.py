@@ -14,8 +14,9 @@ Measured in one run, on one EGL context, at ``--width`` x ``--height`` per eye (
   4x MSAA target of the same size, resolved like the renderer resolves: nothing else;
 - ``pyrender``: ``pyrender.OffscreenRenderer`` rendering the same meshes once per eye (two
   ``render()`` calls per stereo frame), what a Python user would pick today;
-- ``cpu_ms_50``: Python-side time of ``Renderer.draw`` for the 50-structure twin (on llvmpipe this also
-  holds the driver's vertex processing, which runs on the calling thread);
+- ``cpu_ms_50_structures``: thread CPU time of ``Renderer.draw`` for the 50-structure twin, the part
+  spent inside the draw calls (on llvmpipe the driver's vertex processing runs there, on the calling
+  thread, as it does clears, flushes and the MSAA resolve blit) and the rest: the Python side;
 - ``sim_peak_rss_mb``: peak resident memory of ``medverse sim`` on the 1M twin (a subprocess).
 
 Reports medians, p99 and the ratios pyrender/medverse and medverse/floor; prints them and writes
@@ -198,6 +199,7 @@ class Floor:
         GL.glViewport(0, 0, self.width, self.height)
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glEnable(GL.GL_CULL_FACE)  # the renderer culls back faces when nothing is clipped: so does the floor
+        GL.glEnable(GL.GL_FRAMEBUFFER_SRGB)  # same output: linear shader values stored as sRGB
         GL.glUseProgram(self.program)
         GL.glBindVertexArray(self.vao)
         loc = GL.glGetUniformLocation(self.program, "u_mvp")
@@ -237,10 +239,12 @@ def run_floor(ctx: GLContext, renderer: Renderer, scene: Scene, views: list[View
 
 
 class _DrawCallTimer:
-    """Stands in for the renderer module's ``GL``: times the draw calls (where llvmpipe does its vertex
-    processing on the calling thread) and forwards everything else untouched."""
+    """Stands in for the renderer module's ``GL``: adds up the thread CPU time spent in the calls that
+    do rendering work (draws, clears, flushes, the resolve blit: llvmpipe runs vertex processing,
+    binning and blits on the calling thread) and forwards everything else."""
 
-    DRAWS = frozenset({"glMultiDrawElementsIndirect", "glDrawElementsInstanced", "glDrawElements"})
+    DRAWS = frozenset({"glMultiDrawElementsIndirect", "glDrawElementsInstanced", "glDrawElements",
+                       "glBlitFramebuffer", "glClear", "glFlush"})  # fmt: skip
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -251,11 +255,11 @@ class _DrawCallTimer:
             return target
 
         def timed(*args: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return target(*args)
             finally:
-                self.seconds += time.perf_counter() - t0
+                self.seconds += time.thread_time() - t0
 
         return timed
 
@@ -301,23 +305,36 @@ def run_pyrender(scene: Scene, views: list[View], frames: int) -> dict[str, Any]
     return summarise(times)
 
 
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+print(f"PEAK_RSS_KB {usage.ru_maxrss} RC {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
+
+
 def sim_peak_rss(glb: Path, width: int, height: int, frames: int) -> dict[str, Any]:
-    """Peak RSS (MB) of a ``medverse sim`` child process rendering the twin in ``glb`` (its own
-    rusage through ``os.wait4``, so earlier children do not count)."""
+    """Peak RSS (MB) of a ``medverse sim`` process rendering the twin in ``glb``.
+
+    A child's ``ru_maxrss`` starts from its parent's resident size at fork (Linux keeps the
+    high-water mark across exec), so the sim is forked from a small launcher process, not from this
+    benchmark with its twins in memory.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "sessions", "sim", "--twin", str(glb), "--frames", str(frames),
+        cmd = [sys.executable, "-c", _LAUNCHER, "-m", "sessions", "sim", "--twin", str(glb), "--frames", str(frames),
                "--width", str(width), "--height", str(height), "--out", str(Path(tmp) / "frames"), "--every", str(frames)]  # fmt: skip
         env = dict(os.environ, MEDVERSE_HOME=str(Path(tmp) / "home"), MEDVERSE_CACHE=str(Path(tmp) / "cache"))
         t0 = time.perf_counter()
-        with tempfile.TemporaryFile("w+") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            out.seek(0)
-            lines = out.read().strip().splitlines()
-        return {"rc": proc.returncode, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "width": width,
-                "height": height, "seconds": round(time.perf_counter() - t0, 2), "frames": frames,
-                "output": lines[-7:]}  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        seconds = time.perf_counter() - t0
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        marker = [ln for ln in lines if ln.startswith("PEAK_RSS_KB")]
+        rss_kb, rc = (int(marker[-1].split()[1]), int(marker[-1].split()[3])) if marker else (0, proc.returncode)
+        return {"rc": rc, "peak_rss_mb": round(rss_kb / 1024, 1), "width": width, "height": height,
+                "seconds": round(seconds, 2), "frames": frames,
+                "output": [ln for ln in lines if not ln.startswith("PEAK_RSS_KB")][-7:]}  # fmt: skip
 
 
 def write_glb(twin: Twin, path: Path) -> Path:
@@ -381,21 +398,34 @@ def main() -> int:
     scene = Scene(spheres, twin_pose=frame_twin(spheres, upright=False))
     views = stereo_views(scene, args.width, args.height)
     timer = _DrawCallTimer()
+    n = max(args.frames, 20)
+    ctx.make_current()
+    renderer.draw(scene, views)  # upload
+    renderer.finish()
     renderer_module.GL = timer  # type: ignore[assignment]
+    draw_ms: list[float] = []
+    inside_ms: list[float] = []
     try:
-        _, inner = run_medverse(ctx, renderer, scene, views, max(args.frames, 20))
+        for _ in range(n):
+            # thread CPU time, not wall time: on a loaded 2-core machine the wall clock also counts
+            # the time this thread waited for a core
+            before, t0 = timer.seconds, time.thread_time()
+            renderer.draw(scene, views)  # draw() ends with the resolve, so its blit is inside
+            draw_ms.append((time.thread_time() - t0) * 1000.0)
+            inside_ms.append((timer.seconds - before) * 1000.0)
+            renderer.finish()
     finally:
         renderer_module.GL = GL
-    n = max(args.frames, 20)
-    draw_calls_ms = timer.seconds / (n + 1) * 1000.0  # the warm-up frame was timed too
-    python_ms = [c - draw_calls_ms for c in list(renderer.stats.cpu_ms)[-n:]]
+    python_ms = [d - i for d, i in zip(draw_ms, inside_ms, strict=True)]
     result["cpu_ms_50_structures"] = {
-        "draw_cpu": inner["cpu"],
-        "inside_draw_calls_ms": round(draw_calls_ms, 3),
+        "draw_cpu": summarise(draw_ms),
+        "inside_draw_calls": summarise(inside_ms),
         "python_side": summarise(python_ms),
     }
+    draw_calls_ms = float(np.median(inside_ms))
+    inner = {"cpu": summarise(draw_ms)}
     print(f"spheres-50: CPU per frame in Renderer.draw median {inner['cpu']['median_ms']:.3f} ms, of which "
-          f"{draw_calls_ms:.3f} ms inside the driver's draw calls; Python side median "
+          f"{draw_calls_ms:.3f} ms inside the driver's rendering calls; Python side median "
           f"{np.median(python_ms):.3f} ms, p99 {np.percentile(python_ms, 99):.3f} ms")
     result["gl_errors"] = renderer.gl_errors
     renderer.close()

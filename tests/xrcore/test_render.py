@@ -147,3 +147,31 @@ def test_frame_statistics_include_gpu_time(renderer: Any, scene: Scene) -> None:
     assert len(renderer.stats.cpu_ms) == cpu_before + 3
     s = renderer.stats.summary()
     assert s["gpu_ms"]["median"] is not None and 0 < s["gpu_ms"]["median"] < 10_000
+
+
+def test_copy_to_texture_array_fills_both_swapchain_layers(renderer: Any, scene: Scene) -> None:
+    """Both eyes land in layers 0 and 1 of an sRGB array texture (an OpenXR swapchain image), pixel
+    for pixel; a matching depth array receives the resolved depth."""
+    from OpenGL import GL
+
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    left, right = render(renderer, scene, views)
+    color, depth = (int(t) for t in GL.glGenTextures(2))
+    try:
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, color)
+        GL.glTexStorage3D(GL.GL_TEXTURE_2D_ARRAY, 1, GL.GL_SRGB8_ALPHA8, W, W, 2)
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, depth)
+        GL.glTexStorage3D(GL.GL_TEXTURE_2D_ARRAY, 1, GL.GL_DEPTH24_STENCIL8, W, W, 2)
+        assert renderer.copy_to_texture_array(color, depth, W, W) is True
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, color)
+        raw = GL.glGetTexImage(GL.GL_TEXTURE_2D_ARRAY, 0, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+        layers = np.frombuffer(raw, dtype=np.uint8).reshape(2, W, W, 4)[:, ::-1]
+        assert np.array_equal(layers[0], left) and np.array_equal(layers[1], right)
+        GL.glBindTexture(GL.GL_TEXTURE_2D_ARRAY, depth)
+        d = np.frombuffer(GL.glGetTexImage(GL.GL_TEXTURE_2D_ARRAY, 0, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
+                          dtype=np.float32).reshape(2, W, W)[:, ::-1]
+        covered = ~background_mask(left)
+        # far plane where no brain; nearer where it is (anti-aliased edge pixels may hold either)
+        assert np.all(d[0][~covered] == 1.0) and (d[0][covered] < 1.0).mean() > 0.9
+    finally:
+        GL.glDeleteTextures(2, [color, depth])

@@ -107,3 +107,12 @@ def test_medverse_sim_bad_input_is_one_line(args: list[str], message: str, capsy
     assert main(["sim", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_medverse_view_without_a_display_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no headset and no display, `medverse view --backend sim` says so in one line (exit 2)."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", "--backend", "sim", "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("medverse: error:") and "display" in err

@@ -844,6 +844,42 @@ class Renderer:
                              GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)  # fmt: skip
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
 
+    def copy_to_texture_array(self, color: int, depth: int | None, width: int, height: int) -> bool:
+        """Copy both eyes of the last frame into layers 0 and 1 of another context-shared 2D array
+        texture (an OpenXR array swapchain image) of ``width`` x ``height`` pixels.
+
+        Colour is blitted (scaled when sizes differ; sRGB-correct: a linear target receives decoded
+        values). Depth is resolved into ``depth`` when one is given, the sizes match and the formats
+        allow a blit; returns True when depth was written, False otherwise (no GL error is left).
+        """
+        w, h = self.config.width, self.config.height
+        scratch = int(GL.glGenFramebuffers(1))
+        wrote_depth = False
+        try:
+            if self.config.srgb:
+                GL.glEnable(GL.GL_FRAMEBUFFER_SRGB)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, scratch)
+            for eye in (0, 1):
+                GL.glFramebufferTextureLayer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, color, 0, eye)
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_resolved[eye])
+                GL.glBlitFramebuffer(0, 0, w, h, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT,
+                                     GL.GL_LINEAR if (w, h) != (width, height) else GL.GL_NEAREST)  # fmt: skip
+            self._check("swapchain colour copy")
+            if depth is not None and (w, h) == (width, height):
+                GL.glFramebufferTextureLayer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, 0, 0, 0)
+                ok = True
+                for eye in (0, 1):
+                    GL.glFramebufferTextureLayer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, depth, 0, eye)
+                    GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_eye[eye])
+                    GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
+                    # a depth blit needs matching formats; a mismatch is an expected refusal, not a fault
+                    ok = ok and GL.glGetError() == GL.GL_NO_ERROR
+                wrote_depth = ok
+        finally:
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+            GL.glDeleteFramebuffers(1, [scratch])
+        return wrote_depth
+
     @property
     def color_texture(self) -> int:
         """GL name of the resolved 2-layer colour texture array (layer = eye)."""

@@ -39,9 +39,11 @@ void main() {
   if (gl_FrontFacing) {
     vec3 n = normalize(v_normal);
     color = shade(base.rgb, n, v, params.y, params.z);
-    // selection: a rim that brightens silhouettes, plus a faint overall tint
-    float rim = pow(1.0 - max(dot(n, v), 0.0), 2.0);
-    color = mix(color, u_highlight_color, params.x * (0.25 + 0.75 * rim));
+    if (params.x > 0.0) {
+      // selection: a rim that brightens silhouettes, plus a faint overall tint
+      float rim = 1.0 - max(dot(n, v), 0.0);
+      color = mix(color, u_highlight_color, params.x * (0.25 + 0.75 * rim * rim));
+    }
   } else {
     // Cap: lit as the plane the fragment lies closest to, its normal facing the removed side.
     vec3 n = -v;
