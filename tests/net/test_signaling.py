@@ -215,6 +215,21 @@ async def test_token_in_query_string_works(server: SignalingServer, http: aiohtt
     await ws.close()
 
 
+async def test_token_never_reaches_the_access_log(
+    server: SignalingServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The access log records the path only: a token passed as ?token= does not appear in it."""
+    caplog.set_level("INFO", logger="aiohttp.access")
+    tok = token("ward-3", "dana")
+    ws = await http.ws_connect(server.ws_url, params={"token": tok})
+    await ws.close()
+    async with http.get(server.url + "/health", params={"token": tok}) as response:
+        assert response.status == 200
+    access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any("/health" in line for line in access)
+    assert not any(tok in line or "token=" in line for line in access)
+
+
 async def test_client_raises_refused_error(server: SignalingServer) -> None:
     """The client turns a refusal into SignalingRefusedError with the status and the server's reason."""
     client = SignalingClient(server.url, issue_token(OTHER_SECRET, "ward-3", "eve", "expert"))
