@@ -58,6 +58,7 @@ typedef void (*DeleteTextures)(GLsizei, const GLuint *);
 #define GL_SRGB8_ALPHA8 0x8C43
 #define GL_RGBA8 0x8058
 #define GL_DEPTH_COMPONENT32F 0x8CAC
+#define GL_DEPTH24_STENCIL8 0x88F0
 
 /* ---- state ---------------------------------------------------------------------------------------- */
 #define PERIOD_NS 11111111LL /* 90 Hz */
@@ -465,8 +466,10 @@ static XrResult XRAPI_CALL LocateSpace(XrSpace space, XrSpace base, XrTime time,
 /* ---- swapchains ------------------------------------------------------------------------------------ */
 static XrResult XRAPI_CALL EnumerateSwapchainFormats(XrSession s, uint32_t cap, uint32_t *count, int64_t *formats) {
     (void)s;
-    XrResult r = enumerate(cap, count, 3);
-    if (cap && r == XR_SUCCESS) { formats[0] = GL_RGBA8; formats[1] = GL_SRGB8_ALPHA8; formats[2] = GL_DEPTH_COMPONENT32F; }
+    XrResult r = enumerate(cap, count, 4);
+    if (cap && r == XR_SUCCESS) {
+        formats[0] = GL_RGBA8; formats[1] = GL_SRGB8_ALPHA8; formats[2] = GL_DEPTH_COMPONENT32F; formats[3] = GL_DEPTH24_STENCIL8;
+    }
     return r;
 }
 
@@ -610,10 +613,11 @@ static XrResult XRAPI_CALL EndFrame(XrSession s, const XrFrameEndInfo *info) {
             if (d && d->type != XR_TYPE_COMPOSITION_LAYER_DEPTH_INFO_KHR) return XR_ERROR_LAYER_INVALID;
             size_t used = strlen(detail);
             int layer = (int)pv->subImage.imageArrayIndex; /* corner and centre pixels of what was submitted */
+            char depth[64] = "";
+            if (d) snprintf(depth, sizeof depth, ":depth%g-%g", d->nearZ, d->farZ);
             snprintf(detail + used, sizeof detail - used, " view%u=layer%u:%ux%d:%08x/%08x/%.3f:fov%.2f%s", v, (unsigned)layer,
                      sc->width, pv->subImage.imageRect.extent.height, pixel(sc, layer, 0, 0),
-                     pixel(sc, layer, (int)sc->width / 2, (int)sc->height / 2), covered(sc, layer), pv->fov.angleLeft,
-                     d ? ":depth" : "");
+                     pixel(sc, layer, (int)sc->width / 2, (int)sc->height / 2), covered(sc, layer), pv->fov.angleLeft, depth);
         }
     }
     note("end_frame %d time=%lld layers=%u%s", frames, (long long)info->displayTime, info->layerCount, detail);

@@ -55,11 +55,14 @@ DRIVER = textwrap.dedent("""
         from xrcore.types import Pose
 
         class HeadsetRenderer(Renderer):
-            # Until the renderer has its own: both resolved eye layers into the swapchain image.
+            # For a renderer without its own: both resolved eye layers into the swapchain image.
             def copy_to_texture_array(self, color, depth, width, height):
                 GL.glCopyImageSubData(self.color_texture, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0,
                                       color, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0, width, height, 2)
                 return False
+
+        if hasattr(Renderer, "copy_to_texture_array"):
+            HeadsetRenderer = Renderer
 
         backend.start()
         twin = build("brain")
@@ -204,9 +207,10 @@ def test_each_rendered_frame_submits_both_eyes_from_the_swapchain_layers(full_ru
 
 
 def test_swapchains_are_srgb_colour_and_depth_texture_arrays(full_run: Run) -> None:
-    """The sRGB format is picked although plain RGBA8 is offered first; depth too; two layers, no MSAA."""
+    """sRGB colour is picked although plain RGBA8 is offered first, and D24S8 depth (the renderer's depth
+    format) although 32F is offered first; two layers, no MSAA."""
     assert full_run.lines("swapchain ") == ["swapchain format=0x8c43 size=64x48 layers=2 samples=1",
-                                           "swapchain format=0x8cac size=64x48 layers=2 samples=1"]
+                                           "swapchain format=0x88f0 size=64x48 layers=2 samples=1"]
     assert "create_session binding=egl gl=ok" in full_run.log
     assert "reference_space 3" in full_run.log  # STAGE, offered by this runtime
 
@@ -331,7 +335,10 @@ def test_real_renderer_draws_the_brain_into_both_eyes_of_the_headset(drive) -> N
     for line in rendered:
         shares = []
         for view in ("view0=layer0:64x48:", "view1=layer1:64x48:"):
-            corner, _, share = line.split(view)[1].split(":")[0].split("/")
+            fields = line.split(view)[1].split()[0].split(":")
+            corner, _, share = fields[0].split("/")
+            # Depth, where the renderer writes it, states the renderer's own clip distances.
+            assert fields[2:] in ([], ["depth0.05-100"]), line
             assert abs(int(corner[:2], 16) - int(background[:2], 16)) <= 2, line  # the corner is background
             shares.append(float(share))
         # The twin fills part of each eye image, not all of it.

@@ -324,7 +324,9 @@ GL_DEPTH_COMPONENT16 = 0x81A5
 #: Colour formats, best first: the renderer writes sRGB-encoded colour, which the compositor must
 #: know (an sRGB format), else the image looks washed out.
 COLOR_FORMATS: tuple[int, ...] = (GL_SRGB8_ALPHA8, GL_RGBA8)
-DEPTH_FORMATS: tuple[int, ...] = (GL_DEPTH_COMPONENT32F, GL_DEPTH24_STENCIL8, GL_DEPTH_COMPONENT24, GL_DEPTH_COMPONENT16)
+#: Depth formats, best first: the renderer's own depth buffer is D24S8, and a depth blit into the
+#: swapchain image needs the same format on both sides.
+DEPTH_FORMATS: tuple[int, ...] = (GL_DEPTH24_STENCIL8, GL_DEPTH_COMPONENT32F, GL_DEPTH_COMPONENT24, GL_DEPTH_COMPONENT16)
 
 
 def choose_format(offered: Sequence[int], preferred: Sequence[int]) -> int | None:
@@ -883,13 +885,16 @@ class OpenXRBackend(Backend):
                 xr.release_swapchain_image(depth.handle, xr.SwapchainImageReleaseInfo())
         rect = xr.Rect2Di(offset=xr.Offset2Di(0, 0), extent=xr.Extent2Di(color.width, color.height))
         self._keep: list[Any] = []  # ctypes structures the runtime reads in xrEndFrame
+        # The depth layer must state the clip distances the renderer's projection used.
+        rc = getattr(self.renderer, "config", None)
+        near, far = float(getattr(rc, "near", self.config.near_m)), float(getattr(rc, "far", self.config.far_m))
         projection_views = []
         for eye, v in enumerate(xr_views):
             depth_info = None
             if wrote_depth and depth is not None:
                 depth_info = xr.CompositionLayerDepthInfoKHR(
                     sub_image=xr.SwapchainSubImage(swapchain=depth.handle, image_rect=rect, image_array_index=eye),
-                    min_depth=0.0, max_depth=1.0, near_z=self.config.near_m, far_z=self.config.far_m)
+                    min_depth=0.0, max_depth=1.0, near_z=near, far_z=far)
                 self._keep.append(depth_info)
             # Built through the constructor (not a bare ctypes array) so that each view's type is set.
             projection_views.append(xr.CompositionLayerProjectionView(
