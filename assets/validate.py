@@ -122,7 +122,7 @@ def check(structure: Structure, source: str | Path | None = None) -> list[Proble
     if problems:
         return problems  # the checks below index vertices with faces and need finite, in-range data
 
-    extent = float((v.max(axis=0) - v.min(axis=0)).max())
+    extent = float((v.max(axis=0).astype(np.float64) - v.min(axis=0)).max())  # float64: no overflow
     if not MIN_EXTENT_M <= extent <= MAX_EXTENT_M:
         problems.append(Problem("bounds", f"structure {structure.name!r} measures {extent * 1000:.4g} mm, "
                                 f"outside the plausible {MIN_EXTENT_M * 1000:g} mm to {MAX_EXTENT_M:g} m "
