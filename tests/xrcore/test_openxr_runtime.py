@@ -351,3 +351,18 @@ def test_backend_can_be_started_again_after_its_session_exited(drive) -> None:
     assert len(run.result["frames"]) >= 4 and run.result["second_run_frames"] >= 4
     assert len(run.lines("begin_session")) == 2 and len(run.lines("end_session")) == 2
     assert run.log[-1] == "destroy_instance"
+
+
+def test_medverse_view_runs_in_the_headset(runtime_manifest: Path, tmp_path: Path) -> None:
+    """`medverse view --backend openxr` shows the brain twin in the (test) headset until the runtime ends the session."""
+    log = tmp_path / "runtime.log"
+    env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": "stop_after=4",
+           "MEDVERSE_XR_TEST_LOG": str(log)}
+    medverse = Path(sys.executable).with_name("medverse")
+    out = subprocess.run([str(medverse), "view", "--twin", "brain", "--backend", "openxr"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rendered = [line for line in log.read_text().splitlines() if line.startswith("end_frame ") and "layers=1" in line]
+    assert len(rendered) >= 4
+    shares = [float(part.split(":")[2].split("/")[2]) for line in rendered for part in line.split()[4:]]
+    assert len(shares) == 2 * len(rendered) and all(share > 0.005 for share in shares)  # the twin is in view
