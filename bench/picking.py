@@ -20,14 +20,18 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from assets.library import build
-from assets.twin import Structure, Twin
-from xrcore.input import Picker
+import numpy as np  # noqa: E402
+
+from assets.library import build  # noqa: E402
+from assets.twin import Structure, Twin  # noqa: E402
+from xrcore.input import Picker  # noqa: E402
 
 
 def million_triangle_twin() -> Twin:
