@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     motion.add_argument("--motion", choices=sorted(PROCEDURAL), default="orbit", help="procedural motion (default %(default)s)")
     p.add_argument("--frames", type=int, default=180, help="frames to run (default %(default)s)")
     p.add_argument("--out", type=Path, help="folder for PNGs (none written without it)")
-    p.add_argument("--every", type=int, default=0, help="write every Nth frame (0: only the script's named keyframes; "
-                   "default: 30 when --out is given)")
+    p.add_argument("--every", type=int, help="write every Nth frame (0: only the script's named keyframes; "
+                   "default: 30 with --motion, 0 with --script)")
     p.add_argument("--width", type=int, default=720, help="pixels per eye, horizontally (default %(default)s)")
     p.add_argument("--height", type=int, default=800, help="pixels per eye, vertically (default %(default)s)")
     p.add_argument("--rate", type=float, default=90.0, help="display rate, Hz (default %(default)s)")
@@ -100,9 +100,9 @@ def _sim(args: argparse.Namespace) -> int:
     _positive(args.height, "--height")
     _positive(args.rate, "--rate")
     _positive(args.samples, "--samples")
-    if args.every < 0:
+    if args.every is not None and args.every < 0:
         raise CliError(f"--every must be >= 0, got {args.every}")
-    every = args.every if (args.every or args.script) else (30 if args.out else 0)
+    every = args.every if args.every is not None else (0 if args.script else 30)
     motion: Any = load_script(args.script) if args.script else args.motion
     twin = load_twin(args.twin)
     run = simulate(
@@ -139,7 +139,7 @@ def _create_backend(name: str) -> Any:
     except ImportError:
         if name == "openxr":
             raise CliError("the OpenXR backend is not available in this build") from None
-        logger.info("no backend factory; using the desktop window")
+        logger.info("no backend factory in this build; showing the twin in a desktop window")
         return None
     return create(name)
 
@@ -152,8 +152,10 @@ def _view(args: argparse.Namespace) -> int:
     _positive(args.height, "--height")
     twin = load_twin(args.twin)
     scene = Scene(twin, twin_pose=frame_twin(twin))
+    from xrcore.backends.sim import SimBackend  # noqa: PLC0415
+
     backend = None if args.backend == "sim" else _create_backend(args.backend)
-    if backend is not None and type(backend).__name__ != "SimBackend":
+    if backend is not None and not isinstance(backend, SimBackend):
         from xrcore.render import Renderer  # noqa: PLC0415
 
         backend.start()

@@ -5,6 +5,10 @@ functions of the clock's time, so a run is reproducible frame for frame. The two
 asymmetric, Quest-like field of view and an interpupillary distance; frames are rendered offscreen
 (EGL) by the renderer and written as PNG on request: every Nth frame and/or at the script's named
 keyframes. Each PNG holds both eyes side by side (left eye on the left).
+
+:func:`simulate` runs the whole thing on a twin (what ``medverse sim`` does); :func:`render_frames` is
+the short form for callers such as ``medverse demo``: a few orbiting stereo frames to a folder, and
+the frame statistics back as a dict.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 StereoMode = Literal["auto", "multiview", "layered", "two-pass"]
 _MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
 _TIMER_RING = 8
-#: Indices per multi-draw batch (a multiple of 3): about 50,000 triangles.
+#: Indices per multi-draw batch on a software rasteriser (a multiple of 3): about 50,000 triangles.
 _BATCH_INDICES = 3 * 50_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
@@ -234,6 +234,11 @@ class Renderer:
             raise GLContextError(f"OpenGL 3.3 core is needed, the context has {self.gl_version}")
         self.extensions = ext
         self.has_mdi = self.gl_version >= (4, 3) or "GL_ARB_multi_draw_indirect" in ext
+        renderer_name = str(info.get("renderer", "")).lower()
+        # A software rasteriser (Mesa llvmpipe) holds every queued triangle in memory until it draws:
+        # there, big frames go out in flushed batches. A GPU gets one multi-draw call.
+        self.software = any(name in renderer_name for name in ("llvmpipe", "softpipe", "swrast"))
+        self.batch_indices = _BATCH_INDICES if self.software else 1 << 62
         self.samples = max(1, min(self.config.samples, int(info.get("max_samples", 4)) or 1))
         self.stats = FrameStats(rate_hz=self.config.rate_hz)
         self.gl_errors = 0
@@ -250,7 +255,8 @@ class Renderer:
             self._delete_targets()
             self._build_targets()
         self.view_instances = 2 if self.stereo == "layered" else 1
-        self._mesh = self._program("mesh.vert", "mesh.frag")
+        self._mesh_plain = self._program("mesh.vert", "mesh.frag", {"CAPS": 0})
+        self._mesh_caps = self._program("mesh.vert", "mesh.frag", {"CAPS": 1})
         self._marker = self._program("marker.vert", "marker.frag")
         self._build_markers()
         if self.config.timer_queries:
@@ -280,7 +286,7 @@ class Renderer:
             )
         return wanted
 
-    def _preamble(self, stage: str) -> str:
+    def _preamble(self, stage: str, defines: dict[str, int] | None = None) -> str:
         version = "410 core" if self.gl_version >= (4, 1) else "330 core"
         lines = [f"#version {version}"]
         if stage == "vert" and self.stereo == "layered":
@@ -293,6 +299,7 @@ class Renderer:
         if stage == "vert" and self.stereo == "multiview":
             lines += ["#extension GL_OVR_multiview2 : require", "layout(num_views = 2) in;"]
         lines.append(f"#define STEREO_MODE {_MODE_DEFINE[self.stereo]}")
+        lines += [f"#define {k} {v}" for k, v in (defines or {}).items()]
         return "\n".join(lines) + "\n"
 
     def _compile(self, stage: str, source: str, name: str) -> int:
@@ -307,9 +314,9 @@ class Renderer:
             raise RenderError(f"shader {name} failed to compile ({self.stereo} stereo): {log.strip()}")
         return int(shader)
 
-    def _program(self, vert: str, frag: str) -> _Program:
-        vs = self._compile("vert", self._preamble("vert") + _shader_source("stereo.glsl") + _shader_source(vert), vert)
-        fs = self._compile("frag", self._preamble("frag") + _shader_source(frag), frag)
+    def _program(self, vert: str, frag: str, defines: dict[str, int] | None = None) -> _Program:
+        vs = self._compile("vert", self._preamble("vert", defines) + _shader_source("stereo.glsl") + _shader_source(vert), vert)
+        fs = self._compile("frag", self._preamble("frag", defines) + _shader_source(frag), frag)
         prog = GL.glCreateProgram()
         GL.glAttachShader(prog, vs)
         GL.glAttachShader(prog, fs)
@@ -596,7 +603,7 @@ class Renderer:
             transparent = [transparent[k] for k in far_first]
         markers = self._marker_arrays(scene, model)
 
-        mesh = self._mesh
+        mesh = self._mesh_caps if n_clip else self._mesh_plain
         GL.glUseProgram(mesh.handle)
         GL.glUniformMatrix4fv(mesh.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
         GL.glUniform3fv(mesh.loc("u_eye_pos"), 2, eye_pos)
@@ -662,7 +669,7 @@ class Renderer:
 
     def _build_indirect(self, opaque: list[int], levels: list[int]) -> list[tuple[int, int]]:
         """Upload the indirect commands for ``opaque`` structures; return (byte offset, count) batches
-        of at most about ``_BATCH_INDICES`` indices each (big structures split across batches)."""
+        of at most ``batch_indices`` indices each (big structures split across batches)."""
         g = self._twin
         assert g is not None
         cmds: list[tuple[int, int, int, int, int]] = []
@@ -671,11 +678,11 @@ class Renderer:
         for i in opaque:
             first, count = g.ranges[i][levels[i]]
             while count > 0:
-                take = min(count, _BATCH_INDICES - filled)
+                take = min(count, self.batch_indices - filled)
                 # count, instanceCount, firstIndex, baseVertex, baseInstance (= structure index)
                 cmds.append((take, self.view_instances, first, 0, i))
                 first, count, filled = first + take, count - take, filled + take
-                if filled >= _BATCH_INDICES:
+                if filled >= self.batch_indices:
                     batches.append((start * 20, len(cmds) - start))
                     start, filled = len(cmds), 0
         if len(cmds) > start:
@@ -909,7 +916,8 @@ class Renderer:
         self._delete_targets()
         GL.glDeleteBuffers(len(self._marker_buffers), self._marker_buffers)
         GL.glDeleteVertexArrays(2, [v for v, _ in self._marker_vaos])
-        GL.glDeleteProgram(self._mesh.handle)
+        GL.glDeleteProgram(self._mesh_plain.handle)
+        GL.glDeleteProgram(self._mesh_caps.handle)
         GL.glDeleteProgram(self._marker.handle)
         qs = [q for pair in self._free_timers + self._timers for q in pair]
         if qs:
