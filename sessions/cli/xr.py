@@ -162,7 +162,7 @@ def _view(args: argparse.Namespace) -> int:
         try:
             info = backend.info
             # a headset stands at the origin: put the twin in front of it at a comfortable height
-            centre, size = scene.twin_center_and_size()
+            _, size = scene.twin_center_and_size()
             from xrcore.types import Pose  # noqa: PLC0415
 
             p = scene.twin_pose.position

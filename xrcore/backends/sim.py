@@ -17,7 +17,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -291,11 +291,10 @@ def simulate(
         Optional callable taking the :class:`~xrcore.scene.Scene` before the first frame (clip
         planes, colours, landmarks).
     """
+    from xrcore.backends.base import run_frames  # noqa: PLC0415
     from xrcore.motion import procedural  # noqa: PLC0415
     from xrcore.render import Renderer, RendererConfig  # noqa: PLC0415 - GL only when rendering
     from xrcore.scene import Scene, frame_twin  # noqa: PLC0415
-
-    from xrcore.backends.base import run_frames  # noqa: PLC0415
 
     _return_free_memory()
     scene = Scene(twin, twin_pose=frame_twin(twin))

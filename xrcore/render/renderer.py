@@ -170,7 +170,7 @@ def _icosphere(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(subdivisions):
         cache: dict[tuple[int, int], int] = {}
 
-        def mid(a: int, b: int) -> int:
+        def mid(a: int, b: int, cache: dict[tuple[int, int], int] = cache) -> int:
             key = (min(a, b), max(a, b))
             if key not in cache:
                 m = verts[a] + verts[b]
