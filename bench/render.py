@@ -27,6 +27,11 @@ downgrade the PyOpenGL medverse needs)::
 
     .venv/bin/pip install --no-deps pyrender pyglet freetype-py six
     .venv/bin/python bench/render.py [--frames 10] [--width 1832 --height 1920] [--skip-pyrender]
+
+On a machine with an NVIDIA GPU the same command uses the EGL device platform (no X server); pyrender
+then needs ``PYGLET_HEADLESS=1`` (set here) so that pyglet does not look for X11 libraries. Numbers
+from a single machine are comparable only within one run: each contender is measured in the same
+process, one after the other.
 """
 
 from __future__ import annotations
@@ -446,7 +451,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             glb = write_glb(twins[1][0], Path(tmp) / "brain-1m.glb")
             for w, h in ((720, 800), (args.width, args.height)):
-                run = sim_peak_rss(glb, w, h, frames=5)
+                run = sim_peak_rss(glb, w, h, frames=10)
                 result["sim_1m"].append(run)
                 print(f"medverse sim on the 1M twin at {w}x{h} per eye: peak RSS {run['peak_rss_mb']} MB "
                       f"(rc {run['rc']}, {run['seconds']} s)", flush=True)

@@ -60,8 +60,11 @@ logger = logging.getLogger(__name__)
 StereoMode = Literal["auto", "multiview", "layered", "two-pass"]
 _MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
 _TIMER_RING = 8
-#: Indices per multi-draw batch on a software rasteriser (a multiple of 3): about 50,000 triangles.
-_BATCH_INDICES = 3 * 50_000
+#: Triangles per flushed multi-draw batch on a software rasteriser: at least this many, more on big
+#: framebuffers (one per ``_PIXELS_PER_BATCH_TRIANGLE`` pixels per eye), since each flush there costs
+#: a load and store of every multisampled tile while each batch holds its triangles in memory.
+_MIN_BATCH_TRIANGLES = 20_000
+_PIXELS_PER_BATCH_TRIANGLE = 70
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
 
@@ -238,7 +241,9 @@ class Renderer:
         # A software rasteriser (Mesa llvmpipe) holds every queued triangle in memory until it draws:
         # there, big frames go out in flushed batches. A GPU gets one multi-draw call.
         self.software = any(name in renderer_name for name in ("llvmpipe", "softpipe", "swrast"))
-        self.batch_indices = _BATCH_INDICES if self.software else 1 << 62
+        per_eye = self.config.width * self.config.height
+        batch = max(_MIN_BATCH_TRIANGLES, per_eye // _PIXELS_PER_BATCH_TRIANGLE)
+        self.batch_indices = 3 * batch if self.software else 1 << 62
         self.samples = max(1, min(self.config.samples, int(info.get("max_samples", 4)) or 1))
         self.stats = FrameStats(rate_hz=self.config.rate_hz)
         self.gl_errors = 0
