@@ -328,6 +328,9 @@ class Participant:
         if not isinstance(data, dict):
             raise PeerError(f"signal from {sender} without a data object")
         if data.get("type") == "offer":
+            if self.topology == "relay":
+                # In relay mode everyone offers to the relay and the relay never offers.
+                raise PeerError(f"offer from {sender} in a relay room")
             await self._drop_link(sender)
             link = self._new_link(sender)
             answer = await link.handle_signal(data)
@@ -354,6 +357,8 @@ class Participant:
         return link
 
     async def _offer(self, remote: str) -> None:
+        if (remote == RELAY_ID) != (self.topology == "relay"):
+            return  # the room switched topology while offers were being made
         self._offered.add(remote)
         link = self._new_link(remote)
         offer = await link.create_offer()

@@ -2,7 +2,8 @@
 
 - ``serve``: the signaling server (``net.signaling``), with a relay peer for rooms above the mesh limit;
 - ``token``: print a signed join token for one participant of one room;
-- ``join``: take part in a consultation as a headless participant (``net.peer.run_participant``).
+- ``join``: take part in a consultation as a headless participant (``net.participant.Participant``):
+  stream procedural poses at 90 Hz, optionally make scripted state ops, measure latency, write a report.
 
 ``serve`` and ``token`` find the same secret (``--secret-file``, ``$MEDVERSE_SECRET`` or
 ``$MEDVERSE_HOME/consult.secret``); see docs/signaling.md.
@@ -12,16 +13,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import SignalingError
 from net.tokens import ROLES, SecretError, TokenError, issue_token, load_secret
 
+if TYPE_CHECKING:
+    from net.participant import Participant
+
 log = logging.getLogger(__name__)
 
-USER_ERRORS: tuple[type[BaseException], ...] = (TokenError, SecretError, ServerConfigError, SignalingError)
+
+
+class JoinArgumentError(ValueError):
+    """A ``consult join`` option is out of range."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    TokenError,
+    SecretError,
+    ServerConfigError,
+    SignalingError,
+    JoinArgumentError,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,6 +70,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (default %(default)s)")
     token.add_argument("--secret-file", help="file holding the token secret (as for serve)")
     token.set_defaults(func=_token)
+
+    join = actions.add_parser("join", help="join a consultation as a headless participant and report latency")
+    join.add_argument("--server", required=True, help="signaling server URL, e.g. http://127.0.0.1:8443")
+    join.add_argument("--token", required=True, help="join token (from 'medverse consult token')")
+    join.add_argument("--duration", type=float, default=10.0, help="seconds to stay in the room (default %(default)s)")
+    join.add_argument("--report", help="write the JSON report (latency, clocks, traffic, state digest) to this file")
+    join.add_argument("--pose-rate", type=float, default=90.0, help="pose records per second, 0 for none (default %(default)s)")
+    join.add_argument("--ops-rate", type=float, default=0.0, help="scripted state ops per second (default %(default)s: none)")
+    join.add_argument("--ops-start", type=float, default=0.5, help="seconds after joining that scripted ops start (default %(default)s)")
+    join.add_argument("--ops-stop", type=float, help="seconds after joining that scripted ops stop (default: never)")
+    join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
+    join.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped on this participant's connections, 0..1")
+    join.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to this participant's clock (tests clock sync)")
+    join.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate (testing only)")
+    join.set_defaults(func=_join)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -87,3 +123,50 @@ def _token(args: argparse.Namespace) -> int:
     secret, _ = load_secret(args.secret_file)
     print(issue_token(secret, args.room, args.participant, args.role, name=args.name, ttl_s=args.ttl))
     return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    # Imported here: aiortc is heavy and only join needs it.
+    from net.participant import Participant, ParticipantConfig
+
+    if args.duration <= 0:
+        raise JoinArgumentError("--duration must be positive")
+    if not 0.0 <= args.loss < 1.0 or args.delay_ms < 0:
+        raise JoinArgumentError("--loss must be in [0, 1) and --delay-ms >= 0")
+    faults = None
+    if args.loss or args.delay_ms:
+        from net.faults import FaultPlan
+
+        faults = FaultPlan(loss=args.loss, delay_s=args.delay_ms / 1e3)
+    config = ParticipantConfig(
+        pose_rate_hz=args.pose_rate,
+        ops_rate_hz=args.ops_rate,
+        ops_start_s=args.ops_start,
+        ops_stop_s=args.ops_stop if args.ops_stop is not None else float("inf"),
+        faults=faults,
+    )
+    offset = args.clock_offset
+    clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
+    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
+    report = asyncio.run(_run_participant(participant, args.duration))
+    pose = report["latency"]["room"]["pose"] or {}
+    state = report["latency"]["room"]["state"] or {}
+    print(
+        f"medverse consult: {report['participant']} in {report['room']} ({report['topology']}): "
+        f"{report['counters'].get('poses_applied', 0)} poses, p50 {pose.get('p50_ms', float('nan')):.2f} ms, "
+        f"p99 {pose.get('p99_ms', float('nan')):.2f} ms; {report['state']['op_count']} ops "
+        f"(state p99 {state.get('p99_ms', float('nan')):.2f} ms); digest {report['state']['digest'][:16]}",
+        flush=True,
+    )
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+async def _run_participant(participant: Participant, duration_s: float) -> dict[str, Any]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Leave cleanly, and still write the report, when interrupted.
+        loop.add_signal_handler(signum, stop.set)
+    return await participant.run(duration_s, stop=stop)
