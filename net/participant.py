@@ -87,6 +87,9 @@ class ParticipantConfig:
         after joining.
     ops_start_s, ops_stop_s : float
         Window of the scripted ops, seconds after joining.
+    warmup_s : float
+        Latency samples of the first seconds after joining are not recorded (connection set-up and
+        the clock filter filling up are not what a benchmark wants to measure).
     report_interval_s : float
         Seconds between stats reports to the signaling server and state digests to the peers.
     faults : FaultPlan or None
@@ -101,6 +104,7 @@ class ParticipantConfig:
     ops_rate_hz: float = 0.0
     ops_start_s: float = 0.5
     ops_stop_s: float = math.inf
+    warmup_s: float = 0.0
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None
     seed: int | None = None
@@ -515,7 +519,7 @@ class Participant:
         return remote
 
     def _latency(self, remote: RemotePeer, sender_time: float, now: float) -> float | None:
-        if not remote.clock.synchronized:
+        if not remote.clock.synchronized or time.monotonic() - self._started < self.config.warmup_s:
             return None
         return now - remote.clock.to_local(sender_time)
 
@@ -627,6 +631,7 @@ class Participant:
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "bytes_sent_per_s": round(sent / wall, 1),
             "bytes_received_per_s": round(received / wall, 1),
+            "pose_kbit_s_per_link": {name: round(link.pose_kbit_s(), 2) for name, link in self.links.items()},
             "config": {k: v for k, v in asdict(self.config).items() if k != "faults"},
         }
 

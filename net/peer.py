@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class LinkCounters:
     received: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
+    pose_bytes_sent: int = 0
     pose_skipped: int = 0
     send_errors: int = 0
 
@@ -93,6 +95,7 @@ class PeerLink:
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
         self.state = "new"
+        self.opened_at: float | None = None  # time.monotonic() when all channels were open
         self.on_state_change: Callable[[PeerLink, str], None] | None = None
         self.pc.on("datachannel", self._adopt)
         self.pc.on("connectionstatechange", self._connection_state_changed)
@@ -146,6 +149,7 @@ class PeerLink:
             c.readyState == "open" for c in self.channels.values()
         ):
             self.opened.set()
+            self.opened_at = time.monotonic()
             self._set_state("open")
 
     async def _describe(self) -> dict[str, str]:
@@ -216,7 +220,15 @@ class PeerLink:
             return False
         self.counters.sent += 1
         self.counters.bytes_sent += len(data)
+        if label == "pose":
+            self.counters.pose_bytes_sent += len(data)
         return True
+
+    def pose_kbit_s(self) -> float:
+        """Pose bytes sent per second since the link opened, kbit/s (payload, without SCTP/DTLS/UDP headers)."""
+        if self.opened_at is None:
+            return 0.0
+        return self.counters.pose_bytes_sent * 8 / max(1e-3, time.monotonic() - self.opened_at) / 1e3
 
     async def close(self) -> None:
         """Close the connection (idempotent)."""

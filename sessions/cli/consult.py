@@ -80,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--ops-rate", type=float, default=0.0, help="scripted state ops per second (default %(default)s: none)")
     join.add_argument("--ops-start", type=float, default=0.5, help="seconds after joining that scripted ops start (default %(default)s)")
     join.add_argument("--ops-stop", type=float, help="seconds after joining that scripted ops stop (default: never)")
+    join.add_argument("--warmup", type=float, default=0.0, help="seconds after joining before latency is recorded (default %(default)s)")
     join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
     join.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped on this participant's connections, 0..1")
     join.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to this participant's clock (tests clock sync)")
@@ -142,6 +143,7 @@ def _join(args: argparse.Namespace) -> int:
         pose_rate_hz=args.pose_rate,
         ops_rate_hz=args.ops_rate,
         ops_start_s=args.ops_start,
+        warmup_s=args.warmup,
         ops_stop_s=args.ops_stop if args.ops_stop is not None else float("inf"),
         faults=faults,
     )

@@ -1,0 +1,326 @@
+"""Benchmark: N participants streaming 90 Hz poses and making state ops, mesh and relay, beside the aiortc floor.
+
+For each topology and room size N, the signaling server runs in its own process (``medverse consult
+serve``; in relay rooms it also runs the relay, so its CPU and memory are the relay's), and each
+participant is a ``medverse consult join`` process. Every participant sends poses at ``--rate`` and
+state ops at ``--ops-rate`` for ``--duration`` seconds after a warm-up (connection set-up and clock
+filtering are not measured). From the participants' JSON reports the benchmark takes
+
+- one-way pose latency: median of the participants' p50 and worst of their p99 (ms);
+- state-op one-way latency, likewise; the share of updates within the 30 ms budget;
+- pose delivery: poses applied / poses the others sent while it was there;
+- CPU share (1.0 is one core) and bytes per second sent and received per participant; pose stream
+  bit rate per link (payload, kbit/s); peak resident memory per participant and of the server/relay;
+- whether all participants ended with the same state digest.
+
+The floor, measured in the same run: a bare aiortc data-channel ping-pong (64 bytes) between two
+processes, as round trip and half of it (one way), back to back and paced at 90 Hz.
+
+Writes ``bench/results/sync.json``. Quick run (2 and 4 participants, 5 s):
+``.venv/bin/python bench/sync.py``; the issue's run: ``.venv/bin/python bench/sync.py --sizes 2,4,8,16
+--duration 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from net.tokens import issue_token  # noqa: E402
+
+MEDVERSE = str(Path(sys.executable).with_name("medverse"))
+SECRET = os.urandom(32).hex()
+GOALS = {
+    "pose_p99_ms_at_8": 5.0,
+    "relay_pose_p99_ms_at_16": 10.0,
+    "pose_stream_kbit_s": 50.0,
+    "participant_rss_mb": 150.0,
+    "relay_rss_mb_at_16": 300.0,
+}
+
+# ------------------------------------------------------------------------------------------------ floor
+
+_FLOOR_CHILD = r"""
+import asyncio, json, sys
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+async def main():
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    done = asyncio.Event()
+
+    @pc.on("datachannel")
+    def on_channel(channel):
+        @channel.on("message")
+        def on_message(message):
+            channel.send(message)
+
+        @channel.on("close")
+        def on_close():
+            done.set()
+
+    offer = json.loads(sys.stdin.readline())
+    await pc.setRemoteDescription(RTCSessionDescription(**offer))
+    await pc.setLocalDescription(await pc.createAnswer())
+    print(json.dumps({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # the parent closes stdin when it is done
+    await pc.close()
+
+asyncio.run(main())
+"""
+
+
+async def measure_floor(count: int, paced_s: float) -> dict[str, Any]:
+    """Round trip of a 64-byte message over a bare aiortc data channel to another process.
+
+    Parameters
+    ----------
+    count : int
+        Back-to-back ping-pongs.
+    paced_s : float
+        Seconds of ping-pongs paced at 90 Hz after that.
+    """
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FLOOR_CHILD, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdin is not None and child.stdout is not None
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channel = pc.createDataChannel("floor", ordered=True)
+    opened = asyncio.Event()
+    replies: asyncio.Queue[float] = asyncio.Queue()
+    channel.on("open", opened.set)
+    channel.on("message", lambda message: replies.put_nowait(time.perf_counter()))
+    await pc.setLocalDescription(await pc.createOffer())
+    child.stdin.write((json.dumps({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}) + "\n").encode())
+    await child.stdin.drain()
+    answer = json.loads(await child.stdout.readline())
+    await pc.setRemoteDescription(RTCSessionDescription(**answer))
+    await asyncio.wait_for(opened.wait(), 20)
+    payload = bytes(64)
+
+    async def ping() -> float:
+        sent = time.perf_counter()
+        channel.send(payload)
+        return (await asyncio.wait_for(replies.get(), 5)) - sent
+
+    for _ in range(50):  # warm-up
+        await ping()
+    back_to_back = [await ping() for _ in range(count)]
+    paced = []
+    start = time.perf_counter()
+    k = 0
+    while time.perf_counter() - start < paced_s:
+        k += 1
+        await asyncio.sleep(max(0.0, start + k / 90 - time.perf_counter()))
+        paced.append(await ping())
+    await pc.close()
+    child.stdin.close()
+    await asyncio.wait_for(child.wait(), 10)
+
+    def figures(rtts: list[float]) -> dict[str, float]:
+        ms = sorted(r * 1e3 for r in rtts)
+        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+        return {"count": len(ms), "rtt_p50_ms": round(statistics.median(ms), 3), "rtt_p99_ms": round(p99, 3),
+                "one_way_p50_ms": round(statistics.median(ms) / 2, 3), "one_way_p99_ms": round(p99 / 2, 3)}  # fmt: skip
+
+    return {"back_to_back": figures(back_to_back), "paced_90hz": figures(paced)}
+
+
+# ------------------------------------------------------------------------------------------------ rooms
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) and peak resident memory (MB) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    hwm = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return cpu, hwm
+
+
+async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """One room of ``n`` participants in ``mode`` (mesh or relay); returns its figures."""
+    env = {**os.environ, "MEDVERSE_SECRET": SECRET}
+    mesh_limit = 64 if mode == "mesh" else 1
+    server = await asyncio.create_subprocess_exec(
+        MEDVERSE, "consult", "serve", "--port", "0", "--mesh-limit", str(mesh_limit), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert server.stdout is not None
+    line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+    url = line.split("serving on ")[1].split()[0]
+    cpu0, _ = _proc_stats(server.pid)
+    # Start-up of n aiortc processes on a small machine takes a while: give it time before measuring.
+    warmup = 2.0 + 0.35 * n
+    room = f"{mode}-{n}"
+    procs = []
+    started = time.monotonic()
+    for i in range(n):
+        token = issue_token(SECRET.encode(), room, f"p{i + 1}", "expert")
+        report = workdir / f"{room}-p{i + 1}.json"
+        procs.append((report, await asyncio.create_subprocess_exec(
+            MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
+            "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
+            "--ops-start", str(warmup), "--ops-stop", str(warmup + args.duration - 2.0), "--report", str(report),
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )))  # fmt: skip
+    failures = []
+    for report, proc in procs:
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            failures.append(err.decode()[-500:])
+    wall = time.monotonic() - started
+    cpu1, server_rss = _proc_stats(server.pid)
+    server.terminate()
+    await server.wait()
+    reports = [json.loads(report.read_text()) for report, _ in procs if report.exists()]
+    return summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarize_room(
+    mode: str, n: int, reports: list[dict[str, Any]], failures: list[str], server_cpu: float, server_rss: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Figures of one room from its participants' reports."""
+    pose = [r["latency"]["room"]["pose"] for r in reports if r["latency"]["room"]["pose"]]
+    state = [r["latency"]["room"]["state"] for r in reports if r["latency"]["room"]["state"]]
+    expected = args.rate * args.duration * (n - 1)
+    delivered = [
+        sum(link["pose_total"] for link in r["latency"]["links"].values()) / expected for r in reports
+    ] if expected else []  # fmt: skip
+    streams = [kbit for r in reports for kbit in r["pose_kbit_s_per_link"].values()]
+    return {
+        "mode": mode,
+        "participants": n,
+        "completed": len(reports),
+        "failures": failures,
+        "pose_p50_ms": _median([p["p50_ms"] for p in pose]),
+        "pose_p99_ms": round(max(p["p99_ms"] for p in pose), 3) if pose else None,
+        "pose_max_ms": round(max(p["max_ms"] for p in pose), 3) if pose else None,
+        "pose_within_budget": _median([p["within_budget"] for p in pose]),
+        "pose_delivery": _median(delivered),
+        "state_p50_ms": _median([s["p50_ms"] for s in state]),
+        "state_p99_ms": round(max(s["p99_ms"] for s in state), 3) if state else None,
+        "state_ops": sum(r["counters"].get("ops_sent", 0) for r in reports),
+        "converged": len({r["state"]["digest"] for r in reports}) == 1 and len(reports) == n,
+        "cpu_share_per_participant": _median([r["cpu_share"] for r in reports]),
+        "cpu_share_max": max((r["cpu_share"] for r in reports), default=None),
+        "bytes_sent_per_s_per_participant": _median([r["bytes_sent_per_s"] for r in reports]),
+        "bytes_received_per_s_per_participant": _median([r["bytes_received_per_s"] for r in reports]),
+        "pose_stream_kbit_s_max": round(max(streams), 2) if streams else None,
+        "participant_rss_mb_max": max((r["max_rss_mb"] for r in reports), default=None),
+        "server_cpu_share": round(server_cpu, 4),
+        "server_rss_mb": round(server_rss, 1),
+        "pose_frames_skipped": sum(r["counters"].get("pose_frames_skipped", 0) for r in reports),
+    }
+
+
+def check_goals(rooms: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's goals, each with the measured value and whether it was met (None: not measured)."""
+
+    def room(mode: str, n: int) -> dict[str, Any] | None:
+        return next((r for r in rooms if r["mode"] == mode and r["participants"] == n), None)
+
+    at8 = [r["pose_p99_ms"] for r in (room("mesh", 8), room("relay", 8)) if r and r["pose_p99_ms"] is not None]
+    relay16 = room("relay", 16)
+    streams = [r["pose_stream_kbit_s_max"] for r in rooms if r["pose_stream_kbit_s_max"] is not None]
+    rss = [r["participant_rss_mb_max"] for r in rooms if r["participant_rss_mb_max"] is not None]
+
+    def goal(value: float | None, limit: float) -> dict[str, Any]:
+        return {"value": value, "limit": limit, "met": None if value is None else value < limit}
+
+    return {
+        "pose_p99_ms_at_8": goal(min(at8) if at8 else None, GOALS["pose_p99_ms_at_8"]),
+        "relay_pose_p99_ms_at_16": goal(relay16["pose_p99_ms"] if relay16 else None, GOALS["relay_pose_p99_ms_at_16"]),
+        "pose_stream_kbit_s": goal(max(streams) if streams else None, GOALS["pose_stream_kbit_s"]),
+        "participant_rss_mb": goal(max(rss) if rss else None, GOALS["participant_rss_mb"]),
+        "relay_rss_mb_at_16": goal(relay16["server_rss_mb"] if relay16 else None, GOALS["relay_rss_mb_at_16"]),
+    }
+
+
+def print_table(floor: dict[str, Any], rooms: list[dict[str, Any]], goals: dict[str, Any]) -> None:
+    f = floor["back_to_back"]
+    p = floor["paced_90hz"]
+    print(f"floor (bare aiortc, 2 processes): rtt p50 {f['rtt_p50_ms']} ms p99 {f['rtt_p99_ms']} ms; "
+          f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")  # fmt: skip
+    head = f"{'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} conv"
+    print(head)
+    for r in rooms:
+        def v(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+            return "-" if r[key] is None else fmt.format(r[key] * scale)
+
+        print(f"{r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
+              f"{v('state_p50_ms'):>7} {v('state_p99_ms'):>7} {v('cpu_share_per_participant'):>6} "
+              f"{v('bytes_sent_per_s_per_participant', 1e-3):>9} {v('pose_stream_kbit_s_max'):>7} {v('participant_rss_mb_max', 1, '{:.0f}'):>7} "
+              f"{v('server_cpu_share'):>7} {v('server_rss_mb', 1, '{:.0f}'):>7} {r['converged']}")  # fmt: skip
+    for name, g in goals.items():
+        print(f"goal {name}: {g['value']} (limit {g['limit']}) -> {'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    floor = await measure_floor(args.floor_count, paced_s=2.0)
+    rooms = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in args.modes.split(","):
+            for n in (int(s) for s in args.sizes.split(",")):
+                if mode == "mesh" and n > args.max_mesh:
+                    print(f"skipping mesh room of {n} (--max-mesh {args.max_mesh})")
+                    continue
+                print(f"running {mode} room of {n} for {args.duration:g} s ...", flush=True)
+                rooms.append(await run_room(mode, n, args, Path(tmp)))
+    goals = check_goals(rooms)
+    return {
+        "benchmark": "sync",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh},
+        "floor": floor,
+        "rooms": rooms,
+        "goals": goals,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2,4", help="room sizes, comma-separated (default %(default)s; the issue's: 2,4,8,16)")
+    parser.add_argument("--modes", default="mesh,relay", help="topologies (default %(default)s)")
+    parser.add_argument("--max-mesh", type=int, default=16, help="largest mesh room to run (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per room (default %(default)s; the issue's: 20)")
+    parser.add_argument("--rate", type=float, default=90.0, help="pose records per second per participant (default %(default)s)")
+    parser.add_argument("--ops-rate", type=float, default=5.0, help="state ops per second per participant (default %(default)s)")
+    parser.add_argument("--floor-count", type=int, default=1000, help="back-to-back ping-pongs for the floor (default %(default)s)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"), help="JSON output (default %(default)s)")
+    args = parser.parse_args()
+    if args.duration <= 2.0:
+        parser.error("--duration must be above 2 s (ops stop 2 s before the end so the state can settle)")
+    result = asyncio.run(main_async(args))
+    print_table(result["floor"], result["rooms"], result["goals"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
