@@ -198,14 +198,17 @@ class Participant:
         self._last_request = -math.inf
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
-        self._network = None
+        self.network = None  # the fault-injection proxies (net.faults.FaultyNetwork) when config.faults is set
         if self.config.faults is not None:
             from net.faults import FaultyNetwork  # only fault-injection runs need the proxies
 
-            self._network = FaultyNetwork(self.config.faults)
+            self.network = FaultyNetwork(self.config.faults)
         self._started = 0.0
         self._cpu0 = 0.0
         self.joined = asyncio.Event()
+        # Set once the room's state is in (first snapshot merged, or nobody else was there): a participant
+        # that rejoins after a crash must learn its own last op sequence before making new ops.
+        self.caught_up = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,6 +225,8 @@ class Participant:
         for peer in welcome["peers"]:
             self._remember(peer)
         self.joined.set()
+        if not welcome["peers"]:
+            self.caught_up.set()
         self._tasks = [asyncio.ensure_future(c) for c in (self._signaling_loop(), self._pose_loop(), self._report_loop(), self._ops_loop())]
         if self.topology == "relay":
             await self._offer(RELAY_ID)
@@ -253,8 +258,8 @@ class Participant:
             await link.close()
         self.links.clear()
         await self.client.close()
-        if self._network is not None:
-            self._network.close()
+        if self.network is not None:
+            self.network.close()
 
     # ------------------------------------------------------------------ signaling
 
@@ -349,7 +354,7 @@ class Participant:
             raise PeerError(f"signal from {sender} of unknown type {data.get('type')!r}")
 
     def _new_link(self, remote: str) -> PeerLink:
-        net = self._network
+        net = self.network
         link = PeerLink(
             remote,
             self._on_message,
@@ -427,6 +432,9 @@ class Participant:
     def make_op(self, kind: OpKind | int, payload: dict[str, Any]) -> StateOp:
         """Apply a local op to the shared state and send it to every open link.
 
+        A participant that rejoins a room should wait for ``caught_up`` first, so that its op
+        sequence continues where its previous session left it.
+
         Raises
         ------
         ProtocolError
@@ -473,8 +481,10 @@ class Participant:
             return
         rng = random.Random(cfg.seed if cfg.seed is not None else self.index)
         await asyncio.sleep(cfg.ops_start_s)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.caught_up.wait(), 10.0)
         period = 1.0 / cfg.ops_rate_hz
-        counter = 0
+        counter = self.state.seq  # ids stay unique across a rejoin: "<index>:<counter>"
         while not self._stopping and time.monotonic() - self._started < cfg.ops_stop_s:
             counter += 1
             kind, payload = scripted_op(rng, self.index, counter)
@@ -566,6 +576,7 @@ class Participant:
             if body is not None:
                 added = self.state.merge_snapshot(body)
                 self.counters["snapshots_merged"] += 1
+                self.caught_up.set()
                 log.info("%s: merged a snapshot from %d (%d new ops)", self.name, message.participant, added)
         elif isinstance(message, StateDigest):
             remote = self._source(link, message.participant, "digest")
