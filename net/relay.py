@@ -12,6 +12,12 @@ on the same channel, reading only the header bytes it needs to route it (docs/pr
 
 Poses, ops, digests, snapshot requests and pings go to everyone else. Payloads are never decoded, so the
 relay's cost per message is a few byte reads and one send per receiver.
+
+Poses are forwarded newest-wins: a received pose waits in a slot per sender until the relay's next
+turn of the event loop, where every waiting pose goes out to everyone; a newer pose from the same
+sender that arrives meanwhile replaces the older one. When the relay keeps up, that adds nothing;
+when it cannot (a large room on a small machine) it sends fewer, fresher poses instead of building a
+queue of stale ones, so latency stays bounded and the reliable state channel is not starved.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class RelayPeer:
         self._per_participant: dict[str, Counter[str]] = {}
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
+        self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender, not yet forwarded
+        self._flush_scheduled = False
 
     async def handle_signal(self, message: dict[str, Any]) -> None:
         """Answer an offer ``{"type": "signal", "from": P, "data": {"type": "offer", "sdp": ...}}``.
@@ -141,6 +149,14 @@ class RelayPeer:
         if self._by_index.get(bound) is not link:
             self._by_index[bound] = link
         mtype = data[1]
+        if label == "pose":
+            if link in self._pending_poses:
+                self.counters["pose_superseded"] += 1
+            self._pending_poses[link] = data
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_poses)
+            return
         if mtype in _REPLIES:
             target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
             targets = [target] if target is not None and target is not link else []
@@ -149,6 +165,17 @@ class RelayPeer:
                 return
         else:
             targets = [other for other in self.links.values() if other is not link]
+        self._forward(label, data, targets)
+
+    def _flush_poses(self) -> None:
+        """Forward the newest pose of every sender to everyone else."""
+        self._flush_scheduled = False
+        pending, self._pending_poses = self._pending_poses, {}
+        links = list(self.links.values())
+        for sender, data in pending.items():
+            self._forward("pose", data, [other for other in links if other is not sender])
+
+    def _forward(self, label: str, data: bytes, targets: list[PeerLink]) -> None:
         for other in targets:
             if other.send(label, data):
                 self.counters[f"forwarded_{label}"] += 1
