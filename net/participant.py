@@ -16,7 +16,8 @@ in separate processes. It
 
 Clock pings carry the requester's index in the upper 16 bits of ``ping_id`` and snapshot requests in
 the upper 16 bits of ``request_id``, so that the relay can route pongs and snapshot chunks back to the
-requester from their header alone.
+requester from their header alone; the lower 16 bits of ``request_id`` name the participant whose
+snapshot is wanted (0: any), so that through the relay one peer answers, not the whole room.
 
 Bad input from a remote (malformed, spoofed, unknown) is dropped and counted in ``counters``.
 """
@@ -194,7 +195,6 @@ class Participant:
         self._offered: set[str] = set()  # remotes this side offers to (it re-offers after a failure)
         self._pose_seq = 0
         self._ping_counter = 0
-        self._request_counter = 0
         self._last_request = -math.inf
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -403,6 +403,7 @@ class Participant:
     async def _on_link_open(self, link: PeerLink) -> None:
         log.info("%s: link to %s open", self.name, link.remote)
         self._request_snapshot(link)
+        self._spawn(self._until_caught_up(link))
         for _ in range(self.config.clock_burst):
             if not link.is_open:
                 return
@@ -414,6 +415,13 @@ class Participant:
 
     # ------------------------------------------------------------------ sending
 
+    async def _until_caught_up(self, link: PeerLink) -> None:
+        """Ask again each second until a snapshot arrives (the relay may have had nobody to ask yet)."""
+        while not self.caught_up.is_set() and link.is_open and not self._stopping:
+            await asyncio.sleep(1.0)
+            if not self.caught_up.is_set() and link.is_open:
+                self._request_snapshot(link)
+
     def _open_links(self) -> list[PeerLink]:
         return [link for link in self.links.values() if link.is_open]
 
@@ -422,12 +430,13 @@ class Participant:
         ping = ClockPing(self.index, (self.index << 16) | self._ping_counter, self.clock())
         link.send("clock", encode_clock(ping))
 
-    def _request_snapshot(self, link: PeerLink | None = None) -> None:
-        self._request_counter = (self._request_counter + 1) & 0xFFFF
-        request = encode_state(SnapshotRequest(self.index, (self.index << 16) | self._request_counter))
+    def _request_snapshot(self, link: PeerLink, source: int = 0) -> None:
+        """Ask for a snapshot on ``link``; through the relay, from participant ``source`` (0: any one)."""
+        # request_id: requester index in the upper 16 bits (the relay routes the chunks back by it),
+        # the participant asked in the lower 16 (the relay asks only that one; 0 lets it choose).
+        request = encode_state(SnapshotRequest(self.index, (self.index << 16) | (source & 0xFFFF)))
         self._last_request = time.monotonic()
-        for target in [link] if link is not None else self._open_links():
-            target.send("state", request)
+        link.send("state", request)
 
     def make_op(self, kind: OpKind | int, payload: dict[str, Any]) -> StateOp:
         """Apply a local op to the shared state and send it to every open link.
@@ -590,7 +599,7 @@ class Participant:
             # Two digests in a row: ops in flight explain one, not two a second apart.
             if remote.behind >= 2 and time.monotonic() - self._last_request > 2.0:
                 self.counters["resync_requests"] += 1
-                self._request_snapshot(link)
+                self._request_snapshot(link, remote.index)
                 remote.behind = 0
 
     def _on_clock(self, link: PeerLink, message: Any, now: float) -> None:

@@ -8,9 +8,12 @@ on the same channel, reading only the header bytes it needs to route it (docs/pr
 - bytes 2-3 (4-5 in a state op), the sender's index: a connection binds to the index of its first valid message, and a
   message claiming another index afterwards is dropped (so nobody speaks as someone else);
 - for a snapshot chunk, bytes 4-7 (``snapshot_id``) and for a pong, bytes 4-7 (``ping_id``): their
-  upper 16 bits name the requester (``net.participant`` sets them so), who alone receives the reply.
+  upper 16 bits name the requester (``net.participant`` sets them so), who alone receives the reply;
+- for a snapshot request, the lower 16 bits of ``request_id`` (bytes 4-5) name the participant asked
+  (0: any): the request goes to that one participant, or to the longest-connected other one, so
+  that a joiner in a room of sixteen receives one snapshot, not fifteen.
 
-Poses, ops, digests, snapshot requests and pings go to everyone else. Payloads are never decoded, so the
+Poses, ops, digests and pings go to everyone else. Payloads are never decoded, so the
 relay's cost per message is a few byte reads and one send per receiver.
 
 Poses are forwarded newest-wins: a received pose waits in a slot per sender until the relay's next
@@ -18,6 +21,12 @@ turn of the event loop, where every waiting pose goes out to everyone; a newer p
 sender that arrives meanwhile replaces the older one. When the relay keeps up, that adds nothing;
 when it cannot (a large room on a small machine) it sends fewer, fresher poses instead of building a
 queue of stale ones, so latency stays bounded and the reliable state channel is not starved.
+
+The relay also has a pose budget (``pose_budget_hz`` messages per second in all, shared equally by the
+receivers, a token bucket each): every forwarded message costs a DTLS record and an SCTP packet on
+both ends, and in pure Python one core handles a few thousand a second; sixteen participants at
+90 Hz would need 21,600. Over budget, a receiver gets fewer poses per sender (newest wins), never
+late ones; state, clock and snapshot traffic is never limited.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 from net.errors import NetError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import PROTOCOL_VERSION, MessageType
+from net.rooms import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,9 @@ _CHANNEL_TYPES: dict[str, frozenset[int]] = {
 }
 #: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
 _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
+
+#: Poses the relay forwards per second in all, by default (a room of eight at 90 Hz needs 5,040).
+DEFAULT_POSE_BUDGET_HZ = 6000.0
 
 SendSignal = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -62,9 +75,19 @@ class RelayPeer:
         ``send_signal({"type": "signal", "to": P, "data": {...}})`` delivers an answer to participant P.
     pose_buffer_limit : int
         Bytes queued towards one receiver above which forwarded poses to it are dropped (newest wins).
+    pose_budget_hz : float or None
+        Poses the relay forwards per second in all, split equally among receivers (None: no limit).
+        The default, 6,000, leaves rooms of up to eight at 90 Hz (5,040 a second) unlimited.
     """
 
-    def __init__(self, room: str, send_signal: SendSignal, *, pose_buffer_limit: int = POSE_BUFFER_LIMIT) -> None:
+    def __init__(
+        self,
+        room: str,
+        send_signal: SendSignal,
+        *,
+        pose_buffer_limit: int = POSE_BUFFER_LIMIT,
+        pose_budget_hz: float | None = DEFAULT_POSE_BUDGET_HZ,
+    ) -> None:
         self.room = room
         self._send_signal = send_signal
         self._pose_buffer_limit = pose_buffer_limit
@@ -76,6 +99,8 @@ class RelayPeer:
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
         self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender, not yet forwarded
+        self._pose_budget_hz = pose_budget_hz
+        self._budgets: dict[PeerLink, TokenBucket] = {}
         self._flush_scheduled = False
 
     async def handle_signal(self, message: dict[str, Any]) -> None:
@@ -101,6 +126,7 @@ class RelayPeer:
     def _state_changed(self, link: PeerLink, state: str) -> None:
         if state in ("failed", "closed") and self.links.get(link.remote) is link:
             del self.links[link.remote]
+            self._budgets.pop(link, None)
             self._unbind(link)
 
     def _unbind(self, link: PeerLink) -> None:
@@ -163,17 +189,41 @@ class RelayPeer:
             if not targets:
                 self.counters["unroutable"] += 1
                 return
+        elif mtype == MessageType.SNAPSHOT_REQUEST:
+            wanted = self._by_index.get(data[4] | data[5] << 8)
+            if wanted is None or wanted is link:
+                # Any one will do: the longest-connected other participant (links keep join order).
+                wanted = next((other for other in self.links.values() if other is not link and other.is_open), None)
+            if wanted is None:
+                self.counters["unroutable"] += 1
+                return
+            targets = [wanted]
         else:
             targets = [other for other in self.links.values() if other is not link]
         self._forward(label, data, targets)
 
     def _flush_poses(self) -> None:
-        """Forward the newest pose of every sender to everyone else."""
+        """Forward the newest pose of every sender to everyone else, within each receiver's budget."""
         self._flush_scheduled = False
         pending, self._pending_poses = self._pending_poses, {}
         links = list(self.links.values())
+        share = self._pose_budget_hz / max(1, len(links)) if self._pose_budget_hz is not None else 0.0
         for sender, data in pending.items():
-            self._forward("pose", data, [other for other in links if other is not sender])
+            targets = []
+            for other in links:
+                if other is sender:
+                    continue
+                if self._pose_budget_hz is not None:
+                    bucket = self._budgets.get(other)
+                    if bucket is None:
+                        # A burst of a quarter second's share absorbs scheduling jitter.
+                        bucket = self._budgets[other] = TokenBucket(share, share / 4)
+                    bucket.rate, bucket.burst = share, share / 4
+                    if not bucket.take():
+                        self.counters["pose_over_budget"] += 1
+                        continue
+                targets.append(other)
+            self._forward("pose", data, targets)
 
     def _forward(self, label: str, data: bytes, targets: list[PeerLink]) -> None:
         for other in targets:

@@ -77,6 +77,9 @@ class SharedState:
         self._clip: dict[int, dict[str, Any]] = {}  # index -> {"stamp", "plane": {...} | None}
         self._transform: dict[str, Any] | None = None  # {"stamp", "value"}
         self._selection: dict[str, Any] | None = None  # {"stamp", "structure"}
+        # The digest is asked for on every digest message from every peer (15 a second in a room of 16):
+        # cached until the state changes, since hashing the canonical JSON costs milliseconds.
+        self._digest: bytes | None = None
 
     # ------------------------------------------------------------------ ops
 
@@ -122,6 +125,7 @@ class SharedState:
         return ApplyResult(True, op)
 
     def _apply(self, op: StateOp) -> None:
+        self._digest = None
         self._applied.setdefault(op.participant, set()).add(op.seq)
         stamp: Stamp = (op.lamport, op.participant, op.seq)
         p = op.payload
@@ -209,7 +213,9 @@ class SharedState:
 
     def digest(self) -> bytes:
         """sha256 (32 bytes) of the canonical state: equal on peers that applied the same ops."""
-        return hashlib.sha256(canonical_json(self._content())).digest()
+        if self._digest is None:
+            self._digest = hashlib.sha256(canonical_json(self._content())).digest()
+        return self._digest
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as JSON-ready data, for a late joiner (``merge_snapshot``)."""
@@ -234,6 +240,7 @@ class SharedState:
             raise ProtocolError(f"malformed snapshot: {exc!r}"[:200], "state") from None
         applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport = parsed
         before = self.op_count
+        self._digest = None
         for p, seqs in applied.items():
             self._applied.setdefault(p, set()).update(seqs)
         self._erased |= erased

@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--key", help="TLS private key (PEM)")
     serve.add_argument("--secret-file", help="file holding the token secret (default: $MEDVERSE_SECRET, else $MEDVERSE_HOME/consult.secret)")
     serve.add_argument("--mesh-limit", type=int, default=4, help="largest room connected peer to peer; larger rooms use the relay (default %(default)s)")
+    serve.add_argument(
+        "--relay-pose-budget",
+        type=float,
+        default=6000.0,
+        help="poses per second the relay forwards in all, shared by the participants; 0 for no limit (default %(default)s)",
+    )
     serve.add_argument("--max-rooms", type=int, default=64, help="rooms on the server (default %(default)s)")
     serve.add_argument("--max-participants", type=int, default=32, help="participants per room (default %(default)s)")
     serve.set_defaults(func=_serve)
@@ -100,6 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
         mesh_limit=args.mesh_limit,
         max_rooms=args.max_rooms,
         max_participants=args.max_participants,
+        relay_options={"pose_budget_hz": args.relay_pose_budget or None},
     )
     server = SignalingServer(config)
     asyncio.run(_run_server(server, where))

@@ -52,9 +52,9 @@ async def test_killed_participant_returns_and_resynchronises(server: SignalingSe
     ann, ben, cat = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("ann", "ben", "cat"))
     assert not (tmp_path / "cat-first.json").exists()  # killed: no report, nothing graceful happened
     assert ann["state"]["digest"] == ben["state"]["digest"] == cat["state"]["digest"]
-    made_after_restart = ann["counters"]["ops_sent"] + ben["counters"]["ops_sent"] + cat["counters"]["ops_sent"]
+    made_after_restart = sum(r["counters"].get("ops_sent", 0) for r in (ann, ben, cat))
     # The ops cat made before it was killed are part of the state, and its new ops were not taken for duplicates.
     assert ann["state"]["op_count"] > made_after_restart >= 60
-    assert cat["counters"]["snapshots_merged"] >= 1 and cat["counters"]["ops_sent"] >= 20
+    assert cat["counters"]["snapshots_merged"] >= 1 and cat["counters"].get("ops_sent", 0) >= 20
     assert ann["latency"]["links"]["ben"]["pose_total"] > 500  # ann and ben never stopped hearing each other
     assert ann["latency"]["links"]["cat"]["pose_total"] > 100  # and hear cat again

@@ -98,3 +98,31 @@ async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Pa
     assert carol.remotes[bob.index].pose is None
     alice.make_op(OpKind.SELECT, {"structure": "thalamus"})
     await until(lambda: bob.state.selection == carol.state.selection == "thalamus")
+
+
+async def test_relay_keeps_each_receiver_within_its_pose_budget() -> None:
+    """With a relay budget of 240 poses/s for four receivers, three 90 Hz senders reach each at about 60/s; ops still all arrive."""
+    srv = SignalingServer(ServerConfig(secret=SECRET, port=0, mesh_limit=1, relay_options={"pose_budget_hz": 240.0}))
+    await srv.start()
+    people = []
+    try:
+        for name in ("alice", "bob", "carol", "dave"):
+            token = issue_token(SECRET, "budget", name, "observer")
+            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3)))
+            await people[-1].start()
+        await until(lambda: all(on_relay(p, 3) for p in people))
+        before = [p.counters["poses_applied"] for p in people]
+        await asyncio.sleep(2.0)
+        received = [p.counters["poses_applied"] - b for p, b in zip(people, before, strict=True)]
+        # 3 senders x 90 Hz = 270 offered per receiver per second; 60 allowed (+ a 15-pose burst).
+        assert all(60 <= r <= 2 * 60 + 15 + 10 for r in received), received
+        relay = srv.rooms["budget"].relay
+        assert relay is not None and relay.counters["pose_over_budget"] > 0
+        for i, p in enumerate(people):
+            p.make_op(OpKind.CLIP_SET, {"index": i, "normal": [0, 1, 0], "d": 0.0})
+        await until(lambda: all(p.state.op_count == 4 for p in people))
+        assert len({p.state.digest() for p in people}) == 1
+    finally:
+        for p in people:
+            await p.stop()
+        await srv.stop()
