@@ -178,13 +178,16 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -
     for i in range(n):
         token = issue_token(SECRET.encode(), room, f"p{i + 1}", "expert")
         report = workdir / f"{room}-p{i + 1}.json"
+        # Everyone stops making ops at the same moment, 2 s before the first participant leaves, so
+        # that every op can reach everyone and the final digests can be compared.
+        ops_stop = max(warmup + 0.5, warmup + args.duration - 2.0 - i * args.stagger)
         # stderr to a file, not a pipe: a pipe nobody reads until the end blocks a chatty process.
         log_file = open(workdir / f"{room}-p{i + 1}.log", "wb")  # noqa: SIM115 (closed after the run)
         logs.append(log_file)
         procs.append((report, await asyncio.create_subprocess_exec(
             MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
             "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--ops-start", str(warmup), "--ops-stop", str(warmup + args.duration - 2.0), "--report", str(report),
+            "--ops-start", str(warmup), "--ops-stop", str(ops_stop), "--report", str(report),
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS

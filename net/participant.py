@@ -290,9 +290,10 @@ class Participant:
                 continue
             try:
                 await self._on_signaling(message)
-            except NetError as exc:
+            except (NetError, KeyError, TypeError, ValueError) as exc:
+                # A message that does not fit the schema is counted and skipped; the session goes on.
                 self.counters["signal_errors"] += 1
-                log.warning("%s: %s", self.name, exc)
+                log.warning("%s: bad signaling message %r: %s", self.name, message.get("type"), exc)
 
     async def _rejoin(self) -> None:
         welcome = await self.client.connect()
@@ -340,10 +341,15 @@ class Participant:
             if self.topology == "relay":
                 # In relay mode everyone offers to the relay and the relay never offers.
                 raise PeerError(f"offer from {sender} in a relay room")
-            await self._drop_link(sender)
-            link = self._new_link(sender)
-            answer = await link.handle_signal(data)
+            link = self._make_link(sender)
+            try:
+                answer = await link.handle_signal(data)
+            except PeerError:
+                await link.close()  # an unusable offer leaves the existing connection alone
+                raise
             assert answer is not None
+            await self._drop_link(sender)
+            self.links[sender] = link
             await self.client.send_signal(sender, answer)
         elif data.get("type") == "answer":
             link = self.links.get(sender)
@@ -354,6 +360,11 @@ class Participant:
             raise PeerError(f"signal from {sender} of unknown type {data.get('type')!r}")
 
     def _new_link(self, remote: str) -> PeerLink:
+        link = self._make_link(remote)
+        self.links[remote] = link
+        return link
+
+    def _make_link(self, remote: str) -> PeerLink:
         net = self.network
         link = PeerLink(
             remote,
@@ -362,7 +373,6 @@ class Participant:
             remote_sdp_filter=net.rewrite_sdp if net else None,
         )
         link.on_state_change = self._link_state_changed
-        self.links[remote] = link
         return link
 
     async def _offer(self, remote: str) -> None:

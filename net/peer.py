@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
 from net.errors import NetError
 from net.protocol import CHANNELS
@@ -179,6 +180,9 @@ class PeerLink:
         kind, sdp = data.get("type"), data.get("sdp")
         if kind not in ("offer", "answer") or not isinstance(sdp, str):
             raise PeerError(f"link {self.remote}: expected an offer or answer with an sdp string, got {kind!r}")
+        if "\nm=application " not in sdp.replace("\r\n", "\n"):
+            # aiortc accepts a description without any media section; it could never carry our channels.
+            raise PeerError(f"link {self.remote}: {kind} has no data-channel (m=application) section")
         if self._remote_filter is not None:
             sdp = await self._remote_filter(sdp)
         try:
@@ -187,7 +191,7 @@ class PeerLink:
                 return None
             self._set_state("connecting")
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, InvalidAccessError, InvalidStateError) as exc:
             # aiortc raises these for SDP it cannot use; bad input from a remote must not escape.
             raise PeerError(f"link {self.remote}: unusable {kind}: {exc}") from None
         return await self._describe()

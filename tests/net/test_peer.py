@@ -125,3 +125,15 @@ async def test_backed_up_pose_channel_skips_instead_of_queueing(join: Callable[.
     alice.make_op(OpKind.SELECT, {"structure": "insula"})
     await until(lambda: bob.state.selection == "insula")
     assert bob.counters["poses_applied"] == 0
+
+
+async def test_unusable_offer_is_counted_and_the_peer_keeps_working(join: Callable[..., Participant]) -> None:
+    """A signal carrying a broken SDP offer, or no data type at all, is counted; real traffic still flows."""
+    alice = await join("alice", pose_rate_hz=0)
+    bob = await join("bob", pose_rate_hz=0)
+    await until(lambda: synced(alice, 1) and synced(bob, 1))
+    await alice.client.send_signal("bob", {"type": "offer", "sdp": "v=0\r\nthis is not a session description\r\n"})
+    await alice.client.send_signal("bob", {"type": "pranswer", "sdp": ""})
+    await until(lambda: bob.counters["signal_errors"] == 2)
+    alice.make_op(OpKind.SELECT, {"structure": "amygdala"})
+    await until(lambda: bob.state.selection == "amygdala")
