@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

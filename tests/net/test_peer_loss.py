@@ -10,7 +10,7 @@ import pytest
 
 from net.faults import FaultPlan
 from net.participant import Participant, ParticipantConfig
-from net.protocol import OpKind, StateOp
+from net.protocol import OpKind
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import issue_token
 
