@@ -58,3 +58,30 @@ async def test_state_ops_survive_five_percent_loss_in_order(server: SignalingSer
     finally:
         await bob.stop()
         await alice.stop()
+
+
+async def test_state_ops_made_during_an_outage_all_arrive_in_order_after_it(server: SignalingServer) -> None:
+    """The network goes down for 3 s while ops keep being made: afterwards every op arrives, in order, nothing twice."""
+    alice = Participant(server.url, issue_token(SECRET, "outage", "alice", "surgeon"), ParticipantConfig())
+    bob = Participant(server.url, issue_token(SECRET, "outage", "bob", "expert"), ParticipantConfig(faults=FaultPlan()))
+    seen: list[int] = []
+    bob.on_op = lambda op, latency: seen.append(op.seq) if op.participant == alice.index else None
+    await alice.start()
+    await bob.start()
+    try:
+        await until(lambda: alice.links.get("bob") is not None and alice.links["bob"].is_open)
+        assert bob.network is not None
+        for i in range(120):
+            if i == 20:
+                bob.network.set_down(True)
+            if i == 80:
+                bob.network.set_down(False)
+            alice.make_op(OpKind.STROKE_ADD, {"id": f"s{i}", "points": [[0.0, 1.0, 0.001 * i]]})
+            await asyncio.sleep(0.05)
+        assert bob.network.counters.blocked > 0
+        await until(lambda: len(seen) == 120)
+        assert seen == list(range(1, 121))
+        assert bob.state.digest() == alice.state.digest()
+    finally:
+        await bob.stop()
+        await alice.stop()
