@@ -149,6 +149,22 @@ def procedural_poses(t: float, index: int) -> dict[str, WirePose]:
     return {"head": head, "left": left, "right": right}
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory, kB.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one: a process started by fork and exec from a
+    large parent (a test runner, a benchmark) inherits that parent's peak in ``ru_maxrss`` on Linux,
+    which would make every participant look as big as its launcher.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
 class Participant:
     """One participant of a consultation room (see the module docstring).
 
@@ -658,7 +674,7 @@ class Participant:
             "remote_digests": {r.name: {"op_count": r.digest[0], "digest": r.digest[1].hex()} for r in self.remotes.values() if r.digest},
             "cpu_s": round(cpu, 3),
             "cpu_share": round(cpu / wall, 4),
-            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "max_rss_mb": round(peak_rss_kb() / 1024, 1),
             "bytes_sent_per_s": round(sent / wall, 1),
             "bytes_received_per_s": round(received / wall, 1),
             "pose_kbit_s_per_link": {name: round(link.pose_kbit_s(), 2) for name, link in self.links.items()},
