@@ -8,50 +8,31 @@ each pose is known from the one real clock; the reported figures must match it.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from net.faults import FaultPlan
 from net.participant import Participant, ParticipantConfig
 from net.protocol import PoseRecord
-from net.signaling import ServerConfig, SignalingServer
+from net.signaling import SignalingServer
 from net.tokens import issue_token
 
-SECRET = b"latency-recovery-secret-0123456789"
 SKEW_S = 5.0
 DELAY_S = 0.020
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server on a free loopback port."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-async def measure(server: SignalingServer, room: str, delay_s: float) -> tuple[Participant, Participant, list[float], list[float]]:
+async def measure(server: SignalingServer, room: str, delay_s: float, until: Callable[..., Awaitable[None]]) -> tuple[Participant, Participant, list[float], list[float]]:
     """Run Alice and (skewed, delayed) Bob until each has 150 pose samples; return both and the errors.
 
     Returns the two participants and, per direction, reported minus true one-way latency, seconds.
     """
-    alice = Participant(server.url, issue_token(SECRET, room, "alice", "surgeon"), ParticipantConfig(clock_interval_s=0.1))
+    alice = Participant(server.url, issue_token(server.config.secret, room, "alice", "surgeon"), ParticipantConfig(clock_interval_s=0.1))
     bob = Participant(
         server.url,
-        issue_token(SECRET, room, "bob", "expert"),
+        issue_token(server.config.secret, room, "bob", "expert"),
         ParticipantConfig(clock_interval_s=0.1, faults=FaultPlan(delay_s=delay_s)),
         clock=lambda: time.monotonic() + SKEW_S,
     )
@@ -79,9 +60,9 @@ async def measure(server: SignalingServer, room: str, delay_s: float) -> tuple[P
     return alice, bob, errors_at_alice, errors_at_bob
 
 
-async def test_known_skew_and_delay_are_recovered_within_1_ms(server: SignalingServer) -> None:
+async def test_known_skew_and_delay_are_recovered_within_1_ms(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """Offset 5 s and 20 ms extra one-way delay: estimated offset, and every reported latency, within 1 ms of the truth."""
-    alice, bob, errors_at_alice, errors_at_bob = await measure(server, "skewed", DELAY_S)
+    alice, bob, errors_at_alice, errors_at_bob = await measure(server, "skewed", DELAY_S, until)
     offset_seen_by_alice = alice.remotes[bob.index].clock.offset
     offset_seen_by_bob = bob.remotes[alice.index].clock.offset
     assert offset_seen_by_alice == pytest.approx(SKEW_S, abs=1e-3)
@@ -98,10 +79,10 @@ async def test_known_skew_and_delay_are_recovered_within_1_ms(server: SignalingS
         assert figures.within_budget > 0.9
 
 
-async def test_added_delay_shows_as_the_difference_to_an_undelayed_run(server: SignalingServer) -> None:
+async def test_added_delay_shows_as_the_difference_to_an_undelayed_run(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """The same skewed pair with and without the 20 ms proxy delay: the median one-way latency differs by 20 ms (within 1 ms plus timer slack)."""
-    alice0, _, _, _ = await measure(server, "base", 0.0)
-    alice1, _, _, _ = await measure(server, "delayed", DELAY_S)
+    alice0, _, _, _ = await measure(server, "base", 0.0, until)
+    alice1, _, _, _ = await measure(server, "delayed", DELAY_S, until)
     base = alice0.monitor.summary("bob")
     delayed = alice1.monitor.summary("bob")
     assert base is not None and delayed is not None

@@ -9,32 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 
-from net.signaling import ServerConfig, SignalingServer
+from net.signaling import SignalingServer
 from net.tokens import issue_token
 
-SECRET = b"multiparty-tests-secret-0123456789"
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
-
-
-@pytest.fixture
-async def mesh_server() -> AsyncIterator[SignalingServer]:
-    """Server with the default mesh limit of 4."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0, mesh_limit=4))
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 async def run_room(server: SignalingServer, room: str, names: list[str], tmp_path: Path, duration: float) -> list[dict]:
     """Run one ``consult join`` process per name at once; return their JSON reports."""
     procs = []
     for name in names:
-        token = issue_token(SECRET, room, name, "expert")
+        token = issue_token(server.config.secret, room, name, "expert")
         report = tmp_path / f"{name}.json"
         args = ["consult", "join", "--server", server.url, "--token", token, "--duration", str(duration),
                 "--ops-rate", "10", "--ops-stop", "2.5", "--report", str(report)]  # fmt: skip
@@ -70,15 +58,15 @@ def check_room(reports: list[dict], topology: str) -> None:
         assert r["max_rss_mb"] < 150
 
 
-async def test_four_processes_in_a_mesh(mesh_server: SignalingServer, tmp_path: Path) -> None:
+async def test_four_processes_in_a_mesh(server: SignalingServer, tmp_path: Path) -> None:
     """Four participant processes connect pairwise, deliver poses and ops to each other and converge."""
-    reports = await run_room(mesh_server, "mesh-room", ["p1", "p2", "p3", "p4"], tmp_path, duration=5.0)
+    reports = await run_room(server, "mesh-room", ["p1", "p2", "p3", "p4"], tmp_path, duration=5.0)
     check_room(reports, "mesh")
     assert all("relay" not in r["links"] for r in reports)
 
 
-async def test_five_processes_through_the_relay(mesh_server: SignalingServer, tmp_path: Path) -> None:
+async def test_five_processes_through_the_relay(server: SignalingServer, tmp_path: Path) -> None:
     """Five participant processes (limit 4) end up on the relay, still deliver to everyone and converge."""
-    reports = await run_room(mesh_server, "relay-room", ["q1", "q2", "q3", "q4", "q5"], tmp_path, duration=6.0)
+    reports = await run_room(server, "relay-room", ["q1", "q2", "q3", "q4", "q5"], tmp_path, duration=6.0)
     check_room(reports, "relay")
     assert all(list(r["links"]) == ["relay"] for r in reports)

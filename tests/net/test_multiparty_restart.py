@@ -6,29 +6,17 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 
-from net.signaling import ServerConfig, SignalingServer
+from net.signaling import SignalingServer
 from net.tokens import issue_token
 
-SECRET = b"restart-tests-secret-0123456789abc"
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server on a free loopback port."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
 async def join(server: SignalingServer, name: str, duration: float, ops_stop: float, report: Path) -> asyncio.subprocess.Process:
-    token = issue_token(SECRET, "ward", name, "expert")
+    token = issue_token(server.config.secret, "ward", name, "expert")
     return await asyncio.create_subprocess_exec(
         MEDVERSE, "consult", "join", "--server", server.url, "--token", token, "--duration", str(duration),
         "--ops-rate", "10", "--ops-stop", str(ops_stop), "--report", str(report),

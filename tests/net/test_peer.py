@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from net.participant import Participant, ParticipantConfig
+from net.participant import Participant
 from net.protocol import OpKind, PoseRecord, WirePose, encode_pose
-from net.signaling import ServerConfig, SignalingServer
-from net.tokens import issue_token
+from net.signaling import SignalingServer
 
-SECRET = b"peer-tests-secret-0123456789abcdef"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server on a free loopback port."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
-async def join(server: SignalingServer) -> AsyncIterator[Callable[..., Participant]]:
-    """Start participants in room ``ward``; all are stopped at the end."""
-    started: list[Participant] = []
-
-    async def start(name: str, **config: object) -> Participant:
-        options: dict[str, object] = {"report_interval_s": 0.3, **config}
-        p = Participant(server.url, issue_token(SECRET, "ward", name, "expert"), ParticipantConfig(**options))  # type: ignore[arg-type]
-        started.append(p)
-        await p.start()
-        return p
-
-    yield start  # type: ignore[misc]
-    for p in started:
-        await p.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def synced(p: Participant, peers: int) -> bool:
     return sum(1 for link in p.links.values() if link.is_open) == peers and all(r.clock.synchronized for r in p.remotes.values())
 
 
-async def test_two_peers_open_three_channels_and_deliver(join: Callable[..., Participant], server: SignalingServer) -> None:
+async def test_two_peers_open_three_channels_and_deliver(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """Two peers connect through signaling; pose is unordered without retransmits, state reliable; poses, ops and latency flow."""
     alice = await join("alice")
     bob = await join("bob")
@@ -92,7 +54,7 @@ async def test_two_peers_open_three_channels_and_deliver(join: Callable[..., Par
     assert all(0 < k["p99_ms"] and "rtt_ms" in k for k in links())
 
 
-async def test_bad_and_spoofed_messages_are_dropped_and_counted(join: Callable[..., Participant]) -> None:
+async def test_bad_and_spoofed_messages_are_dropped_and_counted(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
     """Garbage on every channel, text frames and a pose in another participant's name are counted; the link lives on."""
     alice = await join("alice", pose_rate_hz=0)
     bob = await join("bob", pose_rate_hz=0)
@@ -113,7 +75,7 @@ async def test_bad_and_spoofed_messages_are_dropped_and_counted(join: Callable[.
     await until(lambda: bob.state.selection == "thalamus")
 
 
-async def test_backed_up_pose_channel_skips_instead_of_queueing(join: Callable[..., Participant]) -> None:
+async def test_backed_up_pose_channel_skips_instead_of_queueing(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
     """When bufferedAmount is above the limit a pose is skipped and counted; reliable state still goes."""
     alice = await join("alice", pose_rate_hz=0)
     bob = await join("bob", pose_rate_hz=0)
@@ -127,7 +89,7 @@ async def test_backed_up_pose_channel_skips_instead_of_queueing(join: Callable[.
     assert bob.counters["poses_applied"] == 0
 
 
-async def test_unusable_offer_is_counted_and_the_peer_keeps_working(join: Callable[..., Participant]) -> None:
+async def test_unusable_offer_is_counted_and_the_peer_keeps_working(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
     """A signal carrying a broken SDP offer, or no data type at all, is counted; real traffic still flows."""
     alice = await join("alice", pose_rate_hz=0)
     bob = await join("bob", pose_rate_hz=0)

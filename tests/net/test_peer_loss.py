@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
-import pytest
 
 from net.faults import FaultPlan
 from net.participant import Participant, ParticipantConfig
 from net.protocol import OpKind
-from net.signaling import ServerConfig, SignalingServer
+from net.signaling import SignalingServer
 from net.tokens import issue_token
 
-SECRET = b"peer-loss-tests-secret-0123456789a"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server on a free loopback port."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-async def test_state_ops_survive_five_percent_loss_in_order(server: SignalingServer) -> None:
+async def test_state_ops_survive_five_percent_loss_in_order(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """300 ops at 100 Hz across a link losing 5% of datagrams each way: all 300 applied, in sequence order."""
-    alice = Participant(server.url, issue_token(SECRET, "lossy", "alice", "surgeon"), ParticipantConfig())
+    alice = Participant(server.url, issue_token(server.config.secret, "lossy", "alice", "surgeon"), ParticipantConfig())
     bob = Participant(
-        server.url, issue_token(SECRET, "lossy", "bob", "expert"), ParticipantConfig(faults=FaultPlan(loss=0.05, seed=7))
+        server.url, issue_token(server.config.secret, "lossy", "bob", "expert"), ParticipantConfig(faults=FaultPlan(loss=0.05, seed=7))
     )
     seen: list[int] = []
     bob.on_op = lambda op, latency: seen.append(op.seq) if op.participant == alice.index else None
@@ -60,10 +40,10 @@ async def test_state_ops_survive_five_percent_loss_in_order(server: SignalingSer
         await alice.stop()
 
 
-async def test_state_ops_made_during_an_outage_all_arrive_in_order_after_it(server: SignalingServer) -> None:
+async def test_state_ops_made_during_an_outage_all_arrive_in_order_after_it(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """The network goes down for 3 s while ops keep being made: afterwards every op arrives, in order, nothing twice."""
-    alice = Participant(server.url, issue_token(SECRET, "outage", "alice", "surgeon"), ParticipantConfig())
-    bob = Participant(server.url, issue_token(SECRET, "outage", "bob", "expert"), ParticipantConfig(faults=FaultPlan()))
+    alice = Participant(server.url, issue_token(server.config.secret, "outage", "alice", "surgeon"), ParticipantConfig())
+    bob = Participant(server.url, issue_token(server.config.secret, "outage", "bob", "expert"), ParticipantConfig(faults=FaultPlan()))
     seen: list[int] = []
     bob.on_op = lambda op, latency: seen.append(op.seq) if op.participant == alice.index else None
     await alice.start()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -13,41 +12,10 @@ from net.protocol import OpKind, PoseRecord, WirePose, encode_pose
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import RELAY_ID, issue_token
 
-SECRET = b"relay-tests-secret-0123456789abcdef"
-
-
 @pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server whose rooms switch to the relay above two participants."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0, mesh_limit=2))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
-async def join(server: SignalingServer) -> AsyncIterator[Callable[..., Participant]]:
-    """Start participants in room ``theatre``; stopped at the end."""
-    started: list[Participant] = []
-
-    async def start(name: str, **config: object) -> Participant:
-        options: dict[str, object] = {"report_interval_s": 0.3, **config}
-        p = Participant(server.url, issue_token(SECRET, "theatre", name, "surgeon"), ParticipantConfig(**options))  # type: ignore[arg-type]
-        started.append(p)
-        await p.start()
-        return p
-
-    yield start  # type: ignore[misc]
-    for p in started:
-        await p.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+def server_options() -> dict[str, object]:
+    """Rooms switch to the relay above two participants."""
+    return {"mesh_limit": 2}
 
 
 def on_relay(p: Participant, others: int) -> bool:
@@ -61,7 +29,7 @@ def on_relay(p: Participant, others: int) -> bool:
     )
 
 
-async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Callable[..., Participant], server: SignalingServer) -> None:
+async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """Four participants (limit 2): all end on the relay, see each other's poses and ops, and agree on the state."""
     people = []
     for name in ("alice", "bob", "carol", "dave"):
@@ -83,7 +51,7 @@ async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Calla
     assert relay["counters"].get("spoofed", 0) == 0
 
 
-async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Participant], server: SignalingServer) -> None:
+async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
     """A participant sending a pose with another's index through the relay: the relay drops and counts it."""
     people = [await join(name, pose_rate_hz=0) for name in ("alice", "bob", "carol")]
     await until(lambda: all(on_relay(p, 2) for p in people))
@@ -91,7 +59,7 @@ async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Pa
     forged = PoseRecord(bob.index, 1, alice.clock(), head=WirePose((0.0, 1.6, 0.0)))
     alice.links[RELAY_ID].send("pose", encode_pose(forged))
     alice.links[RELAY_ID].send("pose", b"\x01\x10 not a pose")
-    relay = server.rooms["theatre"].relay
+    relay = server.rooms["ward"].relay
     assert relay is not None
     await until(lambda: relay.counters["spoofed"] == 1 and relay.counters["malformed"] == 1)
     await asyncio.sleep(0.2)
@@ -100,14 +68,15 @@ async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Pa
     await until(lambda: bob.state.selection == carol.state.selection == "thalamus")
 
 
-async def test_relay_keeps_each_receiver_within_its_pose_budget() -> None:
+async def test_relay_keeps_each_receiver_within_its_pose_budget(until: Callable[..., Awaitable[None]]) -> None:
     """With a relay budget of 240 poses/s for four receivers, three 90 Hz senders reach each at about 60/s; ops still all arrive."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0, mesh_limit=1, relay_options={"pose_budget_hz": 240.0}))
+    srv = SignalingServer(ServerConfig(secret=b"relay-budget-secret-0123456789abcd", port=0, mesh_limit=1,
+                                       relay_options={"pose_budget_hz": 240.0}))
     await srv.start()
     people = []
     try:
         for name in ("alice", "bob", "carol", "dave"):
-            token = issue_token(SECRET, "budget", name, "observer")
+            token = issue_token(srv.config.secret, "budget", name, "observer")
             people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3)))
             await people[-1].start()
         await until(lambda: all(on_relay(p, 3) for p in people))

@@ -3,57 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from net.participant import Participant, ParticipantConfig
+from net.participant import Participant
 from net.protocol import OpKind
-from net.signaling import ServerConfig, SignalingServer
-from net.tokens import issue_token
 
-SECRET = b"state-sync-tests-secret-0123456789"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    """A signaling server on a free loopback port (mesh up to 4)."""
-    srv = SignalingServer(ServerConfig(secret=SECRET, port=0))
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-@pytest.fixture
-async def join(server: SignalingServer) -> AsyncIterator[Callable[..., Participant]]:
-    """Start participants (no poses: this is about state) in room ``ward``; stopped at the end."""
-    started: list[Participant] = []
-
-    async def start(name: str, **config: object) -> Participant:
-        p = Participant(server.url, issue_token(SECRET, "ward", name, "trainee"), ParticipantConfig(pose_rate_hz=0, report_interval_s=0.3, **config))  # type: ignore[arg-type]
-        started.append(p)
-        await p.start()
-        return p
-
-    yield start  # type: ignore[misc]
-    for p in started:
-        await p.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds; fail with a timeout otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+def participant_options() -> dict[str, object]:
+    """No poses: these tests are about state."""
+    return {"pose_rate_hz": 0, "report_interval_s": 0.3}
 
 
 def open_links(p: Participant) -> int:
     return sum(1 for link in p.links.values() if link.is_open)
 
 
-async def test_late_joiner_gets_snapshot_then_deltas(join: Callable[..., Participant]) -> None:
+async def test_late_joiner_gets_snapshot_then_deltas(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
     """Ops made before, while and after a third peer joins all reach it once; all three digests agree."""
     alice = await join("alice")
     bob = await join("bob")
@@ -79,7 +48,7 @@ async def test_late_joiner_gets_snapshot_then_deltas(join: Callable[..., Partici
     await until(lambda: all(r.digest == (92, alice.state.digest()) for p in (alice, bob, carol) for r in p.remotes.values()))
 
 
-async def test_peer_that_missed_ops_resynchronises_from_digests(join: Callable[..., Participant]) -> None:
+async def test_peer_that_missed_ops_resynchronises_from_digests(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
     """Ops applied locally but never sent (a dropped connection, say) are recovered by digest comparison."""
     alice = await join("alice")
     bob = await join("bob")
