@@ -3,7 +3,9 @@
 A :class:`Scene` holds one twin placed in the world (``twin_pose``, metres), a :class:`Material` per
 structure (colour, opacity, visibility), the selected structures, up to :data:`MAX_CLIP_PLANES` clip
 planes, landmarks and annotation strokes (both in twin coordinates, metres), and the avatars of the
-participants (head, hands, pointer ray, in world coordinates). The renderer reads it each frame; GPU
+participants (head, hands, pointer ray, in world coordinates) with text labels (an avatar's display
+name above its head, each landmark's text, optionally the selected structure's name: see
+:meth:`Scene.labels`). The renderer reads it each frame; GPU
 objects for the twin's meshes are made once, the first time the renderer sees the twin.
 
 ``version`` increases on every change to materials or selection so that the renderer re-uploads the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -120,6 +123,52 @@ class Avatar:
     label: str = ""
 
 
+#: Head sphere radius the renderer draws for avatars, metres; their name floats above it.
+AVATAR_HEAD_RADIUS = 0.09
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """How text labels look.
+
+    ``size``: ``"angular"`` keeps every label ``angle`` degrees of visual angle tall whatever its
+    distance (a name stays readable at 2 m and does not swamp the view up close); ``"world"`` makes
+    them ``height`` metres tall, like a physical sign. Heights are of one line of text (ascent plus
+    descent). ``color``: text colour, ``background``: the plate behind it (linear RGBA; alpha 0
+    draws no plate). ``on_top``: draw labels over everything (a name behind the twin stays
+    readable); otherwise the twin hides them like any other object. ``gap``: metres between an
+    object's top and its label's bottom.
+    """
+
+    size: Literal["angular", "world"] = "angular"
+    angle: float = 1.5
+    height: float = 0.03
+    color: Color = (1.0, 1.0, 1.0, 1.0)
+    background: Color = (0.0, 0.0, 0.0, 0.6)
+    on_top: bool = True
+    gap: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.size not in ("angular", "world"):
+            raise SceneError(f"label size must be 'angular' or 'world', got {self.size!r}")
+        if not 0.0 < float(self.angle) < 45.0:
+            raise SceneError(f"label angle must be in (0, 45) degrees, got {self.angle!r}")
+        if not 0.0 < float(self.height) < 10.0:
+            raise SceneError(f"label height must be in (0, 10) metres, got {self.height!r}")
+        _color(self.color, "label colour")
+        _color(self.background, "label background")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One label to draw: ``text`` (one line), ``position`` (3,) world metres of the middle of its
+    bottom edge, ``color`` of its text (linear RGBA)."""
+
+    text: str
+    position: tuple[float, float, float]
+    color: Color
+
+
 @dataclass
 class Scene:
     """Everything the renderer draws for one frame (see the module docstring).
@@ -128,7 +177,8 @@ class Scene:
     ``materials``: one per structure, in the twin's order; ``selected``: indices of selected
     structures (drawn highlighted); ``background``: linear RGBA clear colour;
     ``show_local_hands``: draw this user's own controllers (from ``update(frame)``) as spheres with
-    pointer rays of ``local_pointer_length`` metres.
+    pointer rays of ``local_pointer_length`` metres; ``show_labels``: draw text labels (styled by
+    ``label_style``), ``label_selection``: label the selected structures with their names too.
     """
 
     twin: Twin
@@ -143,9 +193,13 @@ class Scene:
     background: Color = (0.02, 0.02, 0.025, 1.0)
     show_local_hands: bool = True
     local_pointer_length: float = 0.3
+    show_labels: bool = True
+    label_selection: bool = False
+    label_style: LabelStyle = LabelStyle()
     version: int = 0
     local_hands: tuple[HandInput, HandInput] = (HandInput(), HandInput())
     time: float = 0.0
+    _structure_tops: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.materials:
@@ -213,6 +267,52 @@ class Scene:
 
     def clear_clip_planes(self) -> None:
         self.clip_planes.clear()
+
+    # --- labels -------------------------------------------------------------------------------------
+
+    def labels(self) -> list[Label]:
+        """The labels to draw this frame, in world coordinates (empty when ``show_labels`` is off).
+
+        Avatars with a ``label`` get it above their head (``gap`` above the head sphere), landmarks
+        with a ``label`` above their sphere, in the landmark's colour; with ``label_selection``, each
+        selected structure its name above the top of its bounds. Avatars without a head pose and
+        blank texts get none.
+        """
+        if not self.show_labels:
+            return []
+        style = self.label_style
+        up = np.array([0.0, 1.0, 0.0])
+        out: list[Label] = []
+
+        def add(text: str, point: np.ndarray, color: Color) -> None:
+            if text.strip() and np.all(np.isfinite(point)):
+                out.append(Label(text, (float(point[0]), float(point[1]), float(point[2])), color))
+
+        for av in self.avatars:
+            if av.head is not None and av.label:
+                add(av.label, np.asarray(av.head.position) + up * (AVATAR_HEAD_RADIUS + style.gap), style.color)
+        if any(lm.label for lm in self.landmarks):
+            model = self.model_matrix()
+            for lm in self.landmarks:
+                if lm.label:
+                    p = model[:3, :3] @ np.asarray(lm.position, dtype=np.float64) + model[:3, 3]
+                    add(lm.label, p + up * (lm.radius * self.twin_scale + style.gap), lm.color)
+        if self.label_selection and self.selected:
+            model = self.model_matrix()
+            for i in sorted(self.selected):
+                top = self._structure_top(i, model)
+                add(self.twin.structures[i].name, top + up * style.gap, style.color)
+        return out
+
+    def _structure_top(self, i: int, model: np.ndarray) -> np.ndarray:
+        """World point above structure ``i``: the middle of the top of its world-space bounding box."""
+        if i not in self._structure_tops:  # bounds scan every vertex: once per structure
+            self._structure_tops[i] = self.twin.structures[i].bounds()
+        lo, hi = self._structure_tops[i]
+        corners = np.array([(x, y, z) for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        world = corners @ model[:3, :3].T + model[:3, 3]
+        wlo, whi = world.min(axis=0), world.max(axis=0)
+        return np.array([(wlo[0] + whi[0]) / 2, whi[1], (wlo[2] + whi[2]) / 2])
 
     # --- geometry helpers ---------------------------------------------------------------------------
 

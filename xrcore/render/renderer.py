@@ -5,8 +5,10 @@ What it draws
     (opaque first, then transparent ones back to front, each back faces before front faces),
     Blinn-Phong lighting, a rim highlight on selected structures, up to six clip planes through
     ``gl_ClipDistance`` with the cut capped (the back faces seen through the cut are drawn as a flat lit
-    surface facing out of it), and instanced markers: landmarks, annotation strokes and avatars' heads,
-    hands and pointer rays.
+    surface facing out of it), instanced markers: landmarks, annotation strokes and avatars' heads,
+    hands and pointer rays, and text labels (avatars' names, landmark texts, the selected
+    structure's name) as head-facing billboards after all geometry, alpha-blended, glyphs from a
+    Pillow-built atlas (:mod:`xrcore.render.glyphs`) in one instanced draw.
 
 How
     All structures and their levels of detail share one vertex buffer (position and normal,
@@ -51,7 +53,8 @@ from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # 
 from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
 
 from assets.twin import Twin  # noqa: E402
-from xrcore.scene import MAX_CLIP_PLANES, Scene  # noqa: E402
+from xrcore.render.glyphs import GlyphAtlas  # noqa: E402
+from xrcore.scene import AVATAR_HEAD_RADIUS, MAX_CLIP_PLANES, Label, Scene  # noqa: E402
 from xrcore.stats import FrameStats  # noqa: E402
 from xrcore.types import View  # noqa: E402
 
@@ -67,6 +70,19 @@ _MIN_BATCH_TRIANGLES = 20_000
 _PIXELS_PER_BATCH_TRIANGLE = 70
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
+#: Margin of a label's plate around its text, line units.
+_PLATE_PAD = 0.18
+#: Laid-out label texts kept for reuse (a label that comes back costs no layout).
+_LAYOUT_CACHE = 256
+_ATLAS: GlyphAtlas | None = None
+
+
+def glyph_atlas() -> GlyphAtlas:
+    """The process's glyph atlas, rasterised on first use (about 0.2 s) and shared by renderers."""
+    global _ATLAS
+    if _ATLAS is None:
+        _ATLAS = GlyphAtlas()
+    return _ATLAS
 
 
 class RenderError(RuntimeError):
@@ -263,7 +279,15 @@ class Renderer:
         self._mesh_plain = self._program("mesh.vert", "mesh.frag", {"CAPS": 0})
         self._mesh_caps = self._program("mesh.vert", "mesh.frag", {"CAPS": 1})
         self._marker = self._program("marker.vert", "marker.frag")
+        self._label = self._program("label.vert", "label.frag")
         self._build_markers()
+        # label GPU objects are made when the first label shows up (the atlas costs 0.2 s to build)
+        self._label_vao = 0
+        self._label_buffers: list[int] = []  # instances, per-label table
+        self._label_textures: list[int] = []  # atlas, table view
+        self._label_key: tuple[str, ...] | None = None
+        self._label_count = 0  # instances (plates and glyphs) in the buffer
+        self._layouts: dict[str, tuple[np.ndarray, float]] = {}
         if self.config.timer_queries:
             q = [int(x) for x in np.atleast_1d(GL.glGenQueries(2 * _TIMER_RING))]
             self._free_timers = list(zip(q[0::2], q[1::2], strict=True))
@@ -607,6 +631,7 @@ class Renderer:
             far_first = np.argsort(-np.linalg.norm(centres - mid_eye, axis=1), kind="stable")
             transparent = [transparent[k] for k in far_first]
         markers = self._marker_arrays(scene, model)
+        labels = self._prepare_labels(scene.labels(), views) if scene.show_labels else 0
 
         mesh = self._mesh_caps if n_clip else self._mesh_plain
         GL.glUseProgram(mesh.handle)
@@ -641,6 +666,8 @@ class Renderer:
                 self._draw_transparent(transparent, levels)
             if markers is not None:
                 self._draw_markers(markers, view_proj, eye_pos, eye)
+            if labels:
+                self._draw_labels(scene, view_proj, eye)
         # CPU time stops before the resolve: on a GPU the blit is only queued, but llvmpipe runs it on
         # this thread after waiting for its rasteriser, which is GPU time, not the frame's CPU cost
         self.stats.record_cpu((time.perf_counter() - t0) * 1000.0)
@@ -748,7 +775,7 @@ class Renderer:
 
         for av in scene.avatars:
             if av.head is not None:
-                spheres.append((*av.head.position, 0.09, 0, 0, 0, 0, *av.color))
+                spheres.append((*av.head.position, AVATAR_HEAD_RADIUS, 0, 0, 0, 0, *av.color))
             for h in av.hands:
                 if h is not None:
                     hand(h, av.color, av.pointer_length)
@@ -780,6 +807,121 @@ class Renderer:
                 GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), len(records) * self.view_instances
             )
         GL.glBindVertexArray(0)
+
+    # --- labels ---------------------------------------------------------------------------------------
+
+    def _build_labels(self) -> None:
+        atlas = glyph_atlas()
+        tex, table_tex = (int(t) for t in np.atleast_1d(GL.glGenTextures(2)))
+        self._label_textures = [tex, table_tex]
+        GL.glActiveTexture(GL.GL_TEXTURE1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
+        h, w = atlas.image.shape
+        GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R8, w, h, 0, GL.GL_RED, GL.GL_UNSIGNED_BYTE, atlas.image)
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+        # mipmaps: a 48 px glyph is often drawn at 10 px, which plain bilinear sampling would alias
+        GL.glGenerateMipmap(GL.GL_TEXTURE_2D)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_LINEAR_MIPMAP_LINEAR)
+        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR)
+        for wrap in (GL.GL_TEXTURE_WRAP_S, GL.GL_TEXTURE_WRAP_T):
+            GL.glTexParameteri(GL.GL_TEXTURE_2D, wrap, GL.GL_CLAMP_TO_EDGE)
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        instances, table = (int(b) for b in np.atleast_1d(GL.glGenBuffers(2)))
+        self._label_buffers = [instances, table]
+        self._label_vao = int(GL.glGenVertexArrays(1))
+        GL.glBindVertexArray(self._label_vao)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, instances)
+        for loc in (0, 1, 2):  # rect, uv, (label, plate): 48-byte records
+            GL.glEnableVertexAttribArray(loc)
+            GL.glVertexAttribPointer(loc, 4, GL.GL_FLOAT, GL.GL_FALSE, 48, ctypes.c_void_p(16 * loc))
+            GL.glVertexAttribDivisor(loc, self.view_instances)
+        GL.glBindVertexArray(0)
+        self._check("label set-up")
+
+    def _layout(self, text: str) -> tuple[np.ndarray, float]:
+        found = self._layouts.get(text)
+        if found is None:
+            if len(self._layouts) >= _LAYOUT_CACHE:
+                self._layouts.pop(next(iter(self._layouts)))
+            found = self._layouts[text] = glyph_atlas().layout(text)
+        return found
+
+    def _prepare_labels(self, labels: list[Label], views: list[View]) -> int:
+        """Upload this frame's label table, and the glyph instances when the texts changed.
+
+        Returns the number of instances to draw (0: nothing to draw).
+        """
+        if not labels:
+            return 0
+        if not self._label_vao:
+            self._build_labels()
+        key = tuple(label.text for label in labels)
+        if key != self._label_key:
+            parts: list[np.ndarray] = []
+            for k, label in enumerate(labels):
+                quads, width = self._layout(label.text)
+                rows = np.zeros((len(quads) + 1, 12), dtype=np.float32)
+                # the plate first, so that blending lays the label's glyphs over it; bottom at y = 0
+                rows[0, :4] = (-width / 2 - _PLATE_PAD, 0.0, width / 2 + _PLATE_PAD, 1.0 + 2 * _PLATE_PAD)
+                rows[0, 9] = 1.0
+                rows[1:, :8] = quads
+                rows[1:, [1, 3]] += _PLATE_PAD
+                rows[:, 8] = k
+                parts.append(rows)
+            data = np.concatenate(parts)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._label_buffers[0])
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
+            self._label_key, self._label_count = key, len(data)
+        table = np.array([(*label.position, 0.0, *label.color) for label in labels], dtype=np.float32)
+        GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, self._label_buffers[1])
+        GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_STREAM_DRAW)
+        GL.glActiveTexture(GL.GL_TEXTURE2)  # unit 0 holds the structures' material table
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, self._label_textures[1])
+        GL.glTexBuffer(GL.GL_TEXTURE_BUFFER, GL.GL_RGBA32F, self._label_buffers[1])
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        # every eye turns a label towards the same point, the middle of the eyes, so that both see
+        # one flat sign (per-eye billboards would disagree in depth and strain fusion)
+        head = (np.asarray(views[0].pose.position) + np.asarray(views[1].pose.position)) / 2
+        rot = views[0].pose.rotation_matrix()
+        self._label_head = (head.astype(np.float32), rot[:, 1].astype(np.float32), rot[:, 0].astype(np.float32))
+        return self._label_count
+
+    def _draw_labels(self, scene: Scene, view_proj: np.ndarray, eye: int | None) -> None:
+        prog, style = self._label, scene.label_style
+        GL.glUseProgram(prog.handle)
+        GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
+        if eye is not None:
+            GL.glUniform1i(prog.loc("u_eye_index"), eye)
+        head, up, right = self._label_head
+        GL.glUniform3fv(prog.loc("u_head_pos"), 1, head)
+        GL.glUniform3fv(prog.loc("u_head_up"), 1, up)
+        GL.glUniform3fv(prog.loc("u_head_right"), 1, right)
+        angular = style.size == "angular"
+        GL.glUniform1i(prog.loc("u_angular"), int(angular))
+        GL.glUniform1f(prog.loc("u_size"), 2 * math.tan(math.radians(style.angle) / 2) if angular else style.height)
+        GL.glUniform1f(prog.loc("u_near"), self.config.near)
+        GL.glUniform4f(prog.loc("u_plate_color"), *style.background)
+        GL.glUniform1i(prog.loc("u_atlas"), 1)
+        GL.glUniform1i(prog.loc("u_labels"), 2)
+        GL.glActiveTexture(GL.GL_TEXTURE1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self._label_textures[0])
+        GL.glActiveTexture(GL.GL_TEXTURE2)
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, self._label_textures[1])
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        for i in range(MAX_CLIP_PLANES):  # labels stay visible through cuts
+            GL.glDisable(GL.GL_CLIP_DISTANCE0 + i)
+        GL.glEnable(GL.GL_BLEND)
+        GL.glBlendFuncSeparate(GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA, GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
+        GL.glDepthMask(GL.GL_FALSE)
+        if style.on_top:
+            GL.glDisable(GL.GL_DEPTH_TEST)
+        GL.glBindVertexArray(self._label_vao)
+        GL.glDrawArraysInstanced(GL.GL_TRIANGLE_STRIP, 0, 4, self._label_count * self.view_instances)
+        GL.glBindVertexArray(0)
+        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDepthMask(GL.GL_TRUE)
+        GL.glDisable(GL.GL_BLEND)
 
     def _resolve(self) -> None:
         if self.samples <= 1:
@@ -924,6 +1066,11 @@ class Renderer:
         GL.glDeleteProgram(self._mesh_plain.handle)
         GL.glDeleteProgram(self._mesh_caps.handle)
         GL.glDeleteProgram(self._marker.handle)
+        GL.glDeleteProgram(self._label.handle)
+        if self._label_vao:
+            GL.glDeleteVertexArrays(1, [self._label_vao])
+            GL.glDeleteBuffers(len(self._label_buffers), self._label_buffers)
+            GL.glDeleteTextures(len(self._label_textures), self._label_textures)
         qs = [q for pair in self._free_timers + self._timers for q in pair]
         if qs:
             GL.glDeleteQueries(len(qs), qs)
