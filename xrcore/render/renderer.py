@@ -288,6 +288,8 @@ class Renderer:
         self._label_key: tuple[str, ...] | None = None
         self._label_count = 0  # instances (plates and glyphs) in the buffer
         self._layouts: dict[str, tuple[np.ndarray, float]] = {}
+        #: Times the glyph instance buffer was rebuilt (only when the set of label texts changes).
+        self.label_uploads = 0
         if self.config.timer_queries:
             q = [int(x) for x in np.atleast_1d(GL.glGenQueries(2 * _TIMER_RING))]
             self._free_timers = list(zip(q[0::2], q[1::2], strict=True))
@@ -873,6 +875,7 @@ class Renderer:
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._label_buffers[0])
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
             self._label_key, self._label_count = key, len(data)
+            self.label_uploads += 1
         table = np.array([(*label.position, 0.0, *label.color) for label in labels], dtype=np.float32)
         GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, self._label_buffers[1])
         GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_STREAM_DRAW)

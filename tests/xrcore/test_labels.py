@@ -1,0 +1,225 @@
+"""Text labels: avatar names, landmark texts and the selected structure's name, drawn as billboards
+by the renderer on a real EGL context (llvmpipe in CI), checked against the camera maths."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xrcore.backends.sim import QUEST_LEFT_FOV, eye_views
+from xrcore.motion import look_rotation
+from xrcore.render.glyphs import MAX_LABEL_CHARS, GlyphAtlas
+from xrcore.scene import AVATAR_HEAD_RADIUS, Avatar, LabelStyle, Landmark, Scene, SceneError, frame_twin
+from xrcore.types import Pose, View
+
+W = 200
+GREEN = (0.0, 1.0, 0.0, 1.0)
+ORIGIN = (0.0, 0.0, 0.0)
+AHEAD = (0.0, 0.0, -1.0)
+#: Plate margin in line units (the renderer's _PLATE_PAD): a plate is (1 + 2 x this) lines tall.
+PAD = 0.18
+
+
+def views_from(eye: tuple[float, float, float], target: tuple[float, float, float], size: int = W) -> list[View]:
+    return eye_views(Pose(eye, look_rotation(eye, target)), 0.063, QUEST_LEFT_FOV, size, size)
+
+
+def project(view: View, point: Any) -> tuple[float, float]:
+    """(column, row) in pixels, row 0 at the top, of a world point (metres) seen by ``view``."""
+    clip = view.fov.projection() @ view.view_matrix() @ np.array([*point, 1.0])
+    ndc = clip[:3] / clip[3]
+    return float((ndc[0] + 1) / 2 * view.width), float((1 - ndc[1]) / 2 * view.height)
+
+
+def text_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels of green label text (bright green, little red or blue)."""
+    r, g, b = (image[..., k].astype(int) for k in range(3))
+    return (g > 90) & (r < 70) & (b < 70)
+
+
+@pytest.fixture
+def scene(brain: Any) -> Scene:
+    """An empty stage: the brain hidden, labels green, ``angle`` 10 degrees to be many pixels tall."""
+    s = Scene(brain, label_style=LabelStyle(angle=10.0, color=GREEN))
+    for i in range(len(s.materials)):
+        s.set_visible(i, False)
+    return s
+
+
+@pytest.fixture(params=["layered", "two-pass"])
+def renderer(request: Any, renderer_factory: Any) -> Iterator[Any]:
+    """A W x W per-eye renderer in each stereo mode llvmpipe offers; fails on any GL error."""
+    r = renderer_factory(width=W, height=W, stereo=request.param)
+    before = r.gl_errors
+    yield r
+    assert r.gl_errors == before, "GL errors during the test (see the log)"
+
+
+def draw(renderer: Any, scene: Scene, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
+    renderer.draw(scene, views)
+    return renderer.read_pixels(0), renderer.read_pixels(1)
+
+
+def test_avatar_name_is_drawn_above_its_head_in_both_eyes(renderer: Any, scene: Scene) -> None:
+    """The name's text lands where the camera maths put the label: centred over the head, between the
+    top of the head and one plate height above it, in each eye, with the eyes' disparity."""
+    head = (0.05, -0.1, -1.0)
+    scene.avatars.append(Avatar("p1", head=Pose(head), label="Ana"))
+    views = views_from(ORIGIN, AHEAD)
+    images = draw(renderer, scene, views)
+    pivot = np.array(head) + (0, AVATAR_HEAD_RADIUS + scene.label_style.gap, 0)
+    height = 2 * math.tan(math.radians(10.0) / 2) * np.linalg.norm(pivot - views[0].pose.position)
+    centres = []
+    for view, image in zip(views, images, strict=True):
+        mask = text_mask(image)
+        assert mask.sum() > 30, "no label text in this eye"
+        rows, cols = np.nonzero(mask)
+        col, bottom = project(view, pivot)
+        _, top = project(view, pivot + (0, height * (1 + 2 * PAD), 0))
+        _, head_top = project(view, np.array(head) + (0, AVATAR_HEAD_RADIUS, 0))
+        assert abs(cols.mean() - col) < 3.0
+        assert rows.min() >= top - 1 and rows.max() <= bottom + 1
+        assert rows.max() < head_top  # above the head, not on it
+        centres.append(cols.mean())
+    expected = project(views[1], pivot)[0] - project(views[0], pivot)[0]
+    assert abs((centres[1] - centres[0]) - expected) < 1.5
+
+
+def test_layered_and_two_pass_labels_give_the_same_pixels(renderer_factory: Any, scene: Scene) -> None:
+    """Single-pass (gl_Layer) and one-pass-per-eye stereo draw identical labels."""
+    scene.avatars.append(Avatar("p1", head=Pose((0.1, -0.1, -0.8)), label="Dr. Ibáñez"))
+    views = views_from((0.0, 0.05, 0.0), (0.05, 0.0, -1.0))
+    layered = draw(renderer_factory(width=W, height=W, stereo="layered"), scene, views)
+    two_pass = draw(renderer_factory(width=W, height=W, stereo="two-pass"), scene, views)
+    assert text_mask(layered[0]).sum() > 30
+    assert np.array_equal(layered[0], two_pass[0]) and np.array_equal(layered[1], two_pass[1])
+
+
+def test_changing_the_text_changes_the_pixels_and_rebuilds_glyphs_only_then(renderer: Any, scene: Scene) -> None:
+    """Another name draws other pixels and a longer one a wider label; moving an avatar re-uses the
+    glyph instances (no per-glyph work per frame), changing its name rebuilds them once."""
+    scene.avatars.append(Avatar("p1", head=Pose((0.0, -0.1, -1.0)), label="Ana"))
+    views = views_from(ORIGIN, AHEAD)
+    ana, _ = draw(renderer, scene, views)
+    uploads = renderer.label_uploads
+    for dx in (0.01, 0.02, 0.0):
+        scene.avatars[0] = Avatar("p1", head=Pose((dx, -0.1, -1.0)), label="Ana")
+        moved, _ = draw(renderer, scene, views)
+    assert renderer.label_uploads == uploads
+    assert np.array_equal(moved, ana)  # back where it started: same pixels
+    scene.avatars[0] = Avatar("p1", head=Pose((0.0, -0.1, -1.0)), label="Bob")
+    bob, _ = draw(renderer, scene, views)
+    assert renderer.label_uploads == uploads + 1
+    assert (text_mask(ana) != text_mask(bob)).sum() > 20
+    scene.avatars[0] = Avatar("p1", head=Pose((0.0, -0.1, -1.0)), label="Alexandra")
+    long, _ = draw(renderer, scene, views)
+
+    def width(image: np.ndarray) -> int:
+        cols = np.nonzero(text_mask(image))[1]
+        return int(cols.max() - cols.min())
+
+    assert width(long) > 2 * width(ana)
+
+
+def test_label_behind_the_camera_draws_nothing(renderer: Any, scene: Scene) -> None:
+    """A huge label on an avatar behind the viewer leaves both eyes pure background."""
+    scene.label_style = LabelStyle(angle=40.0, color=GREEN)
+    scene.avatars.append(Avatar("p1", head=Pose((0.0, 0.0, 0.6)), label="Behind you"))
+    # just behind and beside the eyes: the sign, turned to face the head, would reach forward into view
+    scene.avatars.append(Avatar("p2", head=Pose((0.3, -0.11, 0.02)), label="Beside you"))
+    left, right = draw(renderer, scene, views_from(ORIGIN, AHEAD))
+    for image in (left, right):
+        assert np.all(image == image[0, 0])
+    # the same label in front of the viewer does draw (the scene itself is not empty of labels)
+    scene.avatars[:] = [Avatar("p1", head=Pose((0.0, 0.0, -0.6)), label="Behind you")]
+    front, _ = draw(renderer, scene, views_from(ORIGIN, AHEAD))
+    assert text_mask(front).sum() > 100
+
+
+def test_angular_labels_keep_their_size_with_distance_and_world_labels_shrink(renderer: Any, scene: Scene) -> None:
+    """At 1 m and 2 m an angular label is equally tall on screen; a world-sized one half as tall."""
+    views = views_from(ORIGIN, AHEAD)
+
+    def text_height(distance: float) -> int:
+        scene.avatars[:] = [Avatar("p1", head=Pose((0.0, -0.1, -distance)), label="Hd")]
+        left, _ = draw(renderer, scene, views)
+        rows = np.nonzero(text_mask(left))[0]
+        return int(rows.max() - rows.min() + 1)
+
+    near, far = text_height(1.0), text_height(2.0)
+    assert near > 10 and abs(near - far) <= 2
+    scene.label_style = LabelStyle(size="world", height=0.2, color=GREEN)
+    near, far = text_height(1.0), text_height(2.0)
+    assert near > 10 and abs(near / far - 2.0) < 0.3
+
+
+def test_labels_on_top_show_through_the_twin_unless_turned_off(renderer: Any, brain: Any) -> None:
+    """A name behind the brain is drawn over it by default; with ``on_top`` off the brain hides it
+    entirely (the image is the one without the label)."""
+    scene = Scene(brain, twin_pose=frame_twin(brain), label_style=LabelStyle(angle=8.0, color=GREEN))
+    scene.avatars.append(Avatar("p1", head=Pose((0.0, -0.15, -0.3)), label="Hid"))
+    views = views_from((0.0, 0.0, 0.25), (0.0, 0.0, -0.3))
+    on_top, _ = draw(renderer, scene, views)
+    scene.label_style = LabelStyle(angle=8.0, color=GREEN, on_top=False)
+    hidden, _ = draw(renderer, scene, views)
+    scene.show_labels = False
+    unlabelled, _ = draw(renderer, scene, views)
+    assert np.any(on_top != unlabelled, axis=-1).sum() > 100
+    assert np.array_equal(hidden, unlabelled)
+
+
+def test_landmark_and_selection_labels(renderer: Any, scene: Scene, brain: Any) -> None:
+    """A landmark's text shows above it in its colour; the selected structure's name shows only with
+    ``label_selection``."""
+    scene.landmarks.append(Landmark((0.0, -0.15, -1.0), color=GREEN, label="Broca"))
+    views = views_from(ORIGIN, AHEAD)
+    left, _ = draw(renderer, scene, views)
+    rows, cols = np.nonzero(text_mask(left))
+    col, row = project(views[0], (0.0, -0.15, -1.0))
+    assert len(rows) > 30 and abs(cols.mean() - col) < 3 and rows.max() < row
+    labels = scene.labels()
+    scene.select([0])
+    assert scene.labels() == labels
+    scene.label_selection = True
+    names = [label.text for label in scene.labels()]
+    assert names == ["Broca", brain.structures[0].name]
+
+
+def test_scene_labels_skip_what_has_no_text_or_head() -> None:
+    """Avatars without a head pose or name and blank landmarks get no label; ``show_labels`` off
+    gives none at all; label positions follow the head and twin pose."""
+    from assets.twin import Structure, Twin
+
+    tet = Structure("tet", np.array([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]) * 0.01, [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)])
+    scene = Scene(Twin("t", [tet]), twin_pose=Pose((1.0, 0.0, 0.0)))
+    scene.avatars += [Avatar("a", head=Pose((0.0, 1.5, 0.0)), label="Ann"), Avatar("b", label="NoHead"),
+                      Avatar("c", head=Pose((0.0, 1.6, 0.0)))]  # fmt: skip
+    scene.landmarks += [Landmark((0.0, 0.0, 0.0), label="  "), Landmark((0.0, 0.0, 0.0), radius=0.01, label="L")]
+    labels = scene.labels()
+    assert [label.text for label in labels] == ["Ann", "L"]
+    gap = scene.label_style.gap
+    assert labels[0].position == pytest.approx((0.0, 1.5 + AVATAR_HEAD_RADIUS + gap, 0.0))
+    assert labels[1].position == pytest.approx((1.0, 0.01 + gap, 0.0))
+    scene.show_labels = False
+    assert scene.labels() == []
+    with pytest.raises(SceneError, match="label size"):
+        LabelStyle(size="huge")  # type: ignore[arg-type]
+    with pytest.raises(SceneError, match="label angle"):
+        LabelStyle(angle=0.0)
+
+
+def test_glyph_layout_counts_missing_characters_and_cuts_long_text() -> None:
+    """Characters outside the atlas draw as '?' and are counted; over-long text ends in '...'; the
+    layout is centred on x = 0 and sits on y >= 0."""
+    atlas = GlyphAtlas(pixel_size=24)
+    quads, width = atlas.layout("A\u0416B")  # Cyrillic Zhe: not in the Latin-1 atlas
+    assert atlas.missing == {"\u0416": 1} and len(quads) == 3
+    assert np.allclose(quads[1], atlas.layout("A?B")[0][1])
+    assert quads[:, 0].min() == pytest.approx(-width / 2, abs=0.1) and quads[:, 1].min() >= -1e-6
+    assert GlyphAtlas.clean("x" * 500).endswith("...") and len(GlyphAtlas.clean("x" * 500)) == MAX_LABEL_CHARS
+    assert GlyphAtlas.clean(" two\n lines ") == "two lines"
+    assert atlas.layout("a b")[1] > atlas.layout("ab")[1]  # a space advances the pen
