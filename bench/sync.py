@@ -16,9 +16,13 @@ filtering are not measured). From the participants' JSON reports the benchmark t
 The floor, measured in the same run: a bare aiortc data-channel ping-pong (64 bytes) between two
 processes, as round trip and half of it (one way), back to back and paced at 90 Hz.
 
+``--loop asyncio,uvloop`` runs every room (and the floor) once on each event loop, the server and all
+participants on the same one (``consult serve/join --loop``), alternating room by room so that a change
+in the machine's load hits both alike; the load average is recorded beside each room.
+
 Writes ``bench/results/sync.json``. Quick run (2 and 4 participants, 5 s):
 ``.venv/bin/python bench/sync.py``; the issue's run: ``.venv/bin/python bench/sync.py --sizes 2,4,8,16
---duration 20``.
+--duration 20``; both loops side by side: add ``--loop asyncio,uvloop``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from net.tokens import issue_token  # noqa: E402
+from sessions.cli.consult import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 SECRET = os.urandom(32).hex()
@@ -78,11 +83,12 @@ async def main():
     await loop.run_in_executor(None, sys.stdin.readline)  # the parent closes stdin when it is done
     await pc.close()
 
-asyncio.run(main())
+from sessions.cli.consult import run_on_loop
+run_on_loop(main, sys.argv[1])
 """
 
 
-async def measure_floor(count: int, paced_s: float) -> dict[str, Any]:
+async def measure_floor(count: int, paced_s: float, loop: str) -> dict[str, Any]:
     """Round trip of a 64-byte message over a bare aiortc data channel to another process.
 
     Parameters
@@ -91,11 +97,13 @@ async def measure_floor(count: int, paced_s: float) -> dict[str, Any]:
         Back-to-back ping-pongs.
     paced_s : float
         Seconds of ping-pongs paced at 90 Hz after that.
+    loop : str
+        Event loop of the other process (``consult --loop`` choices); run this coroutine on the same.
     """
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _FLOOR_CHILD, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", _FLOOR_CHILD, loop, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
     assert child.stdin is not None and child.stdout is not None
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -137,7 +145,7 @@ async def measure_floor(count: int, paced_s: float) -> dict[str, Any]:
         return {"count": len(ms), "rtt_p50_ms": round(statistics.median(ms), 3), "rtt_p99_ms": round(p99, 3),
                 "one_way_p50_ms": round(statistics.median(ms) / 2, 3), "one_way_p99_ms": round(p99 / 2, 3)}  # fmt: skip
 
-    return {"back_to_back": figures(back_to_back), "paced_90hz": figures(paced)}
+    return {"loop": loop, "back_to_back": figures(back_to_back), "paced_90hz": figures(paced)}
 
 
 # ------------------------------------------------------------------------------------------------ rooms
@@ -155,13 +163,14 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm
 
 
-async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One room of ``n`` participants in ``mode`` (mesh or relay); returns its figures."""
+async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, loop: str) -> dict[str, Any]:
+    """One room of ``n`` participants in ``mode`` (mesh or relay), server and participants on ``loop``."""
     env = {**os.environ, "MEDVERSE_SECRET": SECRET}
     mesh_limit = 64 if mode == "mesh" else 1
+    load_before = os.getloadavg()[0]
     server = await asyncio.create_subprocess_exec(
         MEDVERSE, "consult", "serve", "--port", "0", "--mesh-limit", str(mesh_limit),
-        "--relay-pose-budget", str(args.relay_pose_budget), env=env,
+        "--relay-pose-budget", str(args.relay_pose_budget), "--loop", loop, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert server.stdout is not None
@@ -170,7 +179,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -
     cpu0, _ = _proc_stats(server.pid)
     # Start-up of n aiortc processes on a small machine takes a while: give it time before measuring.
     warmup = 2.0 + (0.35 + args.stagger) * n
-    room = f"{mode}-{n}"
+    room = f"{mode}-{n}-{loop}"
     procs = []
     logs = []
     started = time.monotonic()
@@ -186,7 +195,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -
         procs.append((report, await asyncio.create_subprocess_exec(
             MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
             "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--ops-start", str(warmup), "--ops-stop", str(ops_stop), "--report", str(report),
+            "--ops-start", str(warmup), "--ops-stop", str(ops_stop), "--report", str(report), "--loop", loop,
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS
@@ -204,7 +213,10 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path) -
     server.terminate()
     await server.wait()
     reports = [json.loads(report.read_text()) for report, _ in procs if report.exists()]
-    return summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
+    figures = summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
+    # The loops the participants report they ran on, not the option given: proves what was measured.
+    figures = {"loop": loop, **figures, "participant_loops": sorted({r.get("event_loop", "?") for r in reports})}
+    return {**figures, "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def _median(values: list[float]) -> float | None:
@@ -271,27 +283,30 @@ def check_goals(rooms: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def print_table(floor: dict[str, Any], rooms: list[dict[str, Any]], goals: dict[str, Any]) -> None:
-    f = floor["back_to_back"]
-    p = floor["paced_90hz"]
-    print(f"floor (bare aiortc, 2 processes): rtt p50 {f['rtt_p50_ms']} ms p99 {f['rtt_p99_ms']} ms; "
-          f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")  # fmt: skip
-    head = f"{'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} conv"
+def print_table(floors: dict[str, Any], rooms: list[dict[str, Any]], goals: dict[str, Any]) -> None:
+    for loop, floor in floors.items():
+        f = floor["back_to_back"]
+        p = floor["paced_90hz"]
+        print(f"floor on {loop} (bare aiortc, 2 processes): rtt p50 {f['rtt_p50_ms']} ms p99 {f['rtt_p99_ms']} ms; "
+              f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")  # fmt: skip
+    head = f"{'loop':7} {'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} {'load':>9} conv"
     print(head)
     for r in rooms:
         def v(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
             return "-" if r[key] is None else fmt.format(r[key] * scale)
 
-        print(f"{r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
+        load = "{:.1f}-{:.1f}".format(*r["load_avg_1min"])
+        print(f"{r['loop']:7} {r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
               f"{v('state_p50_ms'):>7} {v('state_p99_ms'):>7} {v('cpu_share_per_participant'):>6} "
               f"{v('bytes_sent_per_s_per_participant', 1e-3):>9} {v('pose_stream_kbit_s_max'):>7} {v('participant_rss_mb_max', 1, '{:.0f}'):>7} "
-              f"{v('server_cpu_share'):>7} {v('server_rss_mb', 1, '{:.0f}'):>7} {r['converged']}")  # fmt: skip
-    for name, g in goals.items():
-        print(f"goal {name}: {g['value']} (limit {g['limit']}) -> {'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
+              f"{v('server_cpu_share'):>7} {v('server_rss_mb', 1, '{:.0f}'):>7} {load:>9} {r['converged']}")  # fmt: skip
+    for loop, loop_goals in goals.items():
+        for name, g in loop_goals.items():
+            print(f"goal on {loop} {name}: {g['value']} (limit {g['limit']}) -> {'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    floor = await measure_floor(args.floor_count, paced_s=2.0)
+async def run_rooms(args: argparse.Namespace, loops: list[str]) -> list[dict[str, Any]]:
+    """Every room of ``--modes`` x ``--sizes``, once per event loop, the loops alternating room by room."""
     rooms = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
@@ -299,14 +314,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 if mode == "mesh" and n > args.max_mesh:
                     print(f"skipping mesh room of {n} (--max-mesh {args.max_mesh})")
                     continue
-                print(f"running {mode} room of {n} for {args.duration:g} s ...", flush=True)
-                rooms.append(await run_room(mode, n, args, Path(tmp)))
-    goals = check_goals(rooms)
+                for loop in loops:
+                    print(f"running {mode} room of {n} on {loop} for {args.duration:g} s (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+                    rooms.append(await run_room(mode, n, args, Path(tmp), loop))
+    return rooms
+
+
+def run_benchmark(args: argparse.Namespace, loops: list[str]) -> dict[str, Any]:
+    load_start = os.getloadavg()
+    # The floor's two ends run on the loop being measured, each loop in a fresh one of its own.
+    floors = {}
+    for loop in loops:
+        floors[loop] = run_on_loop(lambda loop=loop: measure_floor(args.floor_count, 2.0, loop), loop)  # type: ignore[misc]
+    rooms = asyncio.run(run_rooms(args, loops))
+    goals = {loop: check_goals([r for r in rooms if r["loop"] == loop]) for loop in loops}
     return {
         "benchmark": "sync",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "stagger_s": args.stagger},
-        "floor": floor,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
+        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "stagger_s": args.stagger, "loops": loops},
+        "floor": floors,
         "rooms": rooms,
         "goals": goals,
     }
@@ -323,11 +350,17 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=90.0, help="pose records per second per participant (default %(default)s)")
     parser.add_argument("--ops-rate", type=float, default=5.0, help="state ops per second per participant (default %(default)s)")
     parser.add_argument("--floor-count", type=int, default=1000, help="back-to-back ping-pongs for the floor (default %(default)s)")
+    parser.add_argument("--loop", default="auto", help=f"event loops to run on, comma-separated, of {', '.join(LOOPS)} (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"), help="JSON output (default %(default)s)")
     args = parser.parse_args()
     if args.duration <= 2.0:
         parser.error("--duration must be above 2 s (ops stop 2 s before the end so the state can settle)")
-    result = asyncio.run(main_async(args))
+    # "auto" resolves here, so the results name the loop that actually ran.
+    try:
+        loops = list(dict.fromkeys(loop_factory(name.strip())[0] for name in args.loop.split(",")))
+    except EventLoopError as exc:
+        parser.error(str(exc))
+    result = run_benchmark(args, loops)
     print_table(result["floor"], result["rooms"], result["goals"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
