@@ -213,13 +213,16 @@ def test_scene_labels_skip_what_has_no_text_or_head() -> None:
 
 
 def test_glyph_layout_counts_missing_characters_and_cuts_long_text() -> None:
-    """Characters outside the atlas draw as '?' and are counted; over-long text ends in '...'; the
-    layout is centred on x = 0 and sits on y >= 0."""
+    """Characters outside the atlas draw as their unaccented letter or '?' and are counted; over-long
+    text ends in '...'; the layout is centred on x = 0 and sits on y >= 0."""
     atlas = GlyphAtlas(pixel_size=24)
     quads, width = atlas.layout("A\u0416B")  # Cyrillic Zhe: not in the Latin-1 atlas
     assert atlas.missing == {"\u0416": 1} and len(quads) == 3
     assert np.allclose(quads[1], atlas.layout("A?B")[0][1])
     assert quads[:, 0].min() == pytest.approx(-width / 2, abs=0.1) and quads[:, 1].min() >= -1e-6
+    del atlas.glyphs["\u00fc"]  # as with a font that has no accented letters
+    assert np.array_equal(atlas.layout("M\u00fcller")[0], atlas.layout("Muller")[0])
+    assert atlas.missing["\u00fc"] == 1
     assert GlyphAtlas.clean("x" * 500).endswith("...") and len(GlyphAtlas.clean("x" * 500)) == MAX_LABEL_CHARS
     assert GlyphAtlas.clean(" two\n lines ") == "two lines"
     assert atlas.layout("a b")[1] > atlas.layout("ab")[1]  # a space advances the pen

@@ -3,7 +3,8 @@
 The atlas rasterises printable ASCII and Latin-1 (names such as "Müller" or "Dr. Ibáñez") from a
 scalable font into one 8-bit coverage image; :meth:`GlyphAtlas.layout` turns a string into glyph quads
 in *line units* (1.0 = the font's line height, ascent + descent) with texture coordinates, which the
-renderer scales to metres per label. Characters the atlas lacks are drawn as ``?`` and counted.
+renderer scales to metres per label. A character the atlas lacks is drawn as its base letter when it
+has one (``ü`` as ``u``, for a font without accents), else as ``?``; either way it is counted.
 
 Font choice, first that works: Pillow's own scalable default font (``ImageFont.load_default(size=)``,
 Pillow >= 10.1 with FreeType; it ships inside the wheel), DejaVu Sans from ``fonts-dejavu-core``, and
@@ -13,6 +14,7 @@ last Pillow's small bitmap font (readable, but blurry when magnified).
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +84,8 @@ class GlyphAtlas:
     font_name
         Which font was used.
     missing
-        Characters asked for in :meth:`layout` that the atlas lacks (drawn as ``?``), counted.
+        Characters asked for in :meth:`layout` that the atlas lacks (drawn as their base letter or
+        ``?``), counted.
     """
 
     def __init__(self, pixel_size: int = 48, width: int = 1024) -> None:
@@ -170,7 +173,8 @@ class GlyphAtlas:
             g = self.glyphs.get(ch)
             if g is None:
                 self.missing[ch] = self.missing.get(ch, 0) + 1
-                g = self.glyphs["?"]
+                base = unicodedata.normalize("NFKD", ch)[:1]  # the letter without its accents
+                g = self.glyphs.get(base) or self.glyphs["?"]
             if ch != " ":
                 x0, y0, x1, y1 = g.rect
                 rows.append((pen + x0, y0, pen + x1, y1, *g.uv))
