@@ -31,7 +31,7 @@ import math
 import random
 import resource
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from net.protocol import (
     decode_clock,
     decode_pose,
     decode_state,
+    parse_json,
     encode_clock,
     encode_pose,
     encode_state,
@@ -97,6 +98,22 @@ class ParticipantConfig:
         Loss/delay/outages put in front of this participant's connections (``net.faults``).
     seed : int or None
         Seed of the scripted ops (default: the participant's index).
+    liveness_timeout_s : float
+        An open link on which nothing at all has arrived for this long (seconds) is declared dead and
+        closed, and the offering side builds a new one through signaling (0 or inf: never). Clock pings
+        go every ``clock_interval_s`` and poses at ``pose_rate_hz``, so a live link is never silent for
+        long. The default, 12 s, lets an outage of up to 10 s heal on the same connection (SCTP
+        retransmits what was lost) and makes a longer one a rebuild well before aioice's consent check
+        gives up (about 30 s).
+    connect_timeout_s : float
+        A rebuilt link (offered again after a failure) that has not opened after this long (seconds) is
+        given up and offered anew (0 or inf: never). While the network is down every attempt fails; a
+        fresh attempt starts its ICE checks with short retransmission intervals (0.5, 1, 2 s...), so the
+        rebuild follows the network's return within about this bound instead of after an old attempt's
+        backed-off retry. First offers are not timed: a crowded room may take long to set up.
+    resend_log : int
+        How many of this participant's own latest ops are kept to resend after a link is rebuilt
+        (older ones still reach a remote through snapshots, just not as individual ops).
     """
 
     pose_rate_hz: float = 90.0
@@ -109,6 +126,9 @@ class ParticipantConfig:
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None
     seed: int | None = None
+    liveness_timeout_s: float = 12.0
+    connect_timeout_s: float = 3.0
+    resend_log: int = 10_000
 
 
 @dataclass
@@ -209,6 +229,11 @@ class Participant:
         self._newest = NewestWins()
         self._assemblers: dict[int, SnapshotAssembler] = {}
         self._offered: set[str] = set()  # remotes this side offers to (it re-offers after a failure)
+        # Resuming a rebuilt mesh link (see _resume): own ops kept for resending, remotes that had an open
+        # link before, and links waiting for the remote's snapshot before live ops go on them.
+        self._own_ops: deque[StateOp] = deque(maxlen=max(0, self.config.resend_log))
+        self._was_linked: set[str] = set()
+        self._resuming: set[PeerLink] = set()
         self._pose_seq = 0
         self._ping_counter = 0
         self._last_request = -math.inf
@@ -243,7 +268,8 @@ class Participant:
         self.joined.set()
         if not welcome["peers"]:
             self.caught_up.set()
-        self._tasks = [asyncio.ensure_future(c) for c in (self._signaling_loop(), self._pose_loop(), self._report_loop(), self._ops_loop())]
+        loops = (self._signaling_loop(), self._pose_loop(), self._report_loop(), self._ops_loop(), self._liveness_loop())
+        self._tasks = [asyncio.ensure_future(c) for c in loops]
         if self.topology == "relay":
             await self._offer(RELAY_ID)
         else:
@@ -391,7 +417,7 @@ class Participant:
         link.on_state_change = self._link_state_changed
         return link
 
-    async def _offer(self, remote: str) -> None:
+    async def _offer(self, remote: str, *, retry: bool = False) -> None:
         if (remote == RELAY_ID) != (self.topology == "relay"):
             return  # the room switched topology while offers were being made
         self._offered.add(remote)
@@ -399,6 +425,31 @@ class Participant:
         offer = await link.create_offer()
         if self.links.get(remote) is link and not self._stopping:
             await self.client.send_signal(remote, offer)
+            timeout = self.config.connect_timeout_s
+            if retry and 0 < timeout < math.inf:
+                self._spawn(self._watch_connect(link, timeout))
+
+    async def _watch_connect(self, link: PeerLink, timeout: float) -> None:
+        """Give up an offered link that has not opened in ``timeout`` s; closing it makes a new offer."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(link.opened.wait(), timeout)
+        if not link.opened.is_set() and self.links.get(link.remote) is link and not self._stopping:
+            self.counters["connect_timeouts"] += 1
+            log.info("%s: link to %s not open after %.1f s; offering again", self.name, link.remote, timeout)
+            await link.close()  # -> "closed" -> _link_state_changed re-offers
+
+    async def _liveness_loop(self) -> None:
+        """Close open links that have been silent for ``liveness_timeout_s`` (a dead path aiortc cannot restart)."""
+        timeout = self.config.liveness_timeout_s
+        if not 0 < timeout < math.inf:
+            return
+        while not self._stopping:
+            await asyncio.sleep(min(0.5, timeout / 4))
+            for link in list(self.links.values()):
+                if link.is_open and link.silent_for() > timeout:
+                    self.counters["links_dead"] += 1
+                    log.warning("%s: nothing from %s for %.1f s; closing the link", self.name, link.remote, link.silent_for())
+                    await link.close()  # -> "closed" -> the offering side builds a new connection
 
     async def _drop_link(self, remote: str) -> None:
         link = self.links.pop(remote, None)
@@ -410,6 +461,7 @@ class Participant:
         if state == "open":
             self._spawn(self._on_link_open(link))
         elif state in ("failed", "closed") and self.links.get(link.remote) is link and not self._stopping:
+            self._resuming.discard(link)
             self.counters["links_failed"] += 1
             # aiortc has no ICE restart: the offering side builds a new connection through signaling.
             if link.remote in self._offered and (link.remote == RELAY_ID or self._index_of(link.remote) is not None):
@@ -420,7 +472,7 @@ class Participant:
         if self.links.get(link.remote) is link and not self._stopping:
             await self._drop_link(link.remote)
             with contextlib.suppress(NetError):
-                await self._offer(link.remote)
+                await self._offer(link.remote, retry=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -428,7 +480,17 @@ class Participant:
 
     async def _on_link_open(self, link: PeerLink) -> None:
         log.info("%s: link to %s open", self.name, link.remote)
-        self._request_snapshot(link)
+        remote_index = self._index_of(link.remote)
+        if link.remote != RELAY_ID and link.remote in self._was_linked and remote_index is not None:
+            # A rebuilt mesh link: no live op goes on it until the remote's snapshot says which of our ops
+            # it lacks, so that those are resent first and every op arrives in sequence order (_resume).
+            self._resuming.add(link)
+            self._request_snapshot(link, remote_index)
+            self._spawn(self._until_resumed(link, remote_index))
+        else:
+            self._request_snapshot(link)
+        if link.remote != RELAY_ID:
+            self._was_linked.add(link.remote)
         self._spawn(self._until_caught_up(link))
         for _ in range(self.config.clock_burst):
             if not link.is_open:
@@ -447,6 +509,48 @@ class Participant:
             await asyncio.sleep(1.0)
             if not self.caught_up.is_set() and link.is_open:
                 self._request_snapshot(link)
+
+    async def _until_resumed(self, link: PeerLink, remote_index: int) -> None:
+        """Ask again each second until the remote's snapshot resumes ``link`` (a request can cross a close)."""
+        while link in self._resuming and link.is_open and not self._stopping:
+            await asyncio.sleep(1.0)
+            if link in self._resuming and link.is_open:
+                self._request_snapshot(link, remote_index)
+
+    def _resume(self, link: PeerLink, remote: int, body: bytes) -> bool:
+        """Resend, in order, our ops that the snapshot ``body`` from ``remote`` lacks; open ``link`` to live ops.
+
+        Returns True when the snapshot holds ops of ``remote`` that we lack: the remote resends those
+        (it resumes too), so merging the snapshot should wait for them (see :meth:`_merge_later`).
+        """
+        have = _applied(body, self.index)
+        missing = [op for op in self._own_ops if op.seq not in have]
+        for op in missing:
+            link.send("state", encode_state(op))
+        self._resuming.discard(link)
+        self.counters["ops_resent"] += len(missing)
+        log.info("%s: link to %s resumed (%d ops resent)", self.name, link.remote, len(missing))
+        theirs = _applied(body, remote)
+        return bool(theirs) and not self.state.has(remote, max(theirs))
+
+    async def _merge_later(self, remote: int, body: bytes, wait_s: float = 2.0) -> None:
+        """Merge a snapshot once ``remote``'s resent ops are in (they come in order), or after ``wait_s``."""
+        theirs = _applied(body, remote)
+        deadline = time.monotonic() + wait_s
+        while not self.state.has(remote, max(theirs)) and time.monotonic() < deadline and not self._stopping:
+            await asyncio.sleep(0.02)
+        self._merge(remote, body)
+
+    def _merge(self, source: int, body: bytes) -> None:
+        try:
+            added = self.state.merge_snapshot(body)
+        except ProtocolError as exc:
+            self.counters["malformed_state"] += 1
+            log.debug("%s: dropped a snapshot from %d: %s", self.name, source, exc)
+            return
+        self.counters["snapshots_merged"] += 1
+        self.caught_up.set()
+        log.info("%s: merged a snapshot from %d (%d new ops)", self.name, source, added)
 
     def _open_links(self) -> list[PeerLink]:
         return [link for link in self.links.values() if link.is_open]
@@ -476,9 +580,11 @@ class Participant:
             The payload does not fit the op kind's schema.
         """
         op = self.state.make_op(kind, payload, self.clock())
+        self._own_ops.append(op)
         data = encode_state(op)
         for link in self._open_links():
-            link.send("state", data)
+            if link not in self._resuming:  # a resuming link gets it with the resent ops, in order
+                link.send("state", data)
         self.counters["ops_sent"] += 1
         return op
 
@@ -609,10 +715,12 @@ class Participant:
             assembler = self._assemblers.setdefault(message.participant, SnapshotAssembler())
             body = assembler.add(message)
             if body is not None:
-                added = self.state.merge_snapshot(body)
-                self.counters["snapshots_merged"] += 1
-                self.caught_up.set()
-                log.info("%s: merged a snapshot from %d (%d new ops)", self.name, message.participant, added)
+                if link in self._resuming and self.remotes.get(message.participant) is not None \
+                        and self.remotes[message.participant].name == link.remote:
+                    if self._resume(link, message.participant, body):
+                        self._spawn(self._merge_later(message.participant, body))
+                        return
+                self._merge(message.participant, body)
         elif isinstance(message, StateDigest):
             remote = self._source(link, message.participant, "digest")
             if remote is None:
@@ -702,3 +810,17 @@ def scripted_op(rng: random.Random, index: int, counter: int) -> tuple[OpKind, d
     if choice < 0.93:
         return OpKind.SELECT, {"structure": rng.choice(["hippocampus", "thalamus", None, "insula"])}
     return OpKind.TRANSFORM, {"position": point, "orientation": [0.0, 0.0, 0.0, 1.0], "scale": 1.0}
+
+
+def _applied(body: bytes, participant: int) -> set[int]:
+    """The op sequence numbers of ``participant`` that a snapshot says are applied (empty if unreadable).
+
+    Only used to choose what to resend: an unreadable snapshot means resending everything, and a
+    duplicate op is dropped by the receiver.
+    """
+    try:
+        runs = parse_json(body, "snapshot")["applied"].get(str(participant), [])
+        return {s for lo, hi in runs if isinstance(lo, int) and isinstance(hi, int) and 0 < lo <= hi < lo + 10_000_000
+                for s in range(lo, hi + 1)}
+    except (ProtocolError, AttributeError, KeyError, TypeError, ValueError):
+        return set()

@@ -97,6 +97,9 @@ class PeerLink:
         self.closed = asyncio.Event()
         self.state = "new"
         self.opened_at: float | None = None  # time.monotonic() when all channels were open
+        # time.monotonic() of the last message received on any channel (or of opening): a participant's
+        # liveness check declares the link dead when it stays silent too long (aioice waits about 30 s).
+        self.last_received: float | None = None
         self.on_state_change: Callable[[PeerLink, str], None] | None = None
         self.pc.on("datachannel", self._adopt)
         self.pc.on("connectionstatechange", self._connection_state_changed)
@@ -132,6 +135,7 @@ class PeerLink:
             data = message.encode() if isinstance(message, str) else message
             self.counters.received += 1
             self.counters.bytes_received += len(data)
+            self.last_received = time.monotonic()
             self._on_message(self, label, data)
 
         @channel.on("open")
@@ -150,7 +154,7 @@ class PeerLink:
             c.readyState == "open" for c in self.channels.values()
         ):
             self.opened.set()
-            self.opened_at = time.monotonic()
+            self.opened_at = self.last_received = time.monotonic()
             self._set_state("open")
 
     async def _describe(self) -> dict[str, str]:
@@ -227,6 +231,12 @@ class PeerLink:
         if label == "pose":
             self.counters.pose_bytes_sent += len(data)
         return True
+
+    def silent_for(self) -> float:
+        """Seconds since the last message arrived (since opening when none has; 0 before opening)."""
+        if self.last_received is None:
+            return 0.0
+        return time.monotonic() - self.last_received
 
     def pose_kbit_s(self) -> float:
         """Pose bytes sent per second since the link opened, kbit/s (payload, without SCTP/DTLS/UDP headers)."""
