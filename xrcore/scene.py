@@ -15,6 +15,7 @@ small per-structure table only when something changed.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -281,27 +282,30 @@ class Scene:
         if not self.show_labels:
             return []
         style = self.label_style
-        up = np.array([0.0, 1.0, 0.0])
         out: list[Label] = []
 
-        def add(text: str, point: np.ndarray, color: Color) -> None:
-            if text.strip() and np.all(np.isfinite(point)):
-                out.append(Label(text, (float(point[0]), float(point[1]), float(point[2])), color))
+        def add(text: str, x: float, y: float, z: float, color: Color) -> None:
+            if text.strip() and math.isfinite(x + y + z):
+                out.append(Label(text, (x, y, z), color))
 
+        # plain floats and one matrix product for all landmarks: this runs every frame
+        lift = AVATAR_HEAD_RADIUS + style.gap
         for av in self.avatars:
             if av.head is not None and av.label:
-                add(av.label, np.asarray(av.head.position) + up * (AVATAR_HEAD_RADIUS + style.gap), style.color)
-        if any(lm.label for lm in self.landmarks):
+                x, y, z = av.head.position
+                add(av.label, float(x), float(y) + lift, float(z), style.color)
+        marked = [lm for lm in self.landmarks if lm.label]
+        if marked:
             model = self.model_matrix()
-            for lm in self.landmarks:
-                if lm.label:
-                    p = model[:3, :3] @ np.asarray(lm.position, dtype=np.float64) + model[:3, 3]
-                    add(lm.label, p + up * (lm.radius * self.twin_scale + style.gap), lm.color)
+            points = np.array([lm.position for lm in marked], dtype=np.float64) @ model[:3, :3].T + model[:3, 3]
+            points[:, 1] += np.array([lm.radius for lm in marked]) * self.twin_scale + style.gap
+            for lm, (x, y, z) in zip(marked, points.tolist(), strict=True):
+                add(lm.label, x, y, z, lm.color)
         if self.label_selection and self.selected:
             model = self.model_matrix()
             for i in sorted(self.selected):
-                top = self._structure_top(i, model)
-                add(self.twin.structures[i].name, top + up * style.gap, style.color)
+                x, y, z = self._structure_top(i, model).tolist()
+                add(self.twin.structures[i].name, x, y + style.gap, z, style.color)
         return out
 
     def _structure_top(self, i: int, model: np.ndarray) -> np.ndarray:
