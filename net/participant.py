@@ -14,6 +14,16 @@ in separate processes. It
   the one-way latency of every applied pose and op in a :class:`net.latency.LatencyMonitor`, published
   to the signaling server's ``/stats`` every second and returned in the final report.
 
+aiortc has no ICE restart, so a link that fails (aiortc says so, or nothing at all has arrived on it for
+``liveness_timeout_s``) is closed and the side that offered it offers a new connection through
+signaling, again every ``connect_timeout_s`` while the network stays down. When a mesh link to a
+remote it was linked with before opens, a participant holds its live ops back from that link, asks the
+remote for its snapshot, resends (in sequence order, from a log of its last ``resend_log`` ops) those of
+its own ops that the snapshot lacks, and only then sends live ops on it; it merges the remote's snapshot
+once the remote's resent ops are in (at most 2 s later), so every op arrives once, in order, and the
+snapshot only fills in what no resend carries. In relay rooms a rebuilt link catches up through
+snapshots and digests only.
+
 Clock pings carry the requester's index in the upper 16 bits of ``ping_id`` and snapshot requests in
 the upper 16 bits of ``request_id``, so that the relay can route pongs and snapshot chunks back to the
 requester from their header alone; the lower 16 bits of ``request_id`` name the participant whose

@@ -106,7 +106,9 @@ async def test_long_outage_rebuilds_the_link_and_resyncs_within_five_seconds(joi
     run = await _outage_run(join, until, "outage-15", 15.0, liveness_timeout_s=4.0)
     alice, bob = run["alice"], run["bob"]
     assert run["rebuilt"]  # a new connection, not the old one healed
-    assert bob.counters["links_dead"] > 0 and alice.counters["links_dead"] > 0  # both saw the link die
+    # bob offered the link, so his liveness check declares it dead (alice's may or may not fire before
+    # his new offer replaces her side of it).
+    assert bob.counters["links_dead"] > 0
     assert bob.counters["connect_timeouts"] > 0  # rebuilding while the network was still down failed
     assert alice.counters["ops_resent"] > 0  # the ops of the outage were resent on the new link
     assert run["seqs"] == list(range(1, run["n"] + 1))  # every op once, in order
