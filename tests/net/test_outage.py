@@ -26,7 +26,7 @@ Until = Callable[..., Awaitable[None]]
 
 
 async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **config: Any) -> dict[str, Any]:
-    """alice makes an op every 50 ms from 1 s before to 1 s after an ``outage_s`` outage of bob's network.
+    """alice and bob each make an op every 50 ms from 1 s before to 1 s after an ``outage_s`` outage of bob's network.
 
     Returns once every op has reached bob and the digests agree: what bob saw, and how long after the
     network returned (seconds) the last op made during the outage arrived, the states first agreed and
@@ -44,6 +44,8 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
 
     poses: list[float] = []
     bob.on_op = on_op
+    from_bob: list[int] = []
+    alice.on_op = lambda op, latency: from_bob.append(op.seq) if op.participant == bob.index else None
     bob.on_pose = lambda record, latency: poses.append(time.monotonic()) if record.participant == alice.index else None
     await until(lambda: "bob" in alice.links and alice.links["bob"].is_open and "alice" in bob.links and bob.links["alice"].is_open)
     first_link = alice.links["bob"]
@@ -56,6 +58,7 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
         while time.monotonic() < end:
             n += 1
             alice.make_op(OpKind.STROKE_ADD, {"id": f"s{n}", "points": [[0.0, 1.0, 0.001 * n]]})
+            bob.make_op(OpKind.LANDMARK_PLACE, {"id": f"b{n}", "position": [0.1, 1.0, 0.001 * n]})
             await asyncio.sleep(0.05)
 
     await make_ops(1.0)
@@ -73,7 +76,7 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
 
     watcher = asyncio.ensure_future(watch_sync())
     await make_ops(1.0)
-    await until(lambda: len(seqs) >= n and bob.state.digest() == alice.state.digest() and bool(synced), timeout=20.0)
+    await until(lambda: len(seqs) >= n and len(from_bob) >= n and bob.state.digest() == alice.state.digest() and bool(synced), timeout=20.0)
     await watcher
     await until(lambda: sum(t > restored for t in poses) > 10)  # poses flow again
     return {
@@ -81,6 +84,7 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
         "bob": bob,
         "n": n,
         "seqs": seqs,
+        "from_bob": from_bob,
         "last_outage_op_after_s": arrivals[last_outage_op] - restored,
         "synced_after_s": synced[0] - restored,
         "first_pose_after_s": min(t for t in poses if t > restored) - restored,
@@ -94,11 +98,15 @@ async def test_ten_second_outage_loses_no_op(join: Join, until: Until) -> None:
     alice, bob = run["alice"], run["bob"]
     assert bob.network.counters.blocked > 0  # the outage really dropped traffic
     assert run["seqs"] == list(range(1, run["n"] + 1))  # all of them, once each, in order
+    assert run["from_bob"] == list(range(1, run["n"] + 1))  # and the same the other way
     assert bob.state.digest() == alice.state.digest()
     print(f"10 s outage: rebuilt={run['rebuilt']}, last outage op {run['last_outage_op_after_s']:.2f} s, "
           f"states equal {run['synced_after_s']:.2f} s after the network returned")
-    # About 1 s measured here (SCTP retransmission on the same connection); generous for a loaded box.
-    assert run["last_outage_op_after_s"] < 5.0
+    # The same connection heals by SCTP retransmission, whose timer backs off 1, 2, 4, 8 s during the
+    # outage: the next retransmission comes up to about 5 s after the network returns (0.6-3.5 s measured
+    # on a loaded 2-core box), then the backlog drains. The issue sets no time for this case; 8 s keeps
+    # the measurement honest without flaking.
+    assert run["last_outage_op_after_s"] < 8.0
 
 
 async def test_long_outage_rebuilds_the_link_and_resyncs_within_five_seconds(join: Join, until: Until) -> None:
@@ -112,6 +120,8 @@ async def test_long_outage_rebuilds_the_link_and_resyncs_within_five_seconds(joi
     assert bob.counters["connect_timeouts"] > 0  # rebuilding while the network was still down failed
     assert alice.counters["ops_resent"] > 0  # the ops of the outage were resent on the new link
     assert run["seqs"] == list(range(1, run["n"] + 1))  # every op once, in order
+    assert run["from_bob"] == list(range(1, run["n"] + 1))  # and the same the other way
+    assert bob.counters["ops_resent"] > 0
     assert bob.state.digest() == alice.state.digest()
     print(f"15 s outage: rebuilt, {alice.counters['ops_resent']} ops resent; after the network returned: last outage "
           f"op {run['last_outage_op_after_s']:.2f} s, states equal {run['synced_after_s']:.2f} s, "
