@@ -15,7 +15,7 @@ in separate processes. It
   to the signaling server's ``/stats`` every second and returned in the final report.
 
 aiortc has no ICE restart, so a link that fails (aiortc says so, or nothing at all has arrived on it for
-``liveness_timeout_s``) is closed and the side that offered it offers a new connection through
+``liveness_timeout_s`` on a mesh link) is closed and the side that offered it offers a new connection through
 signaling, again every ``connect_timeout_s`` while the network stays down. When a mesh link to a
 remote it was linked with before opens, a participant holds its live ops back from that link, asks the
 remote for its snapshot, resends (in sequence order, from a log of its last ``resend_log`` ops) those of
@@ -109,7 +109,7 @@ class ParticipantConfig:
     seed : int or None
         Seed of the scripted ops (default: the participant's index).
     liveness_timeout_s : float
-        An open link on which nothing at all has arrived for this long (seconds) is declared dead and
+        An open mesh link on which nothing at all has arrived for this long (seconds) is declared dead and
         closed, and the offering side builds a new one through signaling (0 or inf: never). Clock pings
         go every ``clock_interval_s`` and poses at ``pose_rate_hz``, so a live link is never silent for
         long. The default, 12 s, lets an outage of up to 10 s heal on the same connection (SCTP
@@ -449,14 +449,19 @@ class Participant:
             await link.close()  # -> "closed" -> _link_state_changed re-offers
 
     async def _liveness_loop(self) -> None:
-        """Close open links that have been silent for ``liveness_timeout_s`` (a dead path aiortc cannot restart)."""
+        """Close open mesh links silent for ``liveness_timeout_s`` (a dead path aiortc cannot restart).
+
+        A relay link is left to aiortc's own consent check (about 30 s).
+        """
         timeout = self.config.liveness_timeout_s
         if not 0 < timeout < math.inf:
             return
         while not self._stopping:
             await asyncio.sleep(min(0.5, timeout / 4))
             for link in list(self.links.values()):
-                if link.is_open and link.silent_for() > timeout:
+                # Only mesh links: a remote always answers pings there, while the relay only forwards, so a
+                # participant alone in a relay room hears nothing on a healthy link.
+                if link.remote != RELAY_ID and link.is_open and link.silent_for() > timeout:
                     self.counters["links_dead"] += 1
                     log.warning("%s: nothing from %s for %.1f s; closing the link", self.name, link.remote, link.silent_for())
                     await link.close()  # -> "closed" -> the offering side builds a new connection
