@@ -66,10 +66,10 @@ from net.protocol import (
     decode_clock,
     decode_pose,
     decode_state,
-    parse_json,
     encode_clock,
     encode_pose,
     encode_state,
+    parse_json,
     seq_next,
 )
 from net.signaling_client import SignalingClient, SignalingClosedError
@@ -469,6 +469,7 @@ class Participant:
     async def _drop_link(self, remote: str) -> None:
         link = self.links.pop(remote, None)
         if link is not None:
+            self._resuming.discard(link)
             link.on_state_change = None
             await link.close()
 
@@ -491,6 +492,14 @@ class Participant:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
+        # Finished ones go (their errors logged): a long session with many rebuilds would keep every watchdog.
+        running = []
+        for t in self._tasks:
+            if not t.done():
+                running.append(t)
+            elif not t.cancelled() and t.exception() is not None:
+                log.debug("%s: a background task failed: %r", self.name, t.exception())
+        self._tasks = running
         self._tasks.append(task)
 
     async def _on_link_open(self, link: PeerLink) -> None:
