@@ -166,6 +166,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped on this participant's connections, 0..1")
     join.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to this participant's clock (tests clock sync)")
     join.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate (testing only)")
+    join.add_argument("--liveness-timeout", type=float, default=12.0, metavar="S",
+                      help="a mesh link silent this long is closed and rebuilt through signaling; 0 never "
+                      "(default %(default)s)")
+    join.add_argument("--connect-timeout", type=float, default=3.0, metavar="S",
+                      help="a rebuilt link not open after this long is offered again; 0 never (default %(default)s)")
     _add_loop_option(join)
     join.set_defaults(func=_join)
 
@@ -217,6 +222,8 @@ def _join(args: argparse.Namespace) -> int:
         raise JoinArgumentError("--duration must be positive")
     if not 0.0 <= args.loss < 1.0 or args.delay_ms < 0:
         raise JoinArgumentError("--loss must be in [0, 1) and --delay-ms >= 0")
+    if args.liveness_timeout < 0 or args.connect_timeout < 0:
+        raise JoinArgumentError("--liveness-timeout and --connect-timeout must be >= 0 (0: never)")
     faults = None
     if args.loss or args.delay_ms:
         from net.faults import FaultPlan
@@ -229,6 +236,8 @@ def _join(args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
         ops_stop_s=args.ops_stop if args.ops_stop is not None else float("inf"),
         faults=faults,
+        liveness_timeout_s=args.liveness_timeout,
+        connect_timeout_s=args.connect_timeout,
     )
     offset = args.clock_offset
     clock = (lambda: time.monotonic() + offset) if offset else time.monotonic

@@ -68,6 +68,7 @@ def test_serve_token_join_end_to_end(served: str, env: dict[str, str], tmp_path:
         (["--token", "not-a-token"], "401"),
         (["--token", "x", "--duration", "0"], "--duration must be positive"),
         (["--token", "x", "--loss", "1.5"], "--loss must be in [0, 1)"),
+        (["--token", "x", "--liveness-timeout", "-1"], "--liveness-timeout and --connect-timeout must be >= 0"),
     ],
 )
 def test_join_refusals_are_one_line_errors(served: str, env: dict[str, str], args: list[str], message: str) -> None:
