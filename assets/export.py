@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import ExportError
+from assets.geometry import vertex_normals
 from assets.twin import Structure, Twin
 
 log = logging.getLogger(__name__)
@@ -51,34 +52,6 @@ def _generator() -> str:
     except importlib_metadata.PackageNotFoundError:
         version = "unknown"
     return f"medverse {version}"
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit area-weighted vertex normals.
-
-    Parameters
-    ----------
-    vertices : (N, 3) float32, metres
-    faces : (M, 3) int32, counter-clockwise seen from outside
-
-    Returns
-    -------
-    (N, 3) float32 unit vectors; vertices no face uses (or only degenerate ones) get +Z so that
-    every normal is unit length, as glTF requires.
-    """
-    v = vertices.astype(np.float64)
-    tri = v[faces]
-    # The cross product's length is twice the triangle's area: summing it weights by area.
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    sums = np.zeros_like(v)
-    for corner in range(3):
-        np.add.at(sums, faces[:, corner], face_normals)
-    length = np.linalg.norm(sums, axis=1)
-    ok = length > 0
-    normals = np.zeros_like(v)
-    normals[ok] = sums[ok] / length[ok, None]
-    normals[~ok] = (0.0, 0.0, 1.0)
-    return normals.astype(np.float32)
 
 
 class _Buffer:

@@ -52,6 +52,7 @@ from OpenGL.raw.GL.VERSION.GL_1_2 import glTexImage3D as _raw_tex_image_3d  # no
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
 
+from assets.geometry import vertex_normals  # noqa: E402
 from assets.twin import Twin  # noqa: E402
 from xrcore.render.glyphs import GlyphAtlas  # noqa: E402
 from xrcore.scene import AVATAR_HEAD_RADIUS, MAX_CLIP_PLANES, Label, Scene  # noqa: E402
@@ -152,29 +153,6 @@ class _Program:
         if name not in self.uniforms:
             self.uniforms[name] = int(GL.glGetUniformLocation(self.handle, name))
         return self.uniforms[name]
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals, (N, 3) float32, from (N, 3) vertices and (M, 3) faces.
-
-    Works in float32 and in slices of faces so that a million-triangle structure needs tens of MB of
-    temporaries, not hundreds.
-    """
-    v = np.asarray(vertices, dtype=np.float32)
-    f = np.asarray(faces)
-    n = np.zeros((len(v), 3), dtype=np.float64)
-    step = 1 << 18
-    for lo in range(0, len(f), step):
-        part = f[lo : lo + step]
-        a = v[part[:, 0]]
-        fn = np.cross(v[part[:, 1]] - a, v[part[:, 2]] - a)  # length = 2 x area
-        for axis in range(3):
-            # bincount sums the face normals into their corners far faster than np.add.at
-            w = fn[:, axis]
-            n[:, axis] += sum(np.bincount(part[:, c], weights=w, minlength=len(v)) for c in range(3))
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n /= np.where(length > 0, length, 1.0)
-    return n.astype(np.float32)
 
 
 def _icosphere(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray]:
