@@ -4,8 +4,9 @@
 runs the simulator backend on the fixed-step clock, renders both eyes offscreen (EGL), writes PNGs
 (both eyes side by side) and prints the frame statistics (and, with ``--json``, writes them).
 
-``medverse view [--twin brain] [--backend auto|openxr|sim]`` shows a twin in a headset through
-OpenXR, or, without one, in a desktop window (``auto`` falls back with one log line).
+``medverse view [--twin brain] [--backend auto|openxr|sim] [--frames N] [--seconds S]`` shows a twin
+in a headset through OpenXR, or, without one, in a desktop window (``auto`` falls back with one log
+line); the window closes by itself after ``--frames`` frames or ``--seconds`` seconds.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v.add_argument("--backend", choices=("auto", "openxr", "sim"), default="auto", help="default %(default)s")
     v.add_argument("--width", type=int, default=1280, help="window width in pixels (default %(default)s)")
     v.add_argument("--height", type=int, default=800, help="window height in pixels (default %(default)s)")
-    v.add_argument("--seconds", type=float, help="close after this many seconds")
+    v.add_argument("--seconds", type=float, help="close after this many seconds (desktop window)")
+    v.add_argument("--frames", type=int, help="close after this many frames (desktop window)")
     v.set_defaults(func=_view)
 
 
@@ -150,6 +152,10 @@ def _view(args: argparse.Namespace) -> int:
 
     _positive(args.width, "--width")
     _positive(args.height, "--height")
+    if args.frames is not None:
+        _positive(args.frames, "--frames")
+    if args.seconds is not None:
+        _positive(args.seconds, "--seconds")
     twin = load_twin(args.twin)
     scene = Scene(twin, twin_pose=frame_twin(twin))
     from xrcore.backends.sim import SimBackend  # noqa: PLC0415
@@ -178,6 +184,10 @@ def _view(args: argparse.Namespace) -> int:
         return 0
     from xrcore.render.desktop import view_in_window  # noqa: PLC0415
 
-    summary = view_in_window(scene, width=args.width, height=args.height, max_seconds=args.seconds)
-    print(f"{summary['frames']} frames shown")
+    summary = view_in_window(
+        scene, width=args.width, height=args.height, max_seconds=args.seconds, max_frames=args.frames
+    )
+    frame = summary["frame_ms"]
+    timing = "" if frame["median"] is None else f", frame time median {frame['median']:.2f} ms, p99 {frame['p99']:.2f} ms"
+    print(f"{summary['frames']} frames shown{timing}")
     return 0

@@ -1,7 +1,12 @@
 """Looking at a twin without a headset: a GLFW window with a mouse-driven orbit camera.
 
-Left-drag orbits round the twin, the scroll wheel moves closer or further, Escape closes the window.
-The window shows the renderer's left eye (a single view, rendered into both layers).
+Left-drag orbits round the twin, the scroll wheel moves closer or further, Escape (or the window's
+close button) closes the window. The window shows the renderer's left eye (a single view, rendered
+into both layers).
+
+:class:`DesktopViewer` is the window and its loop one frame at a time (what tests drive);
+:func:`view_in_window` runs it until it is closed or a frame or time limit is reached (what
+``medverse view`` calls).
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from xrcore.scene import Scene
 from xrcore.types import Fov, Pose, View
 
 logger = logging.getLogger(__name__)
+
+#: Radians of orbit per pixel of mouse drag.
+DRAG_RADIANS_PER_PIXEL = 0.01
+#: Distance factor per scroll step towards (and, inverted, away from) the twin.
+ZOOM_STEP = 0.9
 
 
 @dataclass
@@ -42,54 +52,135 @@ class OrbitCamera:
         half_h = math.atan(math.tan(half_v) * width / max(height, 1))
         return View(Pose(eye, look_rotation(eye, self.target)), Fov(-half_h, half_h, half_v, -half_v), width, height)
 
+    def drag(self, dx: float, dy: float) -> None:
+        """Orbit by a mouse drag of ``dx``, ``dy`` pixels (right and down positive)."""
+        self.yaw -= dx * DRAG_RADIANS_PER_PIXEL
+        self.pitch = min(1.5, max(-1.5, self.pitch + dy * DRAG_RADIANS_PER_PIXEL))
 
-def view_in_window(scene: Scene, *, width: int = 1280, height: int = 800, max_seconds: float | None = None) -> dict[str, Any]:
-    """Open a window on ``scene`` and run until it is closed (or ``max_seconds`` pass).
+    def zoom(self, steps: float) -> None:
+        """Move closer by ``steps`` scroll steps (negative: further), within 5 cm to 5 m."""
+        self.distance = min(5.0, max(0.05, self.distance * ZOOM_STEP**steps))
 
-    Returns the renderer's frame statistics summary. Raises
+
+class DesktopViewer:
+    """A window on ``scene``: orbit camera, renderer and input, stepped one frame at a time.
+
+    Raises :class:`~xrcore.gl.GLContextError` when no window can be opened (no display). Close it
+    (or use it as a context manager) to free the renderer, the context and the window.
+    """
+
+    def __init__(self, scene: Scene, *, width: int = 1280, height: int = 800, samples: int = 4) -> None:
+        import glfw  # noqa: PLC0415 - desktop only
+
+        from xrcore.gl.context import create_context  # noqa: PLC0415
+        from xrcore.render.renderer import Renderer  # noqa: PLC0415
+
+        self._glfw = glfw
+        self.scene = scene
+        self.width, self.height = width, height
+        self.context = create_context("glfw", width=width, height=height, title=f"medverse - {scene.twin.name}")
+        try:
+            centre, size = scene.twin_center_and_size()
+            self.camera = OrbitCamera(
+                target=(float(centre[0]), float(centre[1]), float(centre[2])), distance=max(0.3, 1.4 * size)
+            )
+            stereo = "auto" if "GL_OVR_multiview2" in self.context.extensions else "two-pass"
+            self.renderer = Renderer(self.context, width=width, height=height, stereo=stereo, samples=samples)
+        except BaseException:
+            self.context.close()
+            raise
+        self.frames = 0
+        self._drag_from: tuple[float, float] | None = None
+        glfw.set_scroll_callback(self.window, self._on_scroll)
+        glfw.set_key_callback(self.window, self._on_key)
+
+    @property
+    def window(self) -> Any:
+        """The GLFW window handle."""
+        return self.context.window
+
+    def _on_scroll(self, _window: Any, _dx: float, dy: float) -> None:
+        if dy:
+            self.camera.zoom(1.0 if dy > 0 else -1.0)
+
+    def _on_key(self, window: Any, key: int, _scancode: int, action: int, _mods: int) -> None:
+        if key == self._glfw.KEY_ESCAPE and action == self._glfw.PRESS:
+            self._glfw.set_window_should_close(window, True)
+
+    def view(self) -> View:
+        """The camera's view for the window's current framebuffer shape."""
+        fb_w, fb_h = self._glfw.get_framebuffer_size(self.window)
+        return self.camera.view(fb_w or self.width, fb_h or self.height)
+
+    def step(self) -> bool:
+        """Handle pending input and show one frame; False (nothing drawn) once the window was asked
+        to close (Escape, the close button, or :meth:`request_close`)."""
+        glfw = self._glfw
+        if self.context.should_close():  # polls events: callbacks run here
+            return False
+        if glfw.get_mouse_button(self.window, glfw.MOUSE_BUTTON_LEFT) == glfw.PRESS:
+            x, y = glfw.get_cursor_pos(self.window)
+            if self._drag_from is not None:
+                self.camera.drag(x - self._drag_from[0], y - self._drag_from[1])
+            self._drag_from = (x, y)
+        else:
+            self._drag_from = None
+        t0 = time.perf_counter()
+        fb_w, fb_h = glfw.get_framebuffer_size(self.window)
+        self.renderer.draw(self.scene, [self.camera.view(fb_w or self.width, fb_h or self.height)])
+        self.renderer.present(fb_w, fb_h, eye=0)
+        self.context.swap()
+        self.renderer.stats.record_frame((time.perf_counter() - t0) * 1000.0)
+        self.frames += 1
+        return True
+
+    def request_close(self) -> None:
+        """Ask the loop to end, as the window's close button does."""
+        self._glfw.set_window_should_close(self.window, True)
+
+    def run(self, *, max_frames: int | None = None, max_seconds: float | None = None) -> dict[str, Any]:
+        """Step until the window is closed, ``max_frames`` frames were shown or ``max_seconds``
+        passed; returns the renderer's frame statistics summary (``frames``: frames shown)."""
+        start = time.perf_counter()
+        while max_frames is None or self.frames < max_frames:
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                break
+            if not self.step():
+                break
+        summary = self.renderer.stats.summary()
+        summary["frames"] = self.frames
+        return summary
+
+    def close(self) -> None:
+        """Free the renderer, then the context and window; idempotent."""
+        if self.context._closed:  # noqa: SLF001 - the context's own idempotence flag
+            return
+        try:
+            self.context.make_current()
+            self.renderer.close()
+        finally:
+            self.context.close()
+
+    def __enter__(self) -> DesktopViewer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def view_in_window(
+    scene: Scene,
+    *,
+    width: int = 1280,
+    height: int = 800,
+    max_seconds: float | None = None,
+    max_frames: int | None = None,
+) -> dict[str, Any]:
+    """Open a window on ``scene`` and run until it is closed (or ``max_frames`` frames were shown, or
+    ``max_seconds`` passed).
+
+    Returns the renderer's frame statistics summary (``frames``: frames shown). Raises
     :class:`~xrcore.gl.GLContextError` when no window can be opened (no display).
     """
-    import glfw  # noqa: PLC0415 - desktop only
-
-    from xrcore.gl.context import create_context  # noqa: PLC0415
-    from xrcore.render.renderer import Renderer  # noqa: PLC0415
-
-    ctx = create_context("glfw", width=width, height=height, title=f"medverse - {scene.twin.name}")
-    centre, size = scene.twin_center_and_size()
-    camera = OrbitCamera(target=tuple(float(v) for v in centre), distance=max(0.3, 1.4 * size))  # type: ignore[arg-type]
-    renderer = Renderer(ctx, width=width, height=height, stereo="two-pass" if "GL_OVR_multiview2" not in ctx.extensions else "auto")
-    drag: dict[str, Any] = {"last": None}
-
-    def on_scroll(_w: Any, _dx: float, dy: float) -> None:
-        camera.distance = min(5.0, max(0.05, camera.distance * (0.9 if dy > 0 else 1.1)))
-
-    def on_key(window: Any, key: int, _sc: int, action: int, _mods: int) -> None:
-        if key == glfw.KEY_ESCAPE and action == glfw.PRESS:
-            glfw.set_window_should_close(window, True)
-
-    glfw.set_scroll_callback(ctx.window, on_scroll)
-    glfw.set_key_callback(ctx.window, on_key)
-    start = time.perf_counter()
-    try:
-        while not ctx.should_close():
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                break
-            if glfw.get_mouse_button(ctx.window, glfw.MOUSE_BUTTON_LEFT) == glfw.PRESS:
-                x, y = glfw.get_cursor_pos(ctx.window)
-                if drag["last"] is not None:
-                    lx, ly = drag["last"]
-                    camera.yaw -= (x - lx) * 0.01
-                    camera.pitch = min(1.5, max(-1.5, camera.pitch + (y - ly) * 0.01))
-                drag["last"] = (x, y)
-            else:
-                drag["last"] = None
-            t0 = time.perf_counter()
-            fb_w, fb_h = glfw.get_framebuffer_size(ctx.window)
-            renderer.draw(scene, [camera.view(width, height)])
-            renderer.present(fb_w, fb_h, eye=0)
-            ctx.swap()
-            renderer.stats.record_frame((time.perf_counter() - t0) * 1000.0)
-        return renderer.stats.summary()
-    finally:
-        renderer.close()
-        ctx.close()
+    with DesktopViewer(scene, width=width, height=height) as viewer:
+        return viewer.run(max_frames=max_frames, max_seconds=max_seconds)
