@@ -226,3 +226,184 @@ def test_glyph_layout_counts_missing_characters_and_cuts_long_text() -> None:
     assert GlyphAtlas.clean("x" * 500).endswith("...") and len(GlyphAtlas.clean("x" * 500)) == MAX_LABEL_CHARS
     assert GlyphAtlas.clean(" two\n lines ") == "two lines"
     assert atlas.layout("a b")[1] > atlas.layout("ab")[1]  # a space advances the pen
+
+
+# --- decluttering: the pure layout (xrcore/render/labels.py) ---------------------------------------
+
+HEAD = dict(head=np.zeros(3), head_up=np.array([0.0, 1.0, 0.0]), head_right=np.array([1.0, 0.0, 0.0]))
+#: 3 degrees per line, as an angular label style would give
+ANGULAR = dict(size=2 * math.tan(math.radians(3.0) / 2), angular=True)
+PLATE = 1 + 2 * PAD
+
+
+def layout(**kw: Any) -> Any:
+    from xrcore.render.labels import LabelLayout
+
+    return LabelLayout(plate_height=PLATE, **kw)
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+def assert_no_overlap(placement: Any) -> None:
+    for rects in placement.rects:
+        shown = [r for r in rects if not np.isnan(r).any()]
+        for i, a in enumerate(shown):
+            for b in shown[i + 1 :]:
+                assert not overlaps(a, b), (a, b)
+
+
+def test_layout_stacks_the_farther_of_two_coincident_labels_above_the_nearer() -> None:
+    """Two labels anchored 1 mm apart: the nearer keeps its anchor, the farther moves up one slot
+    (plate height plus gap); their rectangles overlap in no eye; a third far away is untouched."""
+    views = views_from(ORIGIN, AHEAD, size=400)
+    anchors = np.array([(0.0, 0.0, -1.001), (0.001, 0.0, -1.0), (0.3, 0.0, -1.0)])
+    lay = layout()
+    p = lay.place(anchors, np.array([1.5, 2.0, 1.0]), views, keys=["far", "near", "aside"], **HEAD, **ANGULAR)
+    assert p.visible.all()
+    assert list(p.slots) == [1, 0, 0]
+    assert p.offsets[0] == pytest.approx(lay.step) and lay.step > PLATE
+    assert_no_overlap(p)
+    # at their anchors the two would overlap: with no slot but the anchor, the farther is hidden
+    anchor_only = layout(slots=(0,)).place(anchors, np.array([1.5, 2.0, 1.0]), views, keys="abc", **HEAD, **ANGULAR)
+    assert list(anchor_only.visible) == [False, True, True]
+    gap_px = p.rects[0, 1, 1] - p.rects[0, 0, 3]  # bottom of the upper plate to top of the lower
+    assert 0 < gap_px < 0.5 * (p.rects[0, 1, 3] - p.rects[0, 1, 1])
+
+
+def test_layout_puts_the_selection_first_and_hides_what_cannot_be_placed() -> None:
+    """Priority class beats distance (the selection keeps its anchor though farther); with only two
+    slots, the third of three coincident labels is hidden and occupies nothing."""
+    views = views_from(ORIGIN, AHEAD, size=400)
+    anchors = np.array([(0.0, 0.0, -1.0), (0.0, 0.0, -1.2), (0.0, 0.0, -1.1)])
+    widths = np.full(3, 1.5)
+    p = layout().place(anchors, widths, views, keys="abc", priority=np.array([1, 0, 1]), **HEAD, **ANGULAR)
+    assert list(p.slots) == [1, 0, 2] and p.visible.all()
+    p = layout(slots=(0, 1)).place(anchors, widths, views, keys="abc", priority=np.array([1, 0, 1]), **HEAD, **ANGULAR)
+    assert list(p.visible) == [True, True, False]
+    assert np.isnan(p.rects[:, 2]).all()
+    assert_no_overlap(p)
+
+
+def test_layout_is_stable_from_frame_to_frame() -> None:
+    """Labels at nearly the same distance that swap order by a millimetre keep their places; a pushed
+    label returns to its anchor only once it is clear by the hysteresis margin, and then stays."""
+    views = views_from(ORIGIN, AHEAD, size=400)
+    lay = layout(hysteresis_px=4.0)
+    widths = np.full(2, 1.5)
+    first = None
+    for k in range(6):  # A and B alternate being nearer by 1 mm
+        d = 0.001 if k % 2 else -0.001
+        anchors = np.array([(0.0, 0.0, -1.0 + d), (0.002, 0.0, -1.0 - d)])
+        p = lay.place(anchors, widths, views, keys="AB", **HEAD, **ANGULAR)
+        first = list(p.slots) if first is None else first
+        assert list(p.slots) == first
+    # a farther label M, pushed up by a nearer S, slides right: it comes back to its anchor only
+    # some way past the point where a fresh layout (no history, no hysteresis) would put it there
+    path = [np.array([(0.0, 0.0, -0.999), (x, 0.0, -1.0)]) for x in np.linspace(0.0, 0.3, 301)]
+    free_at = next(i for i, a in enumerate(path) if layout().place(a, widths, views, keys="SM", **HEAD, **ANGULAR).slots[1] == 0)
+    lay = layout(hysteresis_px=4.0)
+    slots = [lay.place(a, widths, views, keys="SM", **HEAD, **ANGULAR).slots[1] for a in path]
+    assert slots[0] == 1 and 0 < free_at < len(path) - 1
+    back = slots.index(0)
+    assert back > free_at + 2
+    assert all(s == 0 for s in slots[back:])  # no flicker once back
+    # sliding back, it keeps its anchor until the two truly collide again (the plain margin, no
+    # hysteresis), then the farther one, M, moves to the very next slot and stays there
+    back_slots = np.array([lay.place(a, widths, views, keys="SM", **HEAD, **ANGULAR).slots for a in path[::-1]])
+    assert np.all(back_slots[:, 0] == 0)
+    pushed = np.flatnonzero(back_slots[:, 1])
+    assert len(path) - 1 - pushed[0] == free_at - 1 and np.all(back_slots[pushed[0] :, 1] == 1)
+
+
+def test_layout_one_decision_for_all_views_and_ignores_labels_not_in_view() -> None:
+    """A conflict seen by only one view moves the label for every view (one offsets array); labels
+    behind the viewer neither move nor block anything."""
+    left = views_from(ORIGIN, AHEAD, size=400)[0]
+    # a second camera 0.5 m to the right, looking the same way: a near and a far label line up for it
+    right = views_from((0.5, 0.0, 0.0), (0.5, 0.0, -1.0), size=400)[0]
+    # both straight ahead of the right camera, 0.5 m apart in depth; the left one sees them far apart
+    anchors = np.array([(0.5, 0.0, -0.5), (0.5, 0.0, -1.0)])
+    widths = np.full(2, 1.5)
+    alone = layout().place(anchors, widths, [left], keys="ab", **HEAD, **ANGULAR)
+    both = layout().place(anchors, widths, [left, right], keys="ab", **HEAD, **ANGULAR)
+    assert list(alone.slots) == [0, 0]
+    assert both.slots.min() == 0 and both.slots.max() > 0 and both.visible.all()
+    assert_no_overlap(both)
+    behind = np.array([(0.0, 0.0, 1.0), (0.001, 0.0, 1.0), (0.0, 0.0, -1.0)])
+    p = layout().place(behind, np.full(3, 1.5), [left], keys="xyz", **HEAD, **ANGULAR)
+    assert list(p.slots) == [0, 0, 0] and p.visible.all()
+    assert np.isnan(p.rects[0, :2]).all() and not np.isnan(p.rects[0, 2]).any()
+
+
+# --- decluttering, rendered -------------------------------------------------------------------------
+
+BLUE = (0.0, 0.0, 1.0, 1.0)
+
+
+def bands(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive rows holding any ``mask`` pixel: (first row, last row + 1)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    starts = np.r_[rows[0], rows[breaks + 1]]
+    ends = np.r_[rows[breaks], rows[-1]] + 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def test_two_labels_at_nearly_the_same_point_render_as_two_separate_readable_plates(
+    renderer: Any, scene: Scene
+) -> None:
+    """Two landmarks 1 mm apart, each labelled: both eyes show two opaque plates, one above the other
+    with background between them, each carrying its own text, at the same rows in both eyes (one
+    placement for both); the nearer label sits on its anchor, the other one slot higher."""
+    scene.label_style = LabelStyle(angle=12.0, color=GREEN, background=BLUE)
+    scene.landmarks += [Landmark((0.0, -0.05, -1.0), color=GREEN, radius=0.001, label="Broca"),
+                        Landmark((0.001, -0.05, -1.001), color=GREEN, radius=0.001, label="Wernicke")]  # fmt: skip
+    views = views_from(ORIGIN, AHEAD)
+    images = draw(renderer, scene, views)
+    placement = renderer.label_placement
+    assert list(placement.slots) == [0, 1] and placement.visible.all()
+    per_eye = []
+    for view, image in zip(views, images, strict=True):
+        r, g, b = (image[..., k].astype(int) for k in range(3))
+        plate = (b > 150) & (r < 60) & (g < 60)
+        found = bands(plate)
+        assert len(found) == 2, found
+        (top0, top1), (low0, low1) = found
+        assert top1 < low0  # background rows between the plates
+        text = g > 120  # green text, partly blended over the blue plate (plate and background: g < 60)
+        upper, lower = text[top0:top1], text[low0:low1]
+        assert upper.sum() > 50 and lower.sum() > 50
+        # the upper plate carries the longer name
+        width = [np.ptp(np.nonzero(t)[1]) for t in (upper, lower)]
+        assert width[0] > 1.3 * width[1]
+        # the lower plate's bottom sits on the nearer landmark's anchor
+        anchor = np.array([0.0, -0.05 + 0.001 + scene.label_style.gap, -1.0])
+        assert abs(low1 - project(view, anchor)[1]) < 3
+        per_eye.append(found)
+    assert all(abs(a - b) <= 1 for pa, pb in zip(*per_eye, strict=True) for a, b in zip(pa, pb, strict=True))
+    # with labels far apart nobody moves
+    scene.landmarks[1] = Landmark((0.0, -0.6, -1.0), color=GREEN, radius=0.001, label="Wernicke")
+    draw(renderer, scene, views)
+    assert list(renderer.label_placement.slots) == [0, 0]
+
+
+def test_the_selection_label_keeps_its_anchor_against_a_nearer_landmark_label(renderer: Any, brain: Any) -> None:
+    """The renderer gives the selected structure's name first claim: a landmark label anchored at the
+    same point but nearer the viewer is the one that moves."""
+    scene = Scene(brain, label_style=LabelStyle(angle=8.0, color=GREEN), label_selection=True)
+    scene.select([0])
+    anchor = np.array(scene.labels()[0].position)
+    lm = Landmark(tuple(anchor - (0.0, 0.001 + scene.label_style.gap, -0.002)), radius=0.001, label="Here")
+    scene.landmarks.append(lm)
+    texts = [label.text for label in scene.labels()]
+    assert texts == ["Here", brain.structures[0].name]
+    eye = tuple(anchor + (0.0, 0.0, 0.5))
+    draw(renderer, scene, views_from(eye, tuple(anchor)))
+    assert list(renderer.label_placement.slots) == [1, 0]
+    scene.label_selection = False  # the landmark alone: back on its anchor
+    draw(renderer, scene, views_from(eye, tuple(anchor)))
+    assert list(renderer.label_placement.slots) == [0]

@@ -818,6 +818,12 @@ class Renderer:
             GL.glVertexAttribDivisor(loc, self.view_instances)
         GL.glBindVertexArray(0)
         self._check("label set-up")
+        from xrcore.render.labels import LabelLayout  # noqa: PLC0415 - only once labels show up
+
+        #: Screen-space decluttering, shared by both eyes and remembered from frame to frame.
+        self.label_layout = LabelLayout(plate_height=1.0 + 2 * _PLATE_PAD)
+        self.label_placement: Any = None
+        self._label_placed_frame = -1
 
     def _layout(self, text: str) -> tuple[np.ndarray, float]:
         found = self._layouts.get(text)
@@ -828,9 +834,11 @@ class Renderer:
         return found
 
     def _prepare_labels(self, labels: list[Label], views: list[View]) -> int:
-        """Upload this frame's label table, and the glyph instances when the texts changed.
+        """Upload the glyph instances when the texts changed, and keep this frame's labels and views
+        for :meth:`_place_labels`.
 
-        Returns the number of instances to draw (0: nothing to draw).
+        Instances: first one leader line per label (drawn under every plate), then per label its
+        plate and its glyphs. Returns the number of instances to draw (0: nothing to draw).
         """
         if not labels:
             return 0
@@ -838,7 +846,13 @@ class Renderer:
             self._build_labels()
         key = tuple(label.text for label in labels)
         if key != self._label_key:
-            parts: list[np.ndarray] = []
+            n = len(labels)
+            leaders = np.zeros((n, 12), dtype=np.float32)
+            # a thin quad from the anchor towards the plate; the shader stretches it to the offset
+            leaders[:, :4] = (-0.04, 0.0, 0.04, 1.0 + 2 * _PLATE_PAD)
+            leaders[:, 8], leaders[:, 9] = np.arange(n), 2.0
+            parts: list[np.ndarray] = [leaders]
+            half_widths = np.zeros(n)
             for k, label in enumerate(labels):
                 quads, width = self._layout(label.text)
                 rows = np.zeros((len(quads) + 1, 12), dtype=np.float32)
@@ -849,26 +863,63 @@ class Renderer:
                 rows[1:, [1, 3]] += _PLATE_PAD
                 rows[:, 8] = k
                 parts.append(rows)
+                half_widths[k] = width / 2 + _PLATE_PAD
             data = np.concatenate(parts)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._label_buffers[0])
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
             self._label_key, self._label_count = key, len(data)
+            self._label_half_widths = half_widths
+            seen: dict[str, int] = {}
+            keys = []
+            for text in key:  # same text twice: two labels, told apart by their order
+                seen[text] = seen.get(text, -1) + 1
+                keys.append((text, seen[text]))
+            self._label_keys = keys
             self.label_uploads += 1
-        table = np.array([(*label.position, 0.0, *label.color) for label in labels], dtype=np.float32)
+        # every eye turns a label towards the same point, the middle of the eyes, so that both see
+        # one flat sign (per-eye billboards would disagree in depth and strain fusion)
+        head = (np.asarray(views[0].pose.position) + np.asarray(views[1].pose.position)) / 2
+        rot = views[0].pose.rotation_matrix()
+        self._label_head = (head.astype(np.float32), rot[:, 1].astype(np.float32), rot[:, 0].astype(np.float32))
+        self._frame_labels = (labels, views if views[1] is not views[0] else views[:1])
+        return self._label_count
+
+    def _place_labels(self, scene: Scene) -> None:
+        """Declutter this frame's labels (one placement for both eyes, see ``labels.py``) and upload
+        the per-label table: anchor, text colour, (plate offset in line units, shown)."""
+        labels, views = self._frame_labels
+        style = scene.label_style
+        n = len(labels)
+        # the selected structures' names come last in Scene.labels(), and go first here
+        names = [scene.twin.structures[i].name for i in sorted(scene.selected)] if scene.label_selection else []
+        names = [name for name in names if name.strip()]
+        m = len(names) if names and [label.text for label in labels[n - len(names) :]] == names else 0
+        priority = np.r_[np.ones(n - m, dtype=np.int64), np.zeros(m, dtype=np.int64)]
+        anchors = np.array([label.position for label in labels], dtype=np.float64)
+        head, up, right = self._label_head
+        angular = style.size == "angular"
+        placement = self.label_layout.place(
+            anchors, self._label_half_widths, views, keys=self._label_keys, priority=priority,
+            head=head, head_up=up, head_right=right, near=self.config.near, angular=angular,
+            size=2 * math.tan(math.radians(style.angle) / 2) if angular else style.height,
+        )  # fmt: skip
+        self.label_placement = placement
+        table = np.zeros((n, 3, 4), dtype=np.float32)
+        table[:, 0, :3] = anchors
+        table[:, 1] = [label.color for label in labels]
+        table[:, 2, 0] = placement.offsets
+        table[:, 2, 1] = placement.visible
         GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, self._label_buffers[1])
         GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_STREAM_DRAW)
         GL.glActiveTexture(GL.GL_TEXTURE2)  # unit 0 holds the structures' material table
         GL.glBindTexture(GL.GL_TEXTURE_BUFFER, self._label_textures[1])
         GL.glTexBuffer(GL.GL_TEXTURE_BUFFER, GL.GL_RGBA32F, self._label_buffers[1])
         GL.glActiveTexture(GL.GL_TEXTURE0)
-        # every eye turns a label towards the same point, the middle of the eyes, so that both see
-        # one flat sign (per-eye billboards would disagree in depth and strain fusion)
-        head = (np.asarray(views[0].pose.position) + np.asarray(views[1].pose.position)) / 2
-        rot = views[0].pose.rotation_matrix()
-        self._label_head = (head.astype(np.float32), rot[:, 1].astype(np.float32), rot[:, 0].astype(np.float32))
-        return self._label_count
 
     def _draw_labels(self, scene: Scene, view_proj: np.ndarray, eye: int | None) -> None:
+        if self._label_placed_frame != self.frame_index:  # once per frame, before the first eye
+            self._place_labels(scene)
+            self._label_placed_frame = self.frame_index
         prog, style = self._label, scene.label_style
         GL.glUseProgram(prog.handle)
         GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)

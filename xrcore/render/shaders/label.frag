@@ -1,5 +1,5 @@
 // Label glyphs: atlas coverage as alpha in the label's colour; plates: a rounded rectangle with an
-// anti-aliased edge.
+// anti-aliased edge; leader lines: the label's colour, a little transparent.
 in vec2 v_uv;
 in vec2 v_local;
 flat in vec4 v_color;
@@ -19,6 +19,8 @@ void main() {
     float d = length(max(q, 0.0)) + min(max(q.x, q.y), 0.0) - r;  // signed distance, line units
     float a = clamp(0.5 - d / max(fwidth(d), 1e-6), 0.0, 1.0);
     o_color = vec4(u_plate_color.rgb, u_plate_color.a * a);
+  } else if (v_plate == 2) {
+    o_color = vec4(v_color.rgb, 0.7 * v_color.a);
   } else {
     o_color = vec4(v_color.rgb, v_color.a * texture(u_atlas, v_uv).r);
   }

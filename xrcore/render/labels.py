@@ -1,0 +1,257 @@
+"""Screen-space decluttering of text labels: which label goes where so that none covers another.
+
+Pure numpy, no OpenGL: the renderer hands in the frame's labels and views and gets back, per label,
+a vertical shift of its plate (in line units, along the label's own billboard "up") and whether it is
+shown at all; its shader applies both.
+
+How a frame is laid out (:meth:`LabelLayout.place`):
+
+1. Each label is a billboard like the shader draws it: facing the point between the eyes, upright
+   with the head, one line ``scale`` metres tall (``size`` x distance for constant-angle labels). Its
+   plate's four corners are projected into every view, for every candidate slot, giving pixel
+   rectangles.
+2. Labels are taken greedily by priority: class first (the selection before landmarks and avatars),
+   then distance, nearest first. Each takes the first free slot of ``0, +1, +2, ... up, then -1, ...
+   down`` (a slot is one plate height plus a gap); free means its rectangle overlaps no already
+   placed label's in *any* view. A label with no free slot is hidden.
+3. One decision serves all views: both eyes shift a label by the same amount in the world, so the
+   two images of a label stay a fusable stereo pair (per-eye layouts could differ and tear it apart).
+
+Stability (no jitter from frame to frame): a label may stay in its previous slot while that slot is
+free, and is pushed to a worse one only when it collides; moving to a *better* slot (back towards its
+anchor, or reappearing after being hidden) needs that slot free by ``hysteresis_px`` more on every
+side. A label that sat on its anchor last frame
+sorts as if ``incumbent_bonus`` nearer, so two labels at nearly equal distance do not swap places
+every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from xrcore.types import View
+
+#: Slot order tried for each label, in steps of (plate height + gap): up first, then below the anchor.
+DEFAULT_SLOTS: tuple[int, ...] = (0, 1, 2, 3, -1, -2)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The layout of one frame.
+
+    ``offsets``: (N,) float32, line units, shift of each label's plate along its up direction;
+    ``visible``: (N,) bool; ``slots``: (N,) int, the slot taken (0 at the anchor);
+    ``rects``: (V, N, 4) float64 pixel rectangles (x0, y0, x1, y1; y down) of each placed plate per
+    view, NaN where a label is hidden or not in front of that view.
+    """
+
+    offsets: np.ndarray
+    visible: np.ndarray
+    slots: np.ndarray
+    rects: np.ndarray
+
+
+def billboard_axes(
+    anchors: np.ndarray, head: np.ndarray, head_up: np.ndarray, head_right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(right, up, distance) of each label's billboard, as ``label.vert`` builds them: facing
+    ``head``, upright with ``head_up``; straight above or below the head, ``head_right`` is kept."""
+    to = anchors - head
+    dist = np.linalg.norm(to, axis=1)
+    fwd = np.where(dist[:, None] > 1e-6, to / np.maximum(dist, 1e-12)[:, None], np.cross(head_up, head_right))
+    right = np.cross(fwd, head_up)
+    norm = np.linalg.norm(right, axis=1)
+    right = np.where(norm[:, None] > 1e-3, right / np.maximum(norm, 1e-12)[:, None], head_right)
+    up = np.cross(right, fwd)
+    return right, up, dist
+
+
+class LabelLayout:
+    """Places labels frame after frame, remembering last frame's choices (see the module docstring).
+
+    Parameters
+    ----------
+    plate_height
+        A plate's height, line units (text line plus margins).
+    gap
+        Space between two stacked plates, line units.
+    slots
+        Candidate slots in order of preference.
+    hysteresis_px
+        Extra clearance (pixels, each side) a label needs to move to a better slot than its last one.
+    margin_px
+        Clearance every placement keeps from the labels already placed.
+    incumbent_bonus
+        A label that sat on its anchor last frame sorts as if this fraction nearer.
+    """
+
+    def __init__(
+        self,
+        *,
+        plate_height: float,
+        gap: float = 0.2,
+        slots: Sequence[int] = DEFAULT_SLOTS,
+        hysteresis_px: float = 4.0,
+        margin_px: float = 1.0,
+        incumbent_bonus: float = 0.1,
+    ) -> None:
+        if not slots or slots[0] != 0:
+            raise ValueError("slots must start with 0 (the label at its anchor)")
+        self.plate_height = float(plate_height)
+        self.step = self.plate_height + float(gap)
+        self.slots = np.asarray(slots, dtype=np.int64)
+        self.hysteresis_px = float(hysteresis_px)
+        self.margin_px = float(margin_px)
+        self.incumbent_bonus = float(incumbent_bonus)
+        #: key -> slot taken last frame, or None when the label was hidden
+        self._previous: dict[Hashable, int | None] = {}
+
+    def reset(self) -> None:
+        """Forget the previous frame (the next layout starts fresh)."""
+        self._previous.clear()
+
+    def place(
+        self,
+        anchors: np.ndarray,
+        half_widths: np.ndarray,
+        views: Sequence[View],
+        *,
+        keys: Sequence[Hashable],
+        priority: np.ndarray | None = None,
+        head: np.ndarray,
+        head_up: np.ndarray,
+        head_right: np.ndarray,
+        size: float,
+        angular: bool,
+        near: float = 0.05,
+    ) -> Placement:
+        """Lay out N labels for this frame.
+
+        ``anchors``: (N, 3) world metres, the middle of each plate's bottom edge at slot 0;
+        ``half_widths``: (N,) half the plate's width, line units; ``keys``: a stable identity per
+        label (what ties it to last frame's choice); ``priority``: (N,) int class, lower first
+        (default all 0), distance decides within a class; ``head``, ``head_up``, ``head_right``: the
+        billboards' common reference (the point between the eyes and the head's axes); ``size``:
+        line height per metre of distance (``angular``) or in metres; ``near``: labels whose anchor
+        is nearer than this in front of a view are not drawn there (as in the shader).
+        """
+        anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 3)
+        n, n_views = len(anchors), len(views)
+        half_widths = np.asarray(half_widths, dtype=np.float64).reshape(n)
+        priority = np.zeros(n, dtype=np.int64) if priority is None else np.asarray(priority).reshape(n)
+        if len(keys) != n:
+            raise ValueError(f"{len(keys)} keys for {n} labels")
+        offsets = np.zeros(n, dtype=np.float32)
+        visible = np.ones(n, dtype=bool)
+        slots_taken = np.zeros(n, dtype=np.int64)
+        rects_out = np.full((n_views, n, 4), np.nan)
+        if n == 0:
+            self._previous = {}
+            return Placement(offsets, visible, slots_taken, rects_out)
+
+        head = np.asarray(head, dtype=np.float64)
+        right, up, dist = billboard_axes(anchors, head, np.asarray(head_up, float), np.asarray(head_right, float))
+        scale = size * dist if angular else np.full(n, float(size))
+        # corners (N, S, 4, 3): plate x in +-half_width, y from slot offset to offset + plate height
+        shift = self.slots * self.step  # (S,)
+        xs = np.array([-1.0, 1.0, -1.0, 1.0])
+        ys = np.array([0.0, 0.0, 1.0, 1.0]) * self.plate_height
+        lx = (half_widths[:, None] * xs[None, :])[:, None, :]  # (N, 1, 4)
+        ly = shift[None, :, None] + ys[None, None, :]  # (1, S, 4)
+        corners = (
+            anchors[:, None, None, :]
+            + right[:, None, None, :] * (lx * scale[:, None, None])[..., None]
+            + up[:, None, None, :] * (ly * scale[:, None, None])[..., None]
+        )
+        rects = np.full((n_views, n, len(self.slots), 4), np.nan)
+        active = np.zeros((n_views, n), dtype=bool)  # drawn in this view and on its screen
+        hom = np.concatenate([corners, np.ones((*corners.shape[:-1], 1))], axis=-1)
+        for v, view in enumerate(views):
+            vp = view.fov.projection() @ view.view_matrix()
+            clip = hom @ vp.T  # (N, S, 4, 4)
+            w_anchor = (np.append(anchors, np.ones((n, 1)), axis=1) @ vp.T)[:, 3]
+            w = np.maximum(clip[..., 3], 1e-6)
+            px = (clip[..., 0] / w + 1.0) * 0.5 * view.width
+            py = (1.0 - clip[..., 1] / w) * 0.5 * view.height
+            r = np.stack([px.min(-1), py.min(-1), px.max(-1), py.max(-1)], axis=-1)  # (N, S, 4)
+            on_screen = (r[..., 2] > 0) & (r[..., 0] < view.width) & (r[..., 3] > 0) & (r[..., 1] < view.height)
+            in_front = w_anchor > near
+            active[v] = in_front & on_screen.any(axis=1)
+            rects[v] = np.where(in_front[:, None, None], r, np.nan)
+
+        # greedy by (class, distance), incumbents slightly ahead
+        on_anchor = np.array([self._previous.get(k) == 0 for k in keys])
+        weighted = dist * np.where(on_anchor, 1.0 - self.incumbent_bonus, 1.0)
+        order = np.lexsort((np.arange(n), weighted, priority))
+        fresh = np.array([k not in self._previous for k in keys])
+        last_slots = np.array([self._previous.get(k, 0) if self._previous.get(k, 0) is not None else 1 << 30 for k in keys])
+        # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
+        if np.all(last_slots == 0) and not _any_overlap(rects[:, :, 0], active, self.margin_px):
+            for v in range(n_views):
+                rects_out[v] = np.where(active[v][:, None], rects[v, :, 0], np.nan)
+            self._previous = {k: 0 for k in keys}
+            return Placement(offsets, visible, slots_taken, rects_out)
+        rank = {int(slot): k for k, slot in enumerate(self.slots)}  # hidden: worse than every slot
+        placed = np.zeros((n_views, n, 4))  # rectangles of placed labels, in placing order
+        placed_views = np.zeros((n_views, n), dtype=bool)
+        count = 0
+        previous: dict[Hashable, int | None] = {}
+        for i in order:
+            key = keys[i]
+            views_i = active[:, i]
+            if not views_i.any():  # behind every eye or off every screen: blocks nothing, stays put
+                previous[key] = self._previous.get(key, 0)
+                continue
+            # moving to a better slot than last frame's (back towards the anchor, or reappearing)
+            # needs extra clearance; staying, or being pushed further, does not; a new label is free
+            better = np.arange(len(self.slots)) < rank.get(int(last_slots[i]), len(self.slots))
+            pads = self.margin_px + np.where(better & ~fresh[i], self.hysteresis_px, 0.0)
+            blocked = _collisions(rects[:, i], views_i, placed[:, :count], placed_views[:, :count], pads)
+            free = np.flatnonzero(~blocked)  # in order of preference
+            if len(free) == 0:
+                visible[i] = False
+                previous[key] = None
+                continue
+            chosen = int(free[0])
+            slots_taken[i] = self.slots[chosen]
+            offsets[i] = np.float32(self.slots[chosen] * self.step)
+            placed[:, count] = np.nan_to_num(rects[:, i, chosen])
+            placed_views[:, count] = views_i
+            rects_out[:, i] = np.where(views_i[:, None], rects[:, i, chosen], np.nan)
+            count += 1
+            previous[key] = int(self.slots[chosen])
+        # a label that comes back keeps its history only while it is in the scene
+        self._previous = previous
+        return Placement(offsets, visible, slots_taken, rects_out)
+
+
+def _collisions(
+    rects: np.ndarray, views: np.ndarray, placed: np.ndarray, placed_views: np.ndarray, pads: np.ndarray
+) -> np.ndarray:
+    """(S,) bool: whether each candidate rectangle of ``rects`` (V, S, 4), grown by ``pads`` (S,) px,
+    overlaps any placed rectangle (V, M, 4) in a view where both are drawn."""
+    if placed.shape[1] == 0:
+        return np.zeros(rects.shape[1], dtype=bool)
+    r = rects[:, :, None, :]  # (V, S, 1, 4)
+    p = placed[:, None, :, :]  # (V, 1, M, 4)
+    pad = pads[None, :, None]
+    overlap = (r[..., 0] - pad < p[..., 2]) & (p[..., 0] < r[..., 2] + pad) & (r[..., 1] - pad < p[..., 3]) & (
+        p[..., 1] < r[..., 3] + pad
+    )
+    both = (views[:, None] & placed_views)[:, None, :]  # (V, 1, M)
+    return (overlap & both).any(axis=(0, 2))
+
+
+def _any_overlap(rects: np.ndarray, active: np.ndarray, pad: float) -> bool:
+    """Whether any two active rectangles of (V, N, 4) overlap (grown by ``pad``) in some view."""
+    a, b = rects[:, :, None, :], rects[:, None, :, :]
+    overlap = (a[..., 0] - pad < b[..., 2]) & (b[..., 0] < a[..., 2] + pad) & (a[..., 1] - pad < b[..., 3]) & (
+        b[..., 1] < a[..., 3] + pad
+    )
+    overlap &= active[:, :, None] & active[:, None, :]
+    n = rects.shape[1]
+    overlap[:, np.arange(n), np.arange(n)] = False
+    return bool(overlap.any())
