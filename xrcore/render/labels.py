@@ -60,13 +60,20 @@ def billboard_axes(
     """(right, up, distance) of each label's billboard, as ``label.vert`` builds them: facing
     ``head``, upright with ``head_up``; straight above or below the head, ``head_right`` is kept."""
     to = anchors - head
-    dist = np.linalg.norm(to, axis=1)
-    fwd = np.where(dist[:, None] > 1e-6, to / np.maximum(dist, 1e-12)[:, None], np.cross(head_up, head_right))
-    right = np.cross(fwd, head_up)
-    norm = np.linalg.norm(right, axis=1)
+    dist = np.sqrt(np.einsum("ij,ij->i", to, to))
+    fwd = np.where(dist[:, None] > 1e-6, to / np.maximum(dist, 1e-12)[:, None], _cross(head_up, head_right))
+    right = _cross(fwd, head_up)
+    norm = np.sqrt(np.einsum("ij,ij->i", right, right))
     right = np.where(norm[:, None] > 1e-3, right / np.maximum(norm, 1e-12)[:, None], head_right)
-    up = np.cross(right, fwd)
+    up = _cross(right, fwd)
     return right, up, dist
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product (``np.cross`` without its axis juggling, which costs more here)."""
+    a1, a2, a3 = a[..., 0], a[..., 1], a[..., 2]
+    b1, b2, b3 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1], axis=-1)
 
 
 class LabelLayout:
@@ -155,32 +162,34 @@ class LabelLayout:
         head = np.asarray(head, dtype=np.float64)
         right, up, dist = billboard_axes(anchors, head, np.asarray(head_up, float), np.asarray(head_right, float))
         scale = size * dist if angular else np.full(n, float(size))
-        # corners (N, S, 4, 3): plate x in +-half_width, y from slot offset to offset + plate height
-        shift = self.slots * self.step  # (S,)
-        xs = np.array([-1.0, 1.0, -1.0, 1.0])
-        ys = np.array([0.0, 0.0, 1.0, 1.0]) * self.plate_height
-        lx = (half_widths[:, None] * xs[None, :])[:, None, :]  # (N, 1, 4)
-        ly = shift[None, :, None] + ys[None, None, :]  # (1, S, 4)
-        corners = (
-            anchors[:, None, None, :]
-            + right[:, None, None, :] * (lx * scale[:, None, None])[..., None]
-            + up[:, None, None, :] * (ly * scale[:, None, None])[..., None]
+        # Projection is linear in homogeneous coordinates: a corner's clip position is the anchor's
+        # plus its offsets along the billboard's right and up axes, each mapped once per view.
+        vp = np.stack([view.fov.projection() @ view.view_matrix() for view in views])  # (V, 4, 4)
+        clip_anchor = anchors @ vp[:, :, :3].transpose(0, 2, 1) + vp[:, None, :, 3]  # (V, N, 4)
+        clip_right = (right * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)  # per line unit
+        clip_up = (up * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)
+        # corners (V, N, S, 4 corners, 4): x = +-half width, y = slot shift + (0 or plate height)
+        x = half_widths[:, None] * np.array([-1.0, 1.0, -1.0, 1.0])  # (N, 4)
+        y = (self.slots * self.step)[:, None] + np.array([0.0, 0.0, 1.0, 1.0]) * self.plate_height  # (S, 4)
+        clip = (
+            clip_anchor[:, :, None, None, :]
+            + clip_right[:, :, None, None, :] * x[None, :, None, :, None]
+            + clip_up[:, :, None, None, :] * y[None, None, :, :, None]
         )
-        rects = np.full((n_views, n, len(self.slots), 4), np.nan)
-        active = np.zeros((n_views, n), dtype=bool)  # drawn in this view and on its screen
-        hom = np.concatenate([corners, np.ones((*corners.shape[:-1], 1))], axis=-1)
-        for v, view in enumerate(views):
-            vp = view.fov.projection() @ view.view_matrix()
-            clip = hom @ vp.T  # (N, S, 4, 4)
-            w_anchor = (np.append(anchors, np.ones((n, 1)), axis=1) @ vp.T)[:, 3]
-            w = np.maximum(clip[..., 3], 1e-6)
-            px = (clip[..., 0] / w + 1.0) * 0.5 * view.width
-            py = (1.0 - clip[..., 1] / w) * 0.5 * view.height
-            r = np.stack([px.min(-1), py.min(-1), px.max(-1), py.max(-1)], axis=-1)  # (N, S, 4)
-            on_screen = (r[..., 2] > 0) & (r[..., 0] < view.width) & (r[..., 3] > 0) & (r[..., 1] < view.height)
-            in_front = w_anchor > near
-            active[v] = in_front & on_screen.any(axis=1)
-            rects[v] = np.where(in_front[:, None, None], r, np.nan)
+        w = np.maximum(clip[..., 3], 1e-6)
+        size_px = np.array([(view.width, view.height) for view in views], dtype=np.float64)
+        px = (clip[..., 0] / w + 1.0) * (0.5 * size_px[:, 0, None, None, None])
+        py = (1.0 - clip[..., 1] / w) * (0.5 * size_px[:, 1, None, None, None])
+        rects = np.stack([px.min(-1), py.min(-1), px.max(-1), py.max(-1)], axis=-1)  # (V, N, S, 4)
+        on_screen = (
+            (rects[..., 2] > 0)
+            & (rects[..., 0] < size_px[:, 0, None, None])
+            & (rects[..., 3] > 0)
+            & (rects[..., 1] < size_px[:, 1, None, None])
+        )
+        in_front = clip_anchor[..., 3] > near  # (V, N): the shader's test, on the anchor
+        active = in_front & on_screen.any(axis=2)  # drawn in this view and on its screen
+        rects[~in_front] = np.nan
 
         # greedy by (class, distance), incumbents slightly ahead
         on_anchor = np.array([self._previous.get(k) == 0 for k in keys])
@@ -190,8 +199,7 @@ class LabelLayout:
         last_slots = np.array([self._previous.get(k, 0) if self._previous.get(k, 0) is not None else 1 << 30 for k in keys])
         # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
         if np.all(last_slots == 0) and not _any_overlap(rects[:, :, 0], active, self.margin_px):
-            for v in range(n_views):
-                rects_out[v] = np.where(active[v][:, None], rects[v, :, 0], np.nan)
+            rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
             self._previous = {k: 0 for k in keys}
             return Placement(offsets, visible, slots_taken, rects_out)
         rank = {int(slot): k for k, slot in enumerate(self.slots)}  # hidden: worse than every slot
@@ -218,7 +226,7 @@ class LabelLayout:
             chosen = int(free[0])
             slots_taken[i] = self.slots[chosen]
             offsets[i] = np.float32(self.slots[chosen] * self.step)
-            placed[:, count] = np.nan_to_num(rects[:, i, chosen])
+            placed[:, count] = rects[:, i, chosen]  # NaN (not in that view) overlaps nothing
             placed_views[:, count] = views_i
             rects_out[:, i] = np.where(views_i[:, None], rects[:, i, chosen], np.nan)
             count += 1
