@@ -284,12 +284,34 @@ def test_medverse_view_opens_the_window_and_ends_after_its_frames(xvfb: Xvfb, ba
     assert "Traceback" not in done.stderr
 
 
-def test_medverse_view_seconds_limit_and_bad_limits(xvfb: Xvfb) -> None:
-    """``--seconds`` ends the window by itself; a non-positive ``--frames`` is a one-line error."""
+def test_medverse_view_seconds_limit_and_bad_limits(xvfb: Xvfb, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seconds`` ends the window by itself; a non-positive ``--frames`` or ``--seconds`` is a
+    one-line error before any window opens."""
+    from sessions.cli import main
+
     env = {**os.environ, "DISPLAY": xvfb.display}
     done = run_cli("view", "--backend", "sim", "--seconds", "0.5", "--width", "64", "--height", "48", env=env)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[0]) >= 1 and "frames shown" in done.stdout
-    bad = run_cli("view", "--backend", "sim", "--frames", "0", env=env)
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == "medverse: error: --frames must be positive, got 0"
+    for flag in ("--frames", "--seconds"):
+        assert main(["view", "--backend", "sim", flag, "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"medverse: error: {flag} must be positive, got 0")
+
+
+def test_medverse_view_without_a_usable_display_says_so_in_one_line() -> None:
+    """No DISPLAY at all, or a DISPLAY no server answers on: exit 2 and exactly one stderr line naming
+    the problem (GLFW's own warnings are folded into it, not printed on their own)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = run_cli("view", "--backend", "sim", "--frames", "1", env=base)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "medverse: error: no display for a window: set DISPLAY (X11) or WAYLAND_DISPLAY, or connect a "
+        "headset (--backend openxr)"
+    ]
+    unused = next(n for n in range(600, 700) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    done = run_cli("view", "--backend", "sim", "--frames", "1", env={**base, "DISPLAY": f":{unused}"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"medverse: error: cannot open a window on display ':{unused}'")
+    assert "Failed to open display" in lines[0]

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from xrcore.gl import GLContextError
 from xrcore.motion import look_rotation
 from xrcore.scene import Scene
 from xrcore.types import Fov, Pose, View
@@ -62,6 +66,13 @@ class OrbitCamera:
         self.distance = min(5.0, max(0.05, self.distance * ZOOM_STEP**steps))
 
 
+def _glfw_reason(message: Warning | str) -> str:
+    """GLFW's own words from a pyGLFW warning such as ``(65550) b'X11: Failed to open display :9'``."""
+    text = str(message)
+    found = re.fullmatch(r"\(\d+\) b['\"](.*)['\"]", text.strip())
+    return found.group(1) if found else text
+
+
 class DesktopViewer:
     """A window on ``scene``: orbit camera, renderer and input, stepped one frame at a time.
 
@@ -75,10 +86,26 @@ class DesktopViewer:
         from xrcore.gl.context import create_context  # noqa: PLC0415
         from xrcore.render.renderer import Renderer  # noqa: PLC0415
 
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise GLContextError(
+                "no display for a window: set DISPLAY (X11) or WAYLAND_DISPLAY, or connect a headset (--backend openxr)"
+            )
         self._glfw = glfw
         self.scene = scene
         self.width, self.height = width, height
-        self.context = create_context("glfw", width=width, height=height, title=f"medverse - {scene.twin.name}")
+        # GLFW warns, then the context maker fails: one error, with GLFW's reason in it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", glfw.GLFWError)
+            try:
+                self.context = create_context("glfw", width=width, height=height, title=f"medverse - {scene.twin.name}")
+            except GLContextError as exc:
+                reasons = "; ".join(_glfw_reason(w.message) for w in caught if issubclass(w.category, glfw.GLFWError))
+                if not reasons:
+                    raise
+                display = os.environ.get("WAYLAND_DISPLAY") or os.environ.get("DISPLAY")
+                raise GLContextError(f"cannot open a window on display {display!r}: {reasons}") from exc
+        for w in caught:
+            logger.debug("glfw: %s", w.message)
         try:
             centre, size = scene.twin_center_and_size()
             self.camera = OrbitCamera(
