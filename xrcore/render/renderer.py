@@ -823,7 +823,7 @@ class Renderer:
         #: Screen-space decluttering, shared by both eyes and remembered from frame to frame.
         self.label_layout = LabelLayout(plate_height=1.0 + 2 * _PLATE_PAD)
         self.label_placement: Any = None
-        self._label_placed_frame = -1
+        self._label_placed = False
 
     def _layout(self, text: str) -> tuple[np.ndarray, float]:
         found = self._layouts.get(text)
@@ -882,6 +882,7 @@ class Renderer:
         rot = views[0].pose.rotation_matrix()
         self._label_head = (head.astype(np.float32), rot[:, 1].astype(np.float32), rot[:, 0].astype(np.float32))
         self._frame_labels = (labels, views if views[1] is not views[0] else views[:1])
+        self._label_placed = False  # laid out at this frame's first _draw_labels
         return self._label_count
 
     def _place_labels(self, scene: Scene) -> None:
@@ -917,9 +918,9 @@ class Renderer:
         GL.glActiveTexture(GL.GL_TEXTURE0)
 
     def _draw_labels(self, scene: Scene, view_proj: np.ndarray, eye: int | None) -> None:
-        if self._label_placed_frame != self.frame_index:  # once per frame, before the first eye
+        if not self._label_placed:  # once per frame, before the first eye
             self._place_labels(scene)
-            self._label_placed_frame = self.frame_index
+            self._label_placed = True
         prog, style = self._label, scene.label_style
         GL.glUseProgram(prog.handle)
         GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
