@@ -17,7 +17,8 @@ Measured in one run, on one EGL context, at ``--width`` x ``--height`` per eye (
 - ``cpu_ms_50_structures``: thread CPU time of ``Renderer.draw`` for the 50-structure twin, the part
   spent inside the draw calls (on llvmpipe the driver's vertex processing runs there, on the calling
   thread, as it does clears, flushes and the MSAA resolve blit) and the rest: the Python side;
-- ``sim_peak_rss_mb``: peak resident memory of ``medverse sim`` on the 1M twin (a subprocess).
+- ``sim_1m``: peak resident memory of ``medverse sim`` on the 1M twin (a subprocess reading its own
+  ``VmHWM``), at the simulator's default eye size and at ``--width`` x ``--height``.
 
 Reports medians, p99 and the ratios pyrender/medverse and medverse/floor; prints them and writes
 ``bench/results/render.json``.
@@ -312,24 +313,29 @@ def run_pyrender(scene: Scene, views: list[View], frames: int) -> dict[str, Any]
 
 
 _LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-print(f"PEAK_RSS_KB {usage.ru_maxrss} RC {os.waitstatus_to_exitcode(status)}", flush=True)
+import atexit, runpy, sys
+
+def peak():
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmHWM:'):
+                print('PEAK_RSS_KB', line.split()[1], flush=True)
+
+atexit.register(peak)
+sys.argv = ['medverse', *sys.argv[1:]]
+runpy.run_module('sessions', run_name='__main__', alter_sys=True)
 """
 
 
 def sim_peak_rss(glb: Path, width: int, height: int, frames: int) -> dict[str, Any]:
-    """Peak RSS (MB) of a ``medverse sim`` process rendering the twin in ``glb``.
+    """Peak resident memory (MB) of a ``medverse sim`` process rendering the twin in ``glb``.
 
-    A child's ``ru_maxrss`` starts from its parent's resident size at fork (Linux keeps the
-    high-water mark across exec), so the sim is forked from a small launcher process, not from this
-    benchmark with its twins in memory.
+    The process reads its own high-water mark (``VmHWM`` in ``/proc/self/status``) as it exits: the
+    peak of this process only (``ru_maxrss`` of a child would also count its parent's size at fork,
+    which Linux carries across exec).
     """
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", _LAUNCHER, "-m", "sessions", "sim", "--twin", str(glb), "--frames", str(frames),
+        cmd = [sys.executable, "-c", _LAUNCHER, "sim", "--twin", str(glb), "--frames", str(frames),
                "--width", str(width), "--height", str(height), "--out", str(Path(tmp) / "frames"), "--every", str(frames)]  # fmt: skip
         env = dict(os.environ, MEDVERSE_HOME=str(Path(tmp) / "home"), MEDVERSE_CACHE=str(Path(tmp) / "cache"))
         t0 = time.perf_counter()
@@ -337,8 +343,8 @@ def sim_peak_rss(glb: Path, width: int, height: int, frames: int) -> dict[str, A
         seconds = time.perf_counter() - t0
         lines = (proc.stdout + proc.stderr).strip().splitlines()
         marker = [ln for ln in lines if ln.startswith("PEAK_RSS_KB")]
-        rss_kb, rc = (int(marker[-1].split()[1]), int(marker[-1].split()[3])) if marker else (0, proc.returncode)
-        return {"rc": rc, "peak_rss_mb": round(rss_kb / 1024, 1), "width": width, "height": height,
+        rss_kb = int(marker[-1].split()[1]) if marker else 0
+        return {"rc": proc.returncode, "peak_rss_mb": round(rss_kb / 1024, 1), "width": width, "height": height,
                 "seconds": round(seconds, 2), "frames": frames,
                 "output": [ln for ln in lines if not ln.startswith("PEAK_RSS_KB")][-7:]}  # fmt: skip
 

@@ -206,19 +206,20 @@ class SimBackend(Backend):
         """(H, 2W, 4) uint8: both eyes of the last rendered frame side by side, top row first."""
         if self.renderer is None:
             raise BackendError("no renderer attached: the frame loop attaches one before rendering")
-        return np.concatenate([self.renderer.read_pixels(0), self.renderer.read_pixels(1)], axis=1)
+        return self.renderer.read_stereo()
 
     def _write_png(self, frame: FrameState) -> None:
         from PIL import Image
 
         assert self.config.out_dir is not None
-        pixels = np.ascontiguousarray(self.stereo_image())
+        pixels = self.stereo_image()
         names = tuple(e.split(":", 1)[1] for e in frame.events if e.startswith("keyframe:"))
         suffix = "".join(f"_{n}" for n in names)
         path = self.config.out_dir / f"frame_{frame.index:06d}{suffix}.png"
         # fixed compression level and no metadata chunks: same pixels -> same bytes
+        # Pillow maps the contiguous array without a copy; hashing reads it in place
         Image.fromarray(pixels, "RGBA").save(path, format="PNG", compress_level=1)
-        self.written.append(WrittenFrame(frame.index, path, hashlib.sha256(pixels.tobytes()).hexdigest(), names))
+        self.written.append(WrittenFrame(frame.index, path, hashlib.sha256(pixels.data).hexdigest(), names))
 
     def haptic_pulse(self, hand: int, amplitude: float = 0.5, duration_s: float = 0.05, frequency_hz: float = 0.0) -> None:
         """Record the pulse (time, hand, amplitude, duration): the simulator has no motor."""

@@ -48,6 +48,7 @@ from xrcore.gl import GLContextError, prepare_pyopengl
 prepare_pyopengl()
 
 from OpenGL import GL  # noqa: E402 - PyOpenGL's platform must be chosen first
+from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels as _raw_read_pixels  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_2 import glTexImage3D as _raw_tex_image_3d  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
@@ -69,6 +70,9 @@ _TIMER_RING = 8
 #: a load and store of every multisampled tile while each batch holds its triangles in memory.
 _MIN_BATCH_TRIANGLES = 20_000
 _PIXELS_PER_BATCH_TRIANGLE = 70
+#: Flushed batches a software rasteriser may hold undrawn before the renderer waits for the oldest.
+_BATCHES_IN_FLIGHT = 3
+_FENCE_TIMEOUT_NS = 10_000_000_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
 #: Margin of a label's plate around its text, line units.
@@ -246,6 +250,7 @@ class Renderer:
         self._timers: list[tuple[int, int]] = []  # (start, end) timestamp queries in flight
         self._free_timers: list[tuple[int, int]] = []
         self._closed = False
+        self._waited_s = 0.0  # this frame's waits for the rasteriser (software batches), seconds
         self.stereo = self._choose_stereo(self.config.stereo)
         self._build_targets()
         if self.stereo == "multiview" and not self._framebuffer_ok(self._fbo_stereo):
@@ -442,21 +447,36 @@ class Renderer:
         if self._twin is not None:
             self._release_twin()
         t0 = time.perf_counter()
-        chunks_v: list[np.ndarray] = []
-        chunks_i: list[np.ndarray] = []
+        levels_of = [[(s.vertices, s.faces)] + [(lod.vertices, lod.faces) for lod in s.lods] for s in twin.structures]
+        n_vertices = sum(len(v) for levels in levels_of for v, _ in levels)
+        n_indices = sum(int(np.size(f)) for levels in levels_of for _, f in levels)
+        vbo, ibo, id_buffer, mat_buffer = (int(b) for b in np.atleast_1d(GL.glGenBuffers(4)))
+        # Both buffers are allocated at their full size and filled one structure level at a time:
+        # the only CPU copy is that level's interleaved vertices and offset indices, not the twin's
+        # (on a million triangles that is 24 MB less at once, and less heap left fragmented).
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
+        GL.glBufferData(GL.GL_ARRAY_BUFFER, max(24 * n_vertices, 4), None, GL.GL_STATIC_DRAW)
+        # (the index buffer through a generic target: no vertex array is bound yet)
+        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, ibo)
+        GL.glBufferData(GL.GL_COPY_WRITE_BUFFER, max(4 * n_indices, 4), None, GL.GL_STATIC_DRAW)
         ranges: list[list[tuple[int, int]]] = []
         centers, radii = [], []
         base_vertex = 0
         first = 0
-        for s in twin.structures:
-            levels = [(s.vertices, s.faces)] + [(lod.vertices, lod.faces) for lod in s.lods]
+        for s, levels in zip(twin.structures, levels_of, strict=True):
             rs = []
             for verts, faces in levels:
                 verts = np.asarray(verts, dtype=np.float32)
                 faces = np.asarray(faces)
-                chunks_v.append(np.hstack([verts, vertex_normals(verts, faces)]))
+                interleaved = np.empty((len(verts), 6), dtype=np.float32)
+                interleaved[:, :3] = verts
+                interleaved[:, 3:] = vertex_normals(verts, faces)
+                GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 24 * base_vertex, interleaved.nbytes, interleaved)
                 # indices pre-offset so that every range draws with base vertex 0
-                chunks_i.append((faces.astype(np.uint32) + np.uint32(base_vertex)).ravel())
+                indices = faces.astype(np.uint32).ravel()
+                indices += np.uint32(base_vertex)
+                GL.glBufferSubData(GL.GL_COPY_WRITE_BUFFER, 4 * first, indices.nbytes, indices)
+                del interleaved, indices
                 rs.append((first, int(faces.size)))
                 first += int(faces.size)
                 base_vertex += len(verts)
@@ -464,12 +484,7 @@ class Renderer:
             lo, hi = s.bounds()
             centers.append((lo + hi) / 2)
             radii.append(float(np.linalg.norm(hi - lo) / 2))
-        vdata = np.ascontiguousarray(np.vstack(chunks_v) if chunks_v else np.zeros((0, 6), np.float32))
-        idata = np.ascontiguousarray(np.concatenate(chunks_i) if chunks_i else np.zeros(0, np.uint32))
-        del chunks_v, chunks_i
-        vbo, ibo, id_buffer, mat_buffer = (int(b) for b in np.atleast_1d(GL.glGenBuffers(4)))
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
-        GL.glBufferData(GL.GL_ARRAY_BUFFER, max(vdata.nbytes, 4), vdata if vdata.size else None, GL.GL_STATIC_DRAW)
+        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, 0)
         ids = np.arange(len(twin.structures), dtype=np.uint32)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, id_buffer)
         GL.glBufferData(GL.GL_ARRAY_BUFFER, max(ids.nbytes, 4), ids if ids.size else None, GL.GL_STATIC_DRAW)
@@ -485,8 +500,6 @@ class Renderer:
                 GL.glVertexAttribIPointer(2, 1, GL.GL_UNSIGNED_INT, 4, ctypes.c_void_p(0))
                 GL.glVertexAttribDivisor(2, self.view_instances)
             GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, ibo)
-            if instanced:
-                GL.glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, max(idata.nbytes, 4), idata if idata.size else None, GL.GL_STATIC_DRAW)
         GL.glBindVertexArray(0)
         mat_tex = int(GL.glGenTextures(1))
         self._indirect = int(GL.glGenBuffers(1)) if self.has_mdi else 0
@@ -496,12 +509,12 @@ class Renderer:
             twin=twin, vbo=vbo, ibo=ibo, id_buffer=id_buffer, vao_mdi=vaos[0], vao_loop=vaos[1],
             materials_buffer=mat_buffer, materials_texture=mat_tex, ranges=ranges,
             centers=np.array(centers, dtype=np.float64).reshape(-1, 3),
-            radii=np.array(radii, dtype=np.float64), nbytes=int(vdata.nbytes + idata.nbytes),
+            radii=np.array(radii, dtype=np.float64), nbytes=24 * n_vertices + 4 * n_indices,
         )  # fmt: skip
         self._check("twin upload")
         logger.info(
             "uploaded twin %r: %d structures, %d triangles (all levels), %.1f MB in %.2f s",
-            twin.name, len(twin.structures), idata.size // 3, self._twin.nbytes / 1e6, time.perf_counter() - t0,
+            twin.name, len(twin.structures), n_indices // 3, self._twin.nbytes / 1e6, time.perf_counter() - t0,
         )
 
     def _release_twin(self) -> None:
@@ -561,6 +574,7 @@ class Renderer:
         if not views:
             raise ValueError("draw() needs at least one view")
         t0 = time.perf_counter()
+        self._waited_s = 0.0
         views = list(views) if len(views) >= 2 else [views[0], views[0]]
         self.upload(scene.twin)
         g = self._twin
@@ -650,7 +664,8 @@ class Renderer:
                 self._draw_labels(scene, view_proj, eye)
         # CPU time stops before the resolve: on a GPU the blit is only queued, but llvmpipe runs it on
         # this thread after waiting for its rasteriser, which is GPU time, not the frame's CPU cost
-        self.stats.record_cpu((time.perf_counter() - t0) * 1000.0)
+        # (nor the waits for a software rasteriser to draw older batches: see _draw_opaque)
+        self.stats.record_cpu((time.perf_counter() - t0 - self._waited_s) * 1000.0)
         self._resolve()
         self._end_timer(query)
         self._check("frame")
@@ -668,12 +683,29 @@ class Renderer:
                 self._indirect_batches = self._build_indirect(opaque, levels)
                 self._indirect_key = key
             GL.glBindVertexArray(g.vao_mdi)
-            for k, (offset, count) in enumerate(self._indirect_batches):
+            fences: list[Any] = []
+            batches = self._indirect_batches
+            for k, (offset, count) in enumerate(batches):
                 if k:
-                    # let a tiling rasteriser (llvmpipe) bin and draw what it has before taking more:
-                    # its memory grows with the triangles queued; a GPU barely notices a flush
-                    GL.glFlush()
+                    # A tiling rasteriser (llvmpipe) holds every binned triangle until its threads
+                    # have drawn it, and queues flushed batches without limit while they fall
+                    # behind (4x MSAA draws slower than setup bins): batch k waits until batch
+                    # k - _BATCHES_IN_FLIGHT is drawn, so memory stays bounded while binning one
+                    # batch still overlaps drawing the last. A fence marks the batches something
+                    # will wait for, a plain flush the others. (A GPU gets one batch.)
+                    if k <= len(batches) - _BATCHES_IN_FLIGHT:
+                        fences.append(GL.glFenceSync(GL.GL_SYNC_GPU_COMMANDS_COMPLETE, 0))
+                    else:
+                        GL.glFlush()
+                    if k >= _BATCHES_IN_FLIGHT:
+                        oldest = fences.pop(0)
+                        w0 = time.perf_counter()
+                        GL.glClientWaitSync(oldest, GL.GL_SYNC_FLUSH_COMMANDS_BIT, _FENCE_TIMEOUT_NS)
+                        self._waited_s += time.perf_counter() - w0  # rasteriser time, not CPU time
+                        GL.glDeleteSync(oldest)
                 GL.glMultiDrawElementsIndirect(GL.GL_TRIANGLES, GL.GL_UNSIGNED_INT, ctypes.c_void_p(offset), count, 0)
+            for fence in fences:
+                GL.glDeleteSync(fence)
         else:
             GL.glBindVertexArray(g.vao_loop)
             for i in opaque:
@@ -1022,6 +1054,34 @@ class Renderer:
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
         pixels = np.frombuffer(data, dtype=np.uint8).reshape(h, w, 4)
         return np.ascontiguousarray(pixels[::-1])
+
+    def read_stereo(self) -> np.ndarray:
+        """(H, 2W, 4) uint8 RGBA of both eyes of the last frame side by side (left eye on the left),
+        top row first, sRGB-encoded like :meth:`read_pixels`.
+
+        Read straight into the one array it returns and flipped in place: no per-eye copies (at
+        1832x1920 per eye the image is 28 MB, and ``read_pixels`` twice plus a concatenation would
+        hold three times that at once).
+        """
+        w, h = self.config.width, self.config.height
+        out = np.empty((h, 2 * w, 4), dtype=np.uint8)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        GL.glPixelStorei(GL.GL_PACK_ROW_LENGTH, 2 * w)
+        try:
+            for eye in (0, 1):
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_resolved[eye])
+                _raw_read_pixels(0, 0, w, h, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, ctypes.c_void_p(out.ctypes.data + 4 * w * eye))
+        finally:
+            GL.glPixelStorei(GL.GL_PACK_ROW_LENGTH, 0)
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        # GL's rows run bottom to top: swap them in blocks, through a small scratch buffer
+        block = 64
+        for top in range(0, h // 2, block):
+            end = min(top + block, h // 2)
+            scratch = out[top:end].copy()
+            out[top:end] = out[h - end : h - top][::-1]
+            out[h - end : h - top] = scratch[::-1]
+        return out
 
     def present(self, width: int, height: int, eye: int = 0) -> None:
         """Blit ``eye``'s image, scaled to ``width`` x ``height``, into the window's back buffer."""
