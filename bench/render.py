@@ -245,28 +245,32 @@ def run_floor(ctx: GLContext, renderer: Renderer, scene: Scene, views: list[View
 
 class _DrawCallTimer:
     """Stands in for the renderer module's ``GL``: adds up the thread CPU time spent in the calls that
-    do rendering work (draws, clears, flushes, the resolve blit: llvmpipe runs vertex processing,
-    binning and blits on the calling thread) and forwards everything else."""
+    do rendering work (draws, clears, flushes (fences flush too), the resolve blit: llvmpipe runs
+    vertex processing, binning and blits on the calling thread) and forwards everything else.
+
+    Each name is looked up once and kept as an attribute, so that the instrument's own overhead (a
+    ``__getattr__`` per GL call and constant) does not land in the Python side it measures."""
 
     DRAWS = frozenset({"glMultiDrawElementsIndirect", "glDrawElementsInstanced", "glDrawElements",
-                       "glBlitFramebuffer", "glClear", "glFlush"})  # fmt: skip
+                       "glBlitFramebuffer", "glClear", "glFlush", "glFenceSync", "glClientWaitSync"})  # fmt: skip
 
     def __init__(self) -> None:
         self.seconds = 0.0
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(GL, name)
-        if name not in self.DRAWS:
-            return target
+        if name in self.DRAWS:
 
-        def timed(*args: Any) -> Any:
-            t0 = time.thread_time()
-            try:
-                return target(*args)
-            finally:
-                self.seconds += time.thread_time() - t0
+            def timed(*args: Any, _target: Any = target) -> Any:
+                t0 = time.thread_time()
+                try:
+                    return _target(*args)
+                finally:
+                    self.seconds += time.thread_time() - t0
 
-        return timed
+            target = timed
+        setattr(self, name, target)
+        return target
 
 
 def run_pyrender(scene: Scene, views: list[View], frames: int) -> dict[str, Any]:

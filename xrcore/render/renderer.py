@@ -51,6 +51,11 @@ from OpenGL import GL  # noqa: E402 - PyOpenGL's platform must be chosen first
 from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels as _raw_read_pixels  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_2 import glTexImage3D as _raw_tex_image_3d  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as _raw_query_iv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform1i as _raw_uniform1i  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform3fv as _raw_uniform3fv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform4fv as _raw_uniform4fv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniformMatrix3fv as _raw_uniform_matrix3fv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniformMatrix4fv as _raw_uniform_matrix4fv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui64v  # noqa: E402
 
 from assets.geometry import vertex_normals  # noqa: E402
@@ -152,11 +157,57 @@ class _TwinGPU:
 class _Program:
     handle: int
     uniforms: dict[str, int] = field(default_factory=dict)
+    #: Bytes of the value last given to each uniform set through :meth:`set` (a program keeps its
+    #: uniforms' values, so an unchanged one costs no GL call).
+    values: dict[str, bytes] = field(default_factory=dict)
 
     def loc(self, name: str) -> int:
         if name not in self.uniforms:
             self.uniforms[name] = int(GL.glGetUniformLocation(self.handle, name))
         return self.uniforms[name]
+
+    def set(self, name: str, setter: Any, data: np.ndarray, *lead: Any) -> None:
+        """``setter(location, *lead, data)`` (a raw ``glUniform*v`` entry point: no PyOpenGL array
+        wrapping) when ``data`` (float32, contiguous) differs from what the uniform holds."""
+        key = data.tobytes()
+        if self.values.get(name) != key:
+            self.values[name] = key
+            setter(self.loc(name), *lead, data)
+
+
+def _eye_matrices(views: list[View], near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
+    """(2, 4, 4) float32 view-projection matrices and (2, 3) float32 positions of the first two views.
+
+    The same products as ``fov.projection(near, far) @ pose.inverse_matrix()``, written out in plain
+    floats: a frame needs 32 numbers, and a dozen small numpy calls per eye cost more than the maths.
+    """
+    out: list[float] = []
+    eyes: list[float] = []
+    for v in views[:2]:
+        f = v.fov
+        left, right = math.tan(f.angle_left), math.tan(f.angle_right)
+        up, down = math.tan(f.angle_up), math.tan(f.angle_down)
+        x, y, z, w = v.pose.orientation
+        px, py, pz = (float(c) for c in v.pose.position)
+        n = x * x + y * y + z * z + w * w
+        s = 2.0 / n if n > 0 else 0.0
+        # rows of the view matrix: the rotation's columns (the eye's axes in the world), and -R^T p
+        r00, r01, r02 = 1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)
+        r10, r11, r12 = s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)
+        r20, r21, r22 = s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)
+        v0 = (r00, r10, r20, -(r00 * px + r10 * py + r20 * pz))
+        v1 = (r01, r11, r21, -(r01 * px + r11 * py + r21 * pz))
+        v2 = (r02, r12, r22, -(r02 * px + r12 * py + r22 * pz))
+        # projection rows (a, 0, b, 0), (0, c, d, 0), (0, 0, zz, zw), (0, 0, -1, 0)
+        a, b = 2.0 / (right - left), (right + left) / (right - left)
+        c, d = 2.0 / (up - down), (up + down) / (up - down)
+        zz, zw = -(far + near) / (far - near), -2.0 * far * near / (far - near)
+        out += [a * v0[k] + b * v2[k] for k in range(4)]
+        out += [c * v1[k] + d * v2[k] for k in range(4)]
+        out += [zz * v2[0], zz * v2[1], zz * v2[2], zz * v2[3] + zw]
+        out += [-v2[k] for k in range(4)]
+        eyes += (px, py, pz)
+    return np.array(out, dtype=np.float32).reshape(2, 4, 4), np.array(eyes, dtype=np.float32).reshape(2, 3)
 
 
 def _icosphere(subdivisions: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +302,11 @@ class Renderer:
         self._free_timers: list[tuple[int, int]] = []
         self._closed = False
         self._waited_s = 0.0  # this frame's waits for the rasteriser (software batches), seconds
+        self._split_scene: Scene | None = None
+        self._placement_key: tuple[Any, ...] | None = None
+        self._placement: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int] = ()  # type: ignore[assignment]
+        self._split_key: tuple[int, int] = (-1, -1)
+        self._split_value: tuple[list[int], list[int]] = ([], [])
         self.stereo = self._choose_stereo(self.config.stereo)
         self._build_targets()
         if self.stereo == "multiview" and not self._framebuffer_ok(self._fbo_stereo):
@@ -261,6 +317,12 @@ class Renderer:
         self.view_instances = 2 if self.stereo == "layered" else 1
         self._mesh_plain = self._program("mesh.vert", "mesh.frag", {"CAPS": 0})
         self._mesh_caps = self._program("mesh.vert", "mesh.frag", {"CAPS": 1})
+        for mesh in (self._mesh_plain, self._mesh_caps):  # constant uniforms: set once
+            GL.glUseProgram(mesh.handle)
+            GL.glUniform3f(mesh.loc("u_highlight_color"), *_SELECT_COLOR)
+            GL.glUniform3f(mesh.loc("u_cap_tint"), *_CAP_TINT)
+            GL.glUniform1i(mesh.loc("u_materials"), 0)
+        GL.glUseProgram(0)
         self._marker = self._program("marker.vert", "marker.frag")
         self._label = self._program("label.vert", "label.frag")
         self._build_markers()
@@ -583,21 +645,9 @@ class Renderer:
         query = self._begin_timer()
 
         cfg = self.config
-        view_proj = np.empty((2, 4, 4), dtype=np.float32)
-        eye_pos = np.empty((2, 3), dtype=np.float32)
-        for i, v in enumerate(views[:2]):
-            view_proj[i] = v.fov.projection(cfg.near, cfg.far) @ v.view_matrix()
-            eye_pos[i] = v.pose.position
+        view_proj, eye_pos = _eye_matrices(views, cfg.near, cfg.far)
         mid_eye = eye_pos.mean(axis=0).astype(np.float64)
-        model = scene.model_matrix()
-        normal_matrix = np.linalg.inv(model[:3, :3]).T.astype(np.float32)
-        planes = np.zeros((MAX_CLIP_PLANES, 4), dtype=np.float32)
-        n_clip = min(len(scene.clip_planes), MAX_CLIP_PLANES)
-        if n_clip:
-            inv_t = np.linalg.inv(model).T
-            for i, p in enumerate(scene.clip_planes[:n_clip]):
-                w = inv_t @ p.as_vec4()
-                planes[i] = w / np.linalg.norm(w[:3])  # unit normal: distances in metres
+        model, model32, normal_matrix, planes, n_clip = self._twin_placement(scene)
         levels = self._levels(scene, views, model, mid_eye)
 
         GL.glViewport(0, 0, cfg.width, cfg.height)
@@ -618,8 +668,7 @@ class Renderer:
             GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo)
             GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT | GL.GL_STENCIL_BUFFER_BIT)
 
-        opaque = [i for i, m in enumerate(scene.materials) if m.visible and m.opaque]
-        transparent = [i for i, m in enumerate(scene.materials) if m.visible and not m.opaque]
+        opaque, transparent = self._split(scene)
         if transparent:
             centres = (model[:3, :3] @ g.centers[transparent].T).T + model[:3, 3]
             far_first = np.argsort(-np.linalg.norm(centres - mid_eye, axis=1), kind="stable")
@@ -629,15 +678,15 @@ class Renderer:
 
         mesh = self._mesh_caps if n_clip else self._mesh_plain
         GL.glUseProgram(mesh.handle)
-        GL.glUniformMatrix4fv(mesh.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
-        GL.glUniform3fv(mesh.loc("u_eye_pos"), 2, eye_pos)
-        GL.glUniformMatrix4fv(mesh.loc("u_model"), 1, GL.GL_TRUE, model.astype(np.float32))
-        GL.glUniformMatrix3fv(mesh.loc("u_normal_matrix"), 1, GL.GL_TRUE, normal_matrix)
-        GL.glUniform4fv(mesh.loc("u_clip"), MAX_CLIP_PLANES, planes)
-        GL.glUniform1i(mesh.loc("u_clip_count"), n_clip)
-        GL.glUniform3f(mesh.loc("u_highlight_color"), *_SELECT_COLOR)
-        GL.glUniform3f(mesh.loc("u_cap_tint"), *_CAP_TINT)
-        GL.glUniform1i(mesh.loc("u_materials"), 0)
+        # raw entry points, and only the uniforms whose value changed (constants are set at link)
+        mesh.set("u_view_proj", _raw_uniform_matrix4fv, view_proj, 2, GL.GL_TRUE)
+        mesh.set("u_eye_pos", _raw_uniform3fv, eye_pos, 2)
+        mesh.set("u_model", _raw_uniform_matrix4fv, model32, 1, GL.GL_TRUE)
+        mesh.set("u_normal_matrix", _raw_uniform_matrix3fv, normal_matrix, 1, GL.GL_TRUE)
+        mesh.set("u_clip", _raw_uniform4fv, planes, MAX_CLIP_PLANES)
+        if mesh.values.get("u_clip_count") != bytes((n_clip,)):
+            mesh.values["u_clip_count"] = bytes((n_clip,))
+            _raw_uniform1i(mesh.loc("u_clip_count"), n_clip)
         GL.glActiveTexture(GL.GL_TEXTURE0)
         GL.glBindTexture(GL.GL_TEXTURE_BUFFER, g.materials_texture)
 
@@ -670,6 +719,38 @@ class Renderer:
         self._end_timer(query)
         self._check("frame")
         self.frame_index += 1
+
+    def _twin_placement(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Model matrix (float64 and float32), normal matrix, clip planes in world space (unit
+        normals, metres) and their count: recomputed only when the twin's pose, scale or clip
+        planes change."""
+        pose = scene.twin_pose
+        key = (tuple(map(float, pose.position)), tuple(map(float, pose.orientation)), float(scene.twin_scale),
+               tuple((tuple(map(float, p.normal)), float(p.offset)) for p in scene.clip_planes))  # fmt: skip
+        if key != self._placement_key:
+            model = scene.model_matrix()
+            normal_matrix = np.ascontiguousarray(np.linalg.inv(model[:3, :3]).T, dtype=np.float32)
+            planes = np.zeros((MAX_CLIP_PLANES, 4), dtype=np.float32)
+            n_clip = min(len(scene.clip_planes), MAX_CLIP_PLANES)
+            if n_clip:
+                inv_t = np.linalg.inv(model).T
+                for i, p in enumerate(scene.clip_planes[:n_clip]):
+                    w = inv_t @ p.as_vec4()
+                    planes[i] = w / np.linalg.norm(w[:3])  # unit normal: distances in metres
+            self._placement_key = key
+            self._placement = (model, model.astype(np.float32), normal_matrix, planes, n_clip)
+        return self._placement
+
+    def _split(self, scene: Scene) -> tuple[list[int], list[int]]:
+        """Visible opaque and visible transparent structures (indices), recomputed only when the
+        scene's ``version`` (bumped on every material change) moves."""
+        key = (scene.version, len(scene.materials))
+        if self._split_scene is not scene or self._split_key != key:
+            opaque = [i for i, m in enumerate(scene.materials) if m.visible and m.opaque]
+            transparent = [i for i, m in enumerate(scene.materials) if m.visible and not m.opaque]
+            self._split_scene, self._split_key, self._split_value = scene, key, (opaque, transparent)
+        opaque, transparent = self._split_value
+        return opaque, list(transparent)
 
     def _draw_opaque(self, opaque: list[int], levels: list[int]) -> None:
         g = self._twin
