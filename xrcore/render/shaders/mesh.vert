@@ -12,7 +12,11 @@ out vec3 v_world;
 out vec3 v_normal;
 flat out uint v_structure;
 flat out int v_eye;
+#if CAPS
+// Only the clip-plane variant writes clip distances: without planes none is enabled, and six
+// unused outputs per vertex still cost every vertex (and, on a million triangles, show).
 out float gl_ClipDistance[6];
+#endif
 
 void main() {
   int eye = EYE;
@@ -21,9 +25,11 @@ void main() {
   v_normal = u_normal_matrix * a_normal;
   v_structure = a_structure;
   v_eye = eye;
+#if CAPS
   for (int i = 0; i < 6; ++i) {
     gl_ClipDistance[i] = i < u_clip_count ? dot(u_clip[i], vec4(world.xyz, 1.0)) : 1.0;
   }
+#endif
   gl_Position = u_view_proj[eye] * world;
   set_layer(eye);
 }
