@@ -1,13 +1,14 @@
 // Blinn-Phong with a headlight and hemisphere ambient, per-structure material, selection
 // rim highlight, and the cut face of clipped structures: where a clip plane opens a closed surface
 // the viewer sees its back faces, which are drawn as a flat, lit cap facing out of the cut.
-in vec3 v_world;
+in vec3 v_view;
 in vec3 v_normal;
-flat in uint v_structure;
-flat in int v_eye;
+#if CAPS
+in vec3 v_world;
+#endif
+flat in vec4 v_base;    // the structure's colour (linear RGBA)
+flat in vec4 v_params;  // highlight, shininess, specular, -
 
-uniform vec3 u_eye_pos[2];
-uniform samplerBuffer u_materials;  // per structure: colour (linear RGBA), (highlight, shininess, specular, -)
 uniform vec4 u_clip[6];
 uniform int u_clip_count;
 uniform vec3 u_highlight_color;
@@ -26,10 +27,9 @@ vec3 shade(vec3 base, vec3 n, vec3 v, float shininess, float specular) {
 }
 
 void main() {
-  int sid = int(v_structure);
-  vec4 base = texelFetch(u_materials, 2 * sid);
-  vec4 params = texelFetch(u_materials, 2 * sid + 1);  // highlight, shininess, specular
-  vec3 v = normalize(u_eye_pos[v_eye] - v_world);
+  vec4 base = v_base;
+  vec4 params = v_params;  // highlight, shininess, specular
+  vec3 v = normalize(v_view);
 #if CAPS
   // Only while clip planes are active (the renderer builds this variant for it: a software
   // rasteriser runs both sides of a branch, so the everyday variant carries no cap code).
