@@ -3,12 +3,12 @@
 // the viewer sees its back faces, which are drawn as a flat, lit cap facing out of the cut.
 in vec3 v_view;
 in vec3 v_normal;
+flat in uint v_structure;
 #if CAPS
 in vec3 v_world;
 #endif
-flat in vec4 v_base;    // the structure's colour (linear RGBA)
-flat in vec4 v_params;  // highlight, shininess, specular, -
 
+uniform samplerBuffer u_materials;  // per structure: colour (linear RGBA), (highlight, shininess, specular, -)
 uniform vec4 u_clip[6];
 uniform int u_clip_count;
 uniform vec3 u_highlight_color;
@@ -27,8 +27,9 @@ vec3 shade(vec3 base, vec3 n, vec3 v, float shininess, float specular) {
 }
 
 void main() {
-  vec4 base = v_base;
-  vec4 params = v_params;  // highlight, shininess, specular
+  int sid = int(v_structure);
+  vec4 base = texelFetch(u_materials, 2 * sid);
+  vec4 params = texelFetch(u_materials, 2 * sid + 1);  // highlight, shininess, specular
   vec3 v = normalize(v_view);
 #if CAPS
   // Only while clip planes are active (the renderer builds this variant for it: a software

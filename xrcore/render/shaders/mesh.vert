@@ -1,4 +1,4 @@
-// Twin structures: view vector and normal in world space, clip distances, the structure's material.
+// Twin structures: view vector and normal in world space, clip distances, structure index.
 layout(location = 0) in vec3 a_position;   // twin coordinates, metres
 layout(location = 1) in vec3 a_normal;
 layout(location = 2) in uint a_structure;  // per draw (instanced attribute or constant)
@@ -7,21 +7,14 @@ uniform mat4 u_model;          // twin -> world
 uniform mat3 u_normal_matrix;  // inverse transpose of u_model's upper 3x3
 uniform vec4 u_clip[6];        // world-space planes: keep dot(xyz, p) + w >= 0
 uniform int u_clip_count;
-uniform samplerBuffer u_materials;  // per structure: colour (linear RGBA), (highlight, shininess, specular, -)
 
 out vec3 v_view;    // from the surface to this eye, world space, metres (normalised per fragment)
 out vec3 v_normal;
+flat out uint v_structure;
 #if CAPS
-out vec3 v_world;   // the cap finds the clip plane it lies on
-#endif
-// The material is read here, per vertex, and passed flat (every vertex of a draw belongs to one
-// structure): a fragment shader fetching it would read the table once per shaded pixel, and on a
-// dense mesh pixels outnumber vertices several times over.
-flat out vec4 v_base;
-flat out vec4 v_params;
-#if CAPS
-// Only the clip-plane variant writes clip distances: without planes none is enabled, and six
-// unused outputs per vertex still cost every vertex (and, on a million triangles, show).
+// Only the clip-plane variant writes clip distances (without planes none is enabled, and six
+// unused outputs per vertex still cost every vertex) and the position its caps need.
+out vec3 v_world;
 out float gl_ClipDistance[6];
 #endif
 
@@ -30,9 +23,7 @@ void main() {
   vec4 world = u_model * vec4(a_position, 1.0);
   v_view = u_eye_pos[eye] - world.xyz;
   v_normal = u_normal_matrix * a_normal;
-  int sid = int(a_structure);
-  v_base = texelFetch(u_materials, 2 * sid);
-  v_params = texelFetch(u_materials, 2 * sid + 1);
+  v_structure = a_structure;
 #if CAPS
   v_world = world.xyz;
   for (int i = 0; i < 6; ++i) {
