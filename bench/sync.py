@@ -36,12 +36,14 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 # bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_INTERVAL_S  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
 from sessions.cli.consult import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
 
@@ -151,6 +153,19 @@ async def measure_floor(count: int, paced_s: float, loop: str) -> dict[str, Any]
 # ------------------------------------------------------------------------------------------------ rooms
 
 
+def _relay_counters(url: str, room: str) -> dict[str, Any] | None:
+    """The relay's counters of ``room`` from the server's ``/stats`` (None when it cannot be read)."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/stats", timeout=5) as response:
+            stats = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    for entry in stats.get("rooms", []):
+        if entry.get("room") == room and entry.get("relay_stats"):
+            return {**entry["relay_stats"].get("counters", {}), "cpu_share": entry["relay_stats"].get("cpu_share")}
+    return None
+
+
 def _proc_stats(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) and peak resident memory (MB) of a live process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -170,7 +185,8 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     load_before = os.getloadavg()[0]
     server = await asyncio.create_subprocess_exec(
         MEDVERSE, "consult", "serve", "--port", "0", "--mesh-limit", str(mesh_limit),
-        "--relay-pose-budget", str(args.relay_pose_budget), "--loop", loop, env=env,
+        "--relay-pose-budget", str(args.relay_pose_budget), "--relay-pose-interval", str(args.relay_pose_interval),
+        "--loop", loop, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert server.stdout is not None
@@ -183,25 +199,32 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     procs = []
     logs = []
     started = time.monotonic()
+    # Everyone stops making ops at the same moment (a UNIX time: the processes start seconds apart on
+    # a loaded machine, so a time relative to each one's start would not be the same moment), 2 s
+    # before the first participant leaves, so that every op can reach everyone and the final digests
+    # can be compared.
+    ops_stop_at = time.time() + warmup + args.duration - 2.0
     for i in range(n):
         token = issue_token(SECRET.encode(), room, f"p{i + 1}", "expert")
         report = workdir / f"{room}-p{i + 1}.json"
-        # Everyone stops making ops at the same moment, 2 s before the first participant leaves, so
-        # that every op can reach everyone and the final digests can be compared.
-        ops_stop = max(warmup + 0.5, warmup + args.duration - 2.0 - i * args.stagger)
         # stderr to a file, not a pipe: a pipe nobody reads until the end blocks a chatty process.
         log_file = open(workdir / f"{room}-p{i + 1}.log", "wb")  # noqa: SIM115 (closed after the run)
         logs.append(log_file)
         procs.append((report, await asyncio.create_subprocess_exec(
             MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
             "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--ops-start", str(warmup), "--ops-stop", str(ops_stop), "--report", str(report), "--loop", loop,
+            "--ops-start", str(warmup), "--ops-stop-at", f"{ops_stop_at:.3f}", "--report", str(report), "--loop", loop,
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS
         # handshakes with the relay on a 2-core machine lose packets, and SCTP's retransmission
         # back-off then stalls those associations for seconds.
         await asyncio.sleep(args.stagger)
+    # The relay's counters (bundles, superseded and dropped poses), read just before the first leaves.
+    relay_counters = None
+    if mode == "relay":
+        await asyncio.sleep(max(0.0, started + warmup + args.duration - 0.5 - time.monotonic()))
+        relay_counters = await asyncio.to_thread(_relay_counters, url, room)
     failures = []
     for (report, proc), log_file in zip(procs, logs, strict=True):
         await proc.wait()
@@ -216,6 +239,8 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     figures = summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
     # The loops the participants report they ran on, not the option given: proves what was measured.
     figures = {"loop": loop, **figures, "participant_loops": sorted({r.get("event_loop", "?") for r in reports})}
+    if relay_counters is not None:
+        figures["relay_counters"] = relay_counters
     return {**figures, "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -332,7 +357,7 @@ def run_benchmark(args: argparse.Namespace, loops: list[str]) -> dict[str, Any]:
         "benchmark": "sync",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
-        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "stagger_s": args.stagger, "loops": loops},
+        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_interval_ms": args.relay_pose_interval, "stagger_s": args.stagger, "loops": loops},
         "floor": floors,
         "rooms": rooms,
         "goals": goals,
@@ -343,7 +368,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2,4", help="room sizes, comma-separated (default %(default)s; the issue's: 2,4,8,16)")
     parser.add_argument("--modes", default="mesh,relay", help="topologies (default %(default)s)")
-    parser.add_argument("--relay-pose-budget", type=float, default=6000.0, help="relay's pose budget, poses/s in all, 0 unlimited (default %(default)s)")
+    parser.add_argument("--relay-pose-budget", type=float, default=DEFAULT_POSE_BUDGET_HZ, help="relay's pose budget, bundles/s in all, 0 unlimited (default %(default)s)")
+    parser.add_argument("--relay-pose-interval", type=float, default=DEFAULT_POSE_INTERVAL_S * 1e3, help="relay's shortest time between pose flushes, ms (default %(default)s)")
     parser.add_argument("--stagger", type=float, default=0.3, help="seconds between participants joining (default %(default)s)")
     parser.add_argument("--max-mesh", type=int, default=16, help="largest mesh room to run (default %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per room (default %(default)s; the issue's: 20)")

@@ -15,14 +15,15 @@ in separate processes. It
   to the signaling server's ``/stats`` every second and returned in the final report.
 
 aiortc has no ICE restart, so a link that fails (aiortc says so, or nothing at all has arrived on it for
-``liveness_timeout_s`` on a mesh link) is closed and the side that offered it offers a new connection through
-signaling, again every ``connect_timeout_s`` while the network stays down. When a mesh link to a
-remote it was linked with before opens, a participant holds its live ops back from that link, asks the
-remote for its snapshot, resends (in sequence order, from a log of its last ``resend_log`` ops) those of
-its own ops that the snapshot lacks, and only then sends live ops on it; it merges the remote's snapshot
-once the remote's resent ops are in (at most 2 s later), so every op arrives once, in order, and the
-snapshot only fills in what no resend carries. In relay rooms a rebuilt link catches up through
-snapshots and digests only.
+``liveness_timeout_s``: remotes and the relay answer pings, so a healthy link is never that silent) is
+closed and the side that offered it offers a new connection through signaling, again every
+``connect_timeout_s`` while the network stays down. When a link to a remote (or to the relay) it was
+linked with before opens, a participant holds its live ops back from that link, asks for a snapshot
+(the remote's; through the relay, any participant's), resends (in sequence order, from a log of its last
+``resend_log`` ops) those of its own ops that the snapshot lacks, and only then sends live ops on it. A
+mesh remote resumes the same way, so its snapshot is merged once its resent ops are in (at most 2 s
+later): every op arrives once, in order, and the snapshot only fills in what no resend carries. Through
+the relay the snapshot is merged at once: the ops the others made meanwhile come from it.
 
 Clock pings carry the requester's index in the upper 16 bits of ``ping_id`` and snapshot requests in
 the upper 16 bits of ``request_id``, so that the relay can route pongs and snapshot chunks back to the
@@ -55,6 +56,7 @@ from net.protocol import (
     ClockPong,
     NewestWins,
     OpKind,
+    PoseBundle,
     PoseRecord,
     SnapshotAssembler,
     SnapshotChunk,
@@ -65,6 +67,7 @@ from net.protocol import (
     chunk_snapshot,
     decode_clock,
     decode_pose,
+    decode_pose_channel,
     decode_state,
     encode_clock,
     encode_pose,
@@ -91,7 +94,8 @@ class ParticipantConfig:
     pose_rate_hz : float
         Pose records sent per second to each link (0: send none).
     clock_interval_s : float
-        Seconds between clock pings to each remote once synchronised.
+        Seconds between clock pings to each remote once synchronised (through the relay, longer in
+        rooms above four: see ``_clock_interval``).
     clock_burst : int
         Pings sent 50 ms apart when a link opens, so the offset is known quickly.
     ops_rate_hz : float
@@ -99,6 +103,9 @@ class ParticipantConfig:
         after joining.
     ops_start_s, ops_stop_s : float
         Window of the scripted ops, seconds after joining.
+    ops_stop_at : float or None
+        UNIX time at which scripted ops stop, whatever ``ops_stop_s`` says: processes that start
+        at different moments (a benchmark's room) stop together, so their final states can be compared.
     warmup_s : float
         Latency samples of the first seconds after joining are not recorded (connection set-up and
         the clock filter filling up are not what a benchmark wants to measure).
@@ -132,6 +139,7 @@ class ParticipantConfig:
     ops_rate_hz: float = 0.0
     ops_start_s: float = 0.5
     ops_stop_s: float = math.inf
+    ops_stop_at: float | None = None
     warmup_s: float = 0.0
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None
@@ -229,6 +237,8 @@ class Participant:
         self.counters: Counter[str] = Counter()
         self.links: dict[str, PeerLink] = {}
         self.remotes: dict[int, RemotePeer] = {}
+        #: Clock of the relay (participant 0), from its answers to our pings in a relay room.
+        self.relay_clock = ClockEstimator()
         self.index = 0
         self.name = ""
         self.room = ""
@@ -239,7 +249,7 @@ class Participant:
         self._newest = NewestWins()
         self._assemblers: dict[int, SnapshotAssembler] = {}
         self._offered: set[str] = set()  # remotes this side offers to (it re-offers after a failure)
-        # Resuming a rebuilt mesh link (see _resume): own ops kept for resending, remotes that had an open
+        # Resuming a rebuilt link (see _resume): own ops kept for resending, remotes that had an open
         # link before, and links waiting for the remote's snapshot before live ops go on them.
         self._own_ops: deque[StateOp] = deque(maxlen=max(0, self.config.resend_log))
         self._was_linked: set[str] = set()
@@ -408,6 +418,13 @@ class Participant:
             if link is None:
                 raise PeerError(f"answer from {sender} without an offer")
             await link.handle_signal(data)
+        elif data.get("type") == "closed" and sender == RELAY_ID:
+            # The relay gave our link up (it heard nothing on it): build a new one now, not after our own timeout.
+            link = self.links.get(sender)
+            if link is not None and link.state != "closed":
+                self.counters["links_closed_by_relay"] += 1
+                log.info("%s: the relay closed our link (%s); offering again", self.name, data.get("reason"))
+                await link.close()  # -> "closed" -> _link_state_changed re-offers
         else:
             raise PeerError(f"signal from {sender} of unknown type {data.get('type')!r}")
 
@@ -449,9 +466,10 @@ class Participant:
             await link.close()  # -> "closed" -> _link_state_changed re-offers
 
     async def _liveness_loop(self) -> None:
-        """Close open mesh links silent for ``liveness_timeout_s`` (a dead path aiortc cannot restart).
+        """Close open links silent for ``liveness_timeout_s`` (a dead path aiortc cannot restart).
 
-        A relay link is left to aiortc's own consent check (about 30 s).
+        A healthy link is never that silent: a mesh remote answers pings, and so does the relay (as
+        participant 0), even for a participant alone in its room.
         """
         timeout = self.config.liveness_timeout_s
         if not 0 < timeout < math.inf:
@@ -459,9 +477,7 @@ class Participant:
         while not self._stopping:
             await asyncio.sleep(min(0.5, timeout / 4))
             for link in list(self.links.values()):
-                # Only mesh links: a remote always answers pings there, while the relay only forwards, so a
-                # participant alone in a relay room hears nothing on a healthy link.
-                if link.remote != RELAY_ID and link.is_open and link.silent_for() > timeout:
+                if link.is_open and link.silent_for() > timeout:
                     self.counters["links_dead"] += 1
                     log.warning("%s: nothing from %s for %.1f s; closing the link", self.name, link.remote, link.silent_for())
                     await link.close()  # -> "closed" -> the offering side builds a new connection
@@ -504,17 +520,18 @@ class Participant:
 
     async def _on_link_open(self, link: PeerLink) -> None:
         log.info("%s: link to %s open", self.name, link.remote)
-        remote_index = self._index_of(link.remote)
-        if link.remote != RELAY_ID and link.remote in self._was_linked and remote_index is not None:
-            # A rebuilt mesh link: no live op goes on it until the remote's snapshot says which of our ops
-            # it lacks, so that those are resent first and every op arrives in sequence order (_resume).
+        remote_index = 0 if link.remote == RELAY_ID else self._index_of(link.remote)
+        if link.remote in self._was_linked and remote_index is not None:
+            # A rebuilt link: no live op goes on it until a snapshot says which of our ops the other side
+            # lacks, so that those are resent first and every op arrives in sequence order (_resume).
+            # Through the relay any participant's snapshot will do (0: the relay picks one): everyone
+            # got the same ops from the relay, in the same order.
             self._resuming.add(link)
             self._request_snapshot(link, remote_index)
             self._spawn(self._until_resumed(link, remote_index))
         else:
             self._request_snapshot(link)
-        if link.remote != RELAY_ID:
-            self._was_linked.add(link.remote)
+        self._was_linked.add(link.remote)
         self._spawn(self._until_caught_up(link))
         for _ in range(self.config.clock_burst):
             if not link.is_open:
@@ -522,7 +539,7 @@ class Participant:
             self._ping(link)
             await asyncio.sleep(0.05)
         while link.is_open and not self._stopping:
-            await asyncio.sleep(self.config.clock_interval_s)
+            await asyncio.sleep(self._clock_interval(link))
             self._ping(link)
 
     # ------------------------------------------------------------------ sending
@@ -575,6 +592,18 @@ class Participant:
         self.counters["snapshots_merged"] += 1
         self.caught_up.set()
         log.info("%s: merged a snapshot from %d (%d new ops)", self.name, source, added)
+
+    def _clock_interval(self, link: PeerLink) -> float:
+        """Seconds between two pings on ``link`` once the burst is over.
+
+        Through the relay a ping reaches every other participant and each one answers, so a room's
+        clock traffic grows with the square of its size; the interval grows with the room (beyond
+        four) to keep it linear. The filter keeps a number of samples, not a time span, so it still
+        has its full window, only spread over a longer time (drift is fitted across it).
+        """
+        if link.remote != RELAY_ID:
+            return self.config.clock_interval_s
+        return self.config.clock_interval_s * max(1.0, len(self.remotes) / 4)
 
     def _open_links(self) -> list[PeerLink]:
         return [link for link in self.links.values() if link.is_open]
@@ -650,7 +679,8 @@ class Participant:
             await asyncio.wait_for(self.caught_up.wait(), 10.0)
         period = 1.0 / cfg.ops_rate_hz
         counter = self.state.seq  # ids stay unique across a rejoin: "<index>:<counter>"
-        while not self._stopping and time.monotonic() - self._started < cfg.ops_stop_s:
+        while not self._stopping and time.monotonic() - self._started < cfg.ops_stop_s \
+                and (cfg.ops_stop_at is None or time.time() < cfg.ops_stop_at):
             counter += 1
             kind, payload = scripted_op(rng, self.index, counter)
             self.make_op(kind, payload)
@@ -671,7 +701,11 @@ class Participant:
         now = self.clock()
         try:
             if label == "pose":
-                self._on_pose(link, decode_pose(data), now)
+                message = decode_pose_channel(data)
+                if isinstance(message, PoseBundle):
+                    self._on_pose_bundle(link, message, now)
+                else:
+                    self._on_pose(link, message, now)
             elif label == "state":
                 self._on_state(link, decode_state(data), now)
             elif label == "clock":
@@ -697,6 +731,21 @@ class Participant:
         if not remote.clock.synchronized or time.monotonic() - self._started < self.config.warmup_s:
             return None
         return now - remote.clock.to_local(sender_time)
+
+    def _on_pose_bundle(self, link: PeerLink, bundle: PoseBundle, now: float) -> None:
+        """Apply each pose of a relay's bundle on its own: one bad pose costs only itself."""
+        if link.remote != RELAY_ID:  # only the relay bundles; a mesh peer sends its own poses alone
+            self.counters["spoofed"] += 1
+            return
+        self.counters["pose_bundles"] += 1
+        for raw in bundle.messages:
+            try:
+                record = decode_pose(raw)
+            except ProtocolError as exc:
+                self.counters["malformed_pose"] += 1
+                log.debug("%s: dropped a bundled pose: %s", self.name, exc)
+                continue
+            self._on_pose(link, record, now)
 
     def _on_pose(self, link: PeerLink, record: PoseRecord, now: float) -> None:
         remote = self._source(link, record.participant, "pose")
@@ -739,9 +788,11 @@ class Participant:
             assembler = self._assemblers.setdefault(message.participant, SnapshotAssembler())
             body = assembler.add(message)
             if body is not None:
-                if link in self._resuming and self.remotes.get(message.participant) is not None \
-                        and self.remotes[message.participant].name == link.remote:
-                    if self._resume(link, message.participant, body):
+                source = self.remotes.get(message.participant)
+                if link in self._resuming and source is not None and link.remote in (source.name, RELAY_ID):
+                    # A mesh remote resumes too and resends its own ops: wait for them before merging.
+                    # Through the relay nobody else resumes, so the snapshot is merged at once.
+                    if self._resume(link, message.participant, body) and link.remote != RELAY_ID:
                         self._spawn(self._merge_later(message.participant, body))
                         return
                 self._merge(message.participant, body)
@@ -769,6 +820,10 @@ class Participant:
         else:
             if message.ping_id >> 16 != self.index:
                 self.counters["misrouted"] += 1
+                return
+            if message.participant == 0 and link.remote == RELAY_ID:  # the relay's own answer
+                if not self.relay_clock.add_pong(message, now):
+                    self.counters["clock_rejected"] += 1
                 return
             remote = self._source(link, message.participant, "pong")
             if remote is not None and not remote.clock.add_pong(message, now):

@@ -13,7 +13,9 @@ payloads raise ``ProtocolError``), so what one peer sends another one accepts.
 Channels (see ``CHANNELS``):
 
 - ``pose``: unordered, ``max_retransmits=0``; one ``PoseRecord`` per message, newest wins by
-  serial-number comparison of the 32-bit sequence (``seq_newer``, ``NewestWins``).
+  serial-number comparison of the 32-bit sequence (``seq_newer``, ``NewestWins``). The relay of a
+  large room sends a ``POSE_BUNDLE`` instead: several senders' pose messages, unchanged, in one
+  message (version 2).
 - ``state``: ordered, reliable; ``StateOp`` (an operation on the shared consultation state),
   ``SnapshotRequest``, ``SnapshotChunk`` (a late joiner's snapshot, chunked) and ``StateDigest``
   (a peer's state hash, to prove convergence).
@@ -37,7 +39,8 @@ from net.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 #: Version byte of every message; any change of a layout, type or op kind takes a new number.
-PROTOCOL_VERSION = 1
+#: Version 2 added the pose bundle (type 0x02); every version-1 layout is unchanged.
+PROTOCOL_VERSION = 2
 
 # ---------------------------------------------------------------------------------------------------
 # Message types (byte 1). Each channel accepts only its own types.
@@ -48,6 +51,7 @@ class MessageType(enum.IntEnum):
     """Type byte (offset 1) of every message."""
 
     POSE = 0x01
+    POSE_BUNDLE = 0x02
     STATE_OP = 0x10
     SNAPSHOT_REQUEST = 0x11
     SNAPSHOT_CHUNK = 0x12
@@ -108,6 +112,11 @@ POSE_SLOTS = ("head", "left", "right", "pointer")
 #: Largest pose message: header and all four poses (head and two hands alone: 56 bytes).
 POSE_MAX_BYTES = POSE_HEADER.size + len(POSE_SLOTS) * POSE_ENTRY.size
 
+BUNDLE_HEADER = struct.Struct("<BBBB")  # version, type, count, reserved
+#: Largest pose bundle: aiortc puts up to 1,200 bytes of a message in one SCTP chunk, so a bundle up to
+#: this size travels as one DTLS record and one UDP datagram (the point of bundling).
+POSE_BUNDLE_MAX_BYTES = 1200
+
 OP_HEADER = struct.Struct("<BBBBHHIQq")  # version, type, kind, reserved, participant, len, seq, lamport, time
 SNAPSHOT_REQUEST = struct.Struct("<BBHI")  # version, type, participant, request_id
 SNAPSHOT_HEADER = struct.Struct("<BBHIHHI")  # version, type, participant, snapshot_id, index, count, total
@@ -156,7 +165,7 @@ class ChannelSpec:
 
 #: The three data channels of every peer connection, by label.
 CHANNELS: dict[str, ChannelSpec] = {
-    "pose": ChannelSpec("pose", ordered=False, max_retransmits=0, max_message_bytes=POSE_MAX_BYTES),
+    "pose": ChannelSpec("pose", ordered=False, max_retransmits=0, max_message_bytes=POSE_BUNDLE_MAX_BYTES),
     "state": ChannelSpec("state", ordered=True, max_retransmits=None, max_message_bytes=STATE_MAX_BYTES),
     "clock": ChannelSpec("clock", ordered=False, max_retransmits=0, max_message_bytes=CLOCK_MAX_BYTES),
 }
@@ -472,6 +481,94 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
             (x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M), _decode_quat(largest, (a, b, c))
         )
     return PoseRecord(participant, seq, time_us / 1e6, buttons=Buttons(buttons), **poses)
+
+
+def encode_pose_bundle(messages: list[bytes]) -> bytes:
+    """Pack encoded pose messages (``encode_pose`` output, untouched) into one ``POSE_BUNDLE``.
+
+    Layout: 4-byte header (version, type, count, reserved 0), then per pose a uint8 length and the
+    pose message's bytes. Only framing is checked here (the relay that bundles never decodes poses):
+    each message must look like a pose (version, type, 20..68 bytes) and the bundle must fit
+    ``POSE_BUNDLE_MAX_BYTES``; ``pack_pose_bundles`` splits a longer list.
+    """
+    if not 1 <= len(messages) <= 255:
+        raise ProtocolError(f"a pose bundle carries 1 to 255 poses, got {len(messages)}", "pose")
+    parts = [BUNDLE_HEADER.pack(PROTOCOL_VERSION, MessageType.POSE_BUNDLE, len(messages), 0)]
+    for message in messages:
+        if not (POSE_HEADER.size <= len(message) <= POSE_MAX_BYTES and message[0] == PROTOCOL_VERSION
+                and message[1] == MessageType.POSE):
+            raise ProtocolError("a pose bundle carries only pose messages", "pose")
+        parts.append(bytes((len(message),)))
+        parts.append(message)
+    data = b"".join(parts)
+    if len(data) > POSE_BUNDLE_MAX_BYTES:
+        raise ProtocolError(f"pose bundle of {len(data)} bytes, at most {POSE_BUNDLE_MAX_BYTES}", "pose")
+    return data
+
+
+def pack_pose_bundles(messages: list[bytes]) -> list[bytes]:
+    """As many bundles as ``messages`` need (each within ``POSE_BUNDLE_MAX_BYTES``), in order."""
+    bundles: list[bytes] = []
+    start, size = 0, BUNDLE_HEADER.size
+    for i, message in enumerate(messages):
+        if size + 1 + len(message) > POSE_BUNDLE_MAX_BYTES or i - start == 255:
+            bundles.append(encode_pose_bundle(messages[start:i]))
+            start, size = i, BUNDLE_HEADER.size
+        size += 1 + len(message)
+    if start < len(messages):
+        bundles.append(encode_pose_bundle(messages[start:]))
+    return bundles
+
+
+def split_pose_bundle(data: bytes | bytearray | memoryview) -> list[bytes]:
+    """The pose messages a ``POSE_BUNDLE`` carries, each still to be read with ``decode_pose``.
+
+    A framing error (header, count, a length that overruns or leaves trailing bytes, a carried
+    message without a pose's version and type bytes) rejects the whole bundle; a bad pose inside it is the caller's to reject alone, so that one sender's broken
+    pose cannot cost the others theirs.
+    """
+    buf = _as_bytes(data, "pose")
+    _check_header(buf, "pose", POSE_BUNDLE_MAX_BYTES, frozenset({MessageType.POSE_BUNDLE}))
+    if len(buf) < BUNDLE_HEADER.size:
+        raise ProtocolError(f"truncated pose bundle: {len(buf)} bytes, need {BUNDLE_HEADER.size}", "pose")
+    _, _, count, reserved = BUNDLE_HEADER.unpack_from(buf)
+    if reserved:
+        raise ProtocolError(f"reserved pose bundle byte set: 0x{reserved:02x}", "pose")
+    if count == 0:
+        raise ProtocolError("empty pose bundle", "pose")
+    messages = []
+    offset = BUNDLE_HEADER.size
+    for i in range(count):
+        if offset >= len(buf):
+            raise ProtocolError(f"truncated pose bundle: {i} of {count} poses", "pose")
+        size = buf[offset]
+        if not POSE_HEADER.size <= size <= POSE_MAX_BYTES:
+            raise ProtocolError(f"pose {i} of a bundle has {size} bytes, not {POSE_HEADER.size}..{POSE_MAX_BYTES}", "pose")
+        end = offset + 1 + size
+        if end > len(buf):
+            raise ProtocolError(f"truncated pose bundle: pose {i} of {count} overruns it", "pose")
+        if buf[offset + 1] != PROTOCOL_VERSION or buf[offset + 2] != MessageType.POSE:
+            raise ProtocolError(f"pose {i} of a bundle is not a version-{PROTOCOL_VERSION} pose message", "pose")
+        messages.append(buf[offset + 1 : end])
+        offset = end
+    if offset != len(buf):
+        raise ProtocolError(f"pose bundle has {len(buf) - offset} trailing bytes", "pose")
+    return messages
+
+
+@dataclass(frozen=True)
+class PoseBundle:
+    """A relay's ``POSE_BUNDLE``: pose messages of several senders, each decoded on its own."""
+
+    messages: tuple[bytes, ...]
+
+
+def decode_pose_channel(data: bytes | bytearray | memoryview) -> PoseRecord | PoseBundle:
+    """Decode anything the ``pose`` channel carries: a ``PoseRecord`` or a ``PoseBundle``."""
+    buf = _as_bytes(data, "pose")
+    if len(buf) >= 2 and buf[1] == MessageType.POSE_BUNDLE:
+        return PoseBundle(tuple(split_pose_bundle(buf)))
+    return decode_pose(buf)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -860,10 +957,10 @@ def decode_clock(data: bytes | bytearray | memoryview) -> ClockMessage:
 
 
 #: Decoder of each channel, by label.
-DECODERS = {"pose": decode_pose, "state": decode_state, "clock": decode_clock}
+DECODERS = {"pose": decode_pose_channel, "state": decode_state, "clock": decode_clock}
 
 
-def decode(channel: str, data: bytes | bytearray | memoryview) -> PoseRecord | StateMessage | ClockMessage:
+def decode(channel: str, data: bytes | bytearray | memoryview) -> PoseRecord | PoseBundle | StateMessage | ClockMessage:
     """Decode a message that arrived on data channel ``channel``; ``ProtocolError`` for an unknown channel too."""
     decoder = DECODERS.get(channel)
     if decoder is None:

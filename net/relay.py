@@ -13,25 +13,32 @@ on the same channel, reading only the header bytes it needs to route it (docs/pr
   (0: any): the request goes to that one participant, or to the longest-connected other one, so
   that a joiner in a room of sixteen receives one snapshot, not fifteen.
 
-Poses, ops, digests and pings go to everyone else. Payloads are never decoded, so the
+Poses, ops, digests and pings go to everyone else. The relay also answers each ping itself, as
+participant 0, so that a participant always hears from a healthy relay link (alone in the room too)
+and can tell a dead one by its silence; and it closes a link it has heard nothing on for
+``liveness_timeout_s`` (participants send poses at the display rate and pings every few seconds),
+so that it stops sending into a path that is gone, and tells the participant through signaling
+(``{"type": "closed"}``), who then offers a new connection. Payloads are never decoded, so the
 relay's cost per message is a few byte reads and one send per receiver.
 
-Poses are forwarded newest-wins: a received pose waits in a slot per sender until the relay's next
-turn of the event loop, where every waiting pose goes out to everyone; a newer pose from the same
-sender that arrives meanwhile replaces the older one. When the relay keeps up, that adds nothing;
-when it cannot (a large room on a small machine) it sends fewer, fresher poses instead of building a
-queue of stale ones, so latency stays bounded and the reliable state channel is not starved.
+Poses travel in bundles (protocol version 2, ``POSE_BUNDLE``): a received pose waits in a slot per
+sender, a newer pose from the same sender replacing it (newest wins), until the relay's next flush,
+which sends each receiver one message holding every waiting pose but its own. Every message costs a
+DTLS record, an SCTP packet and an acknowledgement on both ends, and in pure Python one core handles
+a few thousand a second; sixteen participants at 90 Hz sending one message per pose per receiver
+would need 21,600 a second, while bundled they need one per receiver per flush.
 
-The relay also has a pose budget (``pose_budget_hz`` messages per second in all, shared equally by the
-receivers, a token bucket each): every forwarded message costs a DTLS record and an SCTP packet on
-both ends, and in pure Python one core handles a few thousand a second; sixteen participants at
-90 Hz would need 21,600. Over budget, a receiver gets fewer poses per sender (newest wins), never
-late ones; state, clock and snapshot traffic is never limited.
+Flushes are paced: the next one comes at the earliest ``pose_interval_s`` after the last, and no
+sooner than the pose budget allows (``pose_budget_hz`` bundles a second in all, so the interval grows
+with the number of receivers). A pose thus waits at most one interval at the relay; with a small room
+and a quiet machine the interval is short enough that this adds almost nothing. State, clock and
+snapshot traffic is forwarded at once and never limited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -40,8 +47,14 @@ from typing import Any
 
 from net.errors import NetError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
-from net.protocol import PROTOCOL_VERSION, MessageType
-from net.rooms import TokenBucket
+from net.protocol import (
+    PING,
+    PROTOCOL_VERSION,
+    ClockPong,
+    MessageType,
+    encode_clock,
+    pack_pose_bundles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +67,12 @@ _CHANNEL_TYPES: dict[str, frozenset[int]] = {
 #: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
 _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
 
-#: Poses the relay forwards per second in all, by default (a room of eight at 90 Hz needs 5,040).
-DEFAULT_POSE_BUDGET_HZ = 6000.0
+#: A link silent for this long is closed, by default (a participant's own default is the same).
+DEFAULT_LIVENESS_TIMEOUT_S = 12.0
+#: Shortest time between two pose flushes, seconds, by default.
+DEFAULT_POSE_INTERVAL_S = 0.004
+#: Pose bundles the relay sends per second in all, by default: at 16 receivers the interval stays 4 ms.
+DEFAULT_POSE_BUDGET_HZ = 4000.0
 
 SendSignal = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -75,9 +92,13 @@ class RelayPeer:
         ``send_signal({"type": "signal", "to": P, "data": {...}})`` delivers an answer to participant P.
     pose_buffer_limit : int
         Bytes queued towards one receiver above which forwarded poses to it are dropped (newest wins).
+    pose_interval_s : float
+        Shortest time between two pose flushes (0: flush on the next turn of the event loop).
     pose_budget_hz : float or None
-        Poses the relay forwards per second in all, split equally among receivers (None: no limit).
-        The default, 6,000, leaves rooms of up to eight at 90 Hz (5,040 a second) unlimited.
+        Pose bundles the relay sends per second in all (None: no limit); with R receivers the
+        flushes come at most every ``R / pose_budget_hz`` seconds.
+    liveness_timeout_s : float
+        A link the relay has heard nothing on for this long is closed (0 or inf: never).
     """
 
     def __init__(
@@ -86,7 +107,9 @@ class RelayPeer:
         send_signal: SendSignal,
         *,
         pose_buffer_limit: int = POSE_BUFFER_LIMIT,
+        pose_interval_s: float = DEFAULT_POSE_INTERVAL_S,
         pose_budget_hz: float | None = DEFAULT_POSE_BUDGET_HZ,
+        liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
     ) -> None:
         self.room = room
         self._send_signal = send_signal
@@ -99,9 +122,12 @@ class RelayPeer:
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
         self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender, not yet forwarded
+        self._pose_interval_s = max(0.0, pose_interval_s)
         self._pose_budget_hz = pose_budget_hz
-        self._budgets: dict[PeerLink, TokenBucket] = {}
         self._flush_scheduled = False
+        self._last_flush = 0.0
+        self._liveness_timeout_s = liveness_timeout_s
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def handle_signal(self, message: dict[str, Any]) -> None:
         """Answer an offer ``{"type": "signal", "from": P, "data": {"type": "offer", "sdp": ...}}``.
@@ -122,11 +148,29 @@ class RelayPeer:
         assert answer is not None
         await self._send_signal({"type": "signal", "to": sender, "data": answer})
         log.info("relay %s: answered %s", self.room, sender)
+        if self._watchdog is None and 0 < self._liveness_timeout_s < float("inf"):
+            self._watchdog = asyncio.ensure_future(self._watch_links())
+
+    async def _watch_links(self) -> None:
+        """Close open links silent for ``liveness_timeout_s``: aiortc would keep sending into a dead path for 30 s."""
+        timeout = self._liveness_timeout_s
+        while True:
+            await asyncio.sleep(min(0.5, timeout / 4))
+            for link in list(self.links.values()):
+                if link.is_open and link.silent_for() > timeout:
+                    self.counters["links_dead"] += 1
+                    silent = link.silent_for()
+                    log.warning("relay %s: nothing from %s for %.1f s; closing its link", self.room, link.remote, silent)
+                    await self.peer_left(link.remote)
+                    # Signaling may still reach it (only the media path died): it can offer again at once
+                    # instead of waiting for its own liveness check.
+                    with contextlib.suppress(Exception):
+                        await self._send_signal({"type": "signal", "to": link.remote,
+                                                 "data": {"type": "closed", "reason": f"relay heard nothing for {silent:.1f} s"}})
 
     def _state_changed(self, link: PeerLink, state: str) -> None:
         if state in ("failed", "closed") and self.links.get(link.remote) is link:
             del self.links[link.remote]
-            self._budgets.pop(link, None)
             self._unbind(link)
 
     def _unbind(self, link: PeerLink) -> None:
@@ -144,6 +188,9 @@ class RelayPeer:
 
     async def close(self) -> None:
         """Close every connection."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         links = list(self.links.values())
         self.links.clear()
         self._by_index.clear()
@@ -181,7 +228,12 @@ class RelayPeer:
             self._pending_poses[link] = data
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_poses)
+                wait = self._last_flush + self.pose_interval() - time.monotonic()
+                loop = asyncio.get_running_loop()
+                if wait > 0:
+                    loop.call_later(wait, self._flush_poses)
+                else:
+                    loop.call_soon(self._flush_poses)
             return
         if mtype in _REPLIES:
             target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
@@ -189,6 +241,9 @@ class RelayPeer:
             if not targets:
                 self.counters["unroutable"] += 1
                 return
+        elif mtype == MessageType.CLOCK_PING:
+            self._pong(link, data)
+            targets = [other for other in self.links.values() if other is not link]
         elif mtype == MessageType.SNAPSHOT_REQUEST:
             wanted = self._by_index.get(data[4] | data[5] << 8)
             if wanted is None or wanted is link:
@@ -202,38 +257,45 @@ class RelayPeer:
             targets = [other for other in self.links.values() if other is not link]
         self._forward(label, data, targets)
 
-    def _flush_poses(self) -> None:
-        """Forward the newest pose of every sender to everyone else, within each receiver's budget."""
-        self._flush_scheduled = False
-        pending, self._pending_poses = self._pending_poses, {}
-        links = list(self.links.values())
-        share = self._pose_budget_hz / max(1, len(links)) if self._pose_budget_hz is not None else 0.0
-        for sender, data in pending.items():
-            targets = []
-            for other in links:
-                if other is sender:
-                    continue
-                if self._pose_budget_hz is not None:
-                    bucket = self._budgets.get(other)
-                    if bucket is None:
-                        # A burst of a quarter second's share absorbs scheduling jitter.
-                        bucket = self._budgets[other] = TokenBucket(share, share / 4)
-                    bucket.rate, bucket.burst = share, share / 4
-                    if not bucket.take():
-                        self.counters["pose_over_budget"] += 1
-                        continue
-                targets.append(other)
-            self._forward("pose", data, targets)
+    def _pong(self, link: PeerLink, ping: bytes) -> None:
+        """Answer a ping as participant 0 (the relay): the link's liveness signal, and the relay's clock."""
+        if len(ping) != PING.size:
+            self.counters["malformed"] += 1
+            return
+        now = time.monotonic()
+        _, _, _, ping_id, t0_us, = PING.unpack(ping)
+        link.send("clock", encode_clock(ClockPong(0, ping_id, t0_us / 1e6, now, now)))
+        self.counters["pongs_sent"] += 1
 
-    def _forward(self, label: str, data: bytes, targets: list[PeerLink]) -> None:
+    def pose_interval(self) -> float:
+        """Seconds between two pose flushes now: ``pose_interval_s``, or longer if the budget needs it."""
+        if not self._pose_budget_hz:
+            return self._pose_interval_s
+        return max(self._pose_interval_s, max(1, len(self.links)) / self._pose_budget_hz)
+
+    def _flush_poses(self) -> None:
+        """Send every receiver one bundle of the newest waiting pose of each other sender."""
+        self._flush_scheduled = False
+        self._last_flush = time.monotonic()
+        pending, self._pending_poses = self._pending_poses, {}
+        for other in list(self.links.values()):
+            poses = [data for sender, data in pending.items() if sender is not other]
+            if poses:
+                self.counters["poses_bundled"] += len(poses)
+                self._forward("pose", pack_pose_bundles(poses), [other])
+
+    def _forward(self, label: str, data: bytes | list[bytes], targets: list[PeerLink]) -> None:
+        """Send ``data`` (one message, or several) to each target, counting what went and what was dropped."""
+        messages = data if isinstance(data, list) else [data]
         for other in targets:
-            if other.send(label, data):
-                self.counters[f"forwarded_{label}"] += 1
-                out = self._per_participant.setdefault(other.remote, Counter())
-                out["out"] += 1
-                out["bytes_out"] += len(data)
-            elif label == "pose" and other.is_open:
-                self.counters["pose_dropped"] += 1
+            for message in messages:
+                if other.send(label, message):
+                    self.counters[f"forwarded_{label}"] += 1
+                    out = self._per_participant.setdefault(other.remote, Counter())
+                    out["out"] += 1
+                    out["bytes_out"] += len(message)
+                elif label == "pose" and other.is_open:
+                    self.counters["pose_dropped"] += 1
 
     def stats(self) -> dict[str, Any]:
         """Counters for the server's ``/stats``: forwarded/dropped messages, per-participant traffic, CPU."""

@@ -43,6 +43,19 @@ def _pose_seeds() -> list[bytes]:
     return [p.encode_pose(r) for r in records]
 
 
+def _bundle_seeds() -> list[bytes]:
+    poses = _pose_seeds()
+    return [p.encode_pose_bundle(poses), p.encode_pose_bundle(poses[:1]), p.encode_pose_bundle(poses[::-1] * 4)]
+
+
+def _split_bundle(data: bytes) -> p.PoseBundle:
+    """A bundle whose framing and every carried pose are valid (what a receiver applies in full)."""
+    bundle = p.PoseBundle(tuple(p.split_pose_bundle(data)))
+    for message in bundle.messages:
+        p.decode_pose(message)
+    return bundle
+
+
 def _state_seeds() -> list[bytes]:
     ops = [
         (p.OpKind.STROKE_ADD, {"id": "s1", "points": [[0, 1, 2], [0.1, 1.1, 2.1]], "color": [1, 0, 0, 1], "width": 0.003}),
@@ -144,6 +157,8 @@ def _same(a: Any, b: Any) -> bool:
 def _encode_any(message: Any) -> bytes:
     if isinstance(message, p.PoseRecord):
         return p.encode_pose(message)
+    if isinstance(message, p.PoseBundle):
+        return p.encode_pose_bundle(list(message.messages))
     if isinstance(message, p.ClockPing | p.ClockPong):
         return p.encode_clock(message)
     return p.encode_state(message)
@@ -151,6 +166,7 @@ def _encode_any(message: Any) -> bytes:
 
 WIRE = {
     "pose": (p.decode_pose, p.encode_pose, _pose_seeds),
+    "pose_bundle": (_split_bundle, lambda b: p.encode_pose_bundle(list(b.messages)), _bundle_seeds),
     "state": (p.decode_state, p.encode_state, _state_seeds),
     "clock": (p.decode_clock, p.encode_clock, _clock_seeds),
 }
@@ -174,7 +190,7 @@ def test_wire_decoder_survives_mutations(channel: str) -> None:
 def test_channel_dispatch_survives_mutations() -> None:
     """decode(channel, data) with messages of every channel sent on any channel (and non-bytes):
     a valid message or ProtocolError, never anything else."""
-    seeds = _pose_seeds() + _state_seeds() + _clock_seeds()
+    seeds = _pose_seeds() + _bundle_seeds() + _state_seeds() + _clock_seeds()
     rng = random.Random(f"{SEED}-dispatch")
     outcomes: Counter[str] = Counter()
     for i in range(PER_DECODER):

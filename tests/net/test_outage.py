@@ -8,6 +8,11 @@ Two real aiortc peers on loopback; bob's ICE traffic crosses his fault proxy, al
   (``ParticipantConfig.liveness_timeout_s``; 4 s here instead of the default so the test stays short
   while the failure is still a real one: the old connection is torn down), the offerer rebuilds it
   through signaling, and the new link resumes from op sequence numbers before anything else.
+
+The same outages in a relay room (tests named ``*relay*``: the server's mesh limit is 1 there): bob's
+link to the relay crosses his proxy. The relay answers pings, so bob can tell his relay link is dead,
+and it closes a link it has not heard from (``liveness_timeout_s``, 6 s in the long outage), so it stops
+sending into the dead path, and tells the participant so through signaling.
 """
 
 from __future__ import annotations
@@ -17,20 +22,33 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from net.faults import FaultPlan
 from net.participant import Participant
 from net.protocol import OpKind
+from net.signaling import SignalingServer
+from net.tokens import RELAY_ID
 
 Join = Callable[..., Awaitable[Participant]]
 Until = Callable[..., Awaitable[None]]
 
 
-async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **config: Any) -> dict[str, Any]:
+@pytest.fixture
+def server_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Relay rooms for the relay tests (mesh limit 1); a relay that gives up a silent link after 6 s where the test says so."""
+    if "relay" not in request.node.name:
+        return {}
+    return {"mesh_limit": 1, "relay_options": {"liveness_timeout_s": 6.0 if "relay_gives_up" in request.node.name else 12.0}}
+
+
+async def _outage_run(join: Join, until: Until, room: str, outage_s: float, *, every_op: bool = True, **config: Any) -> dict[str, Any]:
     """alice and bob each make an op every 50 ms from 1 s before to 1 s after an ``outage_s`` outage of bob's network.
 
     Returns once every op has reached bob and the digests agree: what bob saw, and how long after the
     network returned (seconds) the last op made during the outage arrived, the states first agreed and
-    the first pose arrived.
+    the first pose arrived. ``every_op=False``: alice's ops may reach bob inside a snapshot rather
+    than one by one (a rebuilt relay link), so only his state is waited for.
     """
     alice = await join("alice", room=room, role="surgeon", **config)
     bob = await join("bob", room=room, faults=FaultPlan(), **config)
@@ -47,8 +65,11 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
     from_bob: list[int] = []
     alice.on_op = lambda op, latency: from_bob.append(op.seq) if op.participant == bob.index else None
     bob.on_pose = lambda record, latency: poses.append(time.monotonic()) if record.participant == alice.index else None
-    await until(lambda: "bob" in alice.links and alice.links["bob"].is_open and "alice" in bob.links and bob.links["alice"].is_open)
-    first_link = alice.links["bob"]
+    relay = alice.topology == "relay"
+    a_link, b_link = (RELAY_ID, RELAY_ID) if relay else ("bob", "alice")
+    await until(lambda: a_link in alice.links and alice.links[a_link].is_open and b_link in bob.links and bob.links[b_link].is_open
+                and bob.remotes[alice.index].clock.synchronized)
+    first_link = bob.links[b_link]
     assert bob.network is not None
     n = 0
 
@@ -76,7 +97,8 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
 
     watcher = asyncio.ensure_future(watch_sync())
     await make_ops(1.0)
-    await until(lambda: len(seqs) >= n and len(from_bob) >= n and bob.state.digest() == alice.state.digest() and bool(synced), timeout=20.0)
+    await until(lambda: (len(seqs) >= n or not every_op) and len(from_bob) >= n and bob.state.digest() == alice.state.digest()
+                and bool(synced), timeout=20.0)
     await watcher
     await until(lambda: sum(t > restored for t in poses) > 10)  # poses flow again
     return {
@@ -85,10 +107,10 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, **co
         "n": n,
         "seqs": seqs,
         "from_bob": from_bob,
-        "last_outage_op_after_s": arrivals[last_outage_op] - restored,
+        "last_outage_op_after_s": arrivals[last_outage_op] - restored if last_outage_op in arrivals else None,
         "synced_after_s": synced[0] - restored,
         "first_pose_after_s": min(t for t in poses if t > restored) - restored,
-        "rebuilt": alice.links.get("bob") is not first_link,
+        "rebuilt": bob.links.get(b_link) is not first_link,
     }
 
 
@@ -128,3 +150,57 @@ async def test_long_outage_rebuilds_the_link_and_resyncs_within_five_seconds(joi
           f"first pose {run['first_pose_after_s']:.2f} s")
     assert run["synced_after_s"] < 5.0
     assert run["first_pose_after_s"] < 5.0
+
+
+async def test_ten_second_relay_outage_loses_no_op(join: Join, until: Until, server: SignalingServer) -> None:
+    """Through the relay, a 10 s outage of bob's link is ridden out: every op once, in order, both ways."""
+    run = await _outage_run(join, until, "relay-outage-10", 10.0)
+    alice, bob = run["alice"], run["bob"]
+    assert alice.topology == bob.topology == "relay"
+    assert bob.network.counters.blocked > 0
+    assert run["seqs"] == list(range(1, run["n"] + 1))
+    assert run["from_bob"] == list(range(1, run["n"] + 1))
+    assert not run["rebuilt"] and bob.counters["links_dead"] == 0  # 10 s is under both liveness timeouts
+    print(f"10 s relay outage: last outage op {run['last_outage_op_after_s']:.2f} s, "
+          f"states equal {run['synced_after_s']:.2f} s after the network returned")
+    assert run["last_outage_op_after_s"] < 8.0
+
+
+@pytest.mark.parametrize("who", ["relay_gives_up", "participant_gives_up"])
+async def test_long_relay_outage_rebuilds_the_link_and_resyncs_within_five_seconds(join: Join, until: Until, server: SignalingServer, who: str) -> None:
+    """Through the relay, a 15 s outage of bob's link. Either the relay gives the silent link up first (6 s)
+    and tells bob through signaling, or bob does (4 s) and offers again; either way his ops of the outage
+    are resent in order, alice's reach him in a snapshot, and all is in sync < 5 s after the network returns."""
+    room = f"relay-outage-15-{who}"
+    config = {"liveness_timeout_s": 4.0} if who == "participant_gives_up" else {}
+    run = await _outage_run(join, until, room, 15.0, every_op=False, **config)
+    alice, bob = run["alice"], run["bob"]
+    relay = server.rooms[room].relay
+    assert relay is not None and run["rebuilt"]
+    if who == "relay_gives_up":
+        assert relay.counters["links_dead"] > 0 and bob.counters["links_closed_by_relay"] > 0
+    else:
+        assert bob.counters["links_dead"] > 0  # bob heard nothing from the relay, not even its pongs
+    assert alice.counters["links_dead"] == 0 and alice.links[RELAY_ID].is_open  # alice's link was never touched
+    assert bob.counters["ops_resent"] > 0  # bob's ops of the outage went out again on the new link
+    assert run["from_bob"] == list(range(1, run["n"] + 1))  # each reached alice once, in order
+    assert bob.counters["snapshots_merged"] >= 2  # alice's ops of the outage came in a snapshot
+    assert bob.state.has(alice.index, run["n"]) and bob.state.digest() == alice.state.digest()
+    print(f"15 s relay outage ({who}): rebuilt, {bob.counters['ops_resent']} ops resent; after the network returned: "
+          f"states equal {run['synced_after_s']:.2f} s, first pose {run['first_pose_after_s']:.2f} s")
+    assert run["synced_after_s"] < 5.0
+    assert run["first_pose_after_s"] < 5.0
+
+
+async def test_relay_answers_pings_so_a_lone_participant_hears_a_healthy_link(join: Join, until: Until, server: SignalingServer) -> None:
+    """Alone in a relay room, a participant still hears the relay (its pongs), so liveness never closes a healthy link."""
+    solo = await join("solo", room="relay-alone", liveness_timeout_s=1.0, pose_rate_hz=0)
+    other = await join("other", room="relay-alone")  # the second one takes the room above the mesh limit
+    await until(lambda: solo.topology == "relay" and RELAY_ID in solo.links and solo.links[RELAY_ID].is_open)
+    await other.stop()
+    link = solo.links[RELAY_ID]
+    await asyncio.sleep(3.0)  # three liveness timeouts
+    assert solo.links.get(RELAY_ID) is link and link.is_open and solo.counters["links_dead"] == 0
+    assert solo.relay_clock.synchronized and abs(solo.relay_clock.offset) < 0.005  # same machine, same clock
+    relay = server.rooms["relay-alone"].relay
+    assert relay is not None and relay.counters["pongs_sent"] >= 10

@@ -12,19 +12,19 @@ from net.errors import NetError, ProtocolError
 
 # The worked examples of docs/protocol.md: change one and the other must change with it.
 POSE_HEX = (
-    "01010700feffffff4e61bc000000000007070201"  # header: v1, pose, participant 7, seq, 12.345678 s, flags
+    "02010700feffffff4e61bc000000000007070201"  # header: v2, pose, participant 7, seq, 12.345678 s, flags
     "e803803e3cf6000000000000"  # head: (0.1, 1.6, -0.25) m, identity (largest w)
     "30f8f82a60f000000000ff7f"  # left: (-0.2, 1.1, -0.4) m, 90 degrees about +Y (largest y)
     "d007f82a60f07ea5825a825a"  # right: (0.2, 1.1, -0.4) m, (0.5, -0.5, 0.5, 0.5) (largest x)
 )
 OP_HEX = (
-    "0110060003002c002a000000e90300000000000020bcbe0000000000"
+    "0210060003002c002a000000e90300000000000020bcbe0000000000"
     "7b2264223a302e30352c22696e646578223a322c226e6f726d616c223a5b302e302c302e302c2d312e305d7d"
 )
-PING_HEX = "012003000900000040420f0000000000"
-PONG_HEX = "012105000900000040420f000000000034250506000000009825050600000000"
-REQUEST_HEX = "011104004d000000"
-DIGEST_HEX = "011304000a00000080841e0000000000" + bytes(range(32)).hex()
+PING_HEX = "022003000900000040420f0000000000"
+PONG_HEX = "022105000900000040420f000000000034250506000000009825050600000000"
+REQUEST_HEX = "021104004d000000"
+DIGEST_HEX = "021304000a00000080841e0000000000" + bytes(range(32)).hex()
 
 
 @pytest.fixture
@@ -222,8 +222,8 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
     ("channel", "data", "reason"),
     [
         ("pose", b"", "truncated"),
-        ("pose", bytes.fromhex("02" + POSE_HEX[2:]), "unknown version 2"),
-        ("pose", bytes.fromhex("0110" + POSE_HEX[4:]), "unknown message type 0x10"),
+        ("pose", bytes.fromhex("01" + POSE_HEX[2:]), "unknown version 1"),
+        ("pose", bytes.fromhex("0210" + POSE_HEX[4:]), "unknown message type 0x10"),
         ("pose", bytes.fromhex(POSE_HEX)[:-1], "truncated pose with 3 poses"),
         ("pose", bytes.fromhex(POSE_HEX) + b"\0", "trailing"),
         ("pose", bytes.fromhex(POSE_HEX) + bytes(20), "oversized"),
@@ -232,6 +232,13 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
         ("pose", bytes.fromhex(POSE_HEX[:36] + "0240" + POSE_HEX[40:]), "reserved button"),
         ("pose", bytes.fromhex(POSE_HEX[:-12] + "ff7fff7fff7f"), "not a unit quaternion"),
         ("pose", "text", "text message"),
+        ("pose", bytes.fromhex("02020000"), "empty pose bundle"),
+        ("pose", bytes.fromhex("02020101") + bytes.fromhex("38" + POSE_HEX), "reserved pose bundle byte"),
+        ("pose", bytes.fromhex("02020200") + bytes.fromhex("38" + POSE_HEX), "1 of 2 poses"),
+        ("pose", bytes.fromhex("02020100") + bytes.fromhex("39" + POSE_HEX), "overruns"),
+        ("pose", bytes.fromhex("02020100") + bytes.fromhex("13" + POSE_HEX), "19 bytes"),
+        ("pose", bytes.fromhex("02020100") + bytes.fromhex("38" + POSE_HEX) + b"\0", "1 trailing"),
+        ("pose", bytes.fromhex("02020100") + bytes(1200), "oversized"),
         ("state", bytes.fromhex(OP_HEX[:4] + "0a" + OP_HEX[6:]), "unknown op kind 10"),
         ("state", bytes.fromhex(OP_HEX[:6] + "01" + OP_HEX[8:]), "reserved op byte"),
         ("state", bytes.fromhex(OP_HEX)[:-1], "truncated op"),
@@ -256,7 +263,7 @@ def test_malformed_messages_raise_protocol_error(channel: str, data: bytes, reas
 
 
 def _op_bytes(payload_json: bytes, kind: p.OpKind = p.OpKind.CLIP_SET) -> bytes:
-    header = p.OP_HEADER.pack(1, p.MessageType.STATE_OP, kind, 0, 3, len(payload_json), 1, 1, 0)
+    header = p.OP_HEADER.pack(p.PROTOCOL_VERSION, p.MessageType.STATE_OP, kind, 0, 3, len(payload_json), 1, 1, 0)
     return header + payload_json
 
 
@@ -343,7 +350,58 @@ def test_encoder_rejects_invalid_state_and_clock_messages() -> None:
 
 def test_channel_specs() -> None:
     """Pose and clock channels are unordered without retransmits; state is ordered and reliable."""
-    assert p.CHANNELS["pose"] == p.ChannelSpec("pose", False, 0, 68)
+    assert p.CHANNELS["pose"] == p.ChannelSpec("pose", False, 0, 1200)  # a relay's pose bundle
     assert p.CHANNELS["state"] == p.ChannelSpec("state", True, None, 65536)
     assert p.CHANNELS["clock"] == p.ChannelSpec("clock", False, 0, 32)
     assert set(p.CHANNELS) == set(p.DECODERS)
+
+
+# A bundle of the example pose and a buttons-only pose of participant 9: header, then length-prefixed messages.
+BUNDLE_HEX = "02020200" + "38" + POSE_HEX + "14" + "0201090001000000a0860100000000000000" + "0000"
+
+
+def test_pose_bundle_is_pinned_byte_for_byte(pose_record: p.PoseRecord) -> None:
+    """The documented bundle packs two pose messages unchanged, each behind its length byte."""
+    bare = p.encode_pose(p.PoseRecord(9, 1, 0.1))
+    assert len(bare) == 20
+    data = p.encode_pose_bundle([p.encode_pose(pose_record), bare])
+    assert data.hex() == BUNDLE_HEX
+    bundle = p.decode("pose", data)
+    assert isinstance(bundle, p.PoseBundle)
+    assert [p.decode_pose(m) for m in bundle.messages] == [p.decode_pose(bytes.fromhex(POSE_HEX)), p.PoseRecord(9, 1, 0.1)]
+
+
+def test_pose_bundles_split_at_the_size_limit() -> None:
+    """Forty full poses pack into bundles of at most 1,200 bytes that give the poses back in order."""
+    pose = p.WirePose((0.0, 1.7, 0.0))
+    messages = [p.encode_pose(p.PoseRecord(i, 1, 0.0, head=pose, left=pose, right=pose, pointer=pose)) for i in range(40)]
+    bundles = p.pack_pose_bundles(messages)
+    assert len(bundles) == 3 and all(len(b) <= p.POSE_BUNDLE_MAX_BYTES for b in bundles)
+    assert [m for b in bundles for m in p.split_pose_bundle(b)] == messages
+    assert p.pack_pose_bundles([]) == []
+
+
+def test_pose_bundle_refuses_what_is_not_a_pose() -> None:
+    """Only pose messages go in a bundle: an op, an old-version pose or too many poses are refused."""
+    with pytest.raises(ProtocolError, match="only pose messages"):
+        p.encode_pose_bundle([bytes.fromhex(OP_HEX)[:40]])
+    with pytest.raises(ProtocolError, match="only pose messages"):
+        p.encode_pose_bundle([bytes.fromhex("01" + POSE_HEX[2:])])
+    with pytest.raises(ProtocolError, match="1 to 255"):
+        p.encode_pose_bundle([])
+    with pytest.raises(ProtocolError, match="at most 1200"):
+        p.encode_pose_bundle([bytes.fromhex(POSE_HEX)] * 30)
+
+
+def test_a_bad_pose_in_a_bundle_costs_only_itself() -> None:
+    """The framing holds even when one carried pose is broken: the others still decode."""
+    good = bytes.fromhex(POSE_HEX)
+    broken = bytes.fromhex(POSE_HEX[:32] + "17" + POSE_HEX[34:])  # reserved presence bit
+    messages = p.split_pose_bundle(p.encode_pose_bundle([good, broken, good]))
+    decoded = []
+    for message in messages:
+        try:
+            decoded.append(p.decode_pose(message))
+        except ProtocolError:
+            decoded.append(None)
+    assert decoded[0] is not None and decoded[1] is None and decoded[2] == decoded[0]
