@@ -184,6 +184,9 @@ def test_read_stereo_is_both_eyes_side_by_side(renderer: Any, scene: Scene) -> N
     assert both.shape == (W, 2 * W, 4) and both.flags.c_contiguous
     assert np.array_equal(both[:, :W], left) and np.array_equal(both[:, W:], right)
     assert not np.array_equal(left, right)  # the eyes differ, so a swapped or repeated eye would fail
+    # a band of rows (what the simulator's PNG writer streams), clamped at the bottom edge
+    assert np.array_equal(renderer.read_stereo(10, 25), both[10:35])
+    assert np.array_equal(renderer.read_stereo(W - 5, 64), both[W - 5 :])
 
 
 def _vm_rss_mb() -> float:

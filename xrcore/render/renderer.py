@@ -1136,32 +1136,38 @@ class Renderer:
         pixels = np.frombuffer(data, dtype=np.uint8).reshape(h, w, 4)
         return np.ascontiguousarray(pixels[::-1])
 
-    def read_stereo(self) -> np.ndarray:
-        """(H, 2W, 4) uint8 RGBA of both eyes of the last frame side by side (left eye on the left),
-        top row first, sRGB-encoded like :meth:`read_pixels`.
+    def read_stereo(self, top: int = 0, rows: int | None = None) -> np.ndarray:
+        """(rows, 2W, 4) uint8 RGBA of both eyes of the last frame side by side (left eye on the
+        left), rows ``top`` to ``top + rows`` counted from the top (all by default, clamped to the
+        image), top row first, sRGB-encoded like :meth:`read_pixels`.
 
         Read straight into the one array it returns and flipped in place: no per-eye copies (at
-        1832x1920 per eye the image is 28 MB, and ``read_pixels`` twice plus a concatenation would
-        hold three times that at once).
+        1832x1920 per eye the image is 28 MB; a band of rows is what a streaming PNG writer needs).
         """
         w, h = self.config.width, self.config.height
-        out = np.empty((h, 2 * w, 4), dtype=np.uint8)
+        top = max(0, min(top, h))
+        n = h - top if rows is None else max(0, min(rows, h - top))
+        out = np.empty((n, 2 * w, 4), dtype=np.uint8)
+        if n == 0:
+            return out
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
         GL.glPixelStorei(GL.GL_PACK_ROW_LENGTH, 2 * w)
         try:
             for eye in (0, 1):
                 GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._fbo_resolved[eye])
-                _raw_read_pixels(0, 0, w, h, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, ctypes.c_void_p(out.ctypes.data + 4 * w * eye))
+                # GL's row y counts from the bottom: the band's lowest row is h - top - n
+                _raw_read_pixels(0, h - top - n, w, n, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE,
+                                 ctypes.c_void_p(out.ctypes.data + 4 * w * eye))  # fmt: skip
         finally:
             GL.glPixelStorei(GL.GL_PACK_ROW_LENGTH, 0)
             GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
-        # GL's rows run bottom to top: swap them in blocks, through a small scratch buffer
+        # bottom to top as read: swap the rows in blocks, through a small scratch buffer
         block = 64
-        for top in range(0, h // 2, block):
-            end = min(top + block, h // 2)
-            scratch = out[top:end].copy()
-            out[top:end] = out[h - end : h - top][::-1]
-            out[h - end : h - top] = scratch[::-1]
+        for first in range(0, n // 2, block):
+            end = min(first + block, n // 2)
+            scratch = out[first:end].copy()
+            out[first:end] = out[n - end : n - first][::-1]
+            out[n - end : n - first] = scratch[::-1]
         return out
 
     def present(self, width: int, height: int, eye: int = 0) -> None:
