@@ -76,7 +76,7 @@ _TIMER_RING = 8
 _MIN_BATCH_TRIANGLES = 20_000
 _PIXELS_PER_BATCH_TRIANGLE = 70
 #: Flushed batches a software rasteriser may hold undrawn before the renderer waits for the oldest.
-_BATCHES_IN_FLIGHT = 3
+_BATCHES_IN_FLIGHT = 2
 _FENCE_TIMEOUT_NS = 10_000_000_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
