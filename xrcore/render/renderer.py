@@ -779,18 +779,17 @@ class Renderer:
                     else:
                         GL.glFlush()
                     if k >= _BATCHES_IN_FLIGHT:
-                        oldest = fences.pop(0)
-                        w0 = time.perf_counter()
-                        GL.glClientWaitSync(oldest, GL.GL_SYNC_FLUSH_COMMANDS_BIT, _FENCE_TIMEOUT_NS)
-                        self._waited_s += time.perf_counter() - w0  # rasteriser time, not CPU time
-                        GL.glDeleteSync(oldest)
+                        self._wait_fence(fences.pop(0))
                 GL.glMultiDrawElementsIndirect(GL.GL_TRIANGLES, GL.GL_UNSIGNED_INT, ctypes.c_void_p(offset), count, 0)
             for fence in fences:
                 GL.glDeleteSync(fence)
         else:
             GL.glBindVertexArray(g.vao_loop)
+            loop_fences: list[Any] | None = [] if self.software else None
             for i in opaque:
-                self._draw_structure(i, levels[i])
+                self._draw_structure(i, levels[i], loop_fences)
+            for fence in loop_fences or ():
+                GL.glDeleteSync(fence)
 
     def _build_indirect(self, opaque: list[int], levels: list[int]) -> list[tuple[int, int]]:
         """Upload the indirect commands for ``opaque`` structures; return (byte offset, count) batches
@@ -816,13 +815,31 @@ class Renderer:
         GL.glBufferData(GL.GL_DRAW_INDIRECT_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
         return batches
 
-    def _draw_structure(self, i: int, level: int) -> None:
+    def _draw_structure(self, i: int, level: int, fences: list[Any] | None = None) -> None:
         g = self._twin
         assert g is not None
         first, count = g.ranges[i][level]
         # the loop VAO leaves attribute 2 disabled, so the shader reads this constant instead
         GL.glVertexAttribI1ui(2, i)
-        GL.glDrawElementsInstanced(GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, ctypes.c_void_p(4 * first), self.view_instances)
+        # On a software rasteriser a big structure goes out in batches, at most _BATCHES_IN_FLIGHT
+        # of them undrawn (see _draw_opaque): a semi-transparent million-triangle structure drawn
+        # in one call had llvmpipe queue half a gigabyte at 1832x1920. ``fences`` carries the
+        # batches in flight from one call to the next; the caller deletes what is left.
+        step = count if fences is None else self.batch_indices
+        for start in range(0, count, step):
+            if start:
+                fences.append(GL.glFenceSync(GL.GL_SYNC_GPU_COMMANDS_COMPLETE, 0))  # type: ignore[union-attr]
+                if len(fences) >= _BATCHES_IN_FLIGHT:  # type: ignore[arg-type]
+                    self._wait_fence(fences.pop(0))  # type: ignore[union-attr]
+            n = min(step, count - start)
+            offset = ctypes.c_void_p(4 * (first + start))
+            GL.glDrawElementsInstanced(GL.GL_TRIANGLES, n, GL.GL_UNSIGNED_INT, offset, self.view_instances)
+
+    def _wait_fence(self, fence: Any) -> None:
+        w0 = time.perf_counter()
+        GL.glClientWaitSync(fence, GL.GL_SYNC_FLUSH_COMMANDS_BIT, _FENCE_TIMEOUT_NS)
+        self._waited_s += time.perf_counter() - w0  # rasteriser time, not CPU time
+        GL.glDeleteSync(fence)
 
     def _draw_transparent(self, transparent: list[int], levels: list[int]) -> None:
         g = self._twin
@@ -832,11 +849,14 @@ class Renderer:
         GL.glBlendFuncSeparate(GL.GL_SRC_ALPHA, GL.GL_ONE_MINUS_SRC_ALPHA, GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
         GL.glDepthMask(GL.GL_FALSE)
         GL.glEnable(GL.GL_CULL_FACE)
+        fences: list[Any] | None = [] if self.software else None
         for i in transparent:  # far to near; inside (back faces) before outside of each
             GL.glCullFace(GL.GL_FRONT)
-            self._draw_structure(i, levels[i])
+            self._draw_structure(i, levels[i], fences)
             GL.glCullFace(GL.GL_BACK)
-            self._draw_structure(i, levels[i])
+            self._draw_structure(i, levels[i], fences)
+        for fence in fences or ():
+            GL.glDeleteSync(fence)
         GL.glDisable(GL.GL_CULL_FACE)
         GL.glDepthMask(GL.GL_TRUE)
         GL.glDisable(GL.GL_BLEND)
