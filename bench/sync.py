@@ -43,7 +43,7 @@ from typing import Any
 # bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_INTERVAL_S  # noqa: E402
+from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
 from sessions.cli.consult import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
 
@@ -185,7 +185,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     load_before = os.getloadavg()[0]
     server = await asyncio.create_subprocess_exec(
         MEDVERSE, "consult", "serve", "--port", "0", "--mesh-limit", str(mesh_limit),
-        "--relay-pose-budget", str(args.relay_pose_budget), "--relay-pose-interval", str(args.relay_pose_interval),
+        "--relay-pose-budget", str(args.relay_pose_budget), "--relay-pose-subticks", str(args.relay_pose_subticks),
         "--loop", loop, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -210,10 +210,11 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
         # stderr to a file, not a pipe: a pipe nobody reads until the end blocks a chatty process.
         log_file = open(workdir / f"{room}-p{i + 1}.log", "wb")  # noqa: SIM115 (closed after the run)
         logs.append(log_file)
+        nice = ["nice", "-n", str(args.participant_nice)] if args.participant_nice else []
         procs.append((report, await asyncio.create_subprocess_exec(
-            MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
+            *nice, MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
             "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--ops-start", str(warmup), "--ops-stop-at", f"{ops_stop_at:.3f}", "--report", str(report), "--loop", loop,
+            "--relay-pose-lead", str(args.relay_pose_lead), "--ops-start", str(warmup), "--ops-stop-at", f"{ops_stop_at:.3f}", "--report", str(report), "--loop", loop,
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS
@@ -357,7 +358,7 @@ def run_benchmark(args: argparse.Namespace, loops: list[str]) -> dict[str, Any]:
         "benchmark": "sync",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
-        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_interval_ms": args.relay_pose_interval, "stagger_s": args.stagger, "loops": loops},
+        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_subticks": args.relay_pose_subticks, "relay_pose_lead_ms": args.relay_pose_lead, "participant_nice": args.participant_nice, "stagger_s": args.stagger, "loops": loops},
         "floor": floors,
         "rooms": rooms,
         "goals": goals,
@@ -369,7 +370,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="2,4", help="room sizes, comma-separated (default %(default)s; the issue's: 2,4,8,16)")
     parser.add_argument("--modes", default="mesh,relay", help="topologies (default %(default)s)")
     parser.add_argument("--relay-pose-budget", type=float, default=DEFAULT_POSE_BUDGET_HZ, help="relay's pose budget, bundles/s in all, 0 unlimited (default %(default)s)")
-    parser.add_argument("--relay-pose-interval", type=float, default=DEFAULT_POSE_INTERVAL_S * 1e3, help="relay's shortest time between pose flushes, ms (default %(default)s)")
+    parser.add_argument("--relay-pose-lead", type=float, default=2.0, help="participants' lead before the relay's tick, ms (default %(default)s)")
+    parser.add_argument("--relay-pose-subticks", type=int, default=DEFAULT_POSE_SUBTICKS, help="relay flush ticks per 90 Hz period (default %(default)s)")
+    parser.add_argument("--participant-nice", type=int, default=0, help="run participants at this nice level, so that the server/relay gets the CPU it would have on its own machine (default %(default)s)")
     parser.add_argument("--stagger", type=float, default=0.3, help="seconds between participants joining (default %(default)s)")
     parser.add_argument("--max-mesh", type=int, default=16, help="largest mesh room to run (default %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per room (default %(default)s; the issue's: 20)")

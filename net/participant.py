@@ -52,6 +52,7 @@ from net.errors import NetError, ProtocolError
 from net.latency import LatencyMonitor
 from net.peer import PeerError, PeerLink
 from net.protocol import (
+    RELAY_TICK_HZ,
     ClockPing,
     ClockPong,
     NewestWins,
@@ -103,6 +104,9 @@ class ParticipantConfig:
         after joining.
     ops_start_s, ops_stop_s : float
         Window of the scripted ops, seconds after joining.
+    relay_pose_lead_s : float
+        In a relay room, how long before the relay's flush tick a pose should arrive there: the margin
+        for scheduling jitter (the one-way trip to the relay is added to it).
     ops_stop_at : float or None
         UNIX time at which scripted ops stop, whatever ``ops_stop_s`` says: processes that start
         at different moments (a benchmark's room) stop together, so their final states can be compared.
@@ -140,6 +144,7 @@ class ParticipantConfig:
     ops_start_s: float = 0.5
     ops_stop_s: float = math.inf
     ops_stop_at: float | None = None
+    relay_pose_lead_s: float = 0.002
     warmup_s: float = 0.0
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None
@@ -261,7 +266,9 @@ class Participant:
         self._stopping = False
         self.network = None  # the fault-injection proxies (net.faults.FaultyNetwork) when config.faults is set
         if self.config.faults is not None:
-            from net.faults import FaultyNetwork  # only fault-injection runs need the proxies
+            from net.faults import (
+                FaultyNetwork,  # only fault-injection runs need the proxies
+            )
 
             self.network = FaultyNetwork(self.config.faults)
         self._started = 0.0
@@ -655,19 +662,30 @@ class Participant:
         if rate <= 0:
             return
         period = 1.0 / rate
-        start = time.monotonic()
-        k = 0
+        due = self.clock()
         while not self._stopping:
-            k += 1
             # Absolute deadlines: a late wake-up does not shift (or drift) the rest of the stream.
-            delay = start + k * period - time.monotonic()
+            due = self._next_pose_time(due, period)
+            delay = due - self.clock()
             if delay < -period:  # fell behind by more than a frame: skip frames rather than burst
-                k += int(-delay / period)
+                due += int(-delay / period) * period
                 self.counters["pose_frames_skipped"] += 1
                 continue
             await asyncio.sleep(max(0.0, delay))
             if self._open_links():
                 self.send_pose(procedural_poses(self.clock(), self.index))
+
+    def _next_pose_time(self, last: float, period: float) -> float:
+        """When the next pose goes out (our clock): one period after ``last``; in a relay room, at the
+        relay's tick rate, the time that lands it at the relay ``relay_pose_lead_s`` before a primary
+        tick (docs/protocol.md, "Sending in time for a tick"), at least half a period after ``last``.
+        """
+        link, relay = self.links.get(RELAY_ID), self.relay_clock
+        if link is None or not link.is_open or not relay.synchronized or abs(period * RELAY_TICK_HZ - 1.0) > 0.01:
+            return last + period
+        lead = relay.min_rtt / 2 + self.config.relay_pose_lead_s
+        tick = math.ceil(relay.to_remote(last + period / 2 + lead) * RELAY_TICK_HZ) / RELAY_TICK_HZ
+        return relay.to_local(tick) - lead
 
     async def _ops_loop(self) -> None:
         cfg = self.config

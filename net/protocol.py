@@ -113,6 +113,10 @@ POSE_SLOTS = ("head", "left", "right", "pointer")
 POSE_MAX_BYTES = POSE_HEADER.size + len(POSE_SLOTS) * POSE_ENTRY.size
 
 BUNDLE_HEADER = struct.Struct("<BBBB")  # version, type, count, reserved
+#: The relay sends its pose bundles at the ticks of a grid on its own clock: the primary ticks are the
+#: multiples of 1 / RELAY_TICK_HZ seconds of its monotonic clock (which its pongs reveal), so a
+#: participant sending at this rate can time its poses to arrive just before one (docs/protocol.md).
+RELAY_TICK_HZ = 90.0
 #: Largest pose bundle: aiortc puts up to 1,200 bytes of a message in one SCTP chunk, so a bundle up to
 #: this size travels as one DTLS record and one UDP datagram (the point of bundling).
 POSE_BUNDLE_MAX_BYTES = 1200

@@ -28,11 +28,15 @@ DTLS record, an SCTP packet and an acknowledgement on both ends, and in pure Pyt
 a few thousand a second; sixteen participants at 90 Hz sending one message per pose per receiver
 would need 21,600 a second, while bundled they need one per receiver per flush.
 
-Flushes are paced: the next one comes at the earliest ``pose_interval_s`` after the last, and no
-sooner than the pose budget allows (``pose_budget_hz`` bundles a second in all, so the interval grows
-with the number of receivers). A pose thus waits at most one interval at the relay; with a small room
-and a quiet machine the interval is short enough that this adds almost nothing. State, clock and
-snapshot traffic is forwarded at once and never limited.
+Flushes happen on a fixed grid of the relay's monotonic clock: the primary ticks are the multiples of
+1 / ``RELAY_TICK_HZ`` (90 Hz) seconds, with ``pose_subticks - 1`` more ticks evenly between them; a
+tick flushes only if poses are waiting, and no sooner after the last flush than the pose budget allows
+(``pose_budget_hz`` bundles a second in all). Participants sending at 90 Hz learn the relay's clock
+from its pongs and time each pose to arrive just before a primary tick (``net.participant``), so
+every pose waits at the relay only that lead, and each receiver gets one bundle per primary tick
+holding every other sender's pose. A pose that misses its tick (a late sender, one that does not
+align) waits at most until the next subtick. State, clock and snapshot traffic is forwarded at once
+and never limited.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -50,6 +55,7 @@ from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import (
     PING,
     PROTOCOL_VERSION,
+    RELAY_TICK_HZ,
     ClockPong,
     MessageType,
     encode_clock,
@@ -69,9 +75,9 @@ _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
 
 #: A link silent for this long is closed, by default (a participant's own default is the same).
 DEFAULT_LIVENESS_TIMEOUT_S = 12.0
-#: Shortest time between two pose flushes, seconds, by default.
-DEFAULT_POSE_INTERVAL_S = 0.004
-#: Pose bundles the relay sends per second in all, by default: at 16 receivers the interval stays 4 ms.
+#: Flush ticks per primary tick period, by default: a pose that misses a primary tick waits half a period.
+DEFAULT_POSE_SUBTICKS = 2
+#: Pose bundles the relay sends per second in all, by default: 16 receivers at 180 ticks a second fit.
 DEFAULT_POSE_BUDGET_HZ = 4000.0
 
 SendSignal = Callable[[dict[str, Any]], Awaitable[None]]
@@ -92,11 +98,11 @@ class RelayPeer:
         ``send_signal({"type": "signal", "to": P, "data": {...}})`` delivers an answer to participant P.
     pose_buffer_limit : int
         Bytes queued towards one receiver above which forwarded poses to it are dropped (newest wins).
-    pose_interval_s : float
-        Shortest time between two pose flushes (0: flush on the next turn of the event loop).
+    pose_subticks : int
+        Flush ticks per primary tick period (``1 / RELAY_TICK_HZ``); 1 flushes only at primary ticks.
     pose_budget_hz : float or None
         Pose bundles the relay sends per second in all (None: no limit); with R receivers the
-        flushes come at most every ``R / pose_budget_hz`` seconds.
+        flushes come at most every ``R / pose_budget_hz`` seconds (ticks are skipped).
     liveness_timeout_s : float
         A link the relay has heard nothing on for this long is closed (0 or inf: never).
     """
@@ -107,7 +113,7 @@ class RelayPeer:
         send_signal: SendSignal,
         *,
         pose_buffer_limit: int = POSE_BUFFER_LIMIT,
-        pose_interval_s: float = DEFAULT_POSE_INTERVAL_S,
+        pose_subticks: int = DEFAULT_POSE_SUBTICKS,
         pose_budget_hz: float | None = DEFAULT_POSE_BUDGET_HZ,
         liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
     ) -> None:
@@ -122,7 +128,7 @@ class RelayPeer:
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
         self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender, not yet forwarded
-        self._pose_interval_s = max(0.0, pose_interval_s)
+        self._tick_s = 1.0 / (RELAY_TICK_HZ * max(1, pose_subticks))
         self._pose_budget_hz = pose_budget_hz
         self._flush_scheduled = False
         self._last_flush = 0.0
@@ -228,12 +234,10 @@ class RelayPeer:
             self._pending_poses[link] = data
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                wait = self._last_flush + self.pose_interval() - time.monotonic()
-                loop = asyncio.get_running_loop()
-                if wait > 0:
-                    loop.call_later(wait, self._flush_poses)
-                else:
-                    loop.call_soon(self._flush_poses)
+                now = time.monotonic()
+                earliest = max(now, self._last_flush + self.pose_interval())
+                tick = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s  # the next grid tick
+                asyncio.get_running_loop().call_later(tick - now, self._flush_poses)
             return
         if mtype in _REPLIES:
             target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
@@ -268,15 +272,16 @@ class RelayPeer:
         self.counters["pongs_sent"] += 1
 
     def pose_interval(self) -> float:
-        """Seconds between two pose flushes now: ``pose_interval_s``, or longer if the budget needs it."""
+        """Shortest time between two pose flushes now: what the budget allows with this many receivers."""
         if not self._pose_budget_hz:
-            return self._pose_interval_s
-        return max(self._pose_interval_s, max(1, len(self.links)) / self._pose_budget_hz)
+            return 0.0
+        return max(1, len(self.links)) / self._pose_budget_hz
 
     def _flush_poses(self) -> None:
         """Send every receiver one bundle of the newest waiting pose of each other sender."""
         self._flush_scheduled = False
         self._last_flush = time.monotonic()
+        self.counters["pose_flushes"] += 1
         pending, self._pending_poses = self._pending_poses, {}
         for other in list(self.links.values()):
             poses = [data for sender, data in pending.items() if sender is not other]

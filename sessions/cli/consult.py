@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_INTERVAL_S
+from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import SignalingError
 from net.tokens import ROLES, SecretError, TokenError, issue_token, load_secret
@@ -140,10 +140,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="pose bundles per second the relay sends in all (one per receiver per flush); 0 for no limit (default %(default)s)",
     )
     serve.add_argument(
-        "--relay-pose-interval",
-        type=float,
-        default=DEFAULT_POSE_INTERVAL_S * 1e3,
-        help="shortest time between two pose flushes of the relay, ms; 0 flushes every turn (default %(default)s)",
+        "--relay-pose-subticks",
+        type=int,
+        default=DEFAULT_POSE_SUBTICKS,
+        help="relay flush ticks per 90 Hz period: a pose that misses a tick waits 1/(90 x this) s at most (default %(default)s)",
     )
     serve.add_argument("--max-rooms", type=int, default=64, help="rooms on the server (default %(default)s)")
     serve.add_argument("--max-participants", type=int, default=32, help="participants per room (default %(default)s)")
@@ -168,6 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--ops-rate", type=float, default=0.0, help="scripted state ops per second (default %(default)s: none)")
     join.add_argument("--ops-start", type=float, default=0.5, help="seconds after joining that scripted ops start (default %(default)s)")
     join.add_argument("--ops-stop", type=float, help="seconds after joining that scripted ops stop (default: never)")
+    join.add_argument("--relay-pose-lead", type=float, default=2.0, help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
     join.add_argument("--ops-stop-at", type=float, help="UNIX time at which scripted ops stop (several processes stop together)")
     join.add_argument("--warmup", type=float, default=0.0, help="seconds after joining before latency is recorded (default %(default)s)")
     join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
@@ -195,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
         mesh_limit=args.mesh_limit,
         max_rooms=args.max_rooms,
         max_participants=args.max_participants,
-        relay_options={"pose_budget_hz": args.relay_pose_budget or None, "pose_interval_s": args.relay_pose_interval / 1e3},
+        relay_options={"pose_budget_hz": args.relay_pose_budget or None, "pose_subticks": args.relay_pose_subticks},
     )
     server = SignalingServer(config)
     run_on_loop(lambda: _run_server(server, where), args.loop)
@@ -244,6 +245,7 @@ def _join(args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
         ops_stop_s=args.ops_stop if args.ops_stop is not None else float("inf"),
         ops_stop_at=args.ops_stop_at,
+        relay_pose_lead_s=args.relay_pose_lead / 1e3,
         faults=faults,
         liveness_timeout_s=args.liveness_timeout,
         connect_timeout_s=args.connect_timeout,
