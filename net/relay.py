@@ -54,6 +54,8 @@ from net.errors import NetError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import (
     PING,
+    POSE_HEADER,
+    POSE_MAX_BYTES,
     PROTOCOL_VERSION,
     RELAY_TICK_HZ,
     ClockPong,
@@ -229,6 +231,9 @@ class RelayPeer:
             self._by_index[bound] = link
         mtype = data[1]
         if label == "pose":
+            if not POSE_HEADER.size <= len(data) <= POSE_MAX_BYTES:  # it could not go in a bundle
+                self.counters["malformed"] += 1
+                return
             if link in self._pending_poses:
                 self.counters["pose_superseded"] += 1
             self._pending_poses[link] = data

@@ -69,6 +69,9 @@ async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Pa
     good = encode_pose(PoseRecord(alice.index, 2, alice.clock(), head=WirePose((0.0, 1.6, 0.0))))
     alice.links[RELAY_ID].send("pose", good[:16] + b"\x17" + good[17:])  # reserved presence bit
     await until(lambda: bob.counters["malformed_pose"] == 1 and carol.counters["malformed_pose"] == 1)
+    # An oversized "pose" (the channel takes up to 1,200 bytes, for bundles) never reaches a bundle.
+    alice.links[RELAY_ID].send("pose", good + bytes(200))
+    await until(lambda: relay.counters["malformed"] == 2)
     alice.links[RELAY_ID].send("pose", good)
     await until(lambda: carol.remotes[alice.index].pose is not None and bob.remotes[alice.index].pose is not None)
     alice.make_op(OpKind.SELECT, {"structure": "thalamus"})
