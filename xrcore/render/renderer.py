@@ -72,11 +72,12 @@ _MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
 _TIMER_RING = 8
 #: Triangles per flushed multi-draw batch on a software rasteriser: at least this many, more on big
 #: framebuffers (one per ``_PIXELS_PER_BATCH_TRIANGLE`` pixels per eye), since each flush there costs
-#: a load and store of every multisampled tile while each batch holds its triangles in memory.
-_MIN_BATCH_TRIANGLES = 20_000
+#: a load and store of every multisampled tile and each wait for a batch a hand-over, while each
+#: batch in flight holds its binned triangles in memory (about 16 MB per 50k at 4x MSAA).
+_MIN_BATCH_TRIANGLES = 50_000
 _PIXELS_PER_BATCH_TRIANGLE = 70
 #: Flushed batches a software rasteriser may hold undrawn before the renderer waits for the oldest.
-_BATCHES_IN_FLIGHT = 2
+_BATCHES_IN_FLIGHT = 3
 _FENCE_TIMEOUT_NS = 10_000_000_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
 _CAP_TINT = (0.8, 0.62, 0.55)
