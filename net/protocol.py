@@ -26,6 +26,7 @@ Channels (see ``CHANNELS``):
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import math
@@ -409,12 +410,19 @@ def _encode_quat(q: tuple[float, float, float, float]) -> tuple[int, tuple[int, 
 
 
 def _decode_quat(largest: int, small: tuple[int, int, int]) -> tuple[float, float, float, float]:
-    vals = [v / QUAT_SCALE for v in small]
-    rest = 1.0 - sum(v * v for v in vals)
+    # Plain arithmetic, no generators: a participant in a room of 16 decodes 4,000 of these a second.
+    a, b, c = small[0] / QUAT_SCALE, small[1] / QUAT_SCALE, small[2] / QUAT_SCALE
+    rest = 1.0 - (a * a + b * b + c * c)
     if rest < 0.0:
         raise ProtocolError("orientation is not a unit quaternion", "pose")
-    vals.insert(largest, math.sqrt(rest))
-    return (vals[0], vals[1], vals[2], vals[3])
+    d = math.sqrt(rest)
+    if largest == 0:
+        return (d, a, b, c)
+    if largest == 1:
+        return (a, d, b, c)
+    if largest == 2:
+        return (a, b, d, c)
+    return (a, b, c, d)
 
 
 def encode_pose(record: PoseRecord) -> bytes:
@@ -459,7 +467,7 @@ def encode_pose(record: PoseRecord) -> bytes:
 def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
     """Decode a ``pose`` channel message into a ``PoseRecord``; ``ProtocolError`` for anything else."""
     buf = _as_bytes(data, "pose")
-    _check_header(buf, "pose", POSE_MAX_BYTES, frozenset({MessageType.POSE}))
+    _check_header(buf, "pose", POSE_MAX_BYTES, _POSE_TYPES)
     if len(buf) < POSE_HEADER.size:
         raise ProtocolError(f"truncated pose: {len(buf)} bytes, need {POSE_HEADER.size}", "pose")
     _, _, participant, seq, time_us, present, qidx, buttons = POSE_HEADER.unpack_from(buf)
@@ -484,7 +492,16 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
         poses[name] = WirePose(
             (x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M), _decode_quat(largest, (a, b, c))
         )
-    return PoseRecord(participant, seq, time_us / 1e6, buttons=Buttons(buttons), **poses)
+    return PoseRecord(participant, seq, time_us / 1e6, buttons=_buttons(buttons), **poses)
+
+
+_POSE_TYPES = frozenset({MessageType.POSE})
+
+
+@functools.lru_cache(maxsize=256)
+def _buttons(bits: int) -> Buttons:
+    """``Buttons(bits)``, cached: an enum flag costs more to build than the rest of a pose to decode."""
+    return Buttons(bits)
 
 
 def encode_pose_bundle(messages: list[bytes]) -> bytes:
