@@ -3,6 +3,10 @@
 Each module in ``_COMMANDS`` defines ``register(subparsers)``, which adds its subcommands with
 ``set_defaults(func=handler)``, and ``USER_ERRORS``, the exception types that mean "the user gave bad
 input": those end the command with a one-line message and exit code 2, never a traceback.
+
+Only the module of the command being run is imported (all of them for help or an unknown command):
+``medverse sim`` does not load aiortc, nor ``consult join`` the renderer (about 90 MB of peak
+memory between them).
 """
 
 from __future__ import annotations
@@ -14,10 +18,26 @@ import os
 import sys
 from collections.abc import Sequence
 
-_COMMANDS = ("sessions.cli.twin", "sessions.cli.xr", "sessions.cli.consult", "sessions.cli.demo")
+#: The module that registers each command.
+_COMMANDS = {
+    "twin": "sessions.cli.twin",
+    "sim": "sessions.cli.xr",
+    "view": "sessions.cli.xr",
+    "consult": "sessions.cli.consult",
+    "demo": "sessions.cli.demo",
+}
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], ...]]:
+def _modules_for(argv: Sequence[str] | None) -> list[str]:
+    """The command modules to import for ``argv``: the command's own, or all when it names none we know."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _COMMANDS and not any(a in ("-h", "--help") for a in args[: args.index(command)]):
+        return [_COMMANDS[command]]
+    return list(dict.fromkeys(_COMMANDS.values()))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, tuple[type[BaseException], ...]]:
     parser = argparse.ArgumentParser(
         prog="medverse",
         description="Immersive training and remote consultation around anatomical digital twins.",
@@ -26,7 +46,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     user_errors: list[type[BaseException]] = []
-    for name in _COMMANDS:
+    for name in _modules_for(argv):
         module = importlib.import_module(name)
         module.register(sub)
         user_errors.extend(getattr(module, "USER_ERRORS", ()))
@@ -45,7 +65,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, user_errors = build_parser()
+    parser, user_errors = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
