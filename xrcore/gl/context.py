@@ -10,6 +10,14 @@
 ``create_context("glfw")`` opens a desktop window whose context GLFW creates through EGL too, so that
 PyOpenGL (which loads one platform per process) works for both kinds.
 
+``create_context("glx")`` makes a hidden 1x1 GLFW window on the X display (``DISPLAY``) whose context
+is a GLX context: for OpenXR runtimes that bind OpenGL only through Xlib/GLX
+(``XrGraphicsBindingOpenGLXlibKHR``; SteamVR on Linux). :attr:`GLContext.glx` gives the Display,
+visual id, GLXFBConfig, GLXDrawable and GLXContext that binding needs. PyOpenGL keeps its EGL platform:
+with GLVND (libOpenGL, libGLdispatch), the GL entry points it resolves through EGL dispatch to
+whichever context is current, GLX or EGL; only its "is a context current?" test asks EGL, so the
+first GLX context extends that test to GLX (:func:`_follow_glx_contexts`).
+
 The renderer draws into its own framebuffers, so an offscreen context needs no surface at all.
 """
 
@@ -40,7 +48,12 @@ EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT = 0x00000001
 #: The OpenGL versions asked for, best first (3.3 core is the floor the renderer's shaders need).
 GL_VERSIONS: tuple[tuple[int, int], ...] = ((4, 5), (4, 1), (3, 3))
 
-ContextKind = Literal["egl", "glfw"]
+ContextKind = Literal["egl", "glfw", "glx"]
+
+# GLX attributes (GL/glx.h)
+GLX_SCREEN = 0x800C
+GLX_VISUAL_ID = 0x800B
+GLX_FBCONFIG_ID = 0x8013
 
 # EGL hands out one display per platform and device: every context made on the surfaceless platform
 # shares the same EGLDisplay, and eglTerminate on it kills all of them. Count the live contexts per
@@ -50,6 +63,19 @@ _display_users: dict[int, int] = {}
 
 def _display_key(display: Any) -> int:
     return int(ctypes.cast(display, ctypes.c_void_p).value or 0)
+
+
+@dataclass(frozen=True)
+class GLXHandles:
+    """What ``XrGraphicsBindingOpenGLXlibKHR`` needs, as addresses (ints): ``display`` (``Display*``),
+    ``visualid`` (the FBConfig's X visual), ``fbconfig`` (``GLXFBConfig``), ``drawable``
+    (``GLXDrawable``, the hidden window's GLX window) and ``context`` (``GLXContext``)."""
+
+    display: int
+    visualid: int
+    fbconfig: int
+    drawable: int
+    context: int
 
 
 @dataclass
@@ -69,6 +95,7 @@ class GLContext:
     _egl_context: Any = None
     _egl_surface: Any = None
     _window: Any = None
+    _glx: GLXHandles | None = None
     _closed: bool = False
 
     def make_current(self) -> None:
@@ -78,8 +105,17 @@ class GLContext:
         if self._window is not None:
             import glfw  # noqa: PLC0415 - desktop only
 
+            if self._glx is not None and EGL.eglGetCurrentContext():
+                # GLVND allows one current context per thread across EGL and GLX: release the EGL one.
+                EGL.eglMakeCurrent(EGL.eglGetCurrentDisplay(), EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
+                                   EGL.EGL_NO_CONTEXT)
             glfw.make_context_current(self._window)
             return
+        if _followed_glx:
+            import glfw  # noqa: PLC0415 - initialised once a GLX context was made
+
+            if glfw.get_current_context():
+                glfw.make_context_current(None)  # a current GLX context would make eglMakeCurrent fail
         surface = self._egl_surface if self._egl_surface is not None else EGL.EGL_NO_SURFACE
         if not EGL.eglMakeCurrent(self._egl_display, surface, surface, self._egl_context):
             raise GLContextError(f"eglMakeCurrent failed (EGL error 0x{EGL.eglGetError():04x})")
@@ -91,6 +127,19 @@ class GLContext:
         import glfw  # noqa: PLC0415 - desktop only
 
         glfw.swap_buffers(self._window)
+
+    @property
+    def glx(self) -> GLXHandles:
+        """The X display, visual id, FBConfig, drawable and context of a ``"glx"`` context.
+
+        Raises
+        ------
+        GLContextError
+            This is not a GLX context.
+        """
+        if self._glx is None:
+            raise GLContextError(f"a {self.kind!r} GL context has no GLX handles; create_context('glx') makes one")
+        return self._glx
 
     @property
     def window(self) -> Any:
@@ -144,7 +193,8 @@ def create_context(
     ----------
     kind
         ``"egl"`` for offscreen rendering, ``"glfw"`` for a desktop window of ``width`` x ``height``
-        pixels titled ``title``.
+        pixels titled ``title``, ``"glx"`` for a GLX context on the X display (a hidden window; the
+        renderer draws into its own framebuffers of ``width`` x ``height``).
     platform
         EGL only: ``"device"``, ``"surfaceless"`` or ``"pbuffer"`` to force one; default tries them in
         that order (``MEDVERSE_EGL_PLATFORM`` overrides the default).
@@ -158,8 +208,10 @@ def create_context(
         ctx = _create_egl(width, height, platform or os.environ.get("MEDVERSE_EGL_PLATFORM") or None)
     elif kind == "glfw":
         ctx = _create_glfw(width, height, title, visible)
+    elif kind == "glx":
+        ctx = _create_glx(width, height, title)
     else:
-        raise GLContextError(f"unknown GL context kind {kind!r}; use 'egl' or 'glfw'")
+        raise GLContextError(f"unknown GL context kind {kind!r}; use 'egl', 'glfw' or 'glx'")
     _describe(ctx)
     logger.info(
         "GL context: %s, %s, OpenGL %s (%s)",
@@ -348,3 +400,103 @@ def _create_glfw(width: int, height: int, title: str, visible: bool) -> GLContex
     glfw.make_context_current(window)
     glfw.swap_interval(1)
     return GLContext(kind="glfw", width=width, height=height, info={"platform": "glfw-egl"}, _window=window)
+
+
+def _glx_library() -> ctypes.CDLL:
+    """libGLX (GLVND), with the few entry points used here typed."""
+    try:
+        lib = ctypes.CDLL("libGLX.so.0")
+    except OSError as exc:
+        raise GLContextError(f"libGLX.so.0 not found ({exc}); install libglx0 and libglx-mesa0") from exc
+    lib.glXGetCurrentContext.restype = ctypes.c_void_p
+    lib.glXGetCurrentContext.argtypes = []
+    lib.glXQueryContext.restype = ctypes.c_int
+    lib.glXQueryContext.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.glXChooseFBConfig.restype = ctypes.POINTER(ctypes.c_void_p)
+    lib.glXChooseFBConfig.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                      ctypes.POINTER(ctypes.c_int)]
+    lib.glXGetFBConfigAttrib.restype = ctypes.c_int
+    lib.glXGetFBConfigAttrib.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    return lib
+
+
+_followed_glx = False
+
+
+def _follow_glx_contexts(glx: ctypes.CDLL) -> None:
+    """Make PyOpenGL's EGL platform see a current GLX context as current; idempotent.
+
+    PyOpenGL resolves GL entry points lazily and only while its platform reports a current context
+    (``eglGetCurrentContext`` for EGL). Through GLVND the pointers eglGetProcAddress returns dispatch
+    to the current context of either window system, so the test is widened to EGL-or-GLX.
+    """
+    global _followed_glx
+    if _followed_glx:
+        return
+    import OpenGL.platform as gl_platform  # noqa: PLC0415 - loaded by xrcore.gl already
+
+    egl_current = gl_platform.PLATFORM.GetCurrentContext
+
+    def current_context() -> int:
+        return egl_current() or glx.glXGetCurrentContext() or 0
+
+    for target in (gl_platform.PLATFORM, gl_platform):
+        target.GetCurrentContext = current_context
+        target.CurrentContextIsValid = current_context
+    _followed_glx = True
+
+
+def _create_glx(width: int, height: int, title: str) -> GLContext:
+    import glfw  # noqa: PLC0415 - GLX contexts come with an X window, which GLFW makes
+
+    if not os.environ.get("DISPLAY"):
+        raise GLContextError("a GLX context needs an X display and DISPLAY is not set")
+    if hasattr(glfw, "PLATFORM_X11"):
+        glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_X11)  # GLX is X11 only (ignored once GLFW is up)
+    if not glfw.init():
+        raise GLContextError(f"glfw.init() failed on DISPLAY={os.environ.get('DISPLAY')}")
+    glx = _glx_library()
+    glfw.default_window_hints()
+    glfw.window_hint(glfw.CONTEXT_CREATION_API, glfw.NATIVE_CONTEXT_API)  # GLX on X11
+    glfw.window_hint(glfw.CLIENT_API, glfw.OPENGL_API)
+    glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+    glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
+    glfw.window_hint(glfw.VISIBLE, False)
+    window = None
+    for gl_major, gl_minor in GL_VERSIONS:
+        glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, gl_major)
+        glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, gl_minor)
+        window = glfw.create_window(1, 1, title, None, None)
+        if window:
+            break
+    if not window:
+        raise GLContextError("glfw could not create an OpenGL 3.3+ core GLX context (is libglx-mesa0 installed?)")
+    try:
+        display = glfw.get_x11_display()
+        context = glfw.get_glx_context(window)
+        drawable = glfw.get_glx_window(window)
+        if not (display and context and drawable):
+            raise GLContextError("the window's context is not a GLX context (GLFW on Wayland?)")
+        display_p = ctypes.c_void_p(display)
+        value = ctypes.c_int(0)
+        if glx.glXQueryContext(display_p, ctypes.c_void_p(context), GLX_FBCONFIG_ID, ctypes.byref(value)) != 0:
+            raise GLContextError("glXQueryContext(GLX_FBCONFIG_ID) failed")
+        config_id = value.value
+        if glx.glXQueryContext(display_p, ctypes.c_void_p(context), GLX_SCREEN, ctypes.byref(value)) != 0:
+            raise GLContextError("glXQueryContext(GLX_SCREEN) failed")
+        attribs = (ctypes.c_int * 3)(GLX_FBCONFIG_ID, config_id, 0)
+        count = ctypes.c_int(0)
+        configs = glx.glXChooseFBConfig(display_p, value.value, attribs, ctypes.byref(count))
+        if not configs or count.value < 1:
+            raise GLContextError(f"no GLXFBConfig with id 0x{config_id:x}")
+        fbconfig = int(configs[0])  # owned by the display: the array alone is freed, not the config
+        ctypes.CDLL("libX11.so.6").XFree(configs)
+        if glx.glXGetFBConfigAttrib(display_p, ctypes.c_void_p(fbconfig), GLX_VISUAL_ID, ctypes.byref(value)) != 0:
+            raise GLContextError("glXGetFBConfigAttrib(GLX_VISUAL_ID) failed")
+        handles = GLXHandles(int(display), int(value.value), fbconfig, int(drawable), int(context))
+    except GLContextError:
+        glfw.destroy_window(window)
+        raise
+    _follow_glx_contexts(glx)
+    glfw.make_context_current(window)
+    return GLContext(kind="glx", width=width, height=height, info={"platform": "glx"}, _window=window, _glx=handles)
