@@ -385,3 +385,35 @@ def test_importing_the_backend_leaves_pyopengl_on_egl() -> None:
 
     assert "EGL" in type(OpenGL.platform.PLATFORM).__name__
     assert openxr.xr is xr
+
+
+# --- which OpenGL binding ------------------------------------------------------------------------------
+
+OPENGL, EGL_EXT = "XR_KHR_opengl_enable", "XR_MNDX_egl_enable"
+
+
+def test_binding_choice_prefers_egl_then_xlib_where_there_is_a_display() -> None:
+    """EGL whenever the runtime offers it (display or not); Xlib/GLX without it only when DISPLAY is set."""
+    assert openxr.choose_binding({OPENGL, EGL_EXT}, None) == "egl"
+    assert openxr.choose_binding({OPENGL, EGL_EXT}, ":0") == "egl"
+    assert openxr.choose_binding({OPENGL}, ":0") == "xlib"
+
+
+@pytest.mark.parametrize(("offered", "display", "words"), [
+    ({OPENGL}, None, ("XR_MNDX_egl_enable", "DISPLAY is not set")),
+    ({OPENGL}, "", ("XR_MNDX_egl_enable", "DISPLAY is not set")),
+    ({EGL_EXT}, ":0", ("XR_KHR_opengl_enable",)),
+])
+def test_no_possible_binding_is_refused_in_one_line(offered: set[str], display: str | None,
+                                                     words: tuple[str, ...]) -> None:
+    with pytest.raises(BackendUnavailableError) as info:
+        openxr.choose_binding(offered, display)
+    message = str(info.value)
+    assert "\n" not in message and all(w in message for w in words)
+
+
+def test_xlib_binding_refuses_a_context_that_is_not_glx(gl_context: object) -> None:
+    """The shared EGL context has no GLX handles: a one-line BackendError, not a binding with null fields."""
+    with pytest.raises(openxr.BackendError) as info:
+        openxr.xlib_graphics_binding(gl_context)
+    assert "GLX context" in str(info.value) and "'egl'" in str(info.value) and "\n" not in str(info.value)

@@ -7,6 +7,9 @@
  * lifecycle, swapchains backed by real GL texture arrays made with the application's context, the
  * frame loop, actions with a Touch controller, haptics. The runtime checks what it is given and
  * writes one line per noteworthy call to $MEDVERSE_XR_TEST_LOG, which the tests read.
+ * Without XR_MNDX_egl_enable (no_egl=1) it takes the Xlib/GLX binding (XrGraphicsBindingOpenGLXlibKHR)
+ * instead, as SteamVR does, and resolves GL through libGLX's glXGetProcAddressARB; the application's GLX
+ * context must be current in xrCreateSession.
  *
  * $MEDVERSE_XR_TEST holds comma-separated options:
  *   stop_after=N       after N focused frames the runtime ends the session itself (the user took
@@ -17,13 +20,17 @@
  *                      XR_ERROR_SESSION_LOST only);
  *   lose_instance_after=N  after N frames the instance is lost (INSTANCE_LOSS_PENDING, then
  *                      XR_ERROR_INSTANCE_LOST) once; a new instance works;
- *   no_egl=1           do not offer XR_MNDX_egl_enable.
+ *   no_egl=1           do not offer XR_MNDX_egl_enable; xrCreateSession then wants the Xlib binding.
  *
  * Build: cc -shared -fPIC -o libmedverse_xr_test.so test_openxr_runtime.c  (needs libopenxr-dev headers)
  */
 #define XR_USE_GRAPHICS_API_OPENGL
 #define XR_USE_PLATFORM_EGL
+#define XR_USE_PLATFORM_XLIB
 #include <EGL/egl.h>
+#include <X11/Xlib.h>
+#include <GL/glx.h>
+#include <dlfcn.h>
 #include <openxr/openxr.h>
 #include <openxr/openxr_platform.h>
 #include <stdarg.h>
@@ -45,7 +52,7 @@ typedef struct {
     uint32_t runtimeInterfaceVersion; XrVersion runtimeApiVersion; PFN_xrGetInstanceProcAddr getInstanceProcAddr;
 } NegotiateRuntimeRequest;
 
-/* ---- GL entry points, resolved through the application's eglGetProcAddress ---------------------- */
+/* ---- GL entry points, resolved through the application's eglGetProcAddress (or libGLX's) --------- */
 typedef unsigned int GLenum; typedef unsigned int GLuint; typedef int GLint; typedef int GLsizei;
 typedef void (*GenTextures)(GLsizei, GLuint *);
 typedef void (*BindTexture)(GLenum, GLuint);
@@ -373,17 +380,49 @@ static XrResult XRAPI_CALL ApplyHapticFeedback(XrSession s, const XrHapticAction
 }
 
 /* ---- session and spaces ---------------------------------------------------------------------------- */
+static XrResult xlib_binding(const XrGraphicsBindingOpenGLXlibKHR *b, const char **current) {
+    /* The Xlib/GLX binding (what SteamVR takes): every handle given, and the context current. */
+    if (!b->xDisplay || !b->visualid || !b->glxFBConfig || !b->glxDrawable || !b->glxContext) {
+        note("create_session refused: xlib binding with a null field");
+        return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+    }
+    void *glx = dlopen("libGLX.so.0", RTLD_LAZY);
+    if (!glx) return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+    GLXContext (*get_current)(void) = (GLXContext (*)(void))dlsym(glx, "glXGetCurrentContext");
+    void *get_proc = dlsym(glx, "glXGetProcAddressARB");
+    if (!get_current || !get_proc) return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+    if (get_current() != b->glxContext) {
+        note("create_session refused: the glx context is not current");
+        return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+    }
+    *current = "current";
+    gl_proc = (PFNEGLGETPROCADDRESSPROC)get_proc;
+    return XR_SUCCESS;
+}
+
 static XrResult XRAPI_CALL CreateSession(XrInstance i, const XrSessionCreateInfo *info, XrSession *session) {
     (void)i;
-    const XrGraphicsBindingEGLMNDX *b = (const XrGraphicsBindingEGLMNDX *)info->next;
-    if (!b || b->type != XR_TYPE_GRAPHICS_BINDING_EGL_MNDX) return XR_ERROR_GRAPHICS_DEVICE_INVALID;
-    if (!b->getProcAddress || !b->display || !b->config || !b->context) return XR_ERROR_GRAPHICS_DEVICE_INVALID;
-    gl_proc = b->getProcAddress;
+    const XrBaseInStructure *next = (const XrBaseInStructure *)info->next;
+    const char *binding = "egl", *current = "-";
+    if (next && next->type == XR_TYPE_GRAPHICS_BINDING_OPENGL_XLIB_KHR && opt_no_egl) {
+        XrResult r = xlib_binding((const XrGraphicsBindingOpenGLXlibKHR *)next, &current);
+        if (r != XR_SUCCESS) return r;
+        binding = "xlib";
+    } else {
+        const XrGraphicsBindingEGLMNDX *b = (const XrGraphicsBindingEGLMNDX *)next;
+        /* Without XR_MNDX_egl_enable the EGL binding is not valid either. */
+        if (!b || b->type != XR_TYPE_GRAPHICS_BINDING_EGL_MNDX || opt_no_egl) {
+            note("create_session refused: binding type %d", b ? (int)b->type : 0);
+            return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+        }
+        if (!b->getProcAddress || !b->display || !b->config || !b->context) return XR_ERROR_GRAPHICS_DEVICE_INVALID;
+        gl_proc = b->getProcAddress;
+    }
     int gl_ok = gl_proc("glGenTextures") != NULL && gl_proc("glGetTextureSubImage") != NULL;
     session_alive = 1; session_lost = 0; running = stopping = exit_requested = focused_frames = frames = 0; profile_sent = 0;
     event_head = event_tail = 0;
     *session = the_session();
-    note("create_session binding=egl gl=%s", gl_ok ? "ok" : "missing");
+    note("create_session binding=%s gl=%s context=%s", binding, gl_ok ? "ok" : "missing", current);
     push_state(XR_SESSION_STATE_IDLE);
     push_state(XR_SESSION_STATE_READY);
     return XR_SUCCESS;

@@ -6,6 +6,9 @@ drives the session lifecycle, backs the swapchains with real GL texture arrays m
 application's EGL context, reads back what was submitted, and logs what it saw. Each run is a fresh
 process: the loader reads ``XR_RUNTIME_JSON`` itself, and the EGL context stays out of other tests.
 
+A runtime without ``XR_MNDX_egl_enable`` (``no_egl=1``) takes the Xlib/GLX binding instead, as SteamVR
+does; those runs get an X server of their own (Xvfb, as in ``test_desktop.py``) and a GLX context.
+
 The renderer's side of ``submit`` (``copy_to_texture_array``) is played by a few GL calls in the
 child process that fill the left eye's layer red and the right eye's green; the runtime reports the
 first pixel of each submitted layer.
@@ -19,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,12 +159,16 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     counter = iter(range(1000))
 
     def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True,
-            real_renderer: bool = False, twice: bool = False) -> Run:
+            real_renderer: bool = False, twice: bool = False, display: str | None = None) -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
                "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
                "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else "",
                "DRIVER_TWICE": "1" if twice else ""}
+        env.pop("DISPLAY", None)  # an X display only where a test gives one (it enables the Xlib binding)
+        env.pop("WAYLAND_DISPLAY", None)
+        if display:
+            env["DISPLAY"] = display
         out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = log.read_text().splitlines() if log.exists() else []
@@ -211,7 +219,7 @@ def test_swapchains_are_srgb_colour_and_depth_texture_arrays(full_run: Run) -> N
     format) although 32F is offered first; two layers, no MSAA."""
     assert full_run.lines("swapchain ") == ["swapchain format=0x8c43 size=64x48 layers=2 samples=1",
                                            "swapchain format=0x88f0 size=64x48 layers=2 samples=1"]
-    assert "create_session binding=egl gl=ok" in full_run.log
+    assert "create_session binding=egl gl=ok context=-" in full_run.log
     assert "reference_space 3" in full_run.log  # STAGE, offered by this runtime
 
 
@@ -294,12 +302,103 @@ def test_lost_session_is_destroyed_and_recreated_when_the_system_returns(drive, 
     assert "lost" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_runtime_without_the_egl_binding_is_refused_and_auto_falls_back(drive) -> None:
-    """A runtime lacking XR_MNDX_egl_enable: openxr says so in one line; auto uses the simulator."""
+def test_runtime_without_the_egl_binding_and_no_display_is_refused_and_auto_falls_back(drive) -> None:
+    """A runtime lacking XR_MNDX_egl_enable on a machine without an X display (so no GLX either): openxr
+    says so in one line; auto uses the simulator."""
     run = drive("no_egl=1")
     assert run.result["backend"] == "SimBackend"
     warnings = [line for line in run.stderr.splitlines() if line.startswith("WARNING")]
-    assert len(warnings) == 1 and "XR_MNDX_egl_enable" in warnings[0] and "simulator" in warnings[0]
+    assert len(warnings) == 1 and "simulator" in warnings[0]
+    assert "XR_MNDX_egl_enable" in warnings[0] and "DISPLAY is not set" in warnings[0]
+    assert run.lines("create_instance") == []  # refused before an instance was made
+
+
+class Xvfb:
+    """An X server without a screen on a free display number (``-displayfd``), for GLX contexts."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp", "-noreset"],
+            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write_fd)
+        with os.fdopen(read_fd) as f:
+            number = f.readline().strip()  # written once the server accepts connections
+        if not number:
+            self.process.kill()
+            raise RuntimeError("Xvfb did not start (apt-get install xvfb)")
+        self.display = f":{number}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def x_display() -> Iterator[str]:
+    """The DISPLAY of an X server of this module's own (the drivers connect to it, this process does not)."""
+    server = Xvfb()
+    try:
+        yield server.display
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def xlib_run(drive, x_display: str) -> Run:
+    """The runtime offers no XR_MNDX_egl_enable but an X display is there: the Xlib/GLX binding."""
+    return drive("no_egl=1,stop_after=4", display=x_display)
+
+
+def test_without_egl_the_session_runs_over_the_xlib_glx_binding(xlib_run: Run) -> None:
+    """XrGraphicsBindingOpenGLXlibKHR with every handle set and the GLX context current; XR_MNDX_egl_enable
+    not asked for; the full lifecycle to FOCUSED and out again, then a clean teardown."""
+    assert xlib_run.result["backend"] == "OpenXRBackend", xlib_run.stderr[-2000:]
+    assert "create_session binding=xlib gl=ok context=current" in xlib_run.log
+    # (auto probes with an instance of its own first, so each extension is enabled twice)
+    assert set(xlib_run.lines("extension ")) == {"extension XR_KHR_opengl_enable",
+                                                 "extension XR_KHR_composition_layer_depth"}
+    assert xlib_run.states() == [IDLE, READY, SYNCHRONIZED, VISIBLE, FOCUSED, VISIBLE, SYNCHRONIZED, STOPPING, IDLE,
+                                 EXITING]
+    assert xlib_run.result["unexpected"] == 0
+    assert xlib_run.log[-3:] == ["destroy_session", "destroy_action_set", "destroy_instance"]
+    assert "OpenGL over Xlib/GLX" in xlib_run.stderr
+
+
+def test_over_glx_frames_render_into_the_runtime_swapchain(xlib_run: Run) -> None:
+    """GL calls made under the GLX context fill the swapchain images the runtime made with it: the runtime
+    reads back red in the left eye's layer and green in the right's, over the whole 64x48 image."""
+    rendered = xlib_run.rendered()
+    assert len(rendered) == len(xlib_run.result["frames"]) >= 5
+    for line in rendered:
+        assert f"view0=layer0:64x48:{RED}/{RED}/0.000:fov-0.90" in line
+        assert f"view1=layer1:64x48:{GREEN}/{GREEN}/0.000:fov-0.80" in line
+    assert xlib_run.lines("swapchain ") == ["swapchain format=0x8c43 size=64x48 layers=2 samples=1",
+                                           "swapchain format=0x88f0 size=64x48 layers=2 samples=1"]
+
+
+def test_egl_is_preferred_when_the_runtime_offers_both(drive, x_display: str) -> None:
+    """With XR_MNDX_egl_enable offered, the EGL binding is used even though an X display is there."""
+    run = drive("stop_after=1", display=x_display)
+    assert "create_session binding=egl gl=ok context=-" in run.log
+    assert "extension XR_MNDX_egl_enable" in run.log
+    assert len(run.rendered()) >= 2
+
+
+def test_real_renderer_draws_the_brain_over_glx(drive, x_display: str) -> None:
+    """The real renderer, on the backend's GLX context, draws the twin into both eyes with no GL error."""
+    run = drive("no_egl=1,stop_after=2", real_renderer=True, display=x_display)
+    assert run.result["gl_errors"] == 0
+    assert "create_session binding=xlib gl=ok context=current" in run.log
+    rendered = run.rendered()
+    assert len(rendered) >= 3
+    shares = [float(line.split(view)[1].split()[0].split(":")[0].split("/")[2])
+              for line in rendered for view in ("view0=layer0:64x48:", "view1=layer1:64x48:")]
+    assert all(0.05 < share < 0.95 for share in shares), rendered
 
 
 def test_lost_instance_is_torn_down_and_a_new_one_made(drive) -> None:

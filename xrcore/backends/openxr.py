@@ -8,13 +8,18 @@ Two halves:
   change, loss or exit request), :data:`ACTIONS` and :data:`BINDINGS` (actions and the suggested
   bindings for the Khronos simple, Oculus Touch, Valve Index and HTC Vive controllers), and
   :func:`choose_format` (swapchain formats).
-- :class:`OpenXRBackend`, which drives a runtime with them: an instance with the OpenGL graphics
-  binding over EGL (``XR_KHR_opengl_enable`` + ``XR_MNDX_egl_enable``: medverse's GL contexts, made
-  by :mod:`xrcore.gl.context`, are EGL contexts), the head-mounted system and its primary stereo view
+- :class:`OpenXRBackend`, which drives a runtime with them: an instance with an OpenGL graphics
+  binding (``XR_KHR_opengl_enable``), the head-mounted system and its primary stereo view
   configuration, the session and its state machine, one 2-layer sRGB colour swapchain (and a depth
   swapchain where ``XR_KHR_composition_layer_depth`` is offered), and the frame loop
   ``xrWaitFrame`` -> ``xrBeginFrame`` -> ``xrLocateViews`` / ``xrSyncActions`` -> render ->
   ``xrEndFrame`` at the predicted display time.
+
+The graphics binding: over EGL (``XrGraphicsBindingEGLMNDX``) where the runtime offers
+``XR_MNDX_egl_enable`` (Monado), with an offscreen EGL context; otherwise over Xlib/GLX
+(``XrGraphicsBindingOpenGLXlibKHR``: SteamVR on Linux and most other runtimes), with a GLX context on
+the X display ``DISPLAY`` names. Both contexts are made by :mod:`xrcore.gl.context`. A runtime without
+``XR_MNDX_egl_enable`` on a machine without an X display is refused with one line saying so.
 
 The tests drive it end to end, through the real loader, against a minimal headless runtime
 (``tests/xrcore/test_openxr_runtime.c``), since no real runtime is packaged for CI machines.
@@ -48,7 +53,8 @@ import xr  # noqa: E402 - after xrcore.gl, or PyOpenGL would settle on GLX
 
 # pyopenxr replaces PyOpenGL's platform object with a GLX one when it is imported on Linux, which
 # breaks every EGL call made afterwards in this process (contexts, extension lookups). medverse's
-# contexts are EGL, so the platform xrcore.gl chose is put back.
+# PyOpenGL platform is EGL, so the platform xrcore.gl chose is put back. GLX contexts (the Xlib
+# binding) work under it too: see xrcore.gl.context.
 _gl_platform.PLATFORM = _EGL_PLATFORM
 
 from xrcore.backends.base import Backend, BackendError, BackendInfo, BackendUnavailableError  # noqa: E402
@@ -374,7 +380,8 @@ class OpenXRConfig:
     the system back after a session or instance loss; ``retry_timeout_s``: give up after this long
     (``BackendError``); ``idle_poll_s``: event polling interval while the session is not running;
     ``api_layers``: OpenXR API layers to enable (e.g. ``"XR_APILAYER_LUNARG_core_validation"``);
-    ``context``: an existing EGL :class:`~xrcore.gl.context.GLContext` (not closed by the backend).
+    ``context``: an existing :class:`~xrcore.gl.context.GLContext` (not closed by the backend): an EGL
+    one for a runtime with ``XR_MNDX_egl_enable``, else a ``"glx"`` one.
     """
 
     app_name: str = "medverse"
@@ -442,6 +449,52 @@ def egl_graphics_binding(context: Any) -> Any:
     return binding
 
 
+def xlib_graphics_binding(context: Any) -> Any:
+    """An ``XrGraphicsBindingOpenGLXlibKHR`` for a GLX context made by ``create_context("glx")``.
+
+    Raises
+    ------
+    BackendError
+        The context is not a GLX context.
+    """
+    try:
+        handles = context.glx
+    except (AttributeError, xrcore.gl.GLContextError) as exc:
+        raise BackendError(f"the runtime binds OpenGL through Xlib/GLX and needs a GLX context, got "
+                           f"a {getattr(context, 'kind', type(context).__name__)!r} one") from exc
+    types = dict(xr.GraphicsBindingOpenGLXlibKHR._fields_)
+    binding = xr.GraphicsBindingOpenGLXlibKHR()
+    binding.x_display = ctypes.cast(ctypes.c_void_p(handles.display), types["x_display"])
+    binding.visualid = handles.visualid
+    binding.glx_fbconfig = ctypes.cast(ctypes.c_void_p(handles.fbconfig), types["glx_fbconfig"])
+    binding.glx_drawable = handles.drawable
+    binding.glx_context = ctypes.cast(ctypes.c_void_p(handles.context), types["glx_context"])
+    return binding
+
+
+def choose_binding(offered: set[str], display: str | None) -> str:
+    """``"egl"`` or ``"xlib"``: the OpenGL graphics binding to use with a runtime offering ``offered``.
+
+    EGL first (no window system needed); Xlib/GLX when the runtime lacks ``XR_MNDX_egl_enable`` and
+    an X display (``display``, the value of ``DISPLAY``) is there.
+
+    Raises
+    ------
+    BackendUnavailableError
+        No OpenGL binding is possible; one line saying why.
+    """
+    if xr.KHR_OPENGL_ENABLE_EXTENSION_NAME not in offered:
+        raise BackendUnavailableError(f"the OpenXR runtime lacks {xr.KHR_OPENGL_ENABLE_EXTENSION_NAME}: "
+                                      "medverse renders with OpenGL")
+    if xr.MNDX_EGL_ENABLE_EXTENSION_NAME in offered:
+        return "egl"
+    if display:
+        return "xlib"
+    raise BackendUnavailableError(
+        f"the OpenXR runtime lacks {xr.MNDX_EGL_ENABLE_EXTENSION_NAME} and DISPLAY is not set: without EGL "
+        "it binds OpenGL only through Xlib/GLX, which needs an X display (set DISPLAY, or use Monado)")
+
+
 @dataclass
 class _Swapchain:
     handle: Any
@@ -471,6 +524,8 @@ class OpenXRBackend(Backend):
         self.extensions: set[str] = set()
         self.interaction_profiles: list[str | None] = [None, None]
         self._owns_context = False
+        #: The graphics binding in use: ``"egl"`` or ``"xlib"`` (decided with the instance).
+        self.binding: str | None = None
         self._views_config: list[Any] = []
         self._blend_mode: Any = None
         self._space: Any = None
@@ -504,7 +559,7 @@ class OpenXRBackend(Backend):
         Raises
         ------
         BackendUnavailableError
-            No runtime, no headset, or a runtime without the EGL OpenGL binding.
+            No runtime, no headset, or no OpenGL binding (no EGL and no X display for GLX).
         BackendError
             The runtime refused something else (message names the call).
         """
@@ -521,7 +576,8 @@ class OpenXRBackend(Backend):
                 from xrcore.gl.context import create_context  # noqa: PLC0415
 
                 v = self._views_config[0]
-                self.context = create_context("egl", width=int(v.recommended_image_rect_width),
+                kind = "glx" if self.binding == "xlib" else "egl"
+                self.context = create_context(kind, width=int(v.recommended_image_rect_width),
                                               height=int(v.recommended_image_rect_height))
                 self._owns_context = True
             self.context.make_current()
@@ -532,12 +588,14 @@ class OpenXRBackend(Backend):
             raise BackendError(f"OpenXR start failed: {exc}") from exc
         except xrcore.gl.GLContextError as exc:
             self.stop()
-            raise BackendError(f"OpenXR backend cannot create its EGL context: {exc}") from exc
+            kind = "GLX" if self.binding == "xlib" else "EGL"
+            raise BackendError(f"OpenXR backend cannot create its {kind} context: {exc}") from exc
         except BackendError:
             self.stop()
             raise
-        logger.info("OpenXR runtime %s %s: %d views of %dx%d", props.runtime_name.decode(), props.runtime_version,
-                    self.info.view_count, self.info.width, self.info.height)
+        logger.info("OpenXR runtime %s %s: %d views of %dx%d, OpenGL over %s", props.runtime_name.decode(),
+                    props.runtime_version, self.info.view_count, self.info.width, self.info.height,
+                    "EGL" if self.binding == "egl" else "Xlib/GLX")
         self._started = True
 
     def frames(self) -> Iterator[FrameState]:
@@ -605,12 +663,10 @@ class OpenXRBackend(Backend):
             raise BackendUnavailableError(NO_RUNTIME) from exc
         except xr.XrException as exc:
             raise BackendUnavailableError(f"the OpenXR loader failed: {exc}") from exc
-        required = [xr.KHR_OPENGL_ENABLE_EXTENSION_NAME, xr.MNDX_EGL_ENABLE_EXTENSION_NAME]
-        missing = [e for e in required if e not in offered]
-        if missing:
-            raise BackendUnavailableError(
-                f"the OpenXR runtime lacks {', '.join(missing)}: medverse renders through EGL contexts "
-                "(Monado offers it; SteamVR on Linux does not)")
+        self.binding = choose_binding(offered, os.environ.get("DISPLAY"))
+        required = [xr.KHR_OPENGL_ENABLE_EXTENSION_NAME]
+        if self.binding == "egl":
+            required.append(xr.MNDX_EGL_ENABLE_EXTENSION_NAME)
         wanted = required + [e for e in (xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME,) if e in offered]
         info = xr.InstanceCreateInfo(
             application_info=xr.ApplicationInfo(application_name=self.config.app_name, engine_name="medverse",
@@ -645,7 +701,9 @@ class OpenXRBackend(Backend):
         if have != (0, 0) and have < self._gl_min:
             raise BackendUnavailableError(f"the runtime needs OpenGL {self._gl_min[0]}.{self._gl_min[1]}, "
                                           f"the context has {have[0]}.{have[1]}")
-        self._binding = egl_graphics_binding(self.context)  # kept alive: the runtime reads it in create
+        # Kept alive: the runtime reads it in xrCreateSession.
+        self._binding = (xlib_graphics_binding(self.context) if self.binding == "xlib"
+                         else egl_graphics_binding(self.context))
         self.session = xr.create_session(self.instance, xr.SessionCreateInfo(system_id=self.system,
                                                                               next=self._binding))
         self.machine.session_created()
@@ -947,7 +1005,7 @@ def probe(api_layers: tuple[str, ...] = ()) -> str | None:
     Returns
     -------
     str | None
-        None when a runtime with a headset and the EGL OpenGL binding answered; otherwise one line
+        None when a runtime with a headset and a usable OpenGL binding answered; otherwise one line
         saying why not (no runtime, no headset, missing extension, the loader's error).
     """
     backend = OpenXRBackend(OpenXRConfig(api_layers=api_layers))
