@@ -7,6 +7,10 @@ or the NVIDIA device platform, and GLFW windows are asked for EGL contexts too),
 it earlier with another platform. Import GL modules only through here (``xrcore.gl.context`` and
 ``xrcore.renderer`` do).
 
+The one exception to "contexts are EGL": ``create_context("glx")`` makes a GLX context for OpenXR
+runtimes that bind OpenGL only through Xlib/GLX. PyOpenGL keeps its EGL platform for it (GLVND
+dispatches the GL entry points to whichever context is current); see :mod:`xrcore.gl.context`.
+
 ``MEDVERSE_GL_DEBUG=1`` turns on PyOpenGL's per-call error checking (slow: a ``glGetError`` after every
 call); by default the renderer checks ``glGetError`` once per frame instead.
 """
