@@ -220,7 +220,7 @@ def test_glyph_layout_counts_missing_characters_and_cuts_long_text() -> None:
     assert atlas.missing == {"\u0416": 1} and len(quads) == 3
     assert np.allclose(quads[1], atlas.layout("A?B")[0][1])
     assert quads[:, 0].min() == pytest.approx(-width / 2, abs=0.1) and quads[:, 1].min() >= -1e-6
-    del atlas.glyphs["\u00fc"]  # as with a font that has no accented letters
+    atlas.glyphs.pop("\u00fc", None)  # as with a font that has no accented letters (the ASCII fallback has none)
     assert np.array_equal(atlas.layout("M\u00fcller")[0], atlas.layout("Muller")[0])
     assert atlas.missing["\u00fc"] == 1
     assert GlyphAtlas.clean("x" * 500).endswith("...") and len(GlyphAtlas.clean("x" * 500)) == MAX_LABEL_CHARS
