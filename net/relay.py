@@ -28,7 +28,9 @@ DTLS record, an SCTP packet and an acknowledgement on both ends, and in pure Pyt
 a few thousand a second; sixteen participants at 90 Hz sending one message per pose per receiver
 would need 21,600 a second, while bundled they need one per receiver per flush.
 
-Flushes happen on a fixed grid of the relay's monotonic clock: the primary ticks are the multiples of
+In a small room (while forwarding each pose on its own to everyone would stay within the pose
+budget) a flush follows every received pose on the next turn of the event loop. Above that, flushes
+happen on a fixed grid of the relay's monotonic clock: the primary ticks are the multiples of
 1 / ``RELAY_TICK_HZ`` (90 Hz) seconds, with ``pose_subticks - 1`` more ticks evenly between them; a
 tick flushes only if poses are waiting, and no sooner after the last flush than the pose budget allows
 (``pose_budget_hz`` bundles a second in all). Participants sending at 90 Hz learn the relay's clock
@@ -239,6 +241,9 @@ class RelayPeer:
             self._pending_poses[link] = data
             if not self._flush_scheduled:
                 self._flush_scheduled = True
+                if self._small_room():  # forwarding every pose at once fits the budget: no need to wait
+                    asyncio.get_running_loop().call_soon(self._flush_poses)
+                    return
                 now = time.monotonic()
                 earliest = max(now, self._last_flush + self.pose_interval())
                 tick = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s  # the next grid tick
@@ -275,6 +280,13 @@ class RelayPeer:
         _, _, _, ping_id, t0_us, = PING.unpack(ping)
         link.send("clock", encode_clock(ClockPong(0, ping_id, t0_us / 1e6, now, now)))
         self.counters["pongs_sent"] += 1
+
+    def _small_room(self) -> bool:
+        """True while every pose forwarded on its own (one bundle per pose and receiver) would stay
+        within the budget: then the relay flushes at once rather than on its tick (a room of four sends
+        1,080 a second; eight would send 5,040)."""
+        n = len(self.links)
+        return not self._pose_budget_hz or n * (n - 1) * RELAY_TICK_HZ <= self._pose_budget_hz
 
     def pose_interval(self) -> float:
         """Shortest time between two pose flushes now: what the budget allows with this many receivers."""

@@ -15,8 +15,9 @@ from net.tokens import RELAY_ID, issue_token
 
 @pytest.fixture
 def server_options() -> dict[str, object]:
-    """Rooms switch to the relay above two participants."""
-    return {"mesh_limit": 2}
+    """Rooms switch to the relay above two participants; a pose budget (1,000 bundles/s) under what a room of
+    four would send pose by pose (1,080), so that rooms of four flush on the relay's tick grid."""
+    return {"mesh_limit": 2, "relay_options": {"pose_budget_hz": 1000.0}}
 
 
 def on_relay(p: Participant, others: int) -> bool:
@@ -130,3 +131,30 @@ async def test_participants_time_their_poses_for_the_relays_ticks(join: Callable
         assert poses / bundles > 2.4, (p.name, poses / bundles)  # nearly all three senders in each
         figures = p.monitor.summary()
         assert figures is not None and figures.p50_ms < 8.0, (p.name, figures)
+
+
+async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[..., Awaitable[None]]) -> None:
+    """Three participants with the default budget: forwarding every pose on its own (540 a second) fits,
+    so the relay flushes as soon as a pose arrives instead of waiting for its tick."""
+    srv = SignalingServer(ServerConfig(secret=b"relay-small-secret-0123456789abcde", port=0, mesh_limit=2))
+    await srv.start()
+    people = []
+    try:
+        for name in ("alice", "bob", "carol"):
+            token = issue_token(srv.config.secret, "small", name, "observer")
+            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3)))
+            await people[-1].start()
+        await until(lambda: all(on_relay(p, 2) for p in people))
+        await asyncio.sleep(1.0)
+        before = [(p.counters["poses_applied"], p.counters["pose_bundles"]) for p in people]
+        await asyncio.sleep(1.5)
+        for p, (poses0, bundles0) in zip(people, before, strict=True):
+            poses, bundles = p.counters["poses_applied"] - poses0, p.counters["pose_bundles"] - bundles0
+            assert poses > 200 and poses / bundles <= 2.0, (p.name, poses, bundles)
+            figures = p.monitor.summary()
+            # On the tick grid a pose would wait the senders' lead before the tick (2 ms and more).
+            assert figures is not None and figures.p50_ms < 2.0, (p.name, figures)
+    finally:
+        for p in people:
+            await p.stop()
+        await srv.stop()
