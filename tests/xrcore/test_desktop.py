@@ -25,51 +25,10 @@ W, H = 240, 180
 SCREEN = (480, 360)
 
 
-class Xvfb:
-    """A running Xvfb: ``display`` (":N") and ``screen()``, the screen's pixels as (H, W, 3) uint8."""
-
-    def __init__(self, fbdir: Path) -> None:
-        read_fd, write_fd = os.pipe()
-        self.process = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-             "-fbdir", str(fbdir), "-nolisten", "tcp", "-noreset"],
-            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        os.close(write_fd)
-        with os.fdopen(read_fd) as f:
-            number = f.readline().strip()  # written once the server accepts connections
-        if not number:
-            self.process.kill()
-            raise RuntimeError("Xvfb did not start")
-        self.display = f":{number}"
-        self.fb_file = fbdir / "Xvfb_screen0"
-
-    def screen(self) -> np.ndarray:
-        """The screen as the server holds it (XWD: big-endian header, then 32-bit pixels)."""
-        raw = self.fb_file.read_bytes()
-        header = np.frombuffer(raw[:100], dtype=">u4")
-        header_size, width, height, byte_order, bpp, stride, ncolors = (
-            int(header[k]) for k in (0, 4, 5, 7, 11, 12, 19)
-        )
-        assert bpp == 32, bpp
-        start = header_size + 12 * ncolors
-        pixels = np.frombuffer(raw[start : start + stride * height], dtype=np.uint8).reshape(height, stride)
-        pixels = pixels[:, : 4 * width].reshape(height, width, 4)
-        return pixels[..., [2, 1, 0]] if byte_order == 0 else pixels[..., [1, 2, 3]]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xvfb]:
+def xvfb(start_xvfb: Callable[..., Any]) -> Iterator[Any]:
     """An X server of our own; DISPLAY points at it for the module, GLFW is shut down before it goes."""
-    server = Xvfb(tmp_path_factory.mktemp("xvfb"))
+    server = start_xvfb(screen=SCREEN, framebuffer=True)
     saved = {k: os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY")}
     os.environ["DISPLAY"] = server.display
     os.environ.pop("WAYLAND_DISPLAY", None)
@@ -88,7 +47,7 @@ def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Xvfb]:
 
 
 @pytest.fixture
-def viewer(xvfb: Xvfb, brain: Any) -> Iterator[Any]:
+def viewer(xvfb: Any, brain: Any) -> Iterator[Any]:
     """The window `medverse view` opens, on the brain framed as the CLI frames it; fails on GL errors."""
     from xrcore.render.desktop import DesktopViewer
 
@@ -113,7 +72,7 @@ def sync(viewer: Any) -> None:
     x11.XSync(glfw.get_x11_display(), 0)
 
 
-def shown(xvfb: Xvfb, viewer: Any) -> np.ndarray:
+def shown(xvfb: Any, viewer: Any) -> np.ndarray:
     """The window's pixels on the screen, (H, W, 3)."""
     import glfw
 
@@ -154,7 +113,7 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
 
 
-def test_window_shows_the_rendered_brain_where_the_camera_looks(xvfb: Xvfb, viewer: Any) -> None:
+def test_window_shows_the_rendered_brain_where_the_camera_looks(xvfb: Any, viewer: Any) -> None:
     """The X server's copy of the window is the renderer's frame, pixel for pixel; the brain sits where
     the orbit camera projects its vertices, and the window's edges are background."""
     for _ in range(2):
@@ -169,7 +128,7 @@ def test_window_shows_the_rendered_brain_where_the_camera_looks(xvfb: Xvfb, view
     assert np.allclose(got, want, atol=3.0), (got, want)
 
 
-def test_mouse_drag_orbits_and_scroll_zooms_through_real_x_input(xvfb: Xvfb, viewer: Any) -> None:
+def test_mouse_drag_orbits_and_scroll_zooms_through_real_x_input(xvfb: Any, viewer: Any) -> None:
     """A left-button drag of 40 px turns the camera by 0.4 rad and changes the view; a wheel step up
     brings the camera 10 % closer and the brain grows on screen."""
     import glfw
@@ -201,7 +160,7 @@ def test_mouse_drag_orbits_and_scroll_zooms_through_real_x_input(xvfb: Xvfb, vie
     assert twin_mask(closer).sum() > 1.1 * twin_mask(turned).sum()
 
 
-def test_escape_ends_the_loop(xvfb: Xvfb, viewer: Any) -> None:
+def test_escape_ends_the_loop(xvfb: Any, viewer: Any) -> None:
     """Escape, pressed over the window, ends run() well before its time limit, and no frame follows."""
     import glfw
 
@@ -215,7 +174,7 @@ def test_escape_ends_the_loop(xvfb: Xvfb, viewer: Any) -> None:
     assert not viewer.step() and viewer.frames == summary["frames"]
 
 
-def test_the_close_button_ends_the_loop(xvfb: Xvfb, viewer: Any) -> None:
+def test_the_close_button_ends_the_loop(xvfb: Any, viewer: Any) -> None:
     """The WM_DELETE_WINDOW message a window manager's close button sends (from another X client)
     ends the loop; closing the viewer afterwards destroys the window cleanly."""
     import glfw
@@ -273,7 +232,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize("backend", ["sim", "auto"])
-def test_medverse_view_opens_the_window_and_ends_after_its_frames(xvfb: Xvfb, backend: str) -> None:
+def test_medverse_view_opens_the_window_and_ends_after_its_frames(xvfb: Any, backend: str) -> None:
     """`medverse view --twin brain --frames 8` in a process of its own: the window shows 8 frames
     and the command exits 0 (``auto`` finds no OpenXR runtime here and falls back to the window)."""
     env = {**os.environ, "DISPLAY": xvfb.display, "XR_RUNTIME_JSON": "/nonexistent/runtime.json"}
@@ -284,7 +243,7 @@ def test_medverse_view_opens_the_window_and_ends_after_its_frames(xvfb: Xvfb, ba
     assert "Traceback" not in done.stderr
 
 
-def test_medverse_view_seconds_limit_and_bad_limits(xvfb: Xvfb, capsys: pytest.CaptureFixture[str]) -> None:
+def test_medverse_view_seconds_limit_and_bad_limits(xvfb: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """``--seconds`` ends the window by itself; a non-positive ``--frames`` or ``--seconds`` is a
     one-line error before any window opens."""
     from sessions.cli import main

@@ -7,7 +7,7 @@ application's EGL context, reads back what was submitted, and logs what it saw. 
 process: the loader reads ``XR_RUNTIME_JSON`` itself, and the EGL context stays out of other tests.
 
 A runtime without ``XR_MNDX_egl_enable`` (``no_egl=1``) takes the Xlib/GLX binding instead, as SteamVR
-does; those runs get an X server of their own (Xvfb, as in ``test_desktop.py``) and a GLX context.
+does; those runs get an X server of their own (Xvfb, from ``conftest.py``) and a GLX context.
 
 The renderer's side of ``submit`` (``copy_to_texture_array``) is played by a few GL calls in the
 child process that fill the left eye's layer red and the right eye's green; the runtime reports the
@@ -22,9 +22,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,39 +314,10 @@ def test_runtime_without_the_egl_binding_and_no_display_is_refused_and_auto_fall
     assert run.lines("create_instance") == []  # refused before an instance was made
 
 
-class Xvfb:
-    """An X server without a screen on a free display number (``-displayfd``), for GLX contexts."""
-
-    def __init__(self) -> None:
-        read_fd, write_fd = os.pipe()
-        self.process = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp", "-noreset"],
-            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as f:
-            number = f.readline().strip()  # written once the server accepts connections
-        if not number:
-            self.process.kill()
-            raise RuntimeError("Xvfb did not start (apt-get install xvfb)")
-        self.display = f":{number}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def x_display() -> Iterator[str]:
+def x_display(start_xvfb: Callable[..., Any]) -> str:
     """The DISPLAY of an X server of this module's own (the drivers connect to it, this process does not)."""
-    server = Xvfb()
-    try:
-        yield server.display
-    finally:
-        server.stop()
+    return start_xvfb().display
 
 
 @pytest.fixture(scope="module")
