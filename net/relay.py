@@ -44,7 +44,6 @@ and never limited.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -168,16 +167,19 @@ class RelayPeer:
         while True:
             await asyncio.sleep(min(0.5, timeout / 4))
             for link in list(self.links.values()):
-                if link.is_open and link.silent_for() > timeout:
-                    self.counters["links_dead"] += 1
-                    silent = link.silent_for()
-                    log.warning("relay %s: nothing from %s for %.1f s; closing its link", self.room, link.remote, silent)
+                silent = link.silent_for()
+                if not link.is_open or silent <= timeout:
+                    continue
+                self.counters["links_dead"] += 1
+                log.warning("relay %s: nothing from %s for %.1f s; closing its link", self.room, link.remote, silent)
+                try:
                     await self.peer_left(link.remote)
                     # Signaling may still reach it (only the media path died): it can offer again at once
                     # instead of waiting for its own liveness check.
-                    with contextlib.suppress(Exception):
-                        await self._send_signal({"type": "signal", "to": link.remote,
-                                                 "data": {"type": "closed", "reason": f"relay heard nothing for {silent:.1f} s"}})
+                    await self._send_signal({"type": "signal", "to": link.remote,
+                                             "data": {"type": "closed", "reason": f"relay heard nothing for {silent:.1f} s"}})
+                except Exception as exc:  # one broken link must not stop the watch over the others
+                    log.warning("relay %s: closing %s's link failed: %s", self.room, link.remote, exc)
 
     def _state_changed(self, link: PeerLink, state: str) -> None:
         if state in ("failed", "closed") and self.links.get(link.remote) is link:
@@ -278,7 +280,7 @@ class RelayPeer:
             self.counters["malformed"] += 1
             return
         now = time.monotonic()
-        _, _, _, ping_id, t0_us, = PING.unpack(ping)
+        _, _, _, ping_id, t0_us = PING.unpack(ping)
         link.send("clock", encode_clock(ClockPong(0, ping_id, t0_us / 1e6, now, now)))
         self.counters["pongs_sent"] += 1
 
