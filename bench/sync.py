@@ -43,6 +43,7 @@ from typing import Any
 # bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from net.protocol import RELAY_POSE_LEAD_S  # noqa: E402
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
 from sessions.cli.consult import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
@@ -370,7 +371,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="2,4", help="room sizes, comma-separated (default %(default)s; the issue's: 2,4,8,16)")
     parser.add_argument("--modes", default="mesh,relay", help="topologies (default %(default)s)")
     parser.add_argument("--relay-pose-budget", type=float, default=DEFAULT_POSE_BUDGET_HZ, help="relay's pose budget, bundles/s in all, 0 unlimited (default %(default)s)")
-    parser.add_argument("--relay-pose-lead", type=float, default=2.0, help="participants' lead before the relay's tick, ms (default %(default)s)")
+    parser.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3, help="participants' lead before the relay's tick, ms (default %(default)s)")
     parser.add_argument("--relay-pose-subticks", type=int, default=DEFAULT_POSE_SUBTICKS, help="relay flush ticks per 90 Hz period (default %(default)s)")
     parser.add_argument("--participant-nice", type=int, default=0, help="run participants at this nice level, so that the server/relay gets the CPU it would have on its own machine (default %(default)s)")
     parser.add_argument("--stagger", type=float, default=0.3, help="seconds between participants joining (default %(default)s)")

@@ -52,6 +52,7 @@ from net.errors import NetError, ProtocolError
 from net.latency import LatencyMonitor
 from net.peer import PeerError, PeerLink
 from net.protocol import (
+    RELAY_POSE_LEAD_S,
     RELAY_TICK_HZ,
     ClockPing,
     ClockPong,
@@ -144,7 +145,7 @@ class ParticipantConfig:
     ops_start_s: float = 0.5
     ops_stop_s: float = math.inf
     ops_stop_at: float | None = None
-    relay_pose_lead_s: float = 0.002
+    relay_pose_lead_s: float = RELAY_POSE_LEAD_S
     warmup_s: float = 0.0
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None

@@ -118,6 +118,9 @@ BUNDLE_HEADER = struct.Struct("<BBBB")  # version, type, count, reserved
 #: multiples of 1 / RELAY_TICK_HZ seconds of its monotonic clock (which its pongs reveal), so a
 #: participant sending at this rate can time its poses to arrive just before one (docs/protocol.md).
 RELAY_TICK_HZ = 90.0
+#: How long before a relay tick a pose should reach the relay, by default: the margin for scheduling
+#: jitter (docs/protocol.md, "Sending in time for a tick").
+RELAY_POSE_LEAD_S = 0.002
 #: Largest pose bundle: aiortc puts up to 1,200 bytes of a message in one SCTP chunk, so a bundle up to
 #: this size travels as one DTLS record and one UDP datagram (the point of bundling).
 POSE_BUNDLE_MAX_BYTES = 1200

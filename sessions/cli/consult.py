@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from net.protocol import RELAY_POSE_LEAD_S
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import SignalingError
@@ -168,7 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--ops-rate", type=float, default=0.0, help="scripted state ops per second (default %(default)s: none)")
     join.add_argument("--ops-start", type=float, default=0.5, help="seconds after joining that scripted ops start (default %(default)s)")
     join.add_argument("--ops-stop", type=float, help="seconds after joining that scripted ops stop (default: never)")
-    join.add_argument("--relay-pose-lead", type=float, default=2.0, help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
+    join.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3, help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
     join.add_argument("--ops-stop-at", type=float, help="UNIX time at which scripted ops stop (several processes stop together)")
     join.add_argument("--warmup", type=float, default=0.0, help="seconds after joining before latency is recorded (default %(default)s)")
     join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
