@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
 
 from net.errors import ProtocolError
-from net.protocol import OpKind, SnapshotAssembler, StateOp, chunk_snapshot, decode_state, encode_state
+from net.protocol import OpKind, SnapshotAssembler, StateOp, canonical_json, chunk_snapshot, decode_state, encode_state
 from net.state import SharedState
 
 
@@ -193,3 +194,23 @@ def test_invalid_local_op_is_refused() -> None:
     with pytest.raises(ProtocolError):
         state.make_op(OpKind.CLIP_SET, {"index": 7, "normal": [0, 0, 1], "d": 0}, 0.0)
     assert state.seq == 0 and state.op_count == 0
+
+
+def test_kept_entry_texts_stay_equal_to_the_whole_state_written_afresh(history: list[StateOp]) -> None:
+    """The digest and snapshot written from the registers' kept entry texts equal canonical JSON of the
+    whole state after every op and every merge (a stale text would make equal states hash apart)."""
+    state = SharedState(9)
+    other = SharedState(8)
+    for i, op in enumerate(history):
+        before = state.digest()
+        applied = state.apply(op).applied
+        expected = canonical_json(state._content())
+        assert state._canonical() == expected
+        assert state.digest() == hashlib.sha256(expected).digest()
+        assert (state.digest() != before) == applied  # each new op is an applied op id at least
+        if i % 25 == 24:  # a snapshot from a peer holding an overlapping, different part of the history
+            for later in history[i : i + 40]:
+                other.apply(later)
+            state.merge_snapshot(other.snapshot_bytes())
+            assert state._canonical() == canonical_json(state._content())
+            assert state.snapshot_bytes() == canonical_json(state.snapshot())
