@@ -22,7 +22,8 @@ in the machine's load hits both alike; the load average is recorded beside each 
 
 Writes ``bench/results/sync.json``. Quick run (2 and 4 participants, 5 s):
 ``.venv/bin/python bench/sync.py``; the issue's run: ``.venv/bin/python bench/sync.py --sizes 2,4,8,16
---duration 20``; both loops side by side: add ``--loop asyncio,uvloop``.
+--duration 20``; both loops side by side: add ``--loop asyncio,uvloop``; aiortc as shipped beside the
+data path ``net.datapath`` tunes (which medverse runs): add ``--datapath tuned,stock``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 # bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from net.datapath import STOCK_ENV  # noqa: E402
 from net.protocol import RELAY_POSE_LEAD_S  # noqa: E402
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
@@ -179,9 +181,13 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm
 
 
-async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, loop: str) -> dict[str, Any]:
-    """One room of ``n`` participants in ``mode`` (mesh or relay), server and participants on ``loop``."""
+async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, loop: str, path: str) -> dict[str, Any]:
+    """One room of ``n`` participants in ``mode`` (mesh or relay), server and participants on ``loop``,
+    on aiortc's data path as ``net.datapath`` tunes it (``path`` "tuned") or as aiortc ships it ("stock")."""
     env = {**os.environ, "MEDVERSE_SECRET": SECRET}
+    env.pop(STOCK_ENV, None)
+    if path == "stock":
+        env[STOCK_ENV] = "1"
     mesh_limit = 64 if mode == "mesh" else 1
     load_before = os.getloadavg()[0]
     server = await asyncio.create_subprocess_exec(
@@ -196,7 +202,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     cpu0, _ = _proc_stats(server.pid)
     # Start-up of n aiortc processes on a small machine takes a while: give it time before measuring.
     warmup = 2.0 + (0.35 + args.stagger) * n
-    room = f"{mode}-{n}-{loop}"
+    room = f"{mode}-{n}-{loop}-{path}"
     procs = []
     logs = []
     started = time.monotonic()
@@ -240,7 +246,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     reports = [json.loads(report.read_text()) for report, _ in procs if report.exists()]
     figures = summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
     # The loops the participants report they ran on, not the option given: proves what was measured.
-    figures = {"loop": loop, **figures, "participant_loops": sorted({r.get("event_loop", "?") for r in reports})}
+    figures = {"loop": loop, "datapath": path, **figures, "participant_loops": sorted({r.get("event_loop", "?") for r in reports})}
     if relay_counters is not None:
         figures["relay_counters"] = relay_counters
     return {**figures, "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
@@ -269,6 +275,7 @@ def summarize_room(
         "pose_p50_ms": _median([p["p50_ms"] for p in pose]),
         "pose_p99_ms": round(max(p["p99_ms"] for p in pose), 3) if pose else None,
         "pose_max_ms": round(max(p["max_ms"] for p in pose), 3) if pose else None,
+        "pose_p99_ms_each": [round(p["p99_ms"], 2) for p in pose],  # in join order: shows whether the tail is everyone's or a few receivers'
         "pose_within_budget": _median([p["within_budget"] for p in pose]),
         "pose_delivery": _median(delivered),
         "state_p50_ms": _median([s["p50_ms"] for s in state]),
@@ -316,14 +323,14 @@ def print_table(floors: dict[str, Any], rooms: list[dict[str, Any]], goals: dict
         p = floor["paced_90hz"]
         print(f"floor on {loop} (bare aiortc, 2 processes): rtt p50 {f['rtt_p50_ms']} ms p99 {f['rtt_p99_ms']} ms; "
               f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")  # fmt: skip
-    head = f"{'loop':7} {'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} {'load':>9} conv"
+    head = f"{'loop':7} {'path':5} {'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} {'load':>9} conv"
     print(head)
     for r in rooms:
         def v(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
             return "-" if r[key] is None else fmt.format(r[key] * scale)
 
         load = "{:.1f}-{:.1f}".format(*r["load_avg_1min"])
-        print(f"{r['loop']:7} {r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
+        print(f"{r['loop']:7} {r['datapath']:5} {r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
               f"{v('state_p50_ms'):>7} {v('state_p99_ms'):>7} {v('cpu_share_per_participant'):>6} "
               f"{v('bytes_sent_per_s_per_participant', 1e-3):>9} {v('pose_stream_kbit_s_max'):>7} {v('participant_rss_mb_max', 1, '{:.0f}'):>7} "
               f"{v('server_cpu_share'):>7} {v('server_rss_mb', 1, '{:.0f}'):>7} {load:>9} {r['converged']}")  # fmt: skip
@@ -332,8 +339,8 @@ def print_table(floors: dict[str, Any], rooms: list[dict[str, Any]], goals: dict
             print(f"goal on {loop} {name}: {g['value']} (limit {g['limit']}) -> {'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
 
 
-async def run_rooms(args: argparse.Namespace, loops: list[str]) -> list[dict[str, Any]]:
-    """Every room of ``--modes`` x ``--sizes``, once per event loop, the loops alternating room by room."""
+async def run_rooms(args: argparse.Namespace, loops: list[str], paths: list[str]) -> list[dict[str, Any]]:
+    """Every room of ``--modes`` x ``--sizes``, once per event loop and data path, alternating room by room."""
     rooms = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
@@ -342,24 +349,29 @@ async def run_rooms(args: argparse.Namespace, loops: list[str]) -> list[dict[str
                     print(f"skipping mesh room of {n} (--max-mesh {args.max_mesh})")
                     continue
                 for loop in loops:
-                    print(f"running {mode} room of {n} on {loop} for {args.duration:g} s (load {os.getloadavg()[0]:.2f}) ...", flush=True)
-                    rooms.append(await run_room(mode, n, args, Path(tmp), loop))
+                    for path in paths:
+                        print(f"running {mode} room of {n} on {loop}, {path} data path, for {args.duration:g} s (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+                        rooms.append(await run_room(mode, n, args, Path(tmp), loop, path))
     return rooms
 
 
-def run_benchmark(args: argparse.Namespace, loops: list[str]) -> dict[str, Any]:
+def run_benchmark(args: argparse.Namespace, loops: list[str], paths: list[str]) -> dict[str, Any]:
     load_start = os.getloadavg()
     # The floor's two ends run on the loop being measured, each loop in a fresh one of its own.
     floors = {}
     for loop in loops:
         floors[loop] = run_on_loop(lambda loop=loop: measure_floor(args.floor_count, 2.0, loop), loop)  # type: ignore[misc]
-    rooms = asyncio.run(run_rooms(args, loops))
-    goals = {loop: check_goals([r for r in rooms if r["loop"] == loop]) for loop in loops}
+    rooms = asyncio.run(run_rooms(args, loops, paths))
+    # Goals per loop (and per data path when more than one ran: "uvloop/stock").
+    goals = {
+        loop if len(paths) == 1 else f"{loop}/{path}": check_goals([r for r in rooms if r["loop"] == loop and r["datapath"] == path])
+        for loop in loops for path in paths
+    }
     return {
         "benchmark": "sync",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
-        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_subticks": args.relay_pose_subticks, "relay_pose_lead_ms": args.relay_pose_lead, "participant_nice": args.participant_nice, "stagger_s": args.stagger, "loops": loops},
+        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_subticks": args.relay_pose_subticks, "relay_pose_lead_ms": args.relay_pose_lead, "participant_nice": args.participant_nice, "stagger_s": args.stagger, "loops": loops, "datapaths": paths},
         "floor": floors,
         "rooms": rooms,
         "goals": goals,
@@ -381,6 +393,7 @@ def main() -> int:
     parser.add_argument("--ops-rate", type=float, default=5.0, help="state ops per second per participant (default %(default)s)")
     parser.add_argument("--floor-count", type=int, default=1000, help="back-to-back ping-pongs for the floor (default %(default)s)")
     parser.add_argument("--loop", default="auto", help=f"event loops to run on, comma-separated, of {', '.join(LOOPS)} (default %(default)s)")
+    parser.add_argument("--datapath", default="tuned", help="aiortc data paths, comma-separated, of tuned (net.datapath, what medverse runs) and stock (aiortc as shipped) (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"), help="JSON output (default %(default)s)")
     args = parser.parse_args()
     if args.duration <= 2.0:
@@ -390,7 +403,10 @@ def main() -> int:
         loops = list(dict.fromkeys(loop_factory(name.strip())[0] for name in args.loop.split(",")))
     except EventLoopError as exc:
         parser.error(str(exc))
-    result = run_benchmark(args, loops)
+    paths = list(dict.fromkeys(p.strip() for p in args.datapath.split(",")))
+    if not set(paths) <= {"tuned", "stock"}:
+        parser.error("--datapath takes tuned and/or stock")
+    result = run_benchmark(args, loops, paths)
     print_table(result["floor"], result["rooms"], result["goals"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
