@@ -298,12 +298,19 @@ class RelayPeer:
         return max(1, len(self.links)) / self._pose_budget_hz
 
     def _flush_poses(self) -> None:
-        """Send every receiver one bundle of the newest waiting pose of each other sender."""
+        """Send every receiver one bundle of the newest waiting pose of each other sender.
+
+        Each flush starts one receiver further along: a flush to sixteen takes the relay a few
+        milliseconds, and always in join order the last to join would always be served last.
+        """
         self._flush_scheduled = False
         self._last_flush = time.monotonic()
+        flushes = self.counters["pose_flushes"]
         self.counters["pose_flushes"] += 1
         pending, self._pending_poses = self._pending_poses, {}
-        for other in list(self.links.values()):
+        receivers = list(self.links.values())
+        start = flushes % len(receivers) if receivers else 0
+        for other in receivers[start:] + receivers[:start]:
             poses = [data for sender, data in pending.items() if sender is not other]
             if poses:
                 self.counters["poses_bundled"] += len(poses)

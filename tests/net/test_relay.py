@@ -94,8 +94,21 @@ async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaita
         await until(lambda: all(on_relay(p, 3) for p in people))
         relay = srv.rooms["budget"].relay
         assert relay is not None and relay.pose_interval() == pytest.approx(1 / 60)
+        # Who each flush serves first (watching the relay's sends, changing nothing).
+        first: list[str] = []
+        forward = relay._forward
+
+        def watching(label: str, data: bytes | list[bytes], targets: list) -> None:  # type: ignore[type-arg]
+            if label == "pose" and relay.counters["pose_flushes"] != len(first):
+                first.append(targets[0].remote)
+            forward(label, data, targets)
+
+        relay._forward = watching  # type: ignore[method-assign]
         before = [(p.counters["poses_applied"], p.counters["pose_bundles"]) for p in people]
         await asyncio.sleep(2.0)
+        relay._forward = forward  # type: ignore[method-assign]
+        # Each flush starts one receiver further along: nobody is always served first (or last).
+        assert len(first) >= 60 and all(first.count(p.name) >= 0.15 * len(first) for p in people), first
         for p, (poses0, bundles0) in zip(people, before, strict=True):
             poses, bundles = p.counters["poses_applied"] - poses0, p.counters["pose_bundles"] - bundles0
             # At most 60 flushes a second (plus timer slack), most carrying a pose of each of 3 senders.
