@@ -3,8 +3,9 @@
 For each topology and room size N, the signaling server runs in its own process (``medverse consult
 serve``; in relay rooms it also runs the relay, so its CPU and memory are the relay's), and each
 participant is a ``medverse consult join`` process. Every participant sends poses at ``--rate`` and
-state ops at ``--ops-rate`` for ``--duration`` seconds after a warm-up (connection set-up and clock
-filtering are not measured). From the participants' JSON reports the benchmark takes
+state ops at ``--ops-rate``; all of them measure the same window of ``--duration`` seconds, which
+starts once everyone has joined (connection set-up and clock filtering are not measured) and ends
+before anyone leaves. From the participants' JSON reports the benchmark takes
 
 - one-way pose latency: median of the participants' p50 and worst of their p99 (ms);
 - state-op one-way latency, likewise; the share of updates within the 30 ms budget;
@@ -206,11 +207,14 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     procs = []
     logs = []
     started = time.monotonic()
-    # Everyone stops making ops at the same moment (a UNIX time: the processes start seconds apart on
-    # a loaded machine, so a time relative to each one's start would not be the same moment), 2 s
-    # before the first participant leaves, so that every op can reach everyone and the final digests
-    # can be compared.
-    ops_stop_at = time.time() + warmup + args.duration - 2.0
+    # One window for everyone, in UNIX time (the processes start seconds apart on a loaded machine, so
+    # times relative to each one's start would not be the same moments): latency is recorded from
+    # when all have joined until the window's end, ops go on until then too, and nobody leaves before
+    # everyone's window is over (a leaving process's shutdown would load the others' measurement)
+    # nor before every op has reached everyone, so that the final digests can be compared.
+    measure_from = time.time() + warmup
+    measure_until = measure_from + args.duration
+    leave_at = measure_until + 2.0
     for i in range(n):
         token = issue_token(SECRET.encode(), room, f"p{i + 1}", "expert")
         report = workdir / f"{room}-p{i + 1}.json"
@@ -218,20 +222,21 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
         log_file = open(workdir / f"{room}-p{i + 1}.log", "wb")  # noqa: SIM115 (closed after the run)
         logs.append(log_file)
         nice = ["nice", "-n", str(args.participant_nice)] if args.participant_nice else []
+        ops_start = max(0.5, measure_from - time.time())
         procs.append((report, await asyncio.create_subprocess_exec(
-            *nice, MEDVERSE, "consult", "join", "--server", url, "--token", token, "--duration", str(warmup + args.duration),
-            "--warmup", str(warmup), "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--relay-pose-lead", str(args.relay_pose_lead), "--ops-start", str(warmup), "--ops-stop-at", f"{ops_stop_at:.3f}", "--report", str(report), "--loop", loop,
+            *nice, MEDVERSE, "consult", "join", "--server", url, "--token", token, "--leave-at", f"{leave_at:.3f}",
+            "--measure-from", f"{measure_from:.3f}", "--measure-until", f"{measure_until:.3f}", "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
+            "--relay-pose-lead", str(args.relay_pose_lead), "--ops-start", f"{ops_start:.3f}", "--ops-stop-at", f"{measure_until:.3f}", "--report", str(report), "--loop", loop,
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS
         # handshakes with the relay on a 2-core machine lose packets, and SCTP's retransmission
         # back-off then stalls those associations for seconds.
         await asyncio.sleep(args.stagger)
-    # The relay's counters (bundles, superseded and dropped poses), read just before the first leaves.
+    # The relay's counters (bundles, superseded and dropped poses), read just before the window ends.
     relay_counters = None
     if mode == "relay":
-        await asyncio.sleep(max(0.0, started + warmup + args.duration - 0.5 - time.monotonic()))
+        await asyncio.sleep(max(0.0, measure_until - 0.5 - time.time()))
         relay_counters = await asyncio.to_thread(_relay_counters, url, room)
     failures = []
     for (report, proc), log_file in zip(procs, logs, strict=True):
@@ -396,8 +401,8 @@ def main() -> int:
     parser.add_argument("--datapath", default="tuned", help="aiortc data paths, comma-separated, of tuned (net.datapath, what medverse runs) and stock (aiortc as shipped) (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"), help="JSON output (default %(default)s)")
     args = parser.parse_args()
-    if args.duration <= 2.0:
-        parser.error("--duration must be above 2 s (ops stop 2 s before the end so the state can settle)")
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
     # "auto" resolves here, so the results name the loop that actually ran.
     try:
         loops = list(dict.fromkeys(loop_factory(name.strip())[0] for name in args.loop.split(",")))

@@ -114,6 +114,10 @@ class ParticipantConfig:
     warmup_s : float
         Latency samples of the first seconds after joining are not recorded (connection set-up and
         the clock filter filling up are not what a benchmark wants to measure).
+    measure_from, measure_until : float or None
+        UNIX times outside which latency samples are not recorded either: processes that join at
+        different moments (a benchmark's room) then all measure the same window, one in which every
+        one of them is in the room, rather than each its own.
     report_interval_s : float
         Seconds between stats reports to the signaling server and state digests to the peers.
     faults : FaultPlan or None
@@ -147,6 +151,8 @@ class ParticipantConfig:
     ops_stop_at: float | None = None
     relay_pose_lead_s: float = RELAY_POSE_LEAD_S
     warmup_s: float = 0.0
+    measure_from: float | None = None
+    measure_until: float | None = None
     report_interval_s: float = 1.0
     faults: FaultPlan | None = None
     seed: int | None = None
@@ -275,6 +281,7 @@ class Participant:
 
             self.network = FaultyNetwork(self.config.faults)
         self._started = 0.0
+        self._measure_from, self._measure_until = 0.0, math.inf
         self._cpu0 = 0.0
         self.joined = asyncio.Event()
         # Set once the room's state is in (first snapshot merged, or nobody else was there): a participant
@@ -287,6 +294,11 @@ class Participant:
         """Join the room and start streaming; returns the ``welcome`` message."""
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
+        # The window in which latency is recorded, on the monotonic clock.
+        to_monotonic = self._started - time.time()
+        cfg = self.config
+        self._measure_from = max(self._started + cfg.warmup_s, -math.inf if cfg.measure_from is None else cfg.measure_from + to_monotonic)
+        self._measure_until = math.inf if cfg.measure_until is None else cfg.measure_until + to_monotonic
         welcome = await self.client.connect()
         self.index = int(welcome["index"])
         self.name = str(welcome["participant"])
@@ -757,7 +769,7 @@ class Participant:
         return remote
 
     def _latency(self, remote: RemotePeer, sender_time: float, now: float) -> float | None:
-        if not remote.clock.synchronized or time.monotonic() - self._started < self.config.warmup_s:
+        if not remote.clock.synchronized or not self._measure_from <= time.monotonic() < self._measure_until:
             return None
         return now - remote.clock.to_local(sender_time)
 

@@ -172,6 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3, help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
     join.add_argument("--ops-stop-at", type=float, help="UNIX time at which scripted ops stop (several processes stop together)")
     join.add_argument("--warmup", type=float, default=0.0, help="seconds after joining before latency is recorded (default %(default)s)")
+    join.add_argument("--measure-from", type=float, metavar="UNIX_TIME", help="record latency from this moment on (several processes measure the same window)")
+    join.add_argument("--measure-until", type=float, metavar="UNIX_TIME", help="record latency until this moment")
+    join.add_argument("--leave-at", type=float, metavar="UNIX_TIME", help="leave at this moment instead of after --duration")
     join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
     join.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped on this participant's connections, 0..1")
     join.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to this participant's clock (tests clock sync)")
@@ -228,8 +231,9 @@ def _join(args: argparse.Namespace) -> int:
     # Imported here: aiortc is heavy and only join needs it.
     from net.participant import Participant, ParticipantConfig
 
-    if args.duration <= 0:
-        raise JoinArgumentError("--duration must be positive")
+    duration = args.duration if args.leave_at is None else args.leave_at - time.time()
+    if duration <= 0:
+        raise JoinArgumentError("--duration must be positive (and --leave-at in the future)")
     if not 0.0 <= args.loss < 1.0 or args.delay_ms < 0:
         raise JoinArgumentError("--loss must be in [0, 1) and --delay-ms >= 0")
     if args.liveness_timeout < 0 or args.connect_timeout < 0:
@@ -244,6 +248,8 @@ def _join(args: argparse.Namespace) -> int:
         ops_rate_hz=args.ops_rate,
         ops_start_s=args.ops_start,
         warmup_s=args.warmup,
+        measure_from=args.measure_from,
+        measure_until=args.measure_until,
         ops_stop_s=args.ops_stop if args.ops_stop is not None else float("inf"),
         ops_stop_at=args.ops_stop_at,
         relay_pose_lead_s=args.relay_pose_lead / 1e3,
@@ -254,7 +260,7 @@ def _join(args: argparse.Namespace) -> int:
     offset = args.clock_offset
     clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
     participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
-    report = run_on_loop(lambda: _run_participant(participant, args.duration), args.loop)
+    report = run_on_loop(lambda: _run_participant(participant, duration), args.loop)
     pose = report["latency"]["room"]["pose"] or {}
     state = report["latency"]["room"]["state"] or {}
     print(

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +41,15 @@ def medverse(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess
 
 
 def test_serve_token_join_end_to_end(served: str, env: dict[str, str], tmp_path: Path) -> None:
-    """Two ``consult join`` processes with tokens from ``consult token`` meet, exchange, and write reports."""
+    """Two ``consult join`` processes with tokens from ``consult token`` meet, exchange, and write reports;
+    one stays 4 s, the other until a UNIX time and measures only a 1 s window given in UNIX time."""
     tokens = [medverse("consult", "token", "--room", "clinic", "--participant", p, "--role", "expert", env=env).stdout.strip() for p in ("ann", "ben")]
+    t0 = time.time()
+    timing = [["--duration", "4"],
+              ["--leave-at", f"{t0 + 4:.3f}", "--measure-from", f"{t0 + 2.5:.3f}", "--measure-until", f"{t0 + 3.5:.3f}"]]
     procs = [
         subprocess.Popen(
-            [MEDVERSE, "consult", "join", "--server", served, "--token", token, "--duration", "3", "--ops-rate", "5",
+            [MEDVERSE, "consult", "join", "--server", served, "--token", token, *timing[i], "--ops-rate", "5",
              "--ops-stop", "2", "--report", str(tmp_path / f"{i}.json")],  # fmt: skip
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -57,7 +62,8 @@ def test_serve_token_join_end_to_end(served: str, env: dict[str, str], tmp_path:
     assert {r["participant"] for r in reports} == {"ann", "ben"}
     assert reports[0]["state"] == {**reports[1]["state"], "lamport": reports[0]["state"]["lamport"]}
     assert reports[0]["state"]["op_count"] >= 10
-    assert all(r["latency"]["room"]["pose"]["count"] > 100 for r in reports)
+    assert reports[0]["latency"]["room"]["pose"]["count"] > 150
+    assert 50 <= reports[1]["latency"]["room"]["pose"]["count"] <= 92  # 1 s of ann's 90 Hz, no more
     with urllib.request.urlopen(served + "/health", timeout=5) as response:
         assert json.load(response)["ok"] is True
 
@@ -67,6 +73,7 @@ def test_serve_token_join_end_to_end(served: str, env: dict[str, str], tmp_path:
     [
         (["--token", "not-a-token"], "401"),
         (["--token", "x", "--duration", "0"], "--duration must be positive"),
+        (["--token", "x", "--leave-at", "1000"], "--leave-at in the future"),
         (["--token", "x", "--loss", "1.5"], "--loss must be in [0, 1)"),
         (["--token", "x", "--liveness-timeout", "-1"], "--liveness-timeout and --connect-timeout must be >= 0"),
     ],
