@@ -36,8 +36,11 @@ tick flushes only if poses are waiting, and no sooner after the last flush than 
 (``pose_budget_hz`` bundles a second in all). Participants sending at 90 Hz learn the relay's clock
 from its pongs and time each pose to arrive just before a primary tick (``net.participant``), so
 every pose waits at the relay only that lead, and each receiver gets one bundle per primary tick
-holding every other sender's pose. A pose that misses its tick (a late sender, one that does not
-align) waits at most until the next subtick. State, clock and snapshot traffic is forwarded at once
+holding every other sender's pose. The flush comes before the tick once every sender heard from in
+the last period and a half has a pose waiting (nobody else is coming, and waiting would only add to
+their latency), and a timer that fires early (uvloop's have 1 ms steps) waits out the rest unless
+everyone is in. A pose that misses its tick (a late sender, one that does not align) waits at most
+until the next subtick. State, clock and snapshot traffic is forwarded at once
 and never limited.
 """
 
@@ -135,7 +138,10 @@ class RelayPeer:
         self._tick_s = 1.0 / (RELAY_TICK_HZ * max(1, pose_subticks))
         self._pose_budget_hz = pose_budget_hz
         self._flush_scheduled = False
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_due = 0.0  # the grid tick the timer stands for (time.monotonic())
         self._last_flush = 0.0
+        self._pose_heard: dict[PeerLink, float] = {}  # when each sender's latest pose arrived
         self._liveness_timeout_s = liveness_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -187,6 +193,7 @@ class RelayPeer:
             self._unbind(link)
 
     def _unbind(self, link: PeerLink) -> None:
+        self._pose_heard.pop(link, None)
         index = self._index_of.get(link.remote)
         if index is not None and self._by_index.get(index) is link:
             del self._by_index[index]
@@ -204,6 +211,7 @@ class RelayPeer:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        self._cancel_flush_timer()
         links = list(self.links.values())
         self.links.clear()
         self._by_index.clear()
@@ -242,15 +250,24 @@ class RelayPeer:
             if link in self._pending_poses:
                 self.counters["pose_superseded"] += 1
             self._pending_poses[link] = data
+            now = time.monotonic()
+            self._pose_heard[link] = now
+            loop = asyncio.get_running_loop()
+            if self._small_room():  # forwarding every pose at once fits the budget: no need to wait
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    loop.call_soon(self._flush_poses)
+                return
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                if self._small_room():  # forwarding every pose at once fits the budget: no need to wait
-                    asyncio.get_running_loop().call_soon(self._flush_poses)
-                    return
-                now = time.monotonic()
                 earliest = max(now, self._last_flush + self.pose_interval())
-                tick = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s  # the next grid tick
-                asyncio.get_running_loop().call_later(tick - now, self._flush_poses)
+                self._flush_due = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s  # the next grid tick
+                self._flush_timer = loop.call_later(self._flush_due - now, self._flush_on_tick)
+            elif self._flush_timer is not None and self._all_in(now) and now >= self._last_flush + self.pose_interval():
+                # Every sender's pose is here: waiting for the tick would only add to their latency.
+                self._cancel_flush_timer()
+                self.counters["pose_flushes_early"] += 1
+                loop.call_soon(self._flush_poses)
             return
         if mtype in _REPLIES:
             target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
@@ -296,6 +313,28 @@ class RelayPeer:
         if not self._pose_budget_hz:
             return 0.0
         return max(1, len(self.links)) / self._pose_budget_hz
+
+    def _all_in(self, now: float) -> bool:
+        """True when every sender heard from within the last one and a half tick periods has a pose
+        waiting: senders aligned to the grid send one pose a period, so nobody else is coming."""
+        recent = now - 1.5 / RELAY_TICK_HZ
+        waiting = self._pending_poses
+        return all(link in waiting for link, heard in self._pose_heard.items() if heard >= recent and link.is_open)
+
+    def _flush_on_tick(self) -> None:
+        """The timer for the grid tick: flush, unless it fired early (uvloop's timers have 1 ms steps and
+        may fire up to a millisecond before their time) while a sender's pose may still be on its way."""
+        self._flush_timer = None
+        remaining = self._flush_due - time.monotonic()
+        if remaining > 0.0003 and not self._all_in(time.monotonic()):
+            self._flush_timer = asyncio.get_running_loop().call_later(remaining, self._flush_on_tick)
+            return
+        self._flush_poses()
+
+    def _cancel_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     def _flush_poses(self) -> None:
         """Send every receiver one bundle of the newest waiting pose of each other sender.
