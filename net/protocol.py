@@ -470,17 +470,21 @@ def encode_pose(record: PoseRecord) -> bytes:
 def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
     """Decode a ``pose`` channel message into a ``PoseRecord``; ``ProtocolError`` for anything else."""
     buf = _as_bytes(data, "pose")
-    _check_header(buf, "pose", POSE_MAX_BYTES, _POSE_TYPES)
-    if len(buf) < POSE_HEADER.size:
-        raise ProtocolError(f"truncated pose: {len(buf)} bytes, need {POSE_HEADER.size}", "pose")
+    size = len(buf)
+    if not (POSE_HEADER.size <= size <= POSE_MAX_BYTES and buf[0] == PROTOCOL_VERSION and buf[1] == _POSE):
+        _check_header(buf, "pose", POSE_MAX_BYTES, _POSE_TYPES)  # raises, saying which check failed
+        raise ProtocolError(f"truncated pose: {size} bytes, need {POSE_HEADER.size}", "pose")
     _, _, participant, seq, time_us, present, qidx, buttons = POSE_HEADER.unpack_from(buf)
     if present & 0xF0:
         raise ProtocolError(f"reserved presence bits set: 0x{present:02x}", "pose")
     if buttons & ~_BUTTONS_MASK:
         raise ProtocolError(f"reserved button bits set: 0x{buttons:04x}", "pose")
-    n = bin(present).count("1")
-    _check_size(buf, POSE_HEADER.size + n * POSE_ENTRY.size, f"pose with {n} poses", "pose")
-    poses: dict[str, WirePose] = {}
+    if size != POSE_HEADER.size + _POSES_PRESENT[present] * POSE_ENTRY.size:
+        _check_size(buf, POSE_HEADER.size + _POSES_PRESENT[present] * POSE_ENTRY.size, f"pose with {_POSES_PRESENT[present]} poses", "pose")
+    # A room of sixteen decodes 21,600 poses a second: the records are built without the frozen
+    # dataclasses' __init__ (a third of the time), field for field what __init__ would set.
+    fields: dict[str, object] = {"participant": participant, "seq": seq, "sender_time": time_us / 1e6,
+                                 "head": None, "left": None, "right": None, "pointer": None, "buttons": _buttons(buttons)}
     offset = POSE_HEADER.size
     for slot, name in enumerate(POSE_SLOTS):
         largest = (qidx >> (2 * slot)) & 3
@@ -490,14 +494,20 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
             continue
         x, y, z, a, b, c = POSE_ENTRY.unpack_from(buf, offset)
         offset += POSE_ENTRY.size
-        if -32768 in (x, y, z):  # int16's extra negative value: beyond +-3.2767 m, which no encoder sends
+        if x == -32768 or y == -32768 or z == -32768:  # int16's extra negative value: beyond +-3.2767 m, which no encoder sends
             raise ProtocolError(f"{name} position beyond +-3.2767 m of the origin", "pose")
-        poses[name] = WirePose(
-            (x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M), _decode_quat(largest, (a, b, c))
-        )
-    return PoseRecord(participant, seq, time_us / 1e6, buttons=_buttons(buttons), **poses)
+        pose = object.__new__(WirePose)
+        pose.__dict__.update(position=(x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M),
+                             orientation=_decode_quat(largest, (a, b, c)))
+        fields[name] = pose
+    record = object.__new__(PoseRecord)
+    record.__dict__.update(fields)
+    return record
 
 
+_POSE = int(MessageType.POSE)
+#: Poses present for each value of the presence bits (their count of ones).
+_POSES_PRESENT = tuple(bin(bits).count("1") for bits in range(16))
 _POSE_TYPES = frozenset({MessageType.POSE})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -96,6 +97,12 @@ def test_pose_round_trip_precision_on_random_poses() -> None:
             worst_deg = max(worst_deg, _angle_deg(want.orientation, have.orientation))
             assert abs(sum(c * c for c in have.orientation) - 1.0) < 1e-9
         assert all(getattr(got, n) is None for n in p.POSE_SLOTS if n not in poses), i
+        # Built without __init__ (for speed), a decoded record is still the same frozen value as one built with it.
+        rebuilt = p.PoseRecord(**{f.name: getattr(got, f.name) for f in dataclasses.fields(p.PoseRecord)})
+        assert got == rebuilt and hash(got) == hash(rebuilt) and repr(got) == repr(rebuilt)
+        assert all(getattr(got, n) == p.WirePose(getattr(got, n).position, getattr(got, n).orientation) for n in poses)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.seq = 0  # type: ignore[misc]
     assert worst_mm <= 0.05
     assert worst_deg < 0.01
 
