@@ -40,8 +40,9 @@ holding every other sender's pose. The flush comes before the tick once every se
 the last period and a half has a pose waiting (nobody else is coming, and waiting would only add to
 their latency), and a timer that fires early (uvloop's have 1 ms steps) waits out the rest unless
 everyone is in. A pose that misses its tick (a late sender, one that does not align) waits at most
-until the next subtick. State, clock and snapshot traffic is forwarded at once
-and never limited.
+until the next subtick. Clock and snapshot traffic is forwarded at once and never limited; ops and
+digests wait for their receiver's next flush and go with its bundle (``datapath.bundled``: one packet
+when they fit, so a receiver wakes once a tick rather than once more per op).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from net import datapath
 from net.errors import NetError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import (
@@ -83,6 +85,8 @@ _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
 DEFAULT_LIVENESS_TIMEOUT_S = 12.0
 #: Flush ticks per primary tick period, by default: a pose that misses a primary tick waits half a period.
 DEFAULT_POSE_SUBTICKS = 2
+#: State messages held for one receiver beyond which they go at once, without waiting for its bundle.
+HELD_LIMIT = 32
 #: Pose bundles the relay sends per second in all, by default: a room of eight forwards every pose on its
 #: own (5,040 a second), and sixteen receivers at 180 ticks a second (2,880) fit.
 DEFAULT_POSE_BUDGET_HZ = 6000.0
@@ -142,6 +146,7 @@ class RelayPeer:
         self._flush_due = 0.0  # the grid tick the timer stands for (time.monotonic())
         self._last_flush = 0.0
         self._pose_heard: dict[PeerLink, float] = {}  # when each sender's latest pose arrived
+        self._held: dict[PeerLink, list[bytes]] = {}  # state messages for each receiver, to go with its next bundle
         self._liveness_timeout_s = liveness_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -194,6 +199,7 @@ class RelayPeer:
 
     def _unbind(self, link: PeerLink) -> None:
         self._pose_heard.pop(link, None)
+        self._held.pop(link, None)
         index = self._index_of.get(link.remote)
         if index is not None and self._by_index.get(index) is link:
             del self._by_index[index]
@@ -259,10 +265,7 @@ class RelayPeer:
                     loop.call_soon(self._flush_poses)
                 return
             if not self._flush_scheduled:
-                self._flush_scheduled = True
-                earliest = max(now, self._last_flush + self.pose_interval())
-                self._flush_due = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s  # the next grid tick
-                self._flush_timer = loop.call_later(self._flush_due - now, self._flush_on_tick)
+                self._schedule_flush(now)
             elif self._flush_timer is not None and self._all_in(now) and now >= self._last_flush + self.pose_interval():
                 # Every sender's pose is here: waiting for the tick would only add to their latency.
                 self._cancel_flush_timer()
@@ -289,7 +292,37 @@ class RelayPeer:
             targets = [wanted]
         else:
             targets = [other for other in self.links.values() if other is not link]
+            if label == "state" and not self._small_room():
+                self._hold(data, targets)
+                return
+        if label == "state":
+            for other in targets:  # what was held for them goes first: the channel is ordered
+                self._release(other)
         self._forward(label, data, targets)
+
+    def _hold(self, data: bytes, targets: list[PeerLink]) -> None:
+        """Keep an op or digest for each target until the next flush, which sends it with the target's
+        pose bundle: in one packet with it, instead of waking the receiver once more for it alone."""
+        for other in targets:
+            held = self._held.setdefault(other, [])
+            held.append(data)
+            if len(held) >= HELD_LIMIT:
+                self._release(other)
+        self.counters["state_held"] += 1
+        if not self._flush_scheduled:
+            self._schedule_flush(time.monotonic())
+
+    def _release(self, other: PeerLink) -> None:
+        held = self._held.pop(other, None)
+        if held:
+            self._forward("state", held, [other])
+
+    def _schedule_flush(self, now: float) -> None:
+        """Set the timer for the next grid tick the budget allows."""
+        self._flush_scheduled = True
+        earliest = max(now, self._last_flush + self.pose_interval())
+        self._flush_due = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s
+        self._flush_timer = asyncio.get_running_loop().call_later(self._flush_due - now, self._flush_on_tick)
 
     def _pong(self, link: PeerLink, ping: bytes) -> None:
         """Answer a ping as participant 0 (the relay): the link's liveness signal, and the relay's clock."""
@@ -351,9 +384,11 @@ class RelayPeer:
         start = flushes % len(receivers) if receivers else 0
         for other in receivers[start:] + receivers[:start]:
             poses = [data for sender, data in pending.items() if sender is not other]
-            if poses:
-                self.counters["poses_bundled"] += len(poses)
-                self._forward("pose", pack_pose_bundles(poses), [other])
+            with datapath.bundled():  # held state messages and the bundle: one packet when they fit
+                self._release(other)
+                if poses:
+                    self.counters["poses_bundled"] += len(poses)
+                    self._forward("pose", pack_pose_bundles(poses), [other])
 
     def _forward(self, label: str, data: bytes | list[bytes], targets: list[PeerLink]) -> None:
         """Send ``data`` (one message, or several) to each target, counting what went and what was dropped."""

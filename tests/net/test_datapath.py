@@ -203,3 +203,26 @@ def test_stun_demux_never_sends_a_parsable_stun_message_past_the_parser() -> Non
     # DTLS 1.2 application data: type 23, version 254.253, epoch, sequence number, length, then the record
     dtls_record = bytes([23, 0xFE, 0xFD]) + bytes(2 + 6) + (40).to_bytes(2, "big") + bytes(40)
     assert not datapath.could_be_stun(dtls_record)
+
+
+async def test_sends_within_bundled_share_packets(pair: tuple[Side, Side]) -> None:
+    """Messages sent within ``bundled()`` leave together when it ends: three small ones (and the SACK
+    for what came in before) in one packet, in order; more than a packet holds, in as few as fit."""
+    a, b = pair
+    assert a.channel is not None and b.channel is not None
+    b.channel.send(b"before")  # a has a SACK to send for this
+    await until(lambda: a.received == [b"before"])
+    with datapath.bundled():
+        for word in (b"one", b"two", b"three"):
+            a.channel.send(word)
+        assert a.packets == []  # nothing leaves before the block ends
+    assert a.packets == [["SackChunk", "DataChunk", "DataChunk", "DataChunk"]]
+    await until(lambda: len(b.received) == 3)
+    assert b.received == [b"one", b"two", b"three"]
+    payloads = [bytes([i]) * 500 for i in range(5)]  # 5 x 516-byte chunks: two to a packet
+    with datapath.bundled():
+        for payload in payloads:
+            a.channel.send(payload)
+    assert a.packets[1:] == [["DataChunk", "DataChunk"], ["DataChunk", "DataChunk"], ["DataChunk"]]
+    await until(lambda: len(b.received) == 8)
+    assert b.received[3:] == payloads

@@ -81,7 +81,7 @@ async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Pa
 
 async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaitable[None]]) -> None:
     """A budget of 240 bundles/s for four receivers paces flushes to 60/s: each receiver gets one bundle
-    per flush carrying the other three senders' newest poses; ops still all arrive."""
+    per flush carrying the other three senders' newest poses; ops go with the bundles, and all arrive."""
     srv = SignalingServer(ServerConfig(secret=b"relay-budget-secret-0123456789abcd", port=0, mesh_limit=1,
                                        relay_options={"pose_budget_hz": 240.0}))
     await srv.start()
@@ -116,10 +116,15 @@ async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaita
             assert 2.2 * bundles <= poses <= 3 * bundles, (p.name, poses, bundles)
         # Senders at 90 Hz outpace 60 flushes: the older of two waiting poses is replaced, never queued.
         assert relay.counters["pose_superseded"] > 0
+        held = relay.counters["state_held"]
         for i, p in enumerate(people):
-            p.make_op(OpKind.CLIP_SET, {"index": i, "normal": [0, 1, 0], "d": 0.0})
-        await until(lambda: all(p.state.op_count == 4 for p in people))
+            for k in range(5):
+                p.make_op(OpKind.CLIP_SET, {"index": (i + k) % 6, "normal": [0, 1, 0], "d": 0.01 * k})
+        await until(lambda: all(p.state.op_count == 20 for p in people))
         assert len({p.state.digest() for p in people}) == 1
+        # Ops (and digests) waited for their receivers' next bundles, and still arrived in order.
+        assert relay.counters["state_held"] >= held + 20
+        assert all(p.counters["ops_duplicate"] == 0 for p in people)
     finally:
         for p in people:
             await p.stop()
