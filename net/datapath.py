@@ -163,7 +163,7 @@ def _data_channel_send(self: _Transport, channel: Any, data: bytes | str) -> Non
         pp_id, payload = (_sctp.WEBRTC_BINARY, data) if data else (_sctp.WEBRTC_BINARY_EMPTY, b"\x00")
     limit = self._remote_max_message_size
     if limit and len(payload) > limit:
-        raise ValueError(f"Cannot send message of {len(payload)} bytes, the remote party only supports messages up to {limit} bytes")
+        raise ValueError(f"Cannot send message of {len(payload)} bytes, the remote party takes at most {limit}")
     channel._addBufferedAmount(len(payload))
     self._data_channel_queue.append((channel, pp_id, payload))
     _drive(self._data_channel_flush())

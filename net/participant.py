@@ -297,7 +297,8 @@ class Participant:
         # The window in which latency is recorded, on the monotonic clock.
         to_monotonic = self._started - time.time()
         cfg = self.config
-        self._measure_from = max(self._started + cfg.warmup_s, -math.inf if cfg.measure_from is None else cfg.measure_from + to_monotonic)
+        from_unix = -math.inf if cfg.measure_from is None else cfg.measure_from + to_monotonic
+        self._measure_from = max(self._started + cfg.warmup_s, from_unix)
         self._measure_until = math.inf if cfg.measure_until is None else cfg.measure_until + to_monotonic
         welcome = await self.client.connect()
         self.index = int(welcome["index"])
