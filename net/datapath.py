@@ -129,30 +129,31 @@ def _drive(coro: Coroutine[Any, Any, None]) -> None:
     An error is logged, as a task's would be, and does not reach the caller (``RTCDataChannel.send``
     did not raise transmit errors before either).
     """
-    try:
-        waited = coro.send(None)
-    except StopIteration:
-        return
-    except Exception as exc:
-        log.debug("data channel transmit failed: %r", exc)
-        return
-    asyncio.ensure_future(_finish(coro, waited))
+    done, waited = _step(coro)
+    if not done:
+        asyncio.ensure_future(_finish(coro, waited))
 
 
 async def _finish(coro: Coroutine[Any, Any, None], waited: Any) -> None:
     """Carry on with a coroutine that :func:`_drive` started and that yielded ``waited`` (what a task does)."""
-    while True:
+    done = False
+    while not done:
         if waited is None:  # a bare yield: give the loop one turn
             await asyncio.sleep(0)
         else:  # a future: once it is done, the coroutine reads its result (or its error) itself
             await asyncio.wait([waited])
-        try:
-            waited = coro.send(None)
-        except StopIteration:
-            return
-        except Exception as exc:
-            log.debug("data channel transmit failed: %r", exc)
-            return
+        done, waited = _step(coro)
+
+
+def _step(coro: Coroutine[Any, Any, None]) -> tuple[bool, Any]:
+    """Resume ``coro`` until it next waits: (finished, what it waits on). An error finishes it, logged."""
+    try:
+        return False, coro.send(None)
+    except StopIteration:
+        return True, None
+    except Exception as exc:
+        log.debug("data channel transmit failed: %r", exc)
+        return True, None
 
 
 def _data_channel_send(self: _Transport, channel: Any, data: bytes | str) -> None:

@@ -226,3 +226,25 @@ async def test_sends_within_bundled_share_packets(pair: tuple[Side, Side]) -> No
     assert a.packets[1:] == [["DataChunk", "DataChunk"], ["DataChunk", "DataChunk"], ["DataChunk"]]
     await until(lambda: len(b.received) == 8)
     assert b.received[3:] == payloads
+
+
+async def test_a_transmit_that_waits_finishes_in_a_task_and_errors_do_not_reach_the_sender() -> None:
+    """aiortc's transmit path never waits today; should one wait (a future, a bare yield), ``_drive``
+    runs it up to there at once and a task finishes it; an error is logged, not raised to ``send``."""
+    out: list[object] = []
+
+    async def waits() -> None:
+        out.append("started")
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, "result")
+        out.append(await future)
+        await asyncio.sleep(0)
+        out.append("finished")
+
+    async def fails() -> None:
+        raise ConnectionError("not connected")
+
+    datapath._drive(waits())
+    datapath._drive(fails())
+    assert out == ["started"]
+    await until(lambda: out == ["started", "result", "finished"], timeout=2.0)
