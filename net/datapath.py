@@ -95,7 +95,6 @@ def install() -> bool:
     _original.update(
         send_sack=_Transport._send_sack,
         send_chunk=_Transport._send_chunk,
-        data_channel_send=_Transport._data_channel_send,
         datagram_received=_ice.StunProtocol.datagram_received,
     )
     _Transport._send_sack = _send_sack

@@ -358,8 +358,9 @@ class RelayPeer:
         """The timer for the grid tick: flush, unless it fired early (uvloop's timers have 1 ms steps and
         may fire up to a millisecond before their time) while a sender's pose may still be on its way."""
         self._flush_timer = None
-        remaining = self._flush_due - time.monotonic()
-        if remaining > 0.0003 and not self._all_in(time.monotonic()):
+        now = time.monotonic()
+        remaining = self._flush_due - now
+        if remaining > 0.0003 and not self._all_in(now):
             self._flush_timer = asyncio.get_running_loop().call_later(remaining, self._flush_on_tick)
             return
         self._flush_poses()
@@ -373,7 +374,7 @@ class RelayPeer:
         """Send every receiver one bundle of the newest waiting pose of each other sender.
 
         Each flush starts one receiver further along: a flush to sixteen takes the relay a few
-        milliseconds, and always in join order the last to join would always be served last.
+        milliseconds, and in join order the last to join would always be served last.
         """
         self._flush_scheduled = False
         self._last_flush = time.monotonic()
