@@ -220,13 +220,7 @@ async def _send_chunk(self: _Transport, chunk: Any) -> None:
     if not (self._sack_needed and is_data):
         await _original["send_chunk"](self, chunk)
         return
-    data = bytes(chunk)
-    body = await _sack_bytes(self)
-    if _COMMON_HEADER.size + 4 + len(body) + len(data) > MAX_PACKET_BYTES:  # too big together: two packets
-        await self._RTCSctpTransport__transport._send_data(_packet(self, body))
-        await self._RTCSctpTransport__transport._send_data(_packet(self, data))
-        return
-    await self._RTCSctpTransport__transport._send_data(_packet(self, body + data))  # control chunks first (6.10)
+    await _send_packed(self, [await _sack_bytes(self), bytes(chunk)])  # control chunks first (6.10)
 
 
 async def _sack_bytes(self: _Transport) -> bytes:
@@ -256,22 +250,23 @@ def bundled() -> Iterator[None]:
     finally:
         waiting, _bundle = _bundle, None
         for transport, chunks in waiting.items():
-            _send_packed(transport, chunks)
+            _drive(_send_packed(transport, chunks))
 
 
-def _send_packed(self: _Transport, chunks: list[bytes]) -> None:
-    """Send chunks in order, as many to a packet as fit in ``MAX_PACKET_BYTES``."""
+async def _send_packed(self: _Transport, chunks: list[bytes]) -> None:
+    """Send chunks in order, as many to a packet as fit in ``MAX_PACKET_BYTES`` (a SACK and a full DATA
+    chunk, for one, go in two)."""
     room = MAX_PACKET_BYTES - _COMMON_HEADER.size - 4
     packet: list[bytes] = []
     size = 0
     for chunk in chunks:
         if packet and size + len(chunk) > room:
-            _drive(self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet))))
+            await self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet)))
             packet, size = [], 0
         packet.append(chunk)
         size += len(chunk)
     if packet:
-        _drive(self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet))))
+        await self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet)))
 
 
 def _packet(self: _Transport, chunks: bytes) -> bytes:
