@@ -382,6 +382,8 @@ def _time_us(t: float, what: str, channel: str) -> int:
     if not isinstance(t, (int, float)) or not math.isfinite(t):
         raise ProtocolError(f"{what} is not a finite number: {t!r}", channel)
     us = round(t * 1e6)
+    if us / 1e6 != t:  # the product rounded the other way: take the integer that decodes (us / 1e6) back to t
+        us = next((c for c in (us - 1, us + 1) if c / 1e6 == t), us)
     if abs(us) > _MAX_TIME_US:
         raise ProtocolError(f"{what} out of range: {t!r} s", channel)
     return us
