@@ -1,6 +1,8 @@
 """NTP-style clock offset, drift and round-trip estimation from ping/pong exchanges on the ``clock`` channel.
 
-One ``ClockEstimator`` per remote peer. Each exchange gives four times: t0 (ping sent, local clock),
+One ``ClockEstimator`` per pinged peer (a mesh remote, or the relay); in a relay room the other
+participants' clocks are ``RelayedClock``: their shared standing against the relay's clock composed
+with our estimate of it (bottom of this module). Each exchange gives four times: t0 (ping sent, local clock),
 t1 (ping received, remote clock), t2 (pong sent, remote clock), t3 (pong received, local clock), so
 
     offset = ((t1 - t0) + (t2 - t3)) / 2     remote clock minus local clock, seconds
@@ -33,7 +35,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from net.protocol import ClockPong
+from net.protocol import ClockPong, ClockShare
 
 log = logging.getLogger(__name__)
 
@@ -231,4 +233,86 @@ class ClockEstimator:
             "samples": len(self._samples),
             "accepted": self.accepted,
             "rejected": self.rejected,
+        }
+
+
+class RelayedClock:
+    """A remote participant's clock known through the relay, without pinging the remote.
+
+    In a relay room every participant estimates only the relay's clock (``relay``, a
+    ``ClockEstimator`` fed by the relay's own pongs) and tells the room where its clock stands
+    against the relay's (``ClockShare``: at its time ``local_time`` the relay read ``relay_time``).
+    A remote time then maps to ours in two steps, remote -> relay (the remote's share) -> local
+    (our estimate), so a ping no longer has to travel to every other participant and back, which
+    woke the whole room for every ping. The error is the sum of the two participants' errors
+    against the relay; each is a direct, symmetric path, unlike a ping forwarded both ways.
+
+    It answers what ``ClockEstimator`` answers (``synchronized``, ``offset``, ``rtt``, ``to_local``,
+    ``summary`` ...), so that a participant measures latency the same way in both topologies.
+    """
+
+    def __init__(self, relay: ClockEstimator) -> None:
+        self.relay = relay
+        self._to_relay: float | None = None  # the remote's relay clock minus its own clock, seconds
+        self._remote_rtt = math.nan  # the remote's round trip to the relay, seconds
+        self.shares = 0
+
+    def add_share(self, share: ClockShare) -> bool:
+        """Take a remote's latest share; False (ignored) when its times are not finite."""
+        if not (math.isfinite(share.local_time) and math.isfinite(share.relay_time) and math.isfinite(share.rtt)):
+            return False
+        self._to_relay = share.relay_time - share.local_time
+        self._remote_rtt = share.rtt
+        self.shares += 1
+        return True
+
+    @property
+    def synchronized(self) -> bool:
+        """True once the remote has shared its clock and ours knows the relay's."""
+        return self._to_relay is not None and self.relay.synchronized
+
+    @property
+    def offset(self) -> float:
+        """Remote clock minus local clock (at our latest relay sample), seconds."""
+        return self.relay.offset - (self._to_relay or 0.0)
+
+    @property
+    def drift(self) -> float:
+        """Our relay clock's drift (the remote's own is in its shares, renewed every second)."""
+        return self.relay.drift
+
+    @property
+    def rtt(self) -> float:
+        """Round trip through the relay: ours to it plus the remote's (median), seconds."""
+        return self.relay.rtt + self._remote_rtt
+
+    @property
+    def min_rtt(self) -> float:
+        """Smallest round trip through the relay: our smallest plus the remote's, seconds."""
+        return self.relay.min_rtt + self._remote_rtt
+
+    def offset_at(self, local_time: float) -> float:
+        """Remote minus local clock at ``local_time`` (seconds, local clock)."""
+        return self.relay.offset_at(local_time) - (self._to_relay or 0.0)
+
+    def to_local(self, remote_time: float) -> float:
+        """Map a time on the remote clock (seconds) to the local clock, through the relay's."""
+        return self.relay.to_local(remote_time + (self._to_relay or 0.0))
+
+    def to_remote(self, local_time: float) -> float:
+        """Map a time on the local clock (seconds) to the remote clock."""
+        return self.relay.to_remote(local_time) - (self._to_relay or 0.0)
+
+    def summary(self) -> dict[str, float | int | bool | None]:
+        """As ``ClockEstimator.summary``, for the composed clock (``via``: ``"relay"``)."""
+        synced = self.synchronized
+        return {
+            "synchronized": synced,
+            "via": "relay",
+            "offset_ms": self.offset * 1e3 if synced else 0.0,
+            "drift_ppm": self.drift * 1e6,
+            "rtt_ms": self.rtt * 1e3 if synced else None,
+            "min_rtt_ms": self.min_rtt * 1e3 if synced else None,
+            "samples": len(self.relay.samples),
+            "shares": self.shares,
         }

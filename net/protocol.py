@@ -20,7 +20,8 @@ Channels (see ``CHANNELS``):
   ``SnapshotRequest``, ``SnapshotChunk`` (a late joiner's snapshot, chunked) and ``StateDigest``
   (a peer's state hash, to prove convergence).
 - ``clock``: unordered, ``max_retransmits=0``; ``ClockPing`` / ``ClockPong`` for NTP-style offset and
-  round-trip estimation (``net.clock``).
+  round-trip estimation (``net.clock``), and in a relay room ``ClockShare``, a participant's clock
+  against the relay's (version 3).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from net.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 #: Version byte of every message; any change of a layout, type or op kind takes a new number.
-#: Version 2 added the pose bundle (type 0x02); every version-1 layout is unchanged.
-PROTOCOL_VERSION = 2
+#: Version 2 added the pose bundle (type 0x02), version 3 the clock share (type 0x22); every earlier
+#: layout is unchanged.
+PROTOCOL_VERSION = 3
 
 # ---------------------------------------------------------------------------------------------------
 # Message types (byte 1). Each channel accepts only its own types.
@@ -59,6 +61,7 @@ class MessageType(enum.IntEnum):
     STATE_DIGEST = 0x13
     CLOCK_PING = 0x20
     CLOCK_PONG = 0x21
+    CLOCK_SHARE = 0x22
 
 
 class OpKind(enum.IntEnum):
@@ -131,6 +134,7 @@ SNAPSHOT_HEADER = struct.Struct("<BBHIHHI")  # version, type, participant, snaps
 DIGEST = struct.Struct("<BBHIq32s")  # version, type, participant, op_count, time_us, sha256
 PING = struct.Struct("<BBHIq")  # version, type, participant, ping_id, t0_us
 PONG = struct.Struct("<BBHIqqq")  # version, type, participant, ping_id, t0_us, t1_us, t2_us
+SHARE = struct.Struct("<BBHIqq")  # version, type, participant, rtt_us, local_us, relay_us
 
 #: Largest message on the state channel (an op with its JSON payload, or one snapshot chunk).
 STATE_MAX_BYTES = 64 * 1024
@@ -289,6 +293,19 @@ class ClockPing:
 
 
 @dataclass(frozen=True)
+class ClockShare:
+    """A participant's clock as it maps onto the relay's, told to the room (relay rooms only): at
+    ``local_time`` on its own clock the relay's clock read ``relay_time`` (its estimate), with ``rtt``
+    its round trip to the relay, seconds. With its own estimate of the relay's clock a receiver maps
+    the participant's times to its own clock without pinging it (``net.clock.RelayedClock``)."""
+
+    participant: int
+    rtt: float
+    local_time: float
+    relay_time: float
+
+
+@dataclass(frozen=True)
 class ClockPong:
     """Reply to a ping: ``t0`` echoed, ``t1`` receive and ``t2`` send time on the responder's clock."""
 
@@ -300,7 +317,7 @@ class ClockPong:
 
 
 StateMessage = StateOp | SnapshotRequest | SnapshotChunk | StateDigest
-ClockMessage = ClockPing | ClockPong
+ClockMessage = ClockPing | ClockPong | ClockShare
 
 # ---------------------------------------------------------------------------------------------------
 # Sequence numbers (RFC 1982 serial-number arithmetic on 32 bits)
@@ -957,12 +974,19 @@ class SnapshotAssembler:
 # clock channel
 # ---------------------------------------------------------------------------------------------------
 
-_CLOCK_TYPES = frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG})
+_CLOCK_TYPES = frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG, MessageType.CLOCK_SHARE})
 
 
 def encode_clock(message: ClockMessage) -> bytes:
-    """Encode a ``ClockPing`` (16 bytes) or ``ClockPong`` (32 bytes); times in seconds, sent as int64 us."""
+    """Encode a ``ClockPing`` (16 bytes), ``ClockPong`` (32) or ``ClockShare`` (24); times in seconds,
+    sent as int64 us (a share's rtt as uint32 us)."""
     participant = _uint(message.participant, _U16, "participant", "clock")
+    if isinstance(message, ClockShare):
+        if not isinstance(message.rtt, (int, float)) or not 0.0 <= message.rtt < _U32 / 1e6:
+            raise ProtocolError(f"rtt must be in 0 .. {_U32 / 1e6:.0f} s, got {message.rtt!r}", "clock")
+        local_us = _time_us(message.local_time, "local_time", "clock")
+        relay_us = _time_us(message.relay_time, "relay_time", "clock")
+        return SHARE.pack(PROTOCOL_VERSION, MessageType.CLOCK_SHARE, participant, round(message.rtt * 1e6), local_us, relay_us)
     ping_id = _uint(message.ping_id, _U32, "ping_id", "clock")
     t0 = _time_us(message.t0, "t0", "clock")
     if isinstance(message, ClockPing):
@@ -985,6 +1009,10 @@ def decode_clock(data: bytes | bytearray | memoryview) -> ClockMessage:
         _check_size(buf, PING.size, "ping", "clock")
         _, _, participant, ping_id, t0 = PING.unpack(buf)
         return ClockPing(participant, ping_id, t0 / 1e6)
+    if mtype is MessageType.CLOCK_SHARE:
+        _check_size(buf, SHARE.size, "clock share", "clock")
+        _, _, participant, rtt_us, local_us, relay_us = SHARE.unpack(buf)
+        return ClockShare(participant, rtt_us / 1e6, local_us / 1e6, relay_us / 1e6)
     _check_size(buf, PONG.size, "pong", "clock")
     _, _, participant, ping_id, t0, t1, t2 = PONG.unpack(buf)
     if t2 < t1:

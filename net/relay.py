@@ -13,9 +13,12 @@ on the same channel, reading only the header bytes it needs to route it (docs/pr
   (0: any): the request goes to that one participant, or to the longest-connected other one, so
   that a joiner in a room of sixteen receives one snapshot, not fifteen.
 
-Poses, ops, digests and pings go to everyone else. The relay also answers each ping itself, as
-participant 0, so that a participant always hears from a healthy relay link (alone in the room too)
-and can tell a dead one by its silence; and it closes a link it has heard nothing on for
+Poses, ops, digests and clock shares go to everyone else. Pings are answered by the relay alone, as
+participant 0, and not forwarded: each participant learns the relay's clock from these pongs and
+tells the room where its own clock stands against it (``ClockShare``), so nobody pings anybody else
+through the relay (a forwarded ping woke the whole room, and each answer woke its asker once more).
+The pongs also mean a participant always hears from a healthy relay link (alone in the room too)
+and can tell a dead one by its silence; and the relay closes a link it has heard nothing on for
 ``liveness_timeout_s`` (participants send poses at the display rate and pings every few seconds),
 so that it stops sending into a path that is gone, and tells the participant through signaling
 (``{"type": "closed"}``), who then offers a new connection. Payloads are never decoded, so the
@@ -40,9 +43,10 @@ holding every other sender's pose. The flush comes before the tick once every se
 the last period and a half has a pose waiting (nobody else is coming, and waiting would only add to
 their latency), and a timer that fires early (uvloop's have 1 ms steps) waits out the rest unless
 everyone is in. A pose that misses its tick (a late sender, one that does not align) waits at most
-until the next subtick. Clock and snapshot traffic is forwarded at once and never limited; ops and
-digests wait for their receiver's next flush and go with its bundle (``datapath.bundled``: one packet
-when they fit, so a receiver wakes once a tick rather than once more per op).
+until the next subtick. Pongs and snapshot traffic go at once and are never limited; ops, digests
+and clock shares wait for their receiver's next flush (a primary tick, if no pose asks for a sooner
+one) and go with its bundle (``datapath.bundled``: one packet when they fit, so a receiver wakes once
+a tick rather than once more per op).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ log = logging.getLogger(__name__)
 _CHANNEL_TYPES: dict[str, frozenset[int]] = {
     "pose": frozenset({MessageType.POSE}),
     "state": frozenset({MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}),
-    "clock": frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG}),
+    "clock": frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG, MessageType.CLOCK_SHARE}),
 }
 #: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
 _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
@@ -85,7 +89,7 @@ _REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
 DEFAULT_LIVENESS_TIMEOUT_S = 12.0
 #: Flush ticks per primary tick period, by default: a pose that misses a primary tick waits half a period.
 DEFAULT_POSE_SUBTICKS = 2
-#: State messages held for one receiver beyond which they go at once, without waiting for its bundle.
+#: Messages held for one receiver beyond which they go at once, without waiting for its bundle.
 HELD_LIMIT = 32
 #: Pose bundles the relay sends per second in all, by default: a room of eight forwards every pose on its
 #: own (5,040 a second), and sixteen receivers at 180 ticks a second (2,880) fit.
@@ -146,7 +150,7 @@ class RelayPeer:
         self._flush_due = 0.0  # the grid tick the timer stands for (time.monotonic())
         self._last_flush = 0.0
         self._pose_heard: dict[PeerLink, float] = {}  # when each sender's latest pose arrived
-        self._held: dict[PeerLink, list[bytes]] = {}  # state messages for each receiver, to go with its next bundle
+        self._held: dict[PeerLink, list[tuple[str, bytes]]] = {}  # (channel, message) for each receiver, to go with its next bundle
         self._liveness_timeout_s = liveness_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -266,11 +270,18 @@ class RelayPeer:
                 return
             if not self._flush_scheduled:
                 self._schedule_flush(now)
-            elif self._flush_timer is not None and self._all_in(now) and now >= self._last_flush + self.pose_interval():
+            elif self._flush_timer is None:
+                pass  # a flush is already on its way (call_soon)
+            elif self._all_in(now) and now >= self._last_flush + self.pose_interval():
                 # Every sender's pose is here: waiting for the tick would only add to their latency.
                 self._cancel_flush_timer()
                 self.counters["pose_flushes_early"] += 1
                 loop.call_soon(self._flush_poses)
+            elif self._flush_due > self._next_tick(now, self._tick_s) + 1e-6:
+                # The timer stands for a primary tick that held state messages asked for: a pose may
+                # not wait that long, it goes at the next subtick.
+                self._cancel_flush_timer()
+                self._schedule_flush(now)
             return
         if mtype in _REPLIES:
             target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
@@ -279,8 +290,9 @@ class RelayPeer:
                 self.counters["unroutable"] += 1
                 return
         elif mtype == MessageType.CLOCK_PING:
+            # Answered here alone: the others' clocks come from their shares (net.clock.RelayedClock).
             self._pong(link, data)
-            targets = [other for other in self.links.values() if other is not link]
+            return
         elif mtype == MessageType.SNAPSHOT_REQUEST:
             wanted = self._by_index.get(data[4] | data[5] << 8)
             if wanted is None or wanted is link:
@@ -292,36 +304,41 @@ class RelayPeer:
             targets = [wanted]
         else:
             targets = [other for other in self.links.values() if other is not link]
-            if label == "state" and not self._small_room():
-                self._hold(data, targets)
+            if not self._small_room():  # ops, digests and clock shares
+                self._hold(label, data, targets)
                 return
         if label == "state":
             for other in targets:  # what was held for them goes first: the channel is ordered
                 self._release(other)
         self._forward(label, data, targets)
 
-    def _hold(self, data: bytes, targets: list[PeerLink]) -> None:
-        """Keep an op or digest for each target until the next flush, which sends it with the target's
-        pose bundle: in one packet with it, instead of waking the receiver once more for it alone."""
+    def _hold(self, label: str, data: bytes, targets: list[PeerLink]) -> None:
+        """Keep an op, digest or clock share for each target until the next flush, which sends it with the
+        target's pose bundle: in one packet with it, instead of waking the receiver once more for it alone."""
         for other in targets:
             held = self._held.setdefault(other, [])
-            held.append(data)
+            held.append((label, data))
             if len(held) >= HELD_LIMIT:
                 self._release(other)
-        self.counters["state_held"] += 1
+        self.counters[f"{label}_held"] += 1
         if not self._flush_scheduled:
-            self._schedule_flush(time.monotonic())
+            # At the next primary tick, not a subtick: that flush comes anyway while poses flow, and a
+            # flush of its own for state would wake every receiver once more.
+            self._schedule_flush(time.monotonic(), 1.0 / RELAY_TICK_HZ)
 
     def _release(self, other: PeerLink) -> None:
-        held = self._held.pop(other, None)
-        if held:
-            self._forward("state", held, [other])
+        for label, data in self._held.pop(other, ()):
+            self._forward(label, data, [other])
 
-    def _schedule_flush(self, now: float) -> None:
-        """Set the timer for the next grid tick the budget allows."""
-        self._flush_scheduled = True
+    def _next_tick(self, now: float, grid_s: float) -> float:
+        """The first tick of the grid (every ``grid_s`` seconds) after ``now`` that the budget allows."""
         earliest = max(now, self._last_flush + self.pose_interval())
-        self._flush_due = (math.floor(earliest / self._tick_s + 1e-9) + 1) * self._tick_s
+        return (math.floor(earliest / grid_s + 1e-9) + 1) * grid_s
+
+    def _schedule_flush(self, now: float, grid_s: float | None = None) -> None:
+        """Set the timer for the next tick the budget allows: of the subtick grid, or of ``grid_s``."""
+        self._flush_scheduled = True
+        self._flush_due = self._next_tick(now, grid_s or self._tick_s)
         self._flush_timer = asyncio.get_running_loop().call_later(self._flush_due - now, self._flush_on_tick)
 
     def _pong(self, link: PeerLink, ping: bytes) -> None:
@@ -385,11 +402,13 @@ class RelayPeer:
         start = flushes % len(receivers) if receivers else 0
         for other in receivers[start:] + receivers[:start]:
             poses = [data for sender, data in pending.items() if sender is not other]
-            with datapath.bundled():  # held state messages and the bundle: one packet when they fit
-                self._release(other)
+            with datapath.bundled():  # the bundle and held state messages: one packet when they fit
+                # The bundle first: the receiver handles the packet's messages in order, and poses are
+                # the ones with a budget of a few milliseconds (a digest check costs it half of one).
                 if poses:
                     self.counters["poses_bundled"] += len(poses)
                     self._forward("pose", pack_pose_bundles(poses), [other])
+                self._release(other)
 
     def _forward(self, label: str, data: bytes | list[bytes], targets: list[PeerLink]) -> None:
         """Send ``data`` (one message, or several) to each target, counting what went and what was dropped."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from net.clock import ClockConfig, ClockEstimator
-from net.protocol import ClockPong, decode_clock, encode_clock
+from net.clock import ClockConfig, ClockEstimator, RelayedClock
+from net.protocol import ClockPong, ClockShare, decode_clock, encode_clock
 
 
 @dataclass(frozen=True)
@@ -217,3 +217,34 @@ def test_bad_config_is_refused() -> None:
         ClockEstimator(ClockConfig(window=0))
     with pytest.raises(ValueError):
         ClockEstimator(ClockConfig(segments=0))
+
+
+def test_a_remote_known_through_the_relay_maps_to_the_local_clock_through_the_relay_clock() -> None:
+    """RelayedClock: we estimate the relay's clock (skew 3 s); the remote's share says its clock is 5 s
+    behind the relay's; so remote time r is local time r + 5 - 3, and the offset is 2 s - 5 s = -2 s."""
+    relay_link = Link(skew=3.0, base_s=0.001)
+    relay_estimate, _, _ = drive(relay_link, period_s=0.5, count=20)
+    remote = RelayedClock(relay_estimate)
+    assert not remote.synchronized  # nothing shared yet
+    assert remote.add_share(ClockShare(7, 0.0004, 100.0, 105.0))
+    assert remote.synchronized and remote.shares == 1
+    assert remote.offset == pytest.approx(3.0 - 5.0, abs=1e-9)
+    assert remote.to_local(200.0) == pytest.approx(200.0 + 5.0 - 3.0, abs=1e-9)
+    assert remote.to_remote(remote.to_local(123.4)) == pytest.approx(123.4, abs=1e-9)
+    assert remote.rtt == pytest.approx(0.002 + 0.0004, abs=1e-9)  # ours to the relay plus the remote's
+    # A newer share replaces the older one; one with a time that is not finite is refused.
+    assert remote.add_share(ClockShare(7, 0.0004, 100.0, 104.0))
+    assert remote.offset == pytest.approx(-1.0, abs=1e-9)
+    assert not remote.add_share(ClockShare(7, 0.0004, 100.0, math.nan))
+    assert remote.offset == pytest.approx(-1.0, abs=1e-9)
+    summary = remote.summary()
+    assert summary["via"] == "relay" and summary["synchronized"] is True
+    assert summary["offset_ms"] == pytest.approx(-1000.0)
+
+
+def test_a_relayed_clock_waits_for_the_relay_clock_too() -> None:
+    """A share alone is not enough: without our own relay samples nothing can be mapped."""
+    remote = RelayedClock(ClockEstimator())
+    remote.add_share(ClockShare(7, 0.0004, 100.0, 105.0))
+    assert not remote.synchronized
+    assert remote.summary()["rtt_ms"] is None

@@ -79,6 +79,7 @@ def _clock_seeds() -> list[bytes]:
     return [
         p.encode_clock(p.ClockPing(3, 9, 1.0)),
         p.encode_clock(p.ClockPong(5, 9, 1.0, 101.0, 101.0002)),
+        p.encode_clock(p.ClockShare(7, 0.00025, 2.0, 102.5)),
     ]
 
 
@@ -159,7 +160,7 @@ def _encode_any(message: Any) -> bytes:
         return p.encode_pose(message)
     if isinstance(message, p.PoseBundle):
         return p.encode_pose_bundle(list(message.messages))
-    if isinstance(message, p.ClockPing | p.ClockPong):
+    if isinstance(message, p.ClockPing | p.ClockPong | p.ClockShare):
         return p.encode_clock(message)
     return p.encode_state(message)
 

@@ -13,19 +13,20 @@ from net.errors import NetError, ProtocolError
 
 # The worked examples of docs/protocol.md: change one and the other must change with it.
 POSE_HEX = (
-    "02010700feffffff4e61bc000000000007070201"  # header: v2, pose, participant 7, seq, 12.345678 s, flags
+    "03010700feffffff4e61bc000000000007070201"  # header: v3, pose, participant 7, seq, 12.345678 s, flags
     "e803803e3cf6000000000000"  # head: (0.1, 1.6, -0.25) m, identity (largest w)
     "30f8f82a60f000000000ff7f"  # left: (-0.2, 1.1, -0.4) m, 90 degrees about +Y (largest y)
     "d007f82a60f07ea5825a825a"  # right: (0.2, 1.1, -0.4) m, (0.5, -0.5, 0.5, 0.5) (largest x)
 )
 OP_HEX = (
-    "0210060003002c002a000000e90300000000000020bcbe0000000000"
+    "0310060003002c002a000000e90300000000000020bcbe0000000000"
     "7b2264223a302e30352c22696e646578223a322c226e6f726d616c223a5b302e302c302e302c2d312e305d7d"
 )
-PING_HEX = "022003000900000040420f0000000000"
-PONG_HEX = "022105000900000040420f000000000034250506000000009825050600000000"
-REQUEST_HEX = "021104004d000000"
-DIGEST_HEX = "021304000a00000080841e0000000000" + bytes(range(32)).hex()
+PING_HEX = "032003000900000040420f0000000000"
+PONG_HEX = "032105000900000040420f000000000034250506000000009825050600000000"
+SHARE_HEX = "03220700fa00000080841e0000000000a0061c0600000000"
+REQUEST_HEX = "031104004d000000"
+DIGEST_HEX = "031304000a00000080841e0000000000" + bytes(range(32)).hex()
 
 
 @pytest.fixture
@@ -127,10 +128,11 @@ def test_state_op_encoding_is_pinned_byte_for_byte(clip_op: p.StateOp) -> None:
 
 
 def test_clock_and_small_state_messages_are_pinned() -> None:
-    """Ping, pong, snapshot request and digest encode to the documented bytes and decode back."""
+    """Ping, pong, clock share, snapshot request and digest encode to the documented bytes and decode back."""
     cases = [
         (p.ClockPing(3, 9, 1.0), PING_HEX, p.encode_clock, p.decode_clock),
         (p.ClockPong(5, 9, 1.0, 101.0005, 101.0006), PONG_HEX, p.encode_clock, p.decode_clock),
+        (p.ClockShare(7, 0.00025, 2.0, 102.5), SHARE_HEX, p.encode_clock, p.decode_clock),
         (p.SnapshotRequest(4, 77), REQUEST_HEX, p.encode_state, p.decode_state),
         (p.StateDigest(4, 10, 2.0, bytes(range(32))), DIGEST_HEX, p.encode_state, p.decode_state),
     ]
@@ -230,7 +232,8 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
     [
         ("pose", b"", "truncated"),
         ("pose", bytes.fromhex("01" + POSE_HEX[2:]), "unknown version 1"),
-        ("pose", bytes.fromhex("0210" + POSE_HEX[4:]), "unknown message type 0x10"),
+        ("pose", bytes.fromhex("02" + POSE_HEX[2:]), "unknown version 2"),
+        ("pose", bytes.fromhex("0310" + POSE_HEX[4:]), "unknown message type 0x10"),
         ("pose", bytes.fromhex(POSE_HEX)[:-1], "truncated pose with 3 poses"),
         ("pose", bytes.fromhex(POSE_HEX) + b"\0", "trailing"),
         ("pose", bytes.fromhex(POSE_HEX) + bytes(20), "oversized"),
@@ -239,13 +242,13 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
         ("pose", bytes.fromhex(POSE_HEX[:36] + "0240" + POSE_HEX[40:]), "reserved button"),
         ("pose", bytes.fromhex(POSE_HEX[:-12] + "ff7fff7fff7f"), "not a unit quaternion"),
         ("pose", "text", "text message"),
-        ("pose", bytes.fromhex("02020000"), "empty pose bundle"),
-        ("pose", bytes.fromhex("02020101") + bytes.fromhex("38" + POSE_HEX), "reserved pose bundle byte"),
-        ("pose", bytes.fromhex("02020200") + bytes.fromhex("38" + POSE_HEX), "1 of 2 poses"),
-        ("pose", bytes.fromhex("02020100") + bytes.fromhex("39" + POSE_HEX), "overruns"),
-        ("pose", bytes.fromhex("02020100") + bytes.fromhex("13" + POSE_HEX), "19 bytes"),
-        ("pose", bytes.fromhex("02020100") + bytes.fromhex("38" + POSE_HEX) + b"\0", "1 trailing"),
-        ("pose", bytes.fromhex("02020100") + bytes(1200), "oversized"),
+        ("pose", bytes.fromhex("03020000"), "empty pose bundle"),
+        ("pose", bytes.fromhex("03020101") + bytes.fromhex("38" + POSE_HEX), "reserved pose bundle byte"),
+        ("pose", bytes.fromhex("03020200") + bytes.fromhex("38" + POSE_HEX), "1 of 2 poses"),
+        ("pose", bytes.fromhex("03020100") + bytes.fromhex("39" + POSE_HEX), "overruns"),
+        ("pose", bytes.fromhex("03020100") + bytes.fromhex("13" + POSE_HEX), "19 bytes"),
+        ("pose", bytes.fromhex("03020100") + bytes.fromhex("38" + POSE_HEX) + b"\0", "1 trailing"),
+        ("pose", bytes.fromhex("03020100") + bytes(1200), "oversized"),
         ("state", bytes.fromhex(OP_HEX[:4] + "0a" + OP_HEX[6:]), "unknown op kind 10"),
         ("state", bytes.fromhex(OP_HEX[:6] + "01" + OP_HEX[8:]), "reserved op byte"),
         ("state", bytes.fromhex(OP_HEX)[:-1], "truncated op"),
@@ -353,6 +356,10 @@ def test_encoder_rejects_invalid_state_and_clock_messages() -> None:
         p.chunk_snapshot(1, 1, b"")
     with pytest.raises(ProtocolError, match="t0"):
         p.encode_clock(p.ClockPing(1, 1, math.nan))
+    with pytest.raises(ProtocolError, match="rtt"):
+        p.encode_clock(p.ClockShare(1, -0.001, 1.0, 2.0))
+    with pytest.raises(ProtocolError, match="relay_time"):
+        p.encode_clock(p.ClockShare(1, 0.001, 1.0, math.inf))
 
 
 def test_channel_specs() -> None:
@@ -364,7 +371,7 @@ def test_channel_specs() -> None:
 
 
 # A bundle of the example pose and a buttons-only pose of participant 9: header, then length-prefixed messages.
-BUNDLE_HEX = "02020200" + "38" + POSE_HEX + "14" + "0201090001000000a0860100000000000000" + "0000"
+BUNDLE_HEX = "03020200" + "38" + POSE_HEX + "14" + "0301090001000000a0860100000000000000" + "0000"
 
 
 def test_pose_bundle_is_pinned_byte_for_byte(pose_record: p.PoseRecord) -> None:
@@ -412,3 +419,10 @@ def test_a_bad_pose_in_a_bundle_costs_only_itself() -> None:
         except ProtocolError:
             decoded.append(None)
     assert decoded[0] is not None and decoded[1] is None and decoded[2] == decoded[0]
+
+
+def test_times_far_from_zero_come_back_to_the_same_microsecond() -> None:
+    """A time read from the wire re-encodes to the same int64 microseconds, past 2^32 s too."""
+    for us in (4294967296000009, 2**52 + 3, -(2**51) - 7, 123456789):
+        ping = bytes.fromhex("0320030009000000") + us.to_bytes(8, "little", signed=True)
+        assert p.encode_clock(p.decode_clock(ping)) == ping

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from net.faults import FaultPlan
 from net.participant import Participant, ParticipantConfig
-from net.protocol import OpKind, PoseRecord, WirePose, encode_pose
+from net.protocol import RELAY_TICK_HZ, OpKind, PoseRecord, WirePose, encode_pose
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import RELAY_ID, issue_token
 
@@ -183,3 +186,108 @@ async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[...
         for p in people:
             await p.stop()
         await srv.stop()
+
+
+async def test_clocks_through_the_relay_recover_a_known_skew_and_delay_within_1_ms(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+    """Relay room of three: Bob's clock runs 5 s ahead and every datagram of his link is held 20 ms each
+    way. Only the relay is pinged (nobody answers anybody else's ping); the clocks the others share
+    still give every one-way latency within 1 ms of the truth (all three live in this process, so
+    the truth is known from the one real clock)."""
+    skew, delay = 5.0, 0.020
+
+    def person(name: str, **config: object) -> Participant:
+        options = {"clock_interval_s": 0.1, "report_interval_s": 0.3, **config}
+        return Participant(server.url, issue_token(server.config.secret, "skewed", name, "expert"), ParticipantConfig(**options))  # type: ignore[arg-type]
+
+    alice, carol = person("alice"), person("carol")
+    bob = Participant(server.url, issue_token(server.config.secret, "skewed", "bob", "expert"),
+                      ParticipantConfig(clock_interval_s=0.1, report_interval_s=0.3, faults=FaultPlan(delay_s=delay)),
+                      clock=lambda: time.monotonic() + skew)
+    errors_at_alice: list[float] = []
+    errors_at_bob: list[float] = []
+
+    def at_alice(record: PoseRecord, latency: float | None) -> None:
+        if latency is not None and record.participant == bob.index:
+            errors_at_alice.append(latency - (time.monotonic() - (record.sender_time - skew)))
+
+    def at_bob(record: PoseRecord, latency: float | None) -> None:
+        if latency is not None and record.participant == alice.index:
+            errors_at_bob.append(latency - (time.monotonic() - record.sender_time))
+
+    people = (alice, bob, carol)
+    try:
+        for p in people:
+            await p.start()
+        await until(lambda: all(on_relay(p, 2) for p in people), timeout=20.0)
+        await asyncio.sleep(1.0)  # a few more relay samples in every estimate
+        alice.on_pose, bob.on_pose = at_alice, at_bob
+        await until(lambda: len(errors_at_alice) >= 150 and len(errors_at_bob) >= 150)
+        assert alice.remotes[bob.index].clock.offset == pytest.approx(skew, abs=1e-3)
+        assert bob.remotes[alice.index].clock.offset == pytest.approx(-skew, abs=1e-3)
+        assert bob.relay_clock.min_rtt > 2 * delay - 1e-3  # the delay is really there, both ways
+        for errors in (errors_at_alice, errors_at_bob):
+            assert abs(statistics.median(errors)) < 1e-3
+            assert sum(abs(e) < 1e-3 for e in errors) / len(errors) > 0.95
+        figures = alice.monitor.summary("bob")
+        assert figures is not None and delay * 1e3 - 1.0 < figures.p50_ms < delay * 1e3 + 4.0
+        # Nobody answered a ping but the relay; what the relay forwarded on the clock channel is shares.
+        assert all(p.counters["pongs_sent"] == 0 and p.counters["clock_shares_sent"] >= 2 for p in people)
+        relay = server.snapshot()["rooms"][0]["relay_stats"]["counters"]
+        assert relay["pongs_sent"] > 30
+        assert 0 < relay.get("forwarded_clock", 0) <= 2 * sum(p.counters["clock_shares_sent"] for p in people)
+    finally:
+        for p in people:
+            await p.stop()
+
+
+async def test_ops_alone_are_flushed_at_a_primary_tick_and_a_pose_brings_the_flush_forward(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+    """Room of four on the tick grid, nobody streaming poses: an op waits for the next primary tick
+    (1/90 s grid), not the subtick between two (a flush of its own would wake every receiver once
+    more while poses flow). A pose arriving while only held state waits is flushed at the next subtick."""
+    people = [await join(name, pose_rate_hz=0) for name in ("alice", "bob", "carol", "dave")]
+    await until(lambda: all(on_relay(p, 3) for p in people))
+    relay = server.rooms["ward"].relay
+    assert relay is not None
+    await asyncio.sleep(0.5)  # snapshots and the first digests and shares are through
+    flushed: list[float] = []
+    original = relay._flush_poses
+
+    def observed() -> None:
+        flushed.append(time.monotonic())
+        original()
+
+    relay._flush_poses = observed  # type: ignore[method-assign]
+    period = 1.0 / RELAY_TICK_HZ
+
+    def phase(t: float) -> float:  # how far after a primary tick, as a share of the period
+        return (t / period) % 1.0
+
+    ops = people[0].counters["ops_sent"]
+    for i in range(20):
+        people[i % 4].make_op(OpKind.SELECT, {"structure": f"s{i}"})
+        await asyncio.sleep(0.013 + 0.0017 * (i % 5))  # all phases of the grid
+    await until(lambda: all(p.state.op_count >= 20 + ops for p in people))
+    assert len(flushed) >= 10
+    # uvloop and asyncio timers fire within a millisecond or so; a subtick is half a period away.
+    on_primary = [min(phase(t), 1.0 - phase(t)) * period < 0.0025 for t in flushed]
+    assert sum(on_primary) / len(on_primary) > 0.9, [round(phase(t), 2) for t in flushed]
+    # Held state, then a pose while another recent sender's is not in: the pose may not wait for the
+    # primary tick (the op asked for), it goes at the subtick.
+    async def until_phase(target: float) -> None:
+        await asyncio.sleep(((target - phase(time.monotonic())) % 1.0) * period)
+
+    head = {"head": WirePose((0.0, 1.6, 0.0))}
+    flushed_after_pose: list[float] = []
+    for _ in range(10):
+        await until_phase(0.85)
+        people[2].send_pose(head)  # both senders heard: the relay expects both
+        people[3].send_pose(head)
+        await until_phase(0.1)
+        flushed.clear()
+        people[1].make_op(OpKind.SELECT, {"structure": "again"})
+        await asyncio.sleep(0.001)
+        people[2].send_pose(head)  # one of the two: not everyone is in
+        await asyncio.sleep(period * 0.75)
+        flushed_after_pose.extend(flushed)
+    at_subtick = [abs(phase(t) - 0.5) * period < 0.0025 for t in flushed_after_pose]
+    assert sum(at_subtick) >= 7, [round(phase(t), 2) for t in flushed_after_pose]
