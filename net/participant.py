@@ -89,6 +89,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Pings to the relay go this many times less often than to a mesh remote (``_clock_interval``).
+RELAY_PING_FACTOR = 4.0
+
 
 @dataclass
 class ParticipantConfig:
@@ -576,9 +579,7 @@ class Participant:
             self._ping(link)
             await asyncio.sleep(0.05)
         while link.is_open and not self._stopping:
-            # Through the relay only the relay answers (the others' clocks come from their shares),
-            # so clock traffic grows with the room's size, not its square.
-            await asyncio.sleep(self.config.clock_interval_s)
+            await asyncio.sleep(self._clock_interval(link))
             self._ping(link)
 
     # ------------------------------------------------------------------ sending
@@ -631,6 +632,18 @@ class Participant:
         self.counters["snapshots_merged"] += 1
         self.caught_up.set()
         log.info("%s: merged a snapshot from %d (%d new ops)", self.name, source, added)
+
+    def _clock_interval(self, link: PeerLink) -> float:
+        """Seconds between two pings on ``link`` once the burst is over: ``clock_interval_s`` to a mesh
+        remote, four times that to the relay. Only the relay answers there (the others' clocks come from
+        their shares), its clock drifts as slowly as any, and poses keep the link busy; each ping costs
+        the participant two wake-ups (ping, pong) in a room where every wake-up competes with sixteen.
+        Never more than a quarter of the liveness timeout: the pongs are what a healthy link is heard by."""
+        cfg = self.config
+        if link.remote != RELAY_ID:
+            return cfg.clock_interval_s
+        slowest = cfg.liveness_timeout_s / 4 if 0 < cfg.liveness_timeout_s < math.inf else math.inf
+        return min(cfg.clock_interval_s * RELAY_PING_FACTOR, slowest)
 
     def _open_links(self) -> list[PeerLink]:
         return [link for link in self.links.values() if link.is_open]
@@ -739,6 +752,9 @@ class Participant:
             for link in self._open_links():
                 link.send("state", digest)
             self._compare_digests()
+            relay = self.links.get(RELAY_ID)
+            if relay is not None and relay.is_open and self.relay_clock.synchronized:
+                self._share_clock(relay, self.clock())
             with contextlib.suppress(NetError):
                 await self.client.send_stats(self.stats_report())
 
@@ -891,7 +907,7 @@ class Participant:
             if message.participant == 0 and link.remote == RELAY_ID:  # the relay's own answer
                 if not self.relay_clock.add_pong(message, now):
                     self.counters["clock_rejected"] += 1
-                elif now - self._last_share >= self.config.report_interval_s:
+                elif self._last_share == -math.inf:  # at once the first time; then with each report
                     self._share_clock(link, now)
                 return
             remote = self._source(link, message.participant, "pong")
