@@ -118,11 +118,12 @@ async def test_answers_carry_the_acknowledgement(pair: tuple[Side, Side]) -> Non
     assert all(p == ["SackChunk", "DataChunk"] for p in b.packets)
 
 
-async def test_one_way_traffic_is_acknowledged_every_second_packet(pair: tuple[Side, Side]) -> None:
-    """With nothing to answer, the receiver sends a SACK for every second packet (RFC 9260 6.2), and the
-    last odd one after at most SACK_DELAY_S: half the acknowledgements of stock aiortc, none missing."""
+async def test_one_way_traffic_is_acknowledged_every_fourth_packet(pair: tuple[Side, Side]) -> None:
+    """With nothing to answer, the receiver sends a SACK for every SACK_EVERY-th (4th) packet and the
+    last few after at most SACK_DELAY_S: a quarter of the acknowledgements of stock aiortc, none missing."""
     a, b = pair
     assert a.channel is not None
+    assert datapath.SACK_EVERY == 4
     for i in range(41):
         a.channel.send(struct.pack("<I", i))
         await asyncio.sleep(0.004)
@@ -131,7 +132,9 @@ async def test_one_way_traffic_is_acknowledged_every_second_packet(pair: tuple[S
     await until(lambda: a.outstanding() == 0)
     assert time.monotonic() - sent_last < 1.0  # long before SCTP would retransmit (RTO at least 1 s)
     assert b.with_data() == 0
-    assert 18 <= b.sack_only() <= 23, b.packets
+    # 10 for the 40 packets in fours, 1 for the last one after the delay; a delay that expires before a
+    # fourth packet (a slow machine) adds one now and then.
+    assert 9 <= b.sack_only() <= 14, b.packets
 
 
 async def test_a_lone_message_is_acknowledged_after_the_delay(pair: tuple[Side, Side]) -> None:
