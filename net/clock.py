@@ -248,7 +248,7 @@ class RelayedClock:
     against the relay; each is a direct, symmetric path, unlike a ping forwarded both ways.
 
     It answers what ``ClockEstimator`` answers (``synchronized``, ``offset``, ``rtt``, ``to_local``,
-    ``summary`` ...), so that a participant measures latency the same way in both topologies.
+    ``summary``...), so that a participant measures latency the same way in both topologies.
     """
 
     def __init__(self, relay: ClockEstimator) -> None:
@@ -290,10 +290,6 @@ class RelayedClock:
     def min_rtt(self) -> float:
         """Smallest round trip through the relay: our smallest plus the remote's, seconds."""
         return self.relay.min_rtt + self._remote_rtt
-
-    def offset_at(self, local_time: float) -> float:
-        """Remote minus local clock at ``local_time`` (seconds, local clock)."""
-        return self.relay.offset_at(local_time) - (self._to_relay or 0.0)
 
     def to_local(self, remote_time: float) -> float:
         """Map a time on the remote clock (seconds) to the local clock, through the relay's."""
