@@ -536,24 +536,32 @@ def _buttons(bits: int) -> Buttons:
     return Buttons(bits)
 
 
+def frame_pose(message: bytes) -> bytes:
+    """A pose message as a ``POSE_BUNDLE`` carries it: a uint8 length, then the message's bytes, untouched.
+
+    Only framing is checked (the relay that bundles never decodes poses): the message must look like
+    a pose (version, type, 20..68 bytes).
+    """
+    if not (POSE_HEADER.size <= len(message) <= POSE_MAX_BYTES and message[0] == PROTOCOL_VERSION
+            and message[1] == MessageType.POSE):
+        raise ProtocolError("a pose bundle carries only pose messages", "pose")
+    return bytes((len(message),)) + message
+
+
+def _join_bundle(framed: list[bytes]) -> bytes:
+    return BUNDLE_HEADER.pack(PROTOCOL_VERSION, MessageType.POSE_BUNDLE, len(framed), 0) + b"".join(framed)
+
+
 def encode_pose_bundle(messages: list[bytes]) -> bytes:
     """Pack encoded pose messages (``encode_pose`` output, untouched) into one ``POSE_BUNDLE``.
 
-    Layout: 4-byte header (version, type, count, reserved 0), then per pose a uint8 length and the
-    pose message's bytes. Only framing is checked here (the relay that bundles never decodes poses):
-    each message must look like a pose (version, type, 20..68 bytes) and the bundle must fit
+    Layout: 4-byte header (version, type, count, reserved 0), then each message framed by
+    ``frame_pose`` (a uint8 length and the message's bytes). The bundle must fit
     ``POSE_BUNDLE_MAX_BYTES``; ``pack_pose_bundles`` splits a longer list.
     """
     if not 1 <= len(messages) <= 255:
         raise ProtocolError(f"a pose bundle carries 1 to 255 poses, got {len(messages)}", "pose")
-    parts = [BUNDLE_HEADER.pack(PROTOCOL_VERSION, MessageType.POSE_BUNDLE, len(messages), 0)]
-    for message in messages:
-        if not (POSE_HEADER.size <= len(message) <= POSE_MAX_BYTES and message[0] == PROTOCOL_VERSION
-                and message[1] == MessageType.POSE):
-            raise ProtocolError("a pose bundle carries only pose messages", "pose")
-        parts.append(bytes((len(message),)))
-        parts.append(message)
-    data = b"".join(parts)
+    data = _join_bundle([frame_pose(message) for message in messages])
     if len(data) > POSE_BUNDLE_MAX_BYTES:
         raise ProtocolError(f"pose bundle of {len(data)} bytes, at most {POSE_BUNDLE_MAX_BYTES}", "pose")
     return data
@@ -561,15 +569,21 @@ def encode_pose_bundle(messages: list[bytes]) -> bytes:
 
 def pack_pose_bundles(messages: list[bytes]) -> list[bytes]:
     """As many bundles as ``messages`` need (each within ``POSE_BUNDLE_MAX_BYTES``), in order."""
+    return bundle_framed_poses([frame_pose(message) for message in messages])
+
+
+def bundle_framed_poses(framed: list[bytes]) -> list[bytes]:
+    """``pack_pose_bundles`` for messages already framed by ``frame_pose``: the relay frames each
+    sender's pose once, when it arrives, and joins fifteen of them for each of sixteen receivers."""
     bundles: list[bytes] = []
     start, size = 0, BUNDLE_HEADER.size
-    for i, message in enumerate(messages):
-        if size + 1 + len(message) > POSE_BUNDLE_MAX_BYTES or i - start == 255:
-            bundles.append(encode_pose_bundle(messages[start:i]))
+    for i, item in enumerate(framed):
+        if size + len(item) > POSE_BUNDLE_MAX_BYTES or i - start == 255:
+            bundles.append(_join_bundle(framed[start:i]))
             start, size = i, BUNDLE_HEADER.size
-        size += 1 + len(message)
-    if start < len(messages):
-        bundles.append(encode_pose_bundle(messages[start:]))
+        size += len(item)
+    if start < len(framed):
+        bundles.append(_join_bundle(framed[start:]))
     return bundles
 
 

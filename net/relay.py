@@ -70,8 +70,9 @@ from net.protocol import (
     RELAY_TICK_HZ,
     ClockPong,
     MessageType,
+    bundle_framed_poses,
     encode_clock,
-    pack_pose_bundles,
+    frame_pose,
 )
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class RelayPeer:
         self._per_participant: dict[str, Counter[str]] = {}
         self._started = time.monotonic()
         self._cpu0 = time.process_time()
-        self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender, not yet forwarded
+        self._pending_poses: dict[PeerLink, bytes] = {}  # newest pose per sender (frame_pose), not yet forwarded
         self._tick_s = 1.0 / (RELAY_TICK_HZ * max(1, pose_subticks))
         self._pose_budget_hz = pose_budget_hz
         self._flush_scheduled = False
@@ -259,7 +260,7 @@ class RelayPeer:
                 return
             if link in self._pending_poses:
                 self.counters["pose_superseded"] += 1
-            self._pending_poses[link] = data
+            self._pending_poses[link] = frame_pose(data)  # framed once here, bundled for fifteen receivers
             now = time.monotonic()
             self._pose_heard[link] = now
             loop = asyncio.get_running_loop()
@@ -407,7 +408,7 @@ class RelayPeer:
                 # the ones with a budget of a few milliseconds (a digest check costs it half of one).
                 if poses:
                     self.counters["poses_bundled"] += len(poses)
-                    self._forward("pose", pack_pose_bundles(poses), [other])
+                    self._forward("pose", bundle_framed_poses(poses), [other])
                 self._release(other)
 
     def _forward(self, label: str, data: bytes | list[bytes], targets: list[PeerLink]) -> None:
