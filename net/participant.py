@@ -59,9 +59,9 @@ from net.protocol import (
     ClockPing,
     ClockPong,
     ClockShare,
+    MessageType,
     NewestWins,
     OpKind,
-    PoseBundle,
     PoseRecord,
     SnapshotAssembler,
     SnapshotChunk,
@@ -72,13 +72,14 @@ from net.protocol import (
     chunk_snapshot,
     decode_clock,
     decode_pose,
-    decode_pose_channel,
     decode_state,
     encode_clock,
     encode_pose,
     encode_state,
     parse_json,
+    pose_key,
     seq_next,
+    split_pose_bundle,
 )
 from net.signaling_client import SignalingClient, SignalingClosedError
 from net.state import SharedState
@@ -174,10 +175,24 @@ class RemotePeer:
     name: str
     index: int
     clock: ClockEstimator | RelayedClock = field(default_factory=ClockEstimator)  # RelayedClock in a relay room
-    pose: PoseRecord | None = None
+    pose_message: bytes | None = None  # the newest pose applied, as it came (checked): ``pose`` decodes it
     digest: tuple[int, bytes] | None = None
     digest_link: PeerLink | None = None  # where the latest digest came from, not yet compared with ours
     behind: int = 0  # consecutive digests showing this remote ahead of us
+    _pose: PoseRecord | None = field(default=None, repr=False)
+
+    @property
+    def pose(self) -> PoseRecord | None:
+        """The newest pose applied, decoded from ``pose_message`` when first asked for: a renderer wants
+        each remote's pose once a frame, while a room of sixteen brings 1,350 a second."""
+        if self._pose is None and self.pose_message is not None:
+            self._pose = decode_pose(self.pose_message)
+        return self._pose
+
+    def set_pose(self, message: bytes) -> None:
+        """Take ``message`` (checked by ``pose_key``) as the newest pose."""
+        self.pose_message = message
+        self._pose = None
 
 
 def procedural_poses(t: float, index: int) -> dict[str, WirePose]:
@@ -764,11 +779,10 @@ class Participant:
         now = self.clock()
         try:
             if label == "pose":
-                message = decode_pose_channel(data)
-                if isinstance(message, PoseBundle):
-                    self._on_pose_bundle(link, message, now)
+                if len(data) >= 2 and data[1] == MessageType.POSE_BUNDLE:
+                    self._on_pose_bundle(link, split_pose_bundle(data), now)
                 else:
-                    self._on_pose(link, message, now)
+                    self._on_pose(link, pose_key(data), bytes(data), now)
             elif label == "state":
                 self._on_state(link, decode_state(data), now)
             elif label == "clock":
@@ -795,35 +809,40 @@ class Participant:
             return None
         return now - remote.clock.to_local(sender_time)
 
-    def _on_pose_bundle(self, link: PeerLink, bundle: PoseBundle, now: float) -> None:
+    def _on_pose_bundle(self, link: PeerLink, messages: list[bytes], now: float) -> None:
         """Apply each pose of a relay's bundle on its own: one bad pose costs only itself."""
         if link.remote != RELAY_ID:  # only the relay bundles; a mesh peer sends its own poses alone
             self.counters["spoofed"] += 1
             return
         self.counters["pose_bundles"] += 1
-        for raw in bundle.messages:
+        for raw in messages:
             try:
-                record = decode_pose(raw)
+                key = pose_key(raw)
             except ProtocolError as exc:
                 self.counters["malformed_pose"] += 1
                 log.debug("%s: dropped a bundled pose: %s", self.name, exc)
                 continue
-            self._on_pose(link, record, now)
+            self._on_pose(link, key, raw, now)
 
-    def _on_pose(self, link: PeerLink, record: PoseRecord, now: float) -> None:
-        remote = self._source(link, record.participant, "pose")
+    def _on_pose(self, link: PeerLink, key: tuple[int, int, float], raw: bytes, now: float) -> None:
+        """Apply a checked pose message (``key``: its participant, seq and sender time; ``pose_key``).
+        It is decoded only for ``on_pose`` or when someone reads ``RemotePeer.pose``."""
+        participant, seq, sender_time = key
+        remote = self._source(link, participant, "pose")
         if remote is None:
             return
-        if not self._newest.accept(record.participant, record.seq):
+        if not self._newest.accept(participant, seq):
             self.counters["poses_stale"] += 1
             return
-        remote.pose = record
+        remote.set_pose(raw)
         self.counters["poses_applied"] += 1
-        latency = self._latency(remote, record.sender_time, now)
+        latency = self._latency(remote, sender_time, now)
         if latency is not None:
             self.monitor.record(remote.name, "pose", latency, now)
         if self.on_pose is not None:
-            self.on_pose(record, latency)
+            pose = remote.pose
+            assert pose is not None
+            self.on_pose(pose, latency)
 
     def _on_state(self, link: PeerLink, message: Any, now: float) -> None:
         if isinstance(message, StateOp):

@@ -486,9 +486,9 @@ def encode_pose(record: PoseRecord) -> bytes:
     return header + b"".join(entries)
 
 
-def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
-    """Decode a ``pose`` channel message into a ``PoseRecord``; ``ProtocolError`` for anything else."""
-    buf = _as_bytes(data, "pose")
+def _read_pose(buf: bytes) -> tuple[int, int, int, int, int, int, tuple[int, ...]]:
+    """Check a pose message (every check ``decode_pose`` makes) and read its fields without building a
+    record: participant, seq, time_us, present, qidx, buttons and the present poses' entry values."""
     size = len(buf)
     if not (POSE_HEADER.size <= size <= POSE_MAX_BYTES and buf[0] == PROTOCOL_VERSION and buf[1] == _POSE):
         _check_header(buf, "pose", POSE_MAX_BYTES, _POSE_TYPES)  # raises, saying which check failed
@@ -498,26 +498,47 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
         raise ProtocolError(f"reserved presence bits set: 0x{present:02x}", "pose")
     if buttons & ~_BUTTONS_MASK:
         raise ProtocolError(f"reserved button bits set: 0x{buttons:04x}", "pose")
-    if size != POSE_HEADER.size + _POSES_PRESENT[present] * POSE_ENTRY.size:
-        _check_size(buf, POSE_HEADER.size + _POSES_PRESENT[present] * POSE_ENTRY.size, f"pose with {_POSES_PRESENT[present]} poses", "pose")
-    # A room of sixteen decodes 21,600 poses a second: the records are built without the frozen
-    # dataclasses' __init__ (a third of the time), field for field what __init__ would set.
+    count = _POSES_PRESENT[present]
+    if size != POSE_HEADER.size + count * POSE_ENTRY.size:
+        _check_size(buf, POSE_HEADER.size + count * POSE_ENTRY.size, f"pose with {count} poses", "pose")
+    if qidx & ~_QIDX_PRESENT[present]:
+        absent = next(name for slot, name in enumerate(POSE_SLOTS) if (qidx >> (2 * slot)) & 3 and not present & (1 << slot))
+        raise ProtocolError(f"quaternion index set for absent {absent} pose", "pose")
+    values = _POSE_ENTRIES[count].unpack_from(buf, POSE_HEADER.size)
+    for i in range(0, 6 * count, 6):
+        if values[i] == -32768 or values[i + 1] == -32768 or values[i + 2] == -32768:
+            # int16's extra negative value: beyond +-3.2767 m, which no encoder sends
+            raise ProtocolError(f"{_PRESENT_NAMES[present][i // 6]} position beyond +-3.2767 m of the origin", "pose")
+        a, b, c = values[i + 3] / QUAT_SCALE, values[i + 4] / QUAT_SCALE, values[i + 5] / QUAT_SCALE
+        if 1.0 - (a * a + b * b + c * c) < 0.0:
+            raise ProtocolError("orientation is not a unit quaternion", "pose")
+    return participant, seq, time_us, present, qidx, buttons, values
+
+
+def pose_key(data: bytes | bytearray | memoryview) -> tuple[int, int, float]:
+    """``(participant, seq, sender_time)`` of a pose message that passes every check of ``decode_pose``
+    (``ProtocolError`` otherwise), without building its ``PoseRecord``: a receiver in a room of sixteen
+    takes 1,350 poses a second and keeps only each remote's newest, decoded when someone looks at it."""
+    participant, seq, time_us, *_ = _read_pose(_as_bytes(data, "pose"))
+    return participant, seq, time_us / 1e6
+
+
+def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
+    """Decode a ``pose`` channel message into a ``PoseRecord``; ``ProtocolError`` for anything else."""
+    participant, seq, time_us, present, qidx, buttons, values = _read_pose(_as_bytes(data, "pose"))
+    # The records are built without the frozen dataclasses' __init__ (a third of the time), field for
+    # field what __init__ would set.
     fields: dict[str, object] = {"participant": participant, "seq": seq, "sender_time": time_us / 1e6,
                                  "head": None, "left": None, "right": None, "pointer": None, "buttons": _buttons(buttons)}
-    offset = POSE_HEADER.size
+    i = 0
     for slot, name in enumerate(POSE_SLOTS):
-        largest = (qidx >> (2 * slot)) & 3
         if not present & (1 << slot):
-            if largest:
-                raise ProtocolError(f"quaternion index set for absent {name} pose", "pose")
             continue
-        x, y, z, a, b, c = POSE_ENTRY.unpack_from(buf, offset)
-        offset += POSE_ENTRY.size
-        if x == -32768 or y == -32768 or z == -32768:  # int16's extra negative value: beyond +-3.2767 m, which no encoder sends
-            raise ProtocolError(f"{name} position beyond +-3.2767 m of the origin", "pose")
+        x, y, z, a, b, c = values[i : i + 6]
+        i += 6
         pose = object.__new__(WirePose)
         pose.__dict__.update(position=(x * POSITION_STEP_M, y * POSITION_STEP_M, z * POSITION_STEP_M),
-                             orientation=_decode_quat(largest, (a, b, c)))
+                             orientation=_decode_quat((qidx >> (2 * slot)) & 3, (a, b, c)))
         fields[name] = pose
     record = object.__new__(PoseRecord)
     record.__dict__.update(fields)
@@ -525,8 +546,12 @@ def decode_pose(data: bytes | bytearray | memoryview) -> PoseRecord:
 
 
 _POSE = int(MessageType.POSE)
-#: Poses present for each value of the presence bits (their count of ones).
+#: Poses present for each value of the presence bits (their count of ones), their slot names, the
+#: quaternion index bits they may set, and the struct reading their entries in one call.
 _POSES_PRESENT = tuple(bin(bits).count("1") for bits in range(16))
+_PRESENT_NAMES = tuple(tuple(name for slot, name in enumerate(POSE_SLOTS) if bits & (1 << slot)) for bits in range(16))
+_QIDX_PRESENT = tuple(sum(3 << (2 * slot) for slot in range(len(POSE_SLOTS)) if bits & (1 << slot)) for bits in range(16))
+_POSE_ENTRIES = tuple(struct.Struct("<" + POSE_ENTRY.format.lstrip("<") * count) for count in range(len(POSE_SLOTS) + 1))
 _POSE_TYPES = frozenset({MessageType.POSE})
 
 

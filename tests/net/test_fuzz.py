@@ -1,8 +1,8 @@
 """Fuzzing: mutated messages through every wire decoder and the signaling message parser.
 
-Each run feeds 5,000 mutated messages per decoder (pose, state, clock, the channel dispatcher, the
-signaling parser, the op payload schema and the snapshot assembler: 35,000 in all), seeded so that a
-failure reproduces. Every message must either
+Each run feeds 5,000 mutated messages to each decoder (pose, pose bundle, state, clock, the channel
+dispatcher, the signaling parser, the op payload schema, the snapshot assembler, and the pose key a
+receiver reads before it decodes), seeded so that a failure reproduces. Every message must either
 decode to a valid message (one that encodes again and decodes to the same value) or raise the
 documented error (``ProtocolError``, ``SignalingMessageError``); any other exception fails the test.
 """
@@ -185,6 +185,28 @@ def test_wire_decoder_survives_mutations(channel: str) -> None:
     for _ in range(PER_DECODER):
         outcomes[_check_wire(decoder, encoder, mutate(rng.choice(seeds), rng, seeds))] += 1
     # The mutations reach both sides: some survive as valid messages, most are refused.
+    assert outcomes["ok"] > 0 and outcomes["error"] > PER_DECODER // 2, outcomes
+
+
+def test_pose_key_refuses_exactly_what_decode_pose_refuses() -> None:
+    """A receiver applies a pose after ``pose_key`` alone and decodes it later, when someone looks:
+    over 5,000 mutated poses, ``pose_key`` raises when ``decode_pose`` raises, with the same message,
+    and otherwise gives the decoded record's participant, sequence and sender time."""
+    seeds = _pose_seeds()
+    rng = random.Random(f"{SEED}-pose-key")
+    outcomes: Counter[str] = Counter()
+    for _ in range(PER_DECODER):
+        data = mutate(rng.choice(seeds), rng, seeds)
+        try:
+            record = p.decode_pose(data)
+        except ProtocolError as exc:
+            with pytest.raises(ProtocolError) as refused:
+                p.pose_key(data)
+            assert str(refused.value) == str(exc)
+            outcomes["error"] += 1
+            continue
+        assert p.pose_key(data) == (record.participant, record.seq, record.sender_time)
+        outcomes["ok"] += 1
     assert outcomes["ok"] > 0 and outcomes["error"] > PER_DECODER // 2, outcomes
 
 
