@@ -782,7 +782,7 @@ class Participant:
                 if len(data) >= 2 and data[1] == MessageType.POSE_BUNDLE:
                     self._on_pose_bundle(link, split_pose_bundle(data), now)
                 else:
-                    self._on_pose(link, pose_key(data), bytes(data), now)
+                    self._apply_poses(link, [(pose_key(data), bytes(data))], now)
             elif label == "state":
                 self._on_state(link, decode_state(data), now)
             elif label == "clock":
@@ -804,8 +804,14 @@ class Participant:
             return None
         return remote
 
-    def _latency(self, remote: RemotePeer, sender_time: float, now: float) -> float | None:
-        if not remote.clock.synchronized or not self._measure_from <= time.monotonic() < self._measure_until:
+    def _measuring(self) -> bool:
+        """True within the measurement window (``measure_from``/``measure_until``, monotonic clock)."""
+        return self._measure_from <= time.monotonic() < self._measure_until
+
+    def _latency(self, remote: RemotePeer, sender_time: float, now: float, measuring: bool | None = None) -> float | None:
+        """One-way latency of an update sent at ``sender_time`` (the remote's clock) and received at
+        ``now`` (ours); None outside the measurement window or before the remote's clock is known."""
+        if not (self._measuring() if measuring is None else measuring) or not remote.clock.synchronized:
             return None
         return now - remote.clock.to_local(sender_time)
 
@@ -815,34 +821,38 @@ class Participant:
             self.counters["spoofed"] += 1
             return
         self.counters["pose_bundles"] += 1
+        checked = []
         for raw in messages:
             try:
-                key = pose_key(raw)
+                checked.append((pose_key(raw), raw))
             except ProtocolError as exc:
                 self.counters["malformed_pose"] += 1
                 log.debug("%s: dropped a bundled pose: %s", self.name, exc)
-                continue
-            self._on_pose(link, key, raw, now)
+        self._apply_poses(link, checked, now)
 
-    def _on_pose(self, link: PeerLink, key: tuple[int, int, float], raw: bytes, now: float) -> None:
-        """Apply a checked pose message (``key``: its participant, seq and sender time; ``pose_key``).
-        It is decoded only for ``on_pose`` or when someone reads ``RemotePeer.pose``."""
-        participant, seq, sender_time = key
-        remote = self._source(link, participant, "pose")
-        if remote is None:
-            return
-        if not self._newest.accept(participant, seq):
-            self.counters["poses_stale"] += 1
-            return
-        remote.set_pose(raw)
-        self.counters["poses_applied"] += 1
-        latency = self._latency(remote, sender_time, now)
-        if latency is not None:
-            self.monitor.record(remote.name, "pose", latency, now)
-        if self.on_pose is not None:
-            pose = remote.pose
-            assert pose is not None
-            self.on_pose(pose, latency)
+    def _apply_poses(self, link: PeerLink, poses: list[tuple[tuple[int, int, float], bytes]], now: float) -> None:
+        """Apply checked pose messages (each with its ``pose_key``: participant, seq, sender time), newest
+        wins. A pose is decoded only for ``on_pose`` or when someone reads ``RemotePeer.pose``."""
+        measuring = self._measuring()
+        accept, record = self._newest.accept, self.monitor.record
+        applied = 0
+        for (participant, seq, sender_time), raw in poses:
+            remote = self._source(link, participant, "pose")
+            if remote is None:
+                continue
+            if not accept(participant, seq):
+                self.counters["poses_stale"] += 1
+                continue
+            remote.set_pose(raw)
+            applied += 1
+            latency = self._latency(remote, sender_time, now, measuring)
+            if latency is not None:
+                record(remote.name, "pose", latency, now)
+            if self.on_pose is not None:
+                pose = remote.pose
+                assert pose is not None
+                self.on_pose(pose, latency)
+        self.counters["poses_applied"] += applied
 
     def _on_state(self, link: PeerLink, message: Any, now: float) -> None:
         if isinstance(message, StateOp):
