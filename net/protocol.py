@@ -432,12 +432,9 @@ def _encode_quat(q: tuple[float, float, float, float]) -> tuple[int, tuple[int, 
 
 
 def _decode_quat(largest: int, small: tuple[int, int, int]) -> tuple[float, float, float, float]:
-    # Plain arithmetic, no generators: a participant in a room of 16 decodes 4,000 of these a second.
+    # The three smallest components, which _read_pose has checked to leave a real fourth.
     a, b, c = small[0] / QUAT_SCALE, small[1] / QUAT_SCALE, small[2] / QUAT_SCALE
-    rest = 1.0 - (a * a + b * b + c * c)
-    if rest < 0.0:
-        raise ProtocolError("orientation is not a unit quaternion", "pose")
-    d = math.sqrt(rest)
+    d = math.sqrt(1.0 - (a * a + b * b + c * c))
     if largest == 0:
         return (d, a, b, c)
     if largest == 1:

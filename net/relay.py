@@ -60,12 +60,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from net import datapath
-from net.errors import NetError
+from net.errors import NetError, ProtocolError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import (
     PING,
-    POSE_HEADER,
-    POSE_MAX_BYTES,
     PROTOCOL_VERSION,
     RELAY_TICK_HZ,
     ClockPong,
@@ -255,12 +253,14 @@ class RelayPeer:
             self._by_index[bound] = link
         mtype = data[1]
         if label == "pose":
-            if not POSE_HEADER.size <= len(data) <= POSE_MAX_BYTES:  # it could not go in a bundle
+            try:
+                framed = frame_pose(data)  # framed once here, bundled for every other receiver
+            except ProtocolError:  # it could not go in a bundle
                 self.counters["malformed"] += 1
                 return
             if link in self._pending_poses:
                 self.counters["pose_superseded"] += 1
-            self._pending_poses[link] = frame_pose(data)  # framed once here, bundled for fifteen receivers
+            self._pending_poses[link] = framed
             now = time.monotonic()
             self._pose_heard[link] = now
             loop = asyncio.get_running_loop()
