@@ -71,6 +71,8 @@ SUPPORTED = {"aiortc": ("1.16",), "aioice": ("0.13",)}
 #: Largest SCTP packet aiortc sends (common header, DATA chunk header, 1,200 bytes of user data):
 #: a SACK rides along only if the packet stays within it, so no datagram grows past what aiortc sends.
 MAX_PACKET_BYTES = 12 + 16 + _sctp.USERDATA_MAX_LENGTH
+#: Longest message aiortc sends in one DATA chunk (a longer one goes in fragments, one packet each).
+MESSAGE_IN_ONE_CHUNK = _sctp.USERDATA_MAX_LENGTH
 _COMMON_HEADER = struct.Struct("!HHL")
 _STUN_HEADER_BYTES = 20
 

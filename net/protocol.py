@@ -594,13 +594,15 @@ def pack_pose_bundles(messages: list[bytes]) -> list[bytes]:
     return bundle_framed_poses([frame_pose(message) for message in messages])
 
 
-def bundle_framed_poses(framed: list[bytes]) -> list[bytes]:
-    """``pack_pose_bundles`` for messages already framed by ``frame_pose``: the relay frames each
-    sender's pose once, when it arrives, and joins fifteen of them for each of sixteen receivers."""
+def bundle_framed_poses(framed: list[bytes], max_bytes: int = POSE_BUNDLE_MAX_BYTES) -> list[bytes]:
+    """``pack_pose_bundles`` for messages already framed by ``frame_pose``, each bundle within
+    ``max_bytes`` (at most ``POSE_BUNDLE_MAX_BYTES``): the relay frames each sender's pose once, when
+    it arrives, and joins fifteen of them for each of sixteen receivers."""
+    limit = min(max_bytes, POSE_BUNDLE_MAX_BYTES)
     bundles: list[bytes] = []
     start, size = 0, BUNDLE_HEADER.size
     for i, item in enumerate(framed):
-        if size + len(item) > POSE_BUNDLE_MAX_BYTES or i - start == 255:
+        if size + len(item) > limit or i - start == 255:
             bundles.append(_join_bundle(framed[start:i]))
             start, size = i, BUNDLE_HEADER.size
         size += len(item)

@@ -408,7 +408,8 @@ class RelayPeer:
                 # the ones with a budget of a few milliseconds (a digest check costs it half of one).
                 if poses:
                     self.counters["poses_bundled"] += len(poses)
-                    self._forward("pose", bundle_framed_poses(poses), [other])
+                    # Each bundle within one chunk: a bundle in two fragments costs two packets.
+                    self._forward("pose", bundle_framed_poses(poses, datapath.MESSAGE_IN_ONE_CHUNK), [other])
                 self._release(other)
 
     def _forward(self, label: str, data: bytes | list[bytes], targets: list[PeerLink]) -> None:

@@ -395,6 +395,18 @@ def test_pose_bundles_split_at_the_size_limit() -> None:
     assert p.pack_pose_bundles([]) == []
 
 
+def test_pose_bundles_can_be_kept_within_a_smaller_limit() -> None:
+    """The relay keeps bundles within one aiortc chunk (1,160 bytes): twenty full poses (1,384 bytes
+    in one bundle) go in two, each within the limit; a limit above the protocol's changes nothing."""
+    pose = p.WirePose((0.0, 1.7, 0.0))
+    messages = [p.encode_pose(p.PoseRecord(i, 1, 0.0, head=pose, left=pose, right=pose, pointer=pose)) for i in range(20)]
+    framed = [p.frame_pose(m) for m in messages]
+    bundles = p.bundle_framed_poses(framed, 1160)
+    assert len(bundles) == 2 and all(len(b) <= 1160 for b in bundles)
+    assert [m for b in bundles for m in p.split_pose_bundle(b)] == messages
+    assert p.bundle_framed_poses(framed, 10_000) == p.pack_pose_bundles(messages)
+
+
 def test_pose_bundle_refuses_what_is_not_a_pose() -> None:
     """Only pose messages go in a bundle: an op, an old-version pose or too many poses are refused."""
     with pytest.raises(ProtocolError, match="only pose messages"):
