@@ -59,7 +59,6 @@ from net.protocol import (
     ClockPing,
     ClockPong,
     ClockShare,
-    MessageType,
     NewestWins,
     OpKind,
     PoseRecord,
@@ -76,6 +75,7 @@ from net.protocol import (
     encode_clock,
     encode_pose,
     encode_state,
+    is_pose_bundle,
     parse_json,
     pose_key,
     seq_next,
@@ -779,7 +779,7 @@ class Participant:
         now = self.clock()
         try:
             if label == "pose":
-                if len(data) >= 2 and data[1] == MessageType.POSE_BUNDLE:
+                if is_pose_bundle(data):
                     self._on_pose_bundle(link, split_pose_bundle(data), now)
                 else:
                     self._apply_poses(link, [(pose_key(data), bytes(data))], now)

@@ -654,10 +654,16 @@ class PoseBundle:
     messages: tuple[bytes, ...]
 
 
+def is_pose_bundle(data: bytes | bytearray | memoryview | str) -> bool:
+    """True when a ``pose`` channel message says it is a ``POSE_BUNDLE`` (its type byte); the rest is
+    for ``split_pose_bundle`` to check."""
+    return not isinstance(data, str) and len(data) >= 2 and data[1] == MessageType.POSE_BUNDLE
+
+
 def decode_pose_channel(data: bytes | bytearray | memoryview) -> PoseRecord | PoseBundle:
     """Decode anything the ``pose`` channel carries: a ``PoseRecord`` or a ``PoseBundle``."""
     buf = _as_bytes(data, "pose")
-    if len(buf) >= 2 and buf[1] == MessageType.POSE_BUNDLE:
+    if is_pose_bundle(buf):
         return PoseBundle(tuple(split_pose_bundle(buf)))
     return decode_pose(buf)
 
