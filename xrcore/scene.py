@@ -163,10 +163,35 @@ class LabelStyle:
 @dataclass(frozen=True)
 class Label:
     """One label to draw: ``text`` (one line), ``position`` (3,) world metres of the middle of its
-    bottom edge, ``color`` of its text (linear RGBA)."""
+    bottom edge, ``color`` of its text (linear RGBA).
+
+    ``pinned``: drawn exactly at ``position``, never moved or hidden by decluttering (the lines of an
+    in-scene panel, which the session lays out itself); ``scale``: its size as a multiple of the
+    scene's label size (a panel's title at 1.3, its small print at 0.8)."""
 
     text: str
     position: tuple[float, float, float]
+    color: Color
+    pinned: bool = False
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Sphere:
+    """An overlay ball: ``center`` (3,) world metres, ``radius`` metres, linear RGBA ``color``."""
+
+    center: tuple[float, float, float]
+    radius: float
+    color: Color
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An overlay rod from ``a`` to ``b`` (world metres), ``radius`` metres, linear RGBA ``color``."""
+
+    a: tuple[float, float, float]
+    b: tuple[float, float, float]
+    radius: float
     color: Color
 
 
@@ -180,6 +205,10 @@ class Scene:
     ``show_local_hands``: draw this user's own controllers (from ``update(frame)``) as spheres with
     pointer rays of ``local_pointer_length`` metres; ``show_labels``: draw text labels (styled by
     ``label_style``), ``label_selection``: label the selected structures with their names too.
+    ``hovered``: structures under a pointer (drawn with a fainter highlight than the selection);
+    ``overlay``: balls and rods in world coordinates that the session sets each frame (hit cursors,
+    pointer rays that stop at the surface, a measurement's line, hand joints, a held plane's frame);
+    ``overlay_labels``: labels the session sets each frame (measurement readouts, panels).
     """
 
     twin: Twin
@@ -198,6 +227,9 @@ class Scene:
     label_selection: bool = False
     label_style: LabelStyle = LabelStyle()
     version: int = 0
+    hovered: set[int] = field(default_factory=set)
+    overlay: list[Sphere | Segment] = field(default_factory=list)
+    overlay_labels: list[Label] = field(default_factory=list)
     local_hands: tuple[HandInput, HandInput] = (HandInput(), HandInput())
     time: float = 0.0
     _structure_tops: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
@@ -255,6 +287,13 @@ class Scene:
         self.selected = {self.index(s) for s in structures}
         self.version += 1
 
+    def hover(self, structures: Sequence[int]) -> None:
+        """Set the structures under a pointer (by index); bumps ``version`` only when they change."""
+        hovered = {self.index(s) for s in structures}
+        if hovered != self.hovered:
+            self.hovered = hovered
+            self.version += 1
+
     # --- clip planes, annotations -------------------------------------------------------------------
 
     def add_clip_plane(self, plane: ClipPlane) -> int:
@@ -301,6 +340,8 @@ class Scene:
             points[:, 1] += np.array([lm.radius for lm in marked]) * self.twin_scale + style.gap
             for lm, (x, y, z) in zip(marked, points.tolist(), strict=True):
                 add(lm.label, x, y, z, lm.color)
+        # the session's labels before the selection's names, which the renderer expects last
+        out.extend(label for label in self.overlay_labels if label.text.strip())
         if self.label_selection and self.selected:
             model = self.model_matrix()
             for i in sorted(self.selected):

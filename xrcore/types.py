@@ -91,6 +91,38 @@ class View:
         return self.pose.inverse_matrix()
 
 
+#: The joints of a tracked hand, in ``XR_EXT_hand_tracking``'s order (``XrHandJointEXT``).
+HAND_JOINTS: tuple[str, ...] = (
+    "palm", "wrist",
+    "thumb_metacarpal", "thumb_proximal", "thumb_distal", "thumb_tip",
+    "index_metacarpal", "index_proximal", "index_intermediate", "index_distal", "index_tip",
+    "middle_metacarpal", "middle_proximal", "middle_intermediate", "middle_distal", "middle_tip",
+    "ring_metacarpal", "ring_proximal", "ring_intermediate", "ring_distal", "ring_tip",
+    "little_metacarpal", "little_proximal", "little_intermediate", "little_distal", "little_tip",
+)  # fmt: skip
+HAND_JOINT_COUNT = len(HAND_JOINTS)  # 26
+JOINT = {name: i for i, name in enumerate(HAND_JOINTS)}
+
+
+@dataclass(frozen=True)
+class HandJoints:
+    """A tracked hand's skeleton (``XR_EXT_hand_tracking``): one pose per joint of
+    :data:`HAND_JOINTS`, world metres, and each joint's radius in metres. ``poses`` has
+    :data:`HAND_JOINT_COUNT` entries; ``radii`` as many."""
+
+    poses: tuple[Pose, ...]
+    radii: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.poses) != HAND_JOINT_COUNT or len(self.radii) != HAND_JOINT_COUNT:
+            raise ValueError(f"a hand has {HAND_JOINT_COUNT} joints, got {len(self.poses)} poses and {len(self.radii)} radii")
+
+    def position(self, joint: str | int) -> np.ndarray:
+        """(3,) float64 world position of a joint given by name or index."""
+        i = JOINT[joint] if isinstance(joint, str) else joint
+        return np.asarray(self.poses[i].position, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class HandInput:
     """One controller or tracked hand at a frame's predicted display time.
@@ -98,6 +130,9 @@ class HandInput:
     ``grip``: where the hand holds things; ``aim``: the pointer ray origin, -Z along the ray (both
     ``None`` when untracked). ``trigger`` and ``squeeze`` are 0..1; ``thumbstick`` is (x, y) in
     -1..1; ``buttons`` names the buttons held down (e.g. ``"a"``, ``"menu"``, ``"thumbstick"``).
+    ``joints``: the hand's skeleton when the runtime tracks the bare hand (``XR_EXT_hand_tracking``)
+    or a script plays one, else ``None``; a tracked hand's pinch and fist are read from it
+    (:mod:`xrcore.input`: ``pinch_strength``, ``grab_strength``).
     """
 
     grip: Pose | None = None
@@ -106,6 +141,7 @@ class HandInput:
     squeeze: float = 0.0
     thumbstick: tuple[float, float] = (0.0, 0.0)
     buttons: frozenset[str] = frozenset()
+    joints: HandJoints | None = None
 
     @property
     def tracked(self) -> bool:
@@ -146,3 +182,9 @@ class FrameState:
     head: Pose = Pose()
     inputs: InputState = InputState()
     events: tuple[str, ...] = ()
+
+
+#: Environment blend modes (OpenXR ``XrEnvironmentBlendMode``): ``opaque`` (VR: the image hides the
+#: room), ``additive`` (optical see-through: light adds to the room, black is transparent),
+#: ``alpha`` (passthrough video: the image is composited over the room by its premultiplied alpha).
+BLEND_MODES: tuple[str, ...] = ("opaque", "additive", "alpha")

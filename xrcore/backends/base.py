@@ -34,13 +34,18 @@ class BackendUnavailableError(BackendError):
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """What a started backend drives: a name for logs, view count and recommended eye size (pixels)."""
+    """What a started backend drives: a name for logs, view count and recommended eye size (pixels),
+    and the environment blend mode it submits with (``xrcore.types.BLEND_MODES``) among those it
+    offers: anything but ``"opaque"`` means the room shows through where nothing is drawn, so the
+    session clears to transparent black and draws no floor or backdrop."""
 
     name: str
     view_count: int
     width: int
     height: int
     rate_hz: float
+    blend_mode: str = "opaque"
+    blend_modes: tuple[str, ...] = ("opaque",)
 
 
 class Backend(abc.ABC):

@@ -61,7 +61,7 @@ from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as _raw_query_ui6
 from assets.geometry import vertex_normals  # noqa: E402
 from assets.twin import Twin  # noqa: E402
 from xrcore.render.glyphs import GlyphAtlas  # noqa: E402
-from xrcore.scene import AVATAR_HEAD_RADIUS, MAX_CLIP_PLANES, Label, Scene  # noqa: E402
+from xrcore.scene import AVATAR_HEAD_RADIUS, MAX_CLIP_PLANES, Label, Scene, Sphere  # noqa: E402
 from xrcore.stats import FrameStats  # noqa: E402
 from xrcore.types import View  # noqa: E402
 
@@ -80,6 +80,9 @@ _PIXELS_PER_BATCH_TRIANGLE = 70
 _BATCHES_IN_FLIGHT = 3
 _FENCE_TIMEOUT_NS = 10_000_000_000
 _SELECT_COLOR = (1.0, 0.55, 0.1)
+#: Strength of the hovered structures' highlight (the selection's is 1): a faint rim that says what a
+#: trigger pull would select.
+_HOVER_HIGHLIGHT = 0.4
 _CAP_TINT = (0.8, 0.62, 0.55)
 #: Margin of a label's plate around its text, line units.
 _PLATE_PAD = 0.18
@@ -599,7 +602,8 @@ class Renderer:
         table = np.zeros((max(len(scene.materials), 1), 2, 4), dtype=np.float32)
         for i, m in enumerate(scene.materials):
             table[i, 0] = m.color
-            table[i, 1] = (1.0 if i in scene.selected else 0.0, m.shininess, m.specular, 1.0 if m.visible else 0.0)
+            highlight = 1.0 if i in scene.selected else _HOVER_HIGHLIGHT if i in scene.hovered else 0.0
+            table[i, 1] = (highlight, m.shininess, m.specular, 1.0 if m.visible else 0.0)
         GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, g.materials_buffer)
         GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_DYNAMIC_DRAW)
         GL.glBindTexture(GL.GL_TEXTURE_BUFFER, g.materials_texture)
@@ -897,6 +901,11 @@ class Renderer:
             for h in scene.local_hands:
                 if h.aim is not None:
                     hand(h.aim, (0.9, 0.9, 0.95, 1.0), scene.local_pointer_length)
+        for mark in scene.overlay:
+            if isinstance(mark, Sphere):
+                spheres.append((*mark.center, mark.radius, 0, 0, 0, 0, *mark.color))
+            else:
+                segments.append((*mark.a, mark.radius, *mark.b, 0, *mark.color))
         if not spheres and not segments:
             return None
         return np.array(spheres, dtype=np.float32).reshape(-1, 12), np.array(segments, dtype=np.float32).reshape(-1, 12)
