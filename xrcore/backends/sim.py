@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from xrcore.backends.base import Backend, BackendError, BackendInfo
 from xrcore.clock import FixedStepClock
 from xrcore.motion import Motion, MotionSample, Orbit
+from xrcore.render.png import _PNG_BAND_ROWS, write_png_rows
 from xrcore.types import Fov, FrameState, Pose, View
 
 logger = logging.getLogger(__name__)
@@ -256,39 +255,6 @@ class SimRun:
             "renderer": self.renderer,
             "out_dir": str(self.out_dir) if self.out_dir is not None else None,
         }
-
-
-#: Rows read back and compressed at a time when writing a PNG: the image is never whole in memory
-#: (at 1832x1920 per eye it would be 28 MB on top of the renderer's).
-_PNG_BAND_ROWS = 64
-
-
-def _png_chunk(out: Any, kind: bytes, data: bytes) -> None:
-    out.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-
-def write_png_rows(path: Path, width: int, height: int, bands: Iterator[np.ndarray], digest: Any = None) -> None:
-    """Write an 8-bit RGBA PNG of ``width`` x ``height`` from ``bands``: (rows, width, 4) uint8 arrays,
-    top to bottom, compressed as they come (zlib level 1, no row filter, no metadata chunks: the
-    same pixels give the same bytes). ``digest`` (a hashlib object), if given, is fed the pixels."""
-    packer = zlib.compressobj(1)
-    rows_written = 0
-    with open(path, "wb") as out:
-        out.write(b"\x89PNG\r\n\x1a\n")
-        _png_chunk(out, b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-        for band in bands:
-            rows = np.zeros((len(band), 1 + 4 * width), dtype=np.uint8)  # column 0: filter type 0
-            rows[:, 1:] = band.reshape(len(band), 4 * width)
-            if digest is not None:
-                digest.update(np.ascontiguousarray(band).data)
-            data = packer.compress(rows.data)
-            if data:
-                _png_chunk(out, b"IDAT", data)
-            rows_written += len(band)
-        _png_chunk(out, b"IDAT", packer.flush())
-        _png_chunk(out, b"IEND", b"")
-    if rows_written != height:
-        raise BackendError(f"PNG {path}: got {rows_written} rows, expected {height}")
 
 
 def simulate(
