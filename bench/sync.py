@@ -46,10 +46,10 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from net.datapath import STOCK_ENV  # noqa: E402
+from net.eventloop import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
 from net.protocol import RELAY_POSE_LEAD_S  # noqa: E402
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
-from sessions.cli.consult import LOOPS, EventLoopError, loop_factory, run_on_loop  # noqa: E402
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 SECRET = os.urandom(32).hex()
@@ -89,7 +89,7 @@ async def main():
     await loop.run_in_executor(None, sys.stdin.readline)  # the parent closes stdin when it is done
     await pc.close()
 
-from sessions.cli.consult import run_on_loop
+from net.eventloop import run_on_loop
 run_on_loop(main, sys.argv[1])
 """
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from net.eventloop import EventLoopError, loop_factory, run_on_loop
 from net.tokens import issue_token
-from sessions.cli.consult import EventLoopError, loop_factory, run_on_loop
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 SECRET = "event-loop-tests-secret-0123456789abcdef"
