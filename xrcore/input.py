@@ -62,6 +62,36 @@ class Hit:
         return self.face < 0
 
 
+#: Thumb-to-index tip distance (m) of a full pinch and of an open hand: a pinch's strength falls
+#: linearly from 1 to 0 between them.
+PINCH_CLOSED_M, PINCH_OPEN_M = 0.015, 0.05
+#: Mean distance (m) of the middle, ring and little finger tips from the palm in a fist and in an open
+#: hand: a fist's strength falls linearly between them.
+FIST_CLOSED_M, FIST_OPEN_M = 0.045, 0.085
+
+
+def _ramp(value: float, full: float, none: float) -> float:
+    return float(min(1.0, max(0.0, (none - value) / (none - full))))
+
+
+def pinch_strength(hand: HandInput) -> float:
+    """How closed the pinch of a tracked hand is, 0..1 (0 without joints): thumb tip against index tip."""
+    if hand.joints is None:
+        return 0.0
+    gap = float(np.linalg.norm(hand.joints.position("thumb_tip") - hand.joints.position("index_tip")))
+    return _ramp(gap, PINCH_CLOSED_M, PINCH_OPEN_M)
+
+
+def grab_strength(hand: HandInput) -> float:
+    """How closed the fist of a tracked hand is, 0..1 (0 without joints): the middle, ring and little
+    finger tips curled to the palm (the index stays free, so a pinch is not a grab)."""
+    if hand.joints is None:
+        return 0.0
+    palm = hand.joints.position("palm")
+    reach = np.mean([np.linalg.norm(hand.joints.position(f"{f}_tip") - palm) for f in ("middle", "ring", "little")])
+    return _ramp(float(reach), FIST_CLOSED_M, FIST_OPEN_M)
+
+
 def pointer_ray(hand: HandInput) -> tuple[np.ndarray, np.ndarray] | None:
     """The pointer ray of a hand: origin (3,) m and unit direction (3,) along the aim pose's -Z.
 

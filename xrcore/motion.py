@@ -19,6 +19,20 @@ positions, trigger and squeeze linearly, orientations by slerp; buttons are held
 that names them until the next keyframe of that track. Before the first and after the last keyframe a
 track holds its end value; a hand that no keyframe names is untracked. A hand's pose is its aim pose
 (-Z along the pointer ray); its grip pose is the same pose.
+
+Beyond poses, a keyframe may carry what a user does with the tools (``docs/scripts.md`` has the whole
+format and examples):
+
+* ``"tool": {"right": "measure"}`` puts a tool in a hand at that keyframe (an event
+  ``tool:right:measure`` on the frame nearest it);
+* ``"aim": {"hand": "right", "at": "<structure>"}`` (or ``"at_point": [x, y, z]`` in twin millimetres)
+  turns that hand so its ray lands on the structure's nearest visible surface point (or the point);
+  the hand's ``position`` may then be left out: it is held beside the head. Aims are resolved when
+  the run reaches them, by whoever runs the script (``Script.aim_resolver``, set by the session),
+  since only it knows where the twin is;
+* a hand may carry ``"gesture": "open" | "point" | "pinch" | "fist"`` (or ``"pinch": 0..1`` and
+  ``"fist": 0..1``): the hand is then tracked as a bare hand, its 26 joints synthesised round the aim
+  pose (:func:`synthetic_hand`), as ``XR_EXT_hand_tracking`` would report them.
 """
 
 from __future__ import annotations
@@ -27,13 +41,13 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xrcore.types import HandInput, InputState, Pose
+from xrcore.types import HandInput, HandJoints, InputState, Pose
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +56,17 @@ MAX_SCRIPT_BYTES = 8 * 1024 * 1024
 #: Buttons a script may hold down: the union of what the supported controllers have.
 BUTTONS = frozenset({"a", "b", "x", "y", "menu", "system", "thumbstick", "trackpad"})
 _TRACKS = ("head", "left", "right")
-_KEYFRAME_KEYS = frozenset({"t", "name", *_TRACKS})
+_SIDES = ("left", "right")
+_KEYFRAME_KEYS = frozenset({"t", "name", "tool", "aim", *_TRACKS})
 _HEAD_KEYS = frozenset({"position", "orientation", "look_at"})
-_HAND_KEYS = _HEAD_KEYS | {"trigger", "squeeze", "thumbstick", "buttons"}
+_HAND_KEYS = _HEAD_KEYS | {"trigger", "squeeze", "thumbstick", "buttons", "gesture", "pinch", "fist"}
+#: Tools a script may put in a hand (the session's palette).
+TOOLS = frozenset({"select", "landmark", "measure", "section", "draw"})
+#: Hand shapes a script may play, as (pinch, fist) amounts.
+GESTURES: dict[str, tuple[float, float]] = {"open": (0.0, 0.0), "point": (0.0, 0.6), "pinch": (1.0, 0.0), "fist": (0.0, 1.0)}
+#: Where a hand is held when a keyframe aims it without a position: head frame, metres (x right, y up,
+#: -z forward); the left hand mirrors the right.
+HAND_REST = (0.16, -0.26, -0.28)
 
 
 class ScriptError(ValueError):
@@ -127,6 +149,19 @@ def _lerp3(a: Sequence[float], b: Sequence[float], u: float) -> tuple[float, flo
 
 
 @dataclass(frozen=True)
+class Aim:
+    """Where a keyframe points a hand: ``structure`` (a name) or ``point_mm`` (twin millimetres)."""
+
+    structure: str | None = None
+    point_mm: tuple[float, float, float] | None = None
+
+
+#: ``resolver(side, hand position (3,) world m, aim) -> orientation`` (x, y, z, w): turns a hand so
+#: its ray lands where the aim says; the session supplies it (it knows the twin and where it is).
+AimResolver = Callable[[str, np.ndarray, Aim], tuple[float, float, float, float]]
+
+
+@dataclass(frozen=True)
 class _TrackKey:
     t: float
     pose: Pose
@@ -134,6 +169,9 @@ class _TrackKey:
     squeeze: float = 0.0
     thumbstick: tuple[float, float] = (0.0, 0.0)
     buttons: frozenset[str] = frozenset()
+    aim: Aim | None = None
+    placed: bool = True  # False: no position given, held beside the head
+    hand_shape: tuple[float, float] | None = None  # (pinch, fist) of a bare tracked hand
 
 
 @dataclass(frozen=True)
@@ -150,18 +188,85 @@ class Script:
     keyframes: tuple[tuple[float, str], ...] = ()
     duration: float = 0.0
     source: str = "<script>"
+    #: (time s, hand, tool) of each ``tool`` choice, in time order
+    tools: tuple[tuple[float, str, str], ...] = ()
+    aim_resolver: AimResolver | None = field(default=None, compare=False)
+    _resolved: dict[tuple[str, int], _TrackKey] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def events(self) -> tuple[tuple[float, str], ...]:
+        """(time s, event) of every named keyframe (``keyframe:NAME``) and tool choice
+        (``tool:HAND:TOOL``), in time order: what a backend reports on the frame nearest each."""
+        named = [(t, f"keyframe:{name}") for t, name in self.keyframes]
+        chosen = [(t, f"tool:{side}:{tool}") for t, side, tool in self.tools]
+        return tuple(sorted(named + chosen, key=lambda e: e[0]))
+
+    def with_aims(self, resolver: AimResolver) -> Script:
+        """This script with ``resolver`` turning its aimed hands (a fresh copy: nothing resolved yet)."""
+        return replace(self, aim_resolver=resolver, _resolved={})
 
     def __call__(self, t: float) -> MotionSample:
         head = _sample_track(self.head, t)
         return MotionSample(
             head=head.pose if head is not None else Pose(),
-            inputs=InputState(left=_hand(_sample_track(self.left, t)), right=_hand(_sample_track(self.right, t))),
+            inputs=InputState(left=self._hand_at("left", t), right=self._hand_at("right", t)),
         )
 
+    def _hand_at(self, side: str, t: float) -> HandInput:
+        keys: tuple[_TrackKey, ...] = getattr(self, side)
+        if not keys:
+            return HandInput()
+        if all(k.aim is None and k.placed for k in keys):
+            return _hand(_sample_track(keys, t), side)
+        # the keys about t, with their aims resolved now (where the twin is when the run gets there)
+        lo, hi = _bracket(keys, t)
+        resolved = tuple(self._resolve(side, keys, i) for i in sorted({lo, hi}))
+        return _hand(_sample_track(resolved, t), side)
 
-def _hand(key: _TrackKey | None) -> HandInput:
+    def _resolve(self, side: str, keys: tuple[_TrackKey, ...], i: int) -> _TrackKey:
+        found = self._resolved.get((side, i))
+        if found is not None:
+            return found
+        key = keys[i]
+        pose = key.pose
+        if not key.placed:
+            head = _sample_track(self.head, key.t)
+            rest = np.array([HAND_REST[0] * (1 if side == "right" else -1), HAND_REST[1], HAND_REST[2], 1.0])
+            position = (head.pose.matrix() @ rest)[:3] if head is not None else rest[:3]
+            pose = Pose((float(position[0]), float(position[1]), float(position[2])), pose.orientation)
+        if key.aim is not None:
+            if self.aim_resolver is None:
+                raise ScriptError(f"{self.source}: keyframe at {key.t:g} s aims the {side} hand, but nothing resolves aims here")
+            try:
+                orientation = self.aim_resolver(side, np.asarray(pose.position, dtype=np.float64), key.aim)
+            except ValueError as exc:  # an unknown structure, nothing visible: the script's fault
+                raise ScriptError(f"{self.source}: keyframe at {key.t:g} s: {exc}") from None
+            pose = Pose(pose.position, orientation)
+        resolved = replace(key, pose=pose, aim=None, placed=True)
+        self._resolved[(side, i)] = resolved
+        return resolved
+
+
+def _bracket(keys: tuple[_TrackKey, ...], t: float) -> tuple[int, int]:
+    """Indices of the keys just before and just after ``t`` (the same one at either end)."""
+    if t <= keys[0].t:
+        return 0, 0
+    if t >= keys[-1].t:
+        return len(keys) - 1, len(keys) - 1
+    lo, hi = 0, len(keys) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if keys[mid].t <= t:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+def _hand(key: _TrackKey | None, side: str = "right") -> HandInput:
     if key is None:
         return HandInput()
+    joints = synthetic_hand(key.pose, side, *key.hand_shape) if key.hand_shape is not None else None
     return HandInput(
         grip=key.pose,
         aim=key.pose,
@@ -169,7 +274,51 @@ def _hand(key: _TrackKey | None) -> HandInput:
         squeeze=key.squeeze,
         thumbstick=key.thumbstick,
         buttons=key.buttons,
+        joints=joints,
     )
+
+
+def synthetic_hand(aim: Pose, side: str, pinch: float, fist: float) -> HandJoints:
+    """A plausible 26-joint hand (``XR_EXT_hand_tracking`` order) round an aim pose: fingers along the
+    aim's -Z, palm facing down (-Y), thumb on the inside; ``pinch`` 0..1 brings the thumb and index
+    tips together (1: touching), ``fist`` 0..1 curls the middle, ring and little fingers to the palm.
+    """
+    r = aim.rotation_matrix()
+    origin = np.asarray(aim.position, dtype=np.float64)
+    inward = -1.0 if side == "right" else 1.0  # towards the thumb, along the hand's x
+
+    def world(x: float, y: float, z: float) -> Pose:
+        p = origin + r @ np.array([x, y, z])
+        return Pose((float(p[0]), float(p[1]), float(p[2])), aim.orientation)
+
+    # hand frame, metres: palm 4 cm behind the aim point, fingers towards -z
+    joints: list[Pose] = [world(0, 0, 0.04), world(0, 0, 0.09)]  # palm, wrist
+    pinch_point = np.array([inward * 0.01, -0.02, -0.05])
+    thumb_open = [np.array([inward * d, -0.005, 0.06 - 0.03 * k]) for k, d in enumerate((0.025, 0.04, 0.05, 0.06))]
+    for k, p in enumerate(thumb_open):
+        w = pinch * (k / 3.0)
+        q = (1 - w) * p + w * pinch_point if k == 3 else (1 - pinch * 0.5 * k / 3) * p + pinch * 0.5 * k / 3 * pinch_point
+        joints.append(world(*q))
+    for finger, x in (("index", 0.0), ("middle", 1.0), ("ring", 2.0), ("little", 3.0)):
+        spread = inward * (0.018 - 0.012 * x)
+        curl = fist if finger != "index" else 0.0
+        # metacarpal, proximal, intermediate, distal, tip: 2.5 cm apart along -z, curling under the palm
+        for k in range(5):
+            along = 0.03 - 0.025 * k
+            if k >= 2 and curl > 0:
+                bend = curl * (k - 1) / 3.0
+                along = along * (1 - bend) + 0.03 * bend
+                down = -0.03 * bend
+            else:
+                down = 0.0
+            if finger == "index" and k == 4:
+                tip = np.array([spread, down, along])
+                tip = (1 - pinch) * tip + pinch * pinch_point
+                joints.append(world(*tip))
+                continue
+            joints.append(world(spread, down, along))
+    radii = (0.02, 0.02) + (0.012, 0.011, 0.01, 0.009) + (0.011, 0.01, 0.009, 0.008, 0.007) * 4
+    return HandJoints(tuple(joints), radii)
 
 
 def _sample_track(keys: tuple[_TrackKey, ...], t: float) -> _TrackKey | None:
@@ -224,9 +373,13 @@ class _Validator:
             raise self.fail(where, f"expected {n} numbers {what}, got {got}")
         return tuple(self.number(v, f"{where}[{i}]") for i, v in enumerate(value))
 
-    def pose(self, obj: dict[str, Any], where: str) -> Pose:
+    def pose(self, obj: dict[str, Any], where: str, position_optional: bool = False) -> Pose:
         if "position" not in obj:
-            raise self.fail(where, "missing 'position' ([x, y, z] in metres)")
+            if not position_optional:
+                raise self.fail(where, "missing 'position' ([x, y, z] in metres)")
+            if "look_at" in obj or "orientation" in obj:
+                raise self.fail(where, "an aimed hand takes its orientation from 'aim': drop 'look_at'/'orientation'")
+            return Pose()
         position = self.vector(obj["position"], 3, f"{where}.position", "(x, y, z) in metres")
         if "orientation" in obj and "look_at" in obj:
             raise self.fail(where, "give either 'orientation' or 'look_at', not both")
@@ -246,14 +399,46 @@ class _Validator:
             orientation = (0.0, 0.0, 0.0, 1.0)
         return Pose(position, orientation)  # type: ignore[arg-type]
 
-    def track(self, obj: Any, where: str, t: float, hand: bool) -> _TrackKey:
+    def aim(self, obj: Any, where: str) -> tuple[str, Aim]:
+        if not isinstance(obj, dict):
+            raise self.fail(where, f"expected an object like {{\"hand\": \"right\", \"at\": \"<structure>\"}}, got {obj!r}")
+        unknown = sorted(set(obj) - {"hand", "at", "at_point"})
+        if unknown:
+            raise self.fail(where, f"unknown field(s) {', '.join(unknown)}; allowed: at, at_point, hand")
+        side = obj.get("hand", "right")
+        if side not in _SIDES:
+            raise self.fail(f"{where}.hand", f"expected 'left' or 'right', got {side!r}")
+        if ("at" in obj) == ("at_point" in obj):
+            raise self.fail(where, "give exactly one of 'at' (a structure name) or 'at_point' ([x, y, z] twin mm)")
+        if "at" in obj:
+            if not isinstance(obj["at"], str) or not obj["at"].strip():
+                raise self.fail(f"{where}.at", f"expected a structure name, got {obj['at']!r}")
+            return side, Aim(structure=obj["at"])
+        point = self.vector(obj["at_point"], 3, f"{where}.at_point", "(x, y, z) in twin millimetres")
+        return side, Aim(point_mm=(point[0], point[1], point[2]))
+
+    def tools(self, obj: Any, where: str, t: float) -> list[tuple[float, str, str]]:
+        if isinstance(obj, str):
+            obj = {"right": obj}
+        if not isinstance(obj, dict) or not obj:
+            raise self.fail(where, f"expected a tool name or {{\"left\"|\"right\": tool}}, got {obj!r}")
+        out = []
+        for side, tool in obj.items():
+            if side not in _SIDES:
+                raise self.fail(where, f"unknown hand {side!r}; expected 'left' or 'right'")
+            if tool not in TOOLS:
+                raise self.fail(f"{where}.{side}", f"unknown tool {tool!r}; known: {', '.join(sorted(TOOLS))}")
+            out.append((t, side, tool))
+        return out
+
+    def track(self, obj: Any, where: str, t: float, hand: bool, aim: Aim | None = None) -> _TrackKey:
         if not isinstance(obj, dict):
             raise self.fail(where, f"expected an object with 'position', got {type(obj).__name__}")
         allowed = _HAND_KEYS if hand else _HEAD_KEYS
         unknown = sorted(set(obj) - allowed)
         if unknown:
             raise self.fail(where, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        pose = self.pose(obj, where)
+        pose = self.pose(obj, where, position_optional=aim is not None)
         if not hand:
             return _TrackKey(t, pose)
         buttons = obj.get("buttons", [])
@@ -265,6 +450,16 @@ class _Validator:
         stick = self.vector(obj.get("thumbstick", [0.0, 0.0]), 2, f"{where}.thumbstick", "(x, y) in -1..1")
         for i, v in enumerate(stick):
             self.number(v, f"{where}.thumbstick[{i}]", -1.0, 1.0)
+        shape = None
+        if "gesture" in obj:
+            if obj["gesture"] not in GESTURES:
+                raise self.fail(f"{where}.gesture", f"unknown gesture {obj['gesture']!r}; known: {', '.join(sorted(GESTURES))}")
+            if "pinch" in obj or "fist" in obj:
+                raise self.fail(where, "give either 'gesture' or 'pinch'/'fist', not both")
+            shape = GESTURES[obj["gesture"]]
+        elif "pinch" in obj or "fist" in obj:
+            shape = (self.number(obj.get("pinch", 0.0), f"{where}.pinch", 0.0, 1.0),
+                     self.number(obj.get("fist", 0.0), f"{where}.fist", 0.0, 1.0))  # fmt: skip
         return _TrackKey(
             t,
             pose,
@@ -272,6 +467,9 @@ class _Validator:
             squeeze=self.number(obj.get("squeeze", 0.0), f"{where}.squeeze", 0.0, 1.0),
             thumbstick=(stick[0], stick[1]),
             buttons=frozenset(buttons),
+            aim=aim,
+            placed="position" in obj,
+            hand_shape=shape,
         )
 
     def script(self, doc: Any) -> Script:
@@ -288,6 +486,7 @@ class _Validator:
             raise self.fail("keyframes", "expected a non-empty list of keyframes")
         tracks: dict[str, list[_TrackKey]] = {name: [] for name in _TRACKS}
         named: list[tuple[float, str]] = []
+        tools: list[tuple[float, str, str]] = []
         names: set[str] = set()
         last_t = -math.inf
         for i, kf in enumerate(frames):
@@ -296,9 +495,10 @@ class _Validator:
                 raise self.fail(where, f"expected an object, got {type(kf).__name__}")
             unknown = sorted(set(kf) - _KEYFRAME_KEYS)
             if unknown:
-                raise self.fail(where, f"unknown field(s) {', '.join(unknown)}; allowed: head, left, name, right, t")
+                raise self.fail(where, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KEYFRAME_KEYS))}")
             if "t" not in kf:
                 raise self.fail(where, "missing 't' (time in seconds)")
+            aims: dict[str, Aim] = {}
             t = self.number(kf["t"], f"{where}.t", 0.0)
             if t <= last_t:
                 raise self.fail(f"{where}.t", f"times must increase: {t:g} s follows {last_t:g} s")
@@ -311,9 +511,16 @@ class _Validator:
                     raise self.fail(f"{where}.name", f"keyframe name {name!r} is used twice")
                 names.add(name)
                 named.append((t, name))
+            if "tool" in kf:
+                tools += self.tools(kf["tool"], f"{where}.tool", t)
+            if "aim" in kf:
+                side, aim = self.aim(kf["aim"], f"{where}.aim")
+                aims[side] = aim
             for track in _TRACKS:
                 if track in kf:
-                    tracks[track].append(self.track(kf[track], f"{where}.{track}", t, hand=track != "head"))
+                    tracks[track].append(self.track(kf[track], f"{where}.{track}", t, track != "head", aims.get(track)))
+                elif track in aims:  # aimed without a track entry: a hand held beside the head
+                    tracks[track].append(self.track({}, f"{where}.{track}", t, True, aims[track]))
         if not tracks["head"]:
             raise self.fail("keyframes", "no keyframe has a 'head' pose")
         return Script(
@@ -323,6 +530,7 @@ class _Validator:
             keyframes=tuple(named),
             duration=last_t,
             source=self.source,
+            tools=tuple(tools),
         )
 
 

@@ -54,7 +54,7 @@ def twin_record(twin: Twin, seconds: float) -> dict[str, Any]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from xrcore.backends.sim import render_frames  # GL is loaded only when the demo renders
+    from sessions.sim import render_frames  # GL is loaded only when the demo renders
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """`medverse sim` and `medverse view`: the headless simulator and looking at a twin.
 
-``medverse sim --twin brain [--script path.json | --motion orbit] --frames 180 --out frames/ [--every N]``
-runs the simulator backend on the fixed-step clock, renders both eyes offscreen (EGL), writes PNGs
-(both eyes side by side) and prints the frame statistics (and, with ``--json``, writes them).
+``medverse sim --twin brain [--script path.json | --motion orbit] [--frames N] --out frames/ [--every N]``
+runs a session (:mod:`sessions.sim`) on the simulator backend's fixed-step clock: a scripted user
+works on the twin with the tools, both eyes are rendered offscreen (EGL), PNGs written (both eyes
+side by side); it prints the frame statistics and the intents applied (and, with ``--json``, writes
+them). A script runs to its end unless ``--frames`` says otherwise.
 
 ``medverse view [--twin brain] [--backend auto|openxr|sim] [--frames N] [--seconds S]`` shows a twin
 in a headset through OpenXR, or, without one, in a desktop window (``auto`` falls back with one log
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     motion = p.add_mutually_exclusive_group()
     motion.add_argument("--script", type=Path, help="JSON motion script (keyframes of head/hand poses)")
     motion.add_argument("--motion", choices=sorted(PROCEDURAL), default="orbit", help="procedural motion (default %(default)s)")
-    p.add_argument("--frames", type=int, default=180, help="frames to run (default %(default)s)")
+    p.add_argument("--frames", type=int, help="frames to run (default: a script to its end; a motion 180)")
     p.add_argument("--out", type=Path, help="folder for PNGs (none written without it)")
     p.add_argument("--every", type=int, help="write every Nth frame (0: only the script's named keyframes; "
                    "default: 30 with --motion, 0 with --script)")
@@ -59,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--samples", type=int, default=4, help="MSAA samples (default %(default)s)")
     p.add_argument("--stereo", choices=("auto", "multiview", "layered", "two-pass"), default="auto",
                    help="stereo rendering mode (default %(default)s)")
-    p.add_argument("--json", type=Path, help="also write the statistics and written files as JSON here")
+    p.add_argument("--json", type=Path, help="also write the statistics, written files and intents as JSON here")
+    p.add_argument("--no-hud", action="store_true", help="hide the heads-up timing line")
     p.set_defaults(func=_sim)
 
     v = sub.add_parser(
@@ -95,9 +98,11 @@ def _positive(value: int | float, flag: str) -> None:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from xrcore.backends.sim import simulate  # noqa: PLC0415 - GL only for this command
+    from sessions.run import SessionConfig  # noqa: PLC0415
+    from sessions.sim import simulate  # noqa: PLC0415 - GL only for this command
 
-    _positive(args.frames, "--frames")
+    if args.frames is not None:
+        _positive(args.frames, "--frames")
     _positive(args.width, "--width")
     _positive(args.height, "--height")
     _positive(args.rate, "--rate")
@@ -110,6 +115,7 @@ def _sim(args: argparse.Namespace) -> int:
     run = simulate(
         twin, frames=args.frames, out_dir=args.out, every=every, motion=motion, width=args.width,
         height=args.height, rate_hz=args.rate, samples=args.samples, stereo=args.stereo,
+        session=SessionConfig(hud=not args.no_hud),
     )  # fmt: skip
     s = run.stats
 
@@ -125,6 +131,14 @@ def _sim(args: argparse.Namespace) -> int:
     print(f"frame time: {fmt('frame_ms')}")
     print(f"CPU time:   {fmt('cpu_ms')}")
     print(f"GPU time:   {fmt('gpu_ms')}")
+    session = run.session_ms
+    if session.get("median") is not None:
+        print(f"session:    median {session['median']:.2f} ms, p99 {session['p99']:.2f} ms (input, picking, tools, panels)")
+    if run.script_frames is not None and run.frames < run.script_frames:
+        print(f"warning: the script needs {run.script_frames} frames; only {run.frames} ran (--frames)")
+    for record in run.intents:
+        if record["kind"] != "tool":
+            print(f"  {record['time']:7.3f} s  {_intent_line(record)}")
     if run.out_dir is not None:
         print(f"wrote {len(run.written)} PNGs (both eyes side by side) to {run.out_dir}")
     if args.json:
@@ -132,6 +146,16 @@ def _sim(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps({"twin": twin.name, **run.as_dict()}, indent=2) + "\n")
         print(f"statistics written to {args.json}")
     return 1 if r["gl_errors"] else 0
+
+
+def _intent_line(record: dict[str, Any]) -> str:
+    """One line for the terminal about an applied intent record."""
+    kind = record["kind"]
+    if kind == "measure":
+        extra = f", {record['geodesic_mm']:.1f} mm along the surface" if record.get("geodesic_mm") is not None else ""
+        return f"measure {record['distance_mm']:.1f} mm{extra}"
+    details = {k: v for k, v in record.items() if k not in ("kind", "user", "time")}
+    return f"{kind} " + ", ".join(f"{k}={v}" for k, v in details.items())
 
 
 def _create_backend(name: str) -> Any:
