@@ -19,10 +19,11 @@ import textwrap
 import pytest
 
 from xrcore.backends import openxr
-from xrcore.backends.base import BackendUnavailableError
+from xrcore.backends.base import BackendError, BackendUnavailableError
 from xrcore.backends.openxr import (
     ACTIONS,
     BINDINGS,
+    BLEND_MODE_VALUES,
     GL_DEPTH24_STENCIL8,
     GL_DEPTH_COMPONENT32F,
     GL_RGBA8,
@@ -35,11 +36,16 @@ from xrcore.backends.openxr import (
     SessionState,
     SessionStateMachine,
     button_names,
+    choose_blend_mode,
     choose_format,
     fov_from_xr,
+    hand_aim_pose,
+    joints_from_xr,
     pose_from_xr,
     seconds,
 )
+from xrcore.motion import BUTTONS
+from xrcore.types import BLEND_MODES, HAND_JOINT_COUNT, JOINT, HandJoints, Pose
 
 # pyopenxr through the backend, which imports it after choosing PyOpenGL's EGL platform.
 xr = openxr.xr
@@ -297,6 +303,18 @@ def test_button_names_follow_the_bound_component() -> None:
     assert HANDS == ("/user/hand/left", "/user/hand/right")
 
 
+@pytest.mark.parametrize("profile", sorted(SPEC_PROFILES))
+def test_every_boolean_action_reaches_the_buttons_under_a_name_the_motion_scripts_know(profile: str) -> None:
+    """Each bound boolean action of each controller, on each hand, is reported in HandInput.buttons under a
+    name xrcore.motion.BUTTONS knows, so a recorded or scripted session names buttons as a headset does."""
+    boolean = {a.name for a in ACTIONS if a.kind == "boolean"}
+    for hand in (0, 1):
+        names = button_names(profile, hand)
+        bound = {a for a, p in BINDINGS[profile] if a in boolean and p.startswith(HANDS[hand])}
+        assert set(names) == bound
+        assert set(names.values()) <= BUTTONS, profile
+
+
 # --- formats and conversions ------------------------------------------------------------------------
 
 
@@ -326,6 +344,128 @@ def test_config_refuses_nonsense() -> None:
         OpenXRConfig(reference_space="floor")
     with pytest.raises(ValueError, match="near_m < far_m"):
         OpenXRConfig(near_m=1.0, far_m=0.5)
+    with pytest.raises(ValueError, match="blend must be one of auto, opaque, additive, alpha"):
+        OpenXRConfig(blend="passthrough")
+
+
+# --- environment blend modes ------------------------------------------------------------------------------
+
+OPAQUE, ADDITIVE, ALPHA = 1, 2, 3  # XrEnvironmentBlendMode, as the specification's header defines them
+
+
+def test_blend_mode_names_are_xrcores_with_the_specification_values() -> None:
+    """Every name in xrcore.types.BLEND_MODES maps to its XrEnvironmentBlendMode value, as pyopenxr has it too."""
+    assert BLEND_MODE_VALUES == {"opaque": OPAQUE, "additive": ADDITIVE, "alpha": ALPHA}
+    assert set(BLEND_MODE_VALUES) == set(BLEND_MODES)
+    assert [int(xr.EnvironmentBlendMode[n]) for n in ("OPAQUE", "ADDITIVE", "ALPHA_BLEND")] == [OPAQUE, ADDITIVE, ALPHA]
+
+
+def test_auto_blend_is_the_runtimes_first_known_mode() -> None:
+    """'auto' takes the first mode the runtime lists, passing over values medverse has no name for."""
+    assert choose_blend_mode([ALPHA, OPAQUE], "auto") == ("alpha", ("alpha", "opaque"))
+    assert choose_blend_mode([1000999000, ADDITIVE], "auto") == ("additive", ("additive",))
+    assert choose_blend_mode([OPAQUE, ALPHA], "alpha") == ("alpha", ("opaque", "alpha"))
+
+
+@pytest.mark.parametrize(("offered", "wanted", "words"), [
+    ([OPAQUE, ADDITIVE], "alpha", ("'alpha'", "it offers opaque, additive")),
+    ([1000999000], "auto", ("no environment blend mode medverse knows", "1000999000")),
+    ([], "opaque", ("no environment blend mode",)),
+])
+def test_a_blend_mode_not_offered_is_refused_in_one_line(offered: list[int], wanted: str, words: tuple[str, ...]) -> None:
+    with pytest.raises(BackendError) as info:
+        choose_blend_mode(offered, wanted)
+    message = str(info.value)
+    assert "\n" not in message and all(w in message for w in words), message
+
+
+# --- hands --------------------------------------------------------------------------------------------------
+
+
+def _quat_about(axis: tuple[float, float, float], angle: float) -> tuple[float, float, float, float]:
+    s = math.sin(angle / 2)
+    return (axis[0] * s, axis[1] * s, axis[2] * s, math.cos(angle / 2))
+
+
+def _skeleton(pinch: float, turn: Pose) -> HandJoints:
+    """A right hand, palm down, fingers along -Z, placed by ``turn``; ``pinch`` 0..1 curls the index finger
+    (intermediate, distal and tip) down towards the thumb."""
+    local = {name: (0.0, 0.0, -0.01 * i) for name, i in JOINT.items()}
+    local.update(palm=(0.0, 0.0, -0.05), wrist=(0.0, 0.0, 0.0), index_proximal=(-0.025, 0.0, -0.09))
+    for name, reach in (("index_intermediate", 0.04), ("index_distal", 0.065), ("index_tip", 0.085)):
+        bend = pinch * math.pi / 2
+        local[name] = (-0.025, -reach * math.sin(bend), -0.09 - reach * math.cos(bend))
+    r, t = turn.rotation_matrix(), turn.position
+    poses = []
+    for name in JOINT:
+        p = r @ local[name] + t
+        poses.append(Pose((float(p[0]), float(p[1]), float(p[2])), turn.orientation))
+    return HandJoints(tuple(poses), (0.01,) * HAND_JOINT_COUNT)
+
+
+def test_hand_aim_starts_at_the_index_knuckle_and_points_from_the_wrist() -> None:
+    """A hand turned 90 degrees left: the ray starts at the index proximal joint, runs along wrist -> knuckle,
+    and its up is the back of the hand."""
+    turn = Pose((0.1, 1.2, -0.3), _quat_about((0.0, 1.0, 0.0), math.pi / 2))
+    joints = _skeleton(0.0, turn)
+    aim = hand_aim_pose(joints)
+    knuckle, wrist = joints.position("index_proximal"), joints.position("wrist")
+    assert aim.position == pytest.approx(tuple(knuckle))
+    direction = (knuckle - wrist) / math.dist(knuckle, wrist)
+    assert aim.forward() == pytest.approx(direction, abs=1e-9)
+    assert aim.rotation_matrix()[:, 1] == pytest.approx([0.0, 1.0, 0.0], abs=1e-9)
+
+
+def test_hand_aim_holds_still_while_the_index_finger_pinches() -> None:
+    """Curling the index finger from open to a full pinch leaves the ray's origin and direction unchanged."""
+    turn = Pose((0.0, 1.3, -0.2), _quat_about((1.0, 0.0, 0.0), -0.4))
+    open_aim, pinched_aim = hand_aim_pose(_skeleton(0.0, turn)), hand_aim_pose(_skeleton(1.0, turn))
+    assert _skeleton(0.0, turn).position("index_tip") != pytest.approx(_skeleton(1.0, turn).position("index_tip"))
+    assert pinched_aim.position == pytest.approx(open_aim.position)
+    assert pinched_aim.forward() == pytest.approx(open_aim.forward(), abs=1e-12)
+
+
+def test_hand_aim_of_a_degenerate_skeleton_is_the_palm_direction() -> None:
+    """Knuckle on the wrist (no direction between them): the ray takes the palm's orientation, and never raises."""
+    palm = Pose((0.0, 1.0, 0.0), _quat_about((0.0, 0.0, 1.0), 0.3))
+    joints = HandJoints((palm,) + (Pose((0.0, 1.0, 0.0)),) * (HAND_JOINT_COUNT - 1), (0.01,) * HAND_JOINT_COUNT)
+    aim = hand_aim_pose(joints)
+    assert aim.orientation == palm.orientation and aim.position == (0.0, 1.0, 0.0)
+
+
+def _locations(active: bool, flags: list[int]) -> object:
+    buffer = (xr.HandJointLocationEXT * HAND_JOINT_COUNT)()
+    for i, location in enumerate(buffer):
+        location.location_flags = flags[i]
+        location.pose = xr.Posef(orientation=xr.Quaternionf(0.0, 0.6, 0.0, 0.8), position=xr.Vector3f(0.01 * i, 1.0, -0.2))
+        location.radius = 0.005 + 0.001 * i
+    return xr.HandJointLocationsEXT(is_active=active, joint_locations=buffer)
+
+
+VALID = int(xr.SpaceLocationFlags.POSITION_VALID_BIT | xr.SpaceLocationFlags.ORIENTATION_VALID_BIT)
+
+
+def test_joint_locations_convert_to_hand_joints_in_order() -> None:
+    """XrHandJointLocationsEXT with every joint valid: 26 poses (position, orientation x y z w) and radii, in
+    XrHandJointEXT order."""
+    joints = joints_from_xr(_locations(True, [VALID] * HAND_JOINT_COUNT))
+    assert joints is not None
+    assert joints.position("index_tip") == pytest.approx([0.1, 1.0, -0.2])
+    assert joints.poses[JOINT["index_tip"]].orientation == pytest.approx((0.0, 0.6, 0.0, 0.8))
+    assert joints.radii[JOINT["little_tip"]] == pytest.approx(0.030)
+
+
+@pytest.mark.parametrize(("active", "invalid", "flag"), [
+    (False, None, 0),
+    (True, "little_tip", int(xr.SpaceLocationFlags.POSITION_VALID_BIT)),
+    (True, "palm", 0),
+], ids=["inactive", "one-orientation-invalid", "one-joint-unknown"])
+def test_an_untracked_or_partial_hand_has_no_joints(active: bool, invalid: str | None, flag: int) -> None:
+    """An inactive hand, or one with any joint lacking a valid position or orientation, gives None."""
+    flags = [VALID] * HAND_JOINT_COUNT
+    if invalid is not None:
+        flags[JOINT[invalid]] = flag
+    assert joints_from_xr(_locations(active, flags)) is None
 
 
 # --- the real loader and a real EGL context -----------------------------------------------------------
@@ -370,7 +510,7 @@ def test_egl_graphics_binding_describes_a_real_egl_context() -> None:
         }))
         ctx.close()
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["display"] and result["context"]

@@ -5,8 +5,10 @@
  * The real Khronos loader (the one in pyopenxr's wheel) loads it through XR_RUNTIME_JSON, so the
  * OpenXR backend runs unchanged: instance, system, EGL graphics binding (XR_MNDX_egl_enable), session
  * lifecycle, swapchains backed by real GL texture arrays made with the application's context, the
- * frame loop, actions with a Touch controller, haptics. The runtime checks what it is given and
- * writes one line per noteworthy call to $MEDVERSE_XR_TEST_LOG, which the tests read.
+ * frame loop, actions with a Touch controller, haptics, and (on request) bare-hand tracking through
+ * XR_EXT_hand_tracking and a chosen list of environment blend modes. The runtime checks what it is
+ * given and writes one line per noteworthy call to $MEDVERSE_XR_TEST_LOG, which the tests read: each
+ * xrEndFrame's line names the environment blend mode and each projection layer's flags submitted.
  * Without XR_MNDX_egl_enable (no_egl=1) it takes the Xlib/GLX binding (XrGraphicsBindingOpenGLXlibKHR)
  * instead, as SteamVR does, and resolves GL through libGLX's glXGetProcAddressARB; the application's GLX
  * context must be current in xrCreateSession.
@@ -20,7 +22,13 @@
  *                      XR_ERROR_SESSION_LOST only);
  *   lose_instance_after=N  after N frames the instance is lost (INSTANCE_LOSS_PENDING, then
  *                      XR_ERROR_INSTANCE_LOST) once; a new instance works;
- *   no_egl=1           do not offer XR_MNDX_egl_enable; xrCreateSession then wants the Xlib binding.
+ *   no_egl=1           do not offer XR_MNDX_egl_enable; xrCreateSession then wants the Xlib binding;
+ *   hands=1            offer XR_EXT_hand_tracking, with a system that tracks hands (hands=2: the extension
+ *                      is offered but XrSystemHandTrackingPropertiesEXT says the system cannot); the
+ *                      hands' skeleton is a pure function of the time asked for (see hand_joint);
+ *   controllers=0      no controller is held: pose actions are inactive, no interaction profile;
+ *   blend=a/b/...      the environment blend modes offered, in the runtime's order of preference, by
+ *                      name (opaque, additive, alpha); default opaque. xrEndFrame refuses any other.
  *
  * Build: cc -shared -fPIC -o libmedverse_xr_test.so test_openxr_runtime.c  (needs libopenxr-dev headers)
  */
@@ -31,6 +39,7 @@
 #include <X11/Xlib.h>
 #include <GL/glx.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <openxr/openxr.h>
 #include <openxr/openxr_platform.h>
 #include <stdarg.h>
@@ -78,6 +87,10 @@ typedef void (*DeleteTextures)(GLsizei, const GLuint *);
 static FILE *log_file;
 static int opt_stop_after = -1, opt_lose_after = -1, opt_unavailable_polls = 0, opt_no_egl = 0, opt_silent_loss = 0;
 static int opt_lose_instance_after = -1, instance_lost, instance_loss_done;
+static int opt_hands = 0, opt_controllers = 1, hands_enabled;
+static const char *BLEND_NAMES[] = {"?", "opaque", "additive", "alpha"}; /* by XrEnvironmentBlendMode value */
+static XrEnvironmentBlendMode blend_modes[3] = {XR_ENVIRONMENT_BLEND_MODE_OPAQUE};
+static uint32_t blend_count = 1;
 
 static char *paths[MAX_PATHS];
 static int path_count;
@@ -86,7 +99,8 @@ typedef struct { char name[64]; } Action;
 static Action actions[MAX_ACTIONS];
 static int action_count;
 
-typedef struct { int kind; int action; XrPath hand; } Space; /* kind 0 reference(view) 1 reference(other) 2 action */
+/* kind 0 reference(view) 1 reference(other) 2 action; reference: the XrReferenceSpaceType, 0 for an action space */
+typedef struct { int kind; int action; XrPath hand; int reference; } Space;
 static Space spaces[MAX_SPACES];
 static int space_count;
 
@@ -109,6 +123,15 @@ static void note(const char *fmt, ...) {
     fputc('\n', log_file); fflush(log_file);
 }
 
+static void read_blend_modes(char *names) {
+    /* "alpha/opaque": the modes offered, most preferred first; unknown names are skipped. */
+    blend_count = 0;
+    char *rest = NULL;
+    for (char *name = strtok_r(names, "/", &rest); name && blend_count < 3; name = strtok_r(NULL, "/", &rest))
+        for (int m = 1; m <= 3; m++)
+            if (!strcmp(name, BLEND_NAMES[m])) blend_modes[blend_count++] = (XrEnvironmentBlendMode)m;
+}
+
 static void read_options(void) {
     const char *spec = getenv("MEDVERSE_XR_TEST");
     const char *log_path = getenv("MEDVERSE_XR_TEST_LOG");
@@ -117,15 +140,20 @@ static void read_options(void) {
     if (getenv("MEDVERSE_XR_TEST_INSTANCE_LOST")) instance_loss_done = 1;
     if (!spec) return;
     char buffer[256]; strncpy(buffer, spec, sizeof buffer - 1); buffer[sizeof buffer - 1] = 0;
-    for (char *item = strtok(buffer, ","); item; item = strtok(NULL, ",")) {
-        int value = 0; char key[64];
-        if (sscanf(item, "%63[^=]=%d", key, &value) != 2) continue;
+    char *rest = NULL;
+    for (char *item = strtok_r(buffer, ",", &rest); item; item = strtok_r(NULL, ",", &rest)) {
+        char key[64], text[128];
+        if (sscanf(item, "%63[^=]=%127s", key, text) != 2) continue;
+        int value = atoi(text);
         if (!strcmp(key, "stop_after")) opt_stop_after = value;
         else if (!strcmp(key, "lose_after")) opt_lose_after = value;
         else if (!strcmp(key, "unavailable_polls")) opt_unavailable_polls = value;
         else if (!strcmp(key, "no_egl")) opt_no_egl = value;
         else if (!strcmp(key, "silent_loss")) opt_silent_loss = value;
         else if (!strcmp(key, "lose_instance_after")) opt_lose_instance_after = value;
+        else if (!strcmp(key, "hands")) opt_hands = value;
+        else if (!strcmp(key, "controllers")) opt_controllers = value;
+        else if (!strcmp(key, "blend")) read_blend_modes(text);
     }
 }
 
@@ -149,26 +177,37 @@ static XrResult enumerate(uint32_t capacity, uint32_t *count, uint32_t n) {
 }
 
 /* ---- instance -------------------------------------------------------------------------------------- */
-static const char *EXTENSIONS[] = {XR_KHR_OPENGL_ENABLE_EXTENSION_NAME, XR_KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME,
-                                   XR_MNDX_EGL_ENABLE_EXTENSION_NAME};
+static uint32_t offered_extensions(const char *names[4]) {
+    uint32_t n = 0;
+    names[n++] = XR_KHR_OPENGL_ENABLE_EXTENSION_NAME;
+    names[n++] = XR_KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME;
+    if (!opt_no_egl) names[n++] = XR_MNDX_EGL_ENABLE_EXTENSION_NAME;
+    if (opt_hands) names[n++] = XR_EXT_HAND_TRACKING_EXTENSION_NAME;
+    return n;
+}
 
 static XrResult XRAPI_CALL EnumerateInstanceExtensionProperties(const char *layer, uint32_t cap, uint32_t *count, XrExtensionProperties *props) {
     (void)layer;
     read_options();
-    uint32_t n = opt_no_egl ? 2 : 3;
+    const char *names[4];
+    uint32_t n = offered_extensions(names);
     XrResult r = enumerate(cap, count, n);
     if (cap == 0 || r != XR_SUCCESS) return r;
-    for (uint32_t i = 0; i < n; i++) { strcpy(props[i].extensionName, EXTENSIONS[i]); props[i].extensionVersion = 1; }
+    for (uint32_t i = 0; i < n; i++) { strcpy(props[i].extensionName, names[i]); props[i].extensionVersion = 1; }
     return XR_SUCCESS;
 }
 
 static XrResult XRAPI_CALL CreateInstance(const XrInstanceCreateInfo *info, XrInstance *instance) {
     read_options();
+    const char *names[4];
+    uint32_t n = offered_extensions(names);
+    hands_enabled = 0;
     for (uint32_t i = 0; i < info->enabledExtensionCount; i++) {
         const char *e = info->enabledExtensionNames[i];
         int known = 0;
-        for (int k = 0; k < (opt_no_egl ? 2 : 3); k++) known |= !strcmp(e, EXTENSIONS[k]);
+        for (uint32_t k = 0; k < n; k++) known |= !strcmp(e, names[k]);
         if (!known) return XR_ERROR_EXTENSION_NOT_PRESENT;
+        hands_enabled |= !strcmp(e, XR_EXT_HAND_TRACKING_EXTENSION_NAME);
         note("extension %s", e);
     }
     instance_alive = 1; instance_lost = 0;
@@ -236,6 +275,12 @@ static XrResult XRAPI_CALL GetSystemProperties(XrInstance i, XrSystemId s, XrSys
     p->graphicsProperties.maxSwapchainImageWidth = 4096; p->graphicsProperties.maxSwapchainImageHeight = 4096;
     p->graphicsProperties.maxLayerCount = 16;
     p->trackingProperties.orientationTracking = XR_TRUE; p->trackingProperties.positionTracking = XR_TRUE;
+    for (XrBaseOutStructure *next = (XrBaseOutStructure *)p->next; next; next = next->next) {
+        if (next->type != XR_TYPE_SYSTEM_HAND_TRACKING_PROPERTIES_EXT) continue;
+        if (!hands_enabled) return XR_ERROR_VALIDATION_FAILURE; /* chained without enabling the extension */
+        ((XrSystemHandTrackingPropertiesEXT *)next)->supportsHandTracking = opt_hands == 1 ? XR_TRUE : XR_FALSE;
+        note("system_properties hand_tracking=%d", opt_hands == 1);
+    }
     return XR_SUCCESS;
 }
 
@@ -260,9 +305,10 @@ static XrResult XRAPI_CALL EnumerateViewConfigurationViews(XrInstance i, XrSyste
 }
 
 static XrResult XRAPI_CALL EnumerateEnvironmentBlendModes(XrInstance i, XrSystemId s, XrViewConfigurationType t, uint32_t cap, uint32_t *count, XrEnvironmentBlendMode *modes) {
-    (void)i; (void)s; (void)t;
-    XrResult r = enumerate(cap, count, 1);
-    if (cap && r == XR_SUCCESS) modes[0] = XR_ENVIRONMENT_BLEND_MODE_OPAQUE;
+    (void)i; (void)s;
+    if (t != XR_VIEW_CONFIGURATION_TYPE_PRIMARY_STEREO) return XR_ERROR_VIEW_CONFIGURATION_TYPE_UNSUPPORTED;
+    XrResult r = enumerate(cap, count, blend_count);
+    if (cap && r == XR_SUCCESS) memcpy(modes, blend_modes, blend_count * sizeof *modes);
     return r;
 }
 
@@ -333,6 +379,7 @@ static XrResult XRAPI_CALL AttachSessionActionSets(XrSession s, const XrSessionA
 
 static XrResult XRAPI_CALL GetCurrentInteractionProfile(XrSession s, XrPath user, XrInteractionProfileState *st) {
     (void)s; (void)user;
+    if (!opt_controllers) { st->interactionProfile = XR_NULL_PATH; return XR_SUCCESS; }
     StringToPath(the_instance(), "/interaction_profiles/oculus/touch_controller", &st->interactionProfile);
     return XR_SUCCESS;
 }
@@ -345,29 +392,30 @@ static XrResult XRAPI_CALL SyncActions(XrSession s, const XrActionsSyncInfo *inf
 
 static XrResult XRAPI_CALL GetActionStateBoolean(XrSession s, const XrActionStateGetInfo *g, XrActionStateBoolean *st) {
     (void)s; const char *n = action_name(g->action);
-    st->isActive = XR_TRUE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
-    st->currentState = (is_right(g->subactionPath) && !strcmp(n, "primary")) ? XR_TRUE : XR_FALSE;
+    st->isActive = opt_controllers ? XR_TRUE : XR_FALSE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
+    st->currentState = (opt_controllers && is_right(g->subactionPath) && !strcmp(n, "primary")) ? XR_TRUE : XR_FALSE;
     return XR_SUCCESS;
 }
 
 static XrResult XRAPI_CALL GetActionStateFloat(XrSession s, const XrActionStateGetInfo *g, XrActionStateFloat *st) {
     (void)s; const char *n = action_name(g->action);
-    st->isActive = XR_TRUE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
-    st->currentState = !strcmp(n, "trigger") ? (is_right(g->subactionPath) ? 0.75f : 0.0f)
+    st->isActive = opt_controllers ? XR_TRUE : XR_FALSE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
+    st->currentState = !opt_controllers ? 0.0f : !strcmp(n, "trigger") ? (is_right(g->subactionPath) ? 0.75f : 0.0f)
                      : !strcmp(n, "squeeze") ? 0.25f : 0.0f;
     return XR_SUCCESS;
 }
 
 static XrResult XRAPI_CALL GetActionStateVector2f(XrSession s, const XrActionStateGetInfo *g, XrActionStateVector2f *st) {
     (void)s;
-    st->isActive = XR_TRUE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
-    st->currentState.x = is_right(g->subactionPath) ? 0.5f : 0.0f;
-    st->currentState.y = is_right(g->subactionPath) ? -0.25f : 0.0f;
+    int right = opt_controllers && is_right(g->subactionPath);
+    st->isActive = opt_controllers ? XR_TRUE : XR_FALSE; st->changedSinceLastSync = XR_FALSE; st->lastChangeTime = 0;
+    st->currentState.x = right ? 0.5f : 0.0f;
+    st->currentState.y = right ? -0.25f : 0.0f;
     return XR_SUCCESS;
 }
 
 static XrResult XRAPI_CALL GetActionStatePose(XrSession s, const XrActionStateGetInfo *g, XrActionStatePose *st) {
-    (void)s; (void)g; st->isActive = XR_TRUE; return XR_SUCCESS;
+    (void)s; (void)g; st->isActive = opt_controllers ? XR_TRUE : XR_FALSE; return XR_SUCCESS;
 }
 
 static XrResult XRAPI_CALL ApplyHapticFeedback(XrSession s, const XrHapticActionInfo *info, const XrHapticBaseHeader *h) {
@@ -462,9 +510,9 @@ static XrResult XRAPI_CALL RequestExitSession(XrSession s) {
     return XR_SUCCESS;
 }
 
-static XrResult new_space(int kind, int action, XrPath hand, XrSpace *space) {
+static XrResult new_space(int kind, int action, XrPath hand, int reference, XrSpace *space) {
     if (space_count == MAX_SPACES) return XR_ERROR_LIMIT_REACHED;
-    spaces[space_count] = (Space){kind, action, hand};
+    spaces[space_count] = (Space){kind, action, hand, reference};
     *space = (XrSpace)(uintptr_t)(0x5000 + space_count++);
     return XR_SUCCESS;
 }
@@ -478,11 +526,12 @@ static XrResult XRAPI_CALL EnumerateReferenceSpaces(XrSession s, uint32_t cap, u
 
 static XrResult XRAPI_CALL CreateReferenceSpace(XrSession s, const XrReferenceSpaceCreateInfo *info, XrSpace *space) {
     (void)s; note("reference_space %d", (int)info->referenceSpaceType);
-    return new_space(info->referenceSpaceType == XR_REFERENCE_SPACE_TYPE_VIEW ? 0 : 1, -1, XR_NULL_PATH, space);
+    return new_space(info->referenceSpaceType == XR_REFERENCE_SPACE_TYPE_VIEW ? 0 : 1, -1, XR_NULL_PATH,
+                     (int)info->referenceSpaceType, space);
 }
 
 static XrResult XRAPI_CALL CreateActionSpace(XrSession s, const XrActionSpaceCreateInfo *info, XrSpace *space) {
-    (void)s; return new_space(2, (int)((uintptr_t)info->action - 0x4000), info->subactionPath, space);
+    (void)s; return new_space(2, (int)((uintptr_t)info->action - 0x4000), info->subactionPath, 0, space);
 }
 
 static XrResult XRAPI_CALL DestroySpace(XrSpace space) { (void)space; return XR_SUCCESS; }
@@ -497,9 +546,89 @@ static XrResult XRAPI_CALL LocateSpace(XrSpace space, XrSpace base, XrTime time,
         p.position.z = !strcmp(actions[sp->action].name, "aim_pose") ? -0.35f : -0.3f;
     }
     loc->pose = p;
-    loc->locationFlags = XR_SPACE_LOCATION_POSITION_VALID_BIT | XR_SPACE_LOCATION_ORIENTATION_VALID_BIT |
+    loc->locationFlags = (sp->kind == 2 && !opt_controllers) ? 0 : /* no controller, nothing to locate */
+                         XR_SPACE_LOCATION_POSITION_VALID_BIT | XR_SPACE_LOCATION_ORIENTATION_VALID_BIT |
                          XR_SPACE_LOCATION_POSITION_TRACKED_BIT | XR_SPACE_LOCATION_ORIENTATION_TRACKED_BIT;
     return session_lost ? XR_ERROR_SESSION_LOST : XR_SUCCESS;
+}
+
+/* ---- hand tracking (XR_EXT_hand_tracking) ---------------------------------------------------------- */
+/* The right hand, open, relative to its wrist (metres): palm down, fingers forward (-Z), thumb to the
+ * left (-X). The left hand is its mirror image (x negated). Every joint's orientation is identity, which
+ * in the extension's convention (+Z along the bone from the tip towards the wrist, +Y out of the back
+ * of the hand) is such a flat hand. The thumb and index tips are placed by the pinch (hand_joint). */
+static const double OPEN_HAND[XR_HAND_JOINT_COUNT_EXT][3] = {
+    {0, 0, -0.05}, {0, 0, 0},                                                                /* palm, wrist */
+    {-0.025, -0.01, -0.02}, {-0.045, -0.015, -0.045}, {-0.055, -0.015, -0.07}, {0, 0, 0},     /* thumb */
+    {-0.02, 0, -0.01}, {-0.025, 0, -0.09}, {-0.027, 0, -0.13}, {-0.028, 0, -0.155}, {0, 0, 0}, /* index */
+    {0, 0, -0.01}, {0, 0, -0.09}, {0, 0, -0.135}, {0, 0, -0.163}, {0, 0, -0.185},            /* middle */
+    {0.018, 0, -0.01}, {0.02, 0, -0.085}, {0.021, 0, -0.125}, {0.022, 0, -0.15}, {0.022, 0, -0.17},
+    {0.033, 0, -0.012}, {0.038, 0, -0.075}, {0.04, 0, -0.105}, {0.041, 0, -0.123}, {0.042, 0, -0.14},
+};
+static const double WRIST[3] = {0.2, 1.3, -0.25};              /* the right wrist in the reference space */
+static const double PINCH_MEET[3] = {-0.045, -0.02, -0.13};    /* where the thumb and index tips meet */
+static const double PINCH_LINE[3] = {0.3, 0.25, -0.92};        /* from the thumb tip towards the index tip */
+#define PINCH_OPEN_M 0.08   /* thumb tip to index tip with the hand open */
+#define PINCH_FRAMES 8.0    /* one pinch per 8 frames: open at frame 0, tips meet at 4, open again at 8 */
+
+static void hand_joint(int right, XrTime time, XrHandJointLocationsEXT *out) {
+    /* The skeleton at `time`, a pure function of it. With f the frame (time - 1 s) / period, the
+     * thumb-to-index tip gap is PINCH_OPEN_M * (1 + cos(2 pi f / PINCH_FRAMES)) / 2. The right hand is
+     * always tracked; the left hand is lost (isActive false) at frames f = 0 mod 4 and its little
+     * finger tip is occluded (no valid flags) at frames f = 2 mod 4. */
+    double frame = (double)(time - 1000000000LL) / (double)PERIOD_NS;
+    long n = lround(frame);
+    int active = right || n % 4 != 0;
+    double gap = PINCH_OPEN_M * (1.0 + cos(2.0 * 3.14159265358979323846 * frame / PINCH_FRAMES)) / 2.0;
+    double length = sqrt(PINCH_LINE[0] * PINCH_LINE[0] + PINCH_LINE[1] * PINCH_LINE[1] + PINCH_LINE[2] * PINCH_LINE[2]);
+    double mirror = right ? 1.0 : -1.0;
+    const XrSpaceLocationFlags valid = XR_SPACE_LOCATION_POSITION_VALID_BIT | XR_SPACE_LOCATION_ORIENTATION_VALID_BIT |
+                                       XR_SPACE_LOCATION_POSITION_TRACKED_BIT | XR_SPACE_LOCATION_ORIENTATION_TRACKED_BIT;
+    out->isActive = active ? XR_TRUE : XR_FALSE;
+    for (int j = 0; j < XR_HAND_JOINT_COUNT_EXT; j++) {
+        double p[3] = {OPEN_HAND[j][0], OPEN_HAND[j][1], OPEN_HAND[j][2]};
+        if (j == XR_HAND_JOINT_THUMB_TIP_EXT || j == XR_HAND_JOINT_INDEX_TIP_EXT) {
+            double side = j == XR_HAND_JOINT_INDEX_TIP_EXT ? 0.5 : -0.5;
+            for (int k = 0; k < 3; k++) p[k] = PINCH_MEET[k] + side * gap * PINCH_LINE[k] / length;
+        }
+        XrHandJointLocationEXT *loc = &out->jointLocations[j];
+        loc->pose = (XrPosef){{0, 0, 0, 1}, {(float)(mirror * (WRIST[0] + p[0])), (float)(WRIST[1] + p[1]), (float)(WRIST[2] + p[2])}};
+        loc->radius = j <= XR_HAND_JOINT_WRIST_EXT ? 0.02f : j % 5 == 0 ? 0.008f : 0.01f; /* tips: 5, 10, ... 25 */
+        int occluded = !right && n % 4 == 2 && j == XR_HAND_JOINT_LITTLE_TIP_EXT;
+        loc->locationFlags = (active && !occluded) ? valid : 0;
+    }
+}
+
+static XrResult XRAPI_CALL CreateHandTrackerEXT(XrSession s, const XrHandTrackerCreateInfoEXT *info, XrHandTrackerEXT *tracker) {
+    (void)s;
+    if (!session_alive) return XR_ERROR_HANDLE_INVALID;
+    if (session_lost) return XR_ERROR_SESSION_LOST;
+    if (opt_hands != 1) return XR_ERROR_FEATURE_UNSUPPORTED; /* the system said it tracks no hands */
+    if (info->type != XR_TYPE_HAND_TRACKER_CREATE_INFO_EXT || info->handJointSet != XR_HAND_JOINT_SET_DEFAULT_EXT ||
+        (info->hand != XR_HAND_LEFT_EXT && info->hand != XR_HAND_RIGHT_EXT)) return XR_ERROR_VALIDATION_FAILURE;
+    note("hand_tracker %s", info->hand == XR_HAND_RIGHT_EXT ? "right" : "left");
+    *tracker = (XrHandTrackerEXT)(uintptr_t)(0x7000 + info->hand);
+    return XR_SUCCESS;
+}
+
+static int tracker_is_right(XrHandTrackerEXT tracker) { return (uintptr_t)tracker - 0x7000 == XR_HAND_RIGHT_EXT; }
+
+static XrResult XRAPI_CALL DestroyHandTrackerEXT(XrHandTrackerEXT tracker) {
+    note("destroy_hand_tracker %s", tracker_is_right(tracker) ? "right" : "left");
+    return XR_SUCCESS;
+}
+
+static XrResult XRAPI_CALL LocateHandJointsEXT(XrHandTrackerEXT tracker, const XrHandJointsLocateInfoEXT *info, XrHandJointLocationsEXT *out) {
+    if (session_lost) return XR_ERROR_SESSION_LOST;
+    if (info->type != XR_TYPE_HAND_JOINTS_LOCATE_INFO_EXT || out->type != XR_TYPE_HAND_JOINT_LOCATIONS_EXT ||
+        out->jointCount != XR_HAND_JOINT_COUNT_EXT || !out->jointLocations) return XR_ERROR_VALIDATION_FAILURE;
+    uintptr_t base = (uintptr_t)info->baseSpace - 0x5000;
+    if (base >= (uintptr_t)space_count) return XR_ERROR_HANDLE_INVALID;
+    if (info->time <= 0) return XR_ERROR_TIME_INVALID;
+    int right = tracker_is_right(tracker);
+    note("hand_joints hand=%s time=%lld space=%d", right ? "right" : "left", (long long)info->time, spaces[base].reference);
+    hand_joint(right, info->time, out);
+    return XR_SUCCESS;
 }
 
 /* ---- swapchains ------------------------------------------------------------------------------------ */
@@ -636,11 +765,15 @@ static XrResult XRAPI_CALL EndFrame(XrSession s, const XrFrameEndInfo *info) {
     if (!in_frame) return XR_ERROR_CALL_ORDER_INVALID;
     in_frame = 0;
     if (info->displayTime != last_predicted) return XR_ERROR_TIME_INVALID;
-    if (info->environmentBlendMode != XR_ENVIRONMENT_BLEND_MODE_OPAQUE) return XR_ERROR_ENVIRONMENT_BLEND_MODE_UNSUPPORTED;
-    char detail[256] = "";
+    int offered = 0;
+    for (uint32_t m = 0; m < blend_count; m++) offered |= info->environmentBlendMode == blend_modes[m];
+    if (!offered) return XR_ERROR_ENVIRONMENT_BLEND_MODE_UNSUPPORTED;
+    char detail[320] = "";
     for (uint32_t l = 0; l < info->layerCount; l++) {
         const XrCompositionLayerProjection *p = (const XrCompositionLayerProjection *)info->layers[l];
         if (p->type != XR_TYPE_COMPOSITION_LAYER_PROJECTION || p->viewCount != 2) return XR_ERROR_LAYER_INVALID;
+        size_t start = strlen(detail);
+        snprintf(detail + start, sizeof detail - start, " flags=0x%llx", (unsigned long long)p->layerFlags);
         for (uint32_t v = 0; v < 2; v++) {
             const XrCompositionLayerProjectionView *pv = &p->views[v];
             if (pv->type != XR_TYPE_COMPOSITION_LAYER_PROJECTION_VIEW) return XR_ERROR_LAYER_INVALID;
@@ -659,7 +792,8 @@ static XrResult XRAPI_CALL EndFrame(XrSession s, const XrFrameEndInfo *info) {
                      pixel(sc, layer, (int)sc->width / 2, (int)sc->height / 2), covered(sc, layer), pv->fov.angleLeft, depth);
         }
     }
-    note("end_frame %d time=%lld layers=%u%s", frames, (long long)info->displayTime, info->layerCount, detail);
+    note("end_frame %d time=%lld blend=%s layers=%u%s", frames, (long long)info->displayTime,
+         BLEND_NAMES[info->environmentBlendMode], info->layerCount, detail);
     frames++;
     if (state == XR_SESSION_STATE_FOCUSED) focused_frames++;
     if (opt_lose_after >= 0 && !loss_done && frames >= opt_lose_after) {
@@ -698,10 +832,17 @@ static const struct { const char *name; PFN_xrVoidFunction fn; } TABLE[] = {
     ENTRY(ReleaseSwapchainImage), ENTRY(WaitFrame), ENTRY(BeginFrame), ENTRY(LocateViews), ENTRY(EndFrame),
 };
 
+/* Functions of XR_EXT_hand_tracking: only for an instance that enabled it. */
+static const struct { const char *name; PFN_xrVoidFunction fn; } HAND_TABLE[] = {
+    ENTRY(CreateHandTrackerEXT), ENTRY(DestroyHandTrackerEXT), ENTRY(LocateHandJointsEXT),
+};
+
 static XrResult XRAPI_CALL GetInstanceProcAddr(XrInstance instance, const char *name, PFN_xrVoidFunction *fn) {
     (void)instance;
     for (size_t k = 0; k < sizeof TABLE / sizeof TABLE[0]; k++)
         if (!strcmp(TABLE[k].name, name)) { *fn = TABLE[k].fn; return XR_SUCCESS; }
+    for (size_t k = 0; hands_enabled && k < sizeof HAND_TABLE / sizeof HAND_TABLE[0]; k++)
+        if (!strcmp(HAND_TABLE[k].name, name)) { *fn = HAND_TABLE[k].fn; return XR_SUCCESS; }
     *fn = NULL;
     return XR_ERROR_FUNCTION_UNSUPPORTED;
 }

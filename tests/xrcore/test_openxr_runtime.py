@@ -16,7 +16,9 @@ first pixel of each submitted layer.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -48,8 +50,16 @@ DRIVER = textwrap.dedent("""
                                       np.array(rgba, np.uint8))
             return False
 
+    def hand(h):
+        # Where a hand is and what the skeleton says, for the hand-tracking tests.
+        return {"aim": list(h.aim.position) if h.aim else None, "aim_forward": list(h.aim.forward()) if h.aim else None,
+                "grip": list(h.grip.position) if h.grip else None,
+                "joints": [list(p.position) for p in h.joints.poses] if h.joints else None,
+                "radii": list(h.joints.radii) if h.joints else None}
+
     exit_at = int(os.environ.get("DRIVER_EXIT_AT", "-1"))
-    backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0)
+    options = {"blend": os.environ["DRIVER_BLEND"]} if os.environ.get("DRIVER_BLEND") else {}
+    backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0, **options)
     result = {"backend": type(backend).__name__, "frames": []}
     if os.environ.get("DRIVER_REAL_RENDERER"):
         # The real renderer drawing the brain twin through the real frame loop into the headset.
@@ -85,9 +95,15 @@ DRIVER = textwrap.dedent("""
     if result["backend"] == "OpenXRBackend":
         if not os.environ.get("DRIVER_NO_RENDERER"):
             backend.attach(EyeColours())
-        backend.start()
+        try:
+            backend.start()
+        except Exception as exc:
+            result["start_error"] = [type(exc).__name__, str(exc)]
+            print(json.dumps(result))
+            sys.exit(0)
         info = backend.info
         result["info"] = [info.name, info.view_count, info.width, info.height, round(info.rate_hz, 3)]
+        result["blend"] = [info.blend_mode, list(info.blend_modes)]
         for frame in backend.frames():
             right, left = frame.inputs.right, frame.inputs.left
             result["frames"].append({
@@ -97,6 +113,7 @@ DRIVER = textwrap.dedent("""
                 "right": [right.trigger, right.squeeze, list(right.thumbstick), sorted(right.buttons),
                           list(right.aim.position) if right.aim else None, list(right.grip.position) if right.grip else None],
                 "left": [left.trigger, sorted(left.buttons), list(left.aim.position) if left.aim else None],
+                "hands": [hand(left), hand(right)], "focused": backend.machine.input_focused,
             })
             if frame.index == 3:
                 backend.haptic_pulse(1, amplitude=0.5, duration_s=0.1)
@@ -145,8 +162,8 @@ def runtime_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert cc, "a C compiler is needed to build the test OpenXR runtime (apt-get install gcc)"
     root = tmp_path_factory.mktemp("xr-runtime")
     library = root / "libmedverse_xr_test.so"
-    build = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(library), str(SOURCE)],
-                           capture_output=True, text=True, timeout=120)
+    build = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(library), str(SOURCE), "-lm"],
+                           check=False, capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, f"building the test runtime failed (needs libopenxr-dev):\n{build.stderr[-2000:]}"
     manifest = root / "runtime.json"
     manifest.write_text(json.dumps({"file_format_version": "1.0.0",
@@ -160,17 +177,18 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     counter = iter(range(1000))
 
     def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True,
-            real_renderer: bool = False, twice: bool = False, display: str | None = None) -> Run:
+            real_renderer: bool = False, twice: bool = False, display: str | None = None, blend: str = "") -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
                "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
                "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else "",
-               "DRIVER_TWICE": "1" if twice else ""}
+               "DRIVER_TWICE": "1" if twice else "", "DRIVER_BLEND": blend}
         env.pop("DISPLAY", None)  # an X display only where a test gives one (it enables the Xlib binding)
         env.pop("WAYLAND_DISPLAY", None)
         if display:
             env["DISPLAY"] = display
-        out = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True, timeout=120, env=env)
+        out = subprocess.run([sys.executable, "-c", DRIVER], check=False, capture_output=True, text=True, timeout=120,
+                             env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = log.read_text().splitlines() if log.exists() else []
         return Run(json.loads(out.stdout.strip().splitlines()[-1]), lines, out.stderr)
@@ -228,7 +246,7 @@ def test_frames_carry_predicted_display_time_views_and_head(full_run: Run) -> No
     """Display times advance by the runtime's 90 Hz period; two eye views 64 mm apart at head height."""
     frames = full_run.result["frames"]
     times = [f["time"] for f in frames]
-    assert all(abs((b - a) - PERIOD_NS * 1e-9) < 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert all(abs((b - a) - PERIOD_NS * 1e-9) < 1e-9 for a, b in itertools.pairwise(times))
     assert [f["index"] for f in frames] == list(range(len(frames)))
     for f in frames:
         assert f["period"] == pytest.approx(1 / 90, rel=1e-6)
@@ -401,8 +419,8 @@ def test_real_renderer_draws_the_brain_into_both_eyes_of_the_headset(drive) -> N
     assert run.result["gl_errors"] == 0
     rendered = run.rendered()
     assert len(rendered) >= 5
-    background = "%02x%02x%02x" % tuple(round(255 * ((c / 12.92) if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055))
-                                        for c in run.result["background"][:3])  # sRGB-encoded, as stored
+    background = "".join(f"{round(255 * ((c / 12.92) if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055)):02x}"
+                         for c in run.result["background"][:3])  # sRGB-encoded, as stored
     for line in rendered:
         shares = []
         for view in ("view0=layer0:64x48:", "view1=layer1:64x48:"):
@@ -430,10 +448,183 @@ def test_medverse_view_runs_in_the_headset(runtime_manifest: Path, tmp_path: Pat
     env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": "stop_after=4",
            "MEDVERSE_XR_TEST_LOG": str(log)}
     medverse = Path(sys.executable).with_name("medverse")
-    out = subprocess.run([str(medverse), "view", "--twin", "brain", "--backend", "openxr"], capture_output=True,
-                         text=True, timeout=120, env=env)
+    out = subprocess.run([str(medverse), "view", "--twin", "brain", "--backend", "openxr"], check=False,
+                         capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     rendered = [line for line in log.read_text().splitlines() if line.startswith("end_frame ") and "layers=1" in line]
     assert len(rendered) >= 4
-    shares = [float(part.split(":")[2].split("/")[2]) for line in rendered for part in line.split()[4:]]
+    shares = [float(part.split(":")[2].split("/")[2]) for line in rendered for part in line.split() if part.startswith("view")]
     assert len(shares) == 2 * len(rendered) and all(share > 0.005 for share in shares)  # the twin is in view
+
+
+# --- hands (XR_EXT_hand_tracking) and environment blend modes ---------------------------------------
+
+#: The runtime's hand script (``hand_joint`` in the C source): the thumb-to-index tip gap is
+#: PINCH_OPEN_M * (1 + cos(2 pi f / 8)) / 2 at frame f = (t - 1 s) / period; the left hand is lost at
+#: frames f = 0 mod 4 and its little finger tip occluded at f = 2 mod 4.
+PINCH_OPEN_M, PINCH_FRAMES = 0.08, 8
+THUMB_TIP, INDEX_TIP, PALM, WRIST, INDEX_PROXIMAL = 5, 10, 0, 1, 7
+
+
+def frame_number(time_s: float) -> int:
+    """The runtime's frame number of a predicted display time (seconds)."""
+    return round((time_s - 1.0) / (PERIOD_NS * 1e-9))
+
+
+def scripted_gap(time_s: float) -> float:
+    """The thumb-to-index tip distance (m) the runtime scripts for a predicted display time (seconds)."""
+    return PINCH_OPEN_M * (1 + math.cos(2 * math.pi * ((time_s - 1.0) / (PERIOD_NS * 1e-9)) / PINCH_FRAMES)) / 2
+
+
+def focused_frames(run: Run) -> list[dict]:
+    return [f for f in run.result["frames"] if f["focused"]]
+
+
+@pytest.fixture(scope="module")
+def hands_run(drive) -> Run:
+    """A runtime tracking bare hands (XR_EXT_hand_tracking) while Touch controllers are held."""
+    return drive("hands=1,stop_after=8")
+
+
+@pytest.fixture(scope="module")
+def bare_hands_run(drive) -> Run:
+    """A runtime tracking bare hands with no controller in either hand."""
+    return drive("hands=1,controllers=0,stop_after=8")
+
+
+def test_hand_joints_follow_the_runtime_pinch_at_the_predicted_display_time(hands_run: Run) -> None:
+    """Each focused frame's right hand has 26 joints with radii, located at the frame's predicted display time
+    in the stage space; the thumb-index tip gap is the runtime's scripted pinch, closing until the tips meet and
+    opening again."""
+    frames = focused_frames(hands_run)
+    assert len(frames) >= PINCH_FRAMES
+    gaps = []
+    for f in frames:
+        right = f["hands"][1]
+        assert len(right["joints"]) == 26 and len(right["radii"]) == 26 and all(r > 0 for r in right["radii"])
+        gap = math.dist(right["joints"][THUMB_TIP], right["joints"][INDEX_TIP])
+        assert gap == pytest.approx(scripted_gap(f["time"]), abs=1e-5)
+        gaps.append(gap)
+    assert min(gaps) < 1e-3 and max(gaps) > 0.07  # the tips meet, and part again
+    located = [int(line.split("time=")[1].split()[0]) for line in hands_run.lines("hand_joints hand=right")]
+    assert located == [round(f["time"] * 1e9) for f in frames]
+    assert {line.split("space=")[1] for line in hands_run.lines("hand_joints ")} == {"3"}  # STAGE
+
+
+def test_a_lost_or_partly_occluded_hand_has_no_joints(hands_run: Run) -> None:
+    """The left hand the runtime reports inactive (frames 0 mod 4) or with an invalid joint (2 mod 4) reaches
+    the application with joints None; at the other frames it has all 26, mirrored from the right hand."""
+    frames = focused_frames(hands_run)
+    seen = set()
+    for f in frames:
+        n = frame_number(f["time"])
+        left, right = f["hands"]
+        if n % 2 == 0:
+            assert left["joints"] is None, n
+        else:
+            assert len(left["joints"]) == 26
+            assert [-x for x in (p[0] for p in left["joints"])] == pytest.approx([p[0] for p in right["joints"]], abs=1e-6)
+        seen.add(n % 4)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_controller_poses_win_over_the_hand_skeleton(hands_run: Run) -> None:
+    """With controllers held, aim and grip are the controller's poses although the hands are tracked too."""
+    for f in focused_frames(hands_run):
+        right = f["hands"][1]
+        assert right["joints"] is not None
+        assert right["aim"] == pytest.approx([0.2, 1.3, -0.35]) and right["grip"] == pytest.approx([0.2, 1.3, -0.3])
+        assert f["right"][3] == ["a"]
+
+
+def test_bare_hands_point_from_the_index_knuckle_and_grip_at_the_palm(bare_hands_run: Run) -> None:
+    """No controller: a tracked hand's aim starts at the index proximal joint and points from the wrist through
+    it, its grip is the palm; the ray does not move while the pinch closes and opens; an untracked hand has
+    neither."""
+    frames = focused_frames(bare_hands_run)
+    assert len(frames) >= PINCH_FRAMES
+    aims = []
+    for f in frames:
+        for side, h in enumerate(f["hands"]):
+            if h["joints"] is None:
+                assert (h["aim"], h["grip"]) == (None, None)
+                continue
+            knuckle, wrist = h["joints"][INDEX_PROXIMAL], h["joints"][WRIST]
+            direction = [k - w for k, w in zip(knuckle, wrist, strict=True)]
+            length = math.hypot(*direction)
+            assert h["aim"] == pytest.approx(knuckle) and h["grip"] == pytest.approx(h["joints"][PALM])
+            assert h["aim_forward"] == pytest.approx([d / length for d in direction], abs=1e-6)
+            if side == 1:
+                aims.append(h["aim"] + h["aim_forward"])
+        trigger, squeeze, stick, buttons, *_ = f["right"]
+        assert (trigger, squeeze, stick, buttons) == (0.0, 0.0, [0.0, 0.0], [])
+    assert len(aims) == len(frames) and all(a == pytest.approx(aims[0], abs=1e-6) for a in aims)
+    assert "hand tracking on" in bare_hands_run.stderr
+
+
+def test_hand_trackers_are_made_per_hand_and_destroyed_before_the_session(hands_run: Run) -> None:
+    """The extension is enabled, the system asked whether it tracks hands, one tracker made per hand, and both
+    destroyed before the session is."""
+    assert "extension XR_EXT_hand_tracking" in hands_run.log
+    assert "system_properties hand_tracking=1" in hands_run.log
+    assert hands_run.lines("hand_tracker ") == ["hand_tracker left", "hand_tracker right"]
+    assert hands_run.log[-5:] == ["destroy_hand_tracker left", "destroy_hand_tracker right", "destroy_session",
+                                  "destroy_action_set", "destroy_instance"]
+
+
+def test_a_system_without_hand_tracking_makes_no_trackers(drive) -> None:
+    """XR_EXT_hand_tracking offered but XrSystemHandTrackingPropertiesEXT says no: no tracker is made, joints stay
+    None, the controllers work as before."""
+    run = drive("hands=2,stop_after=4")
+    assert "system_properties hand_tracking=0" in run.log
+    assert run.lines("hand_tracker ") == [] and run.lines("hand_joints ") == []
+    frames = focused_frames(run)
+    assert len(frames) >= 4
+    assert all(h["joints"] is None for f in frames for h in f["hands"])
+    assert all(f["right"][4] == pytest.approx([0.2, 1.3, -0.35]) for f in frames)
+    assert "hand tracking off" in run.stderr
+
+
+def test_a_runtime_without_the_extension_gives_no_joints(full_run: Run) -> None:
+    """Without XR_EXT_hand_tracking nothing about hands is asked of the runtime and every hand's joints are None."""
+    assert not any("hand" in line for line in full_run.log if not line.startswith("haptic "))
+    assert all(h["joints"] is None for f in full_run.result["frames"] for h in f["hands"])
+    assert focused_frames(full_run)
+
+
+def test_auto_blend_takes_the_runtimes_first_mode(drive) -> None:
+    """blend='auto' submits every frame with the mode the runtime lists first (here additive, though opaque is
+    offered too), and reports it and the offered modes in BackendInfo; no alpha flag on the layer."""
+    run = drive("blend=additive/opaque/alpha,stop_after=2")
+    assert run.result["blend"] == ["additive", ["additive", "opaque", "alpha"]]
+    ends = run.lines("end_frame ")
+    assert ends and all(" blend=additive " in line for line in ends)
+    assert run.rendered() and all(" flags=0x0 " in line for line in run.rendered())
+
+
+def test_default_runtime_is_opaque_with_no_layer_flags(full_run: Run) -> None:
+    """A runtime offering only opaque: frames go with the opaque mode and projection layers without flags."""
+    assert full_run.result["blend"] == ["opaque", ["opaque"]]
+    assert all(" blend=opaque " in line for line in full_run.lines("end_frame "))
+    assert all(" flags=0x0 " in line for line in full_run.rendered())
+
+
+def test_alpha_blend_is_submitted_with_the_texture_alpha_flag(drive) -> None:
+    """blend='alpha' on a runtime offering it second: every frame goes with XR_ENVIRONMENT_BLEND_MODE_ALPHA_BLEND
+    and the projection layer with XR_COMPOSITION_LAYER_BLEND_TEXTURE_SOURCE_ALPHA_BIT (0x2) alone, never
+    UNPREMULTIPLIED_ALPHA_BIT (0x4)."""
+    run = drive("blend=opaque/alpha,stop_after=3", blend="alpha")
+    assert run.result["blend"] == ["alpha", ["opaque", "alpha"]]
+    assert all(" blend=alpha " in line for line in run.lines("end_frame "))
+    rendered = run.rendered()
+    assert len(rendered) >= 3 and all(" flags=0x2 " in line for line in rendered)
+
+
+def test_a_blend_mode_the_runtime_does_not_offer_fails_in_one_line(drive) -> None:
+    """blend='alpha' on a runtime offering opaque and additive: start() raises BackendError in one line naming
+    the offered modes; no session is begun and everything made is destroyed."""
+    run = drive("blend=opaque/additive", backend="openxr", blend="alpha")
+    kind, message = run.result["start_error"]
+    assert kind == "BackendError" and "\n" not in message
+    assert "'alpha'" in message and "opaque, additive" in message
+    assert "begin_session" not in run.log and run.log[-1] == "destroy_instance"

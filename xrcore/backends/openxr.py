@@ -13,7 +13,10 @@ Two halves:
   configuration, the session and its state machine, one 2-layer sRGB colour swapchain (and a depth
   swapchain where ``XR_KHR_composition_layer_depth`` is offered), and the frame loop
   ``xrWaitFrame`` -> ``xrBeginFrame`` -> ``xrLocateViews`` / ``xrSyncActions`` -> render ->
-  ``xrEndFrame`` at the predicted display time.
+  ``xrEndFrame`` at the predicted display time, submitted with the environment blend mode chosen by
+  :func:`choose_blend_mode`. Where the runtime offers ``XR_EXT_hand_tracking`` and the system tracks
+  hands, each hand's 26 joints are located every frame into :attr:`~xrcore.types.HandInput.joints`;
+  a bare hand (no controller pose) gets its pointer and grip from its skeleton (:func:`hand_aim_pose`).
 
 The graphics binding: over EGL (``XrGraphicsBindingEGLMNDX``) where the runtime offers
 ``XR_MNDX_egl_enable`` (Monado), with an offscreen EGL context; otherwise over Xlib/GLX
@@ -42,11 +45,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import xrcore.gl  # noqa: F401 - chooses PyOpenGL's EGL platform; ``xr`` imports OpenGL when loaded
+import numpy as np
+
+import xrcore.gl  # chooses PyOpenGL's EGL platform; ``xr`` imports OpenGL when loaded
 
 os.environ.setdefault("XR_LOADER_DEBUG", "none")  # read by the loader on its first call; see docstring
 
-import OpenGL.platform as _gl_platform  # noqa: E402 - already loaded, with EGL, by xrcore.gl
+import OpenGL.platform as _gl_platform  # already loaded, with EGL, by xrcore.gl
 
 _EGL_PLATFORM = _gl_platform.PLATFORM
 import xr  # noqa: E402 - after xrcore.gl, or PyOpenGL would settle on GLX
@@ -58,7 +63,19 @@ import xr  # noqa: E402 - after xrcore.gl, or PyOpenGL would settle on GLX
 _gl_platform.PLATFORM = _EGL_PLATFORM
 
 from xrcore.backends.base import Backend, BackendError, BackendInfo, BackendUnavailableError  # noqa: E402
-from xrcore.types import Fov, FrameState, HandInput, InputState, Pose, View  # noqa: E402
+from xrcore.motion import look_rotation  # noqa: E402
+from xrcore.types import (  # noqa: E402
+    BLEND_MODES,
+    HAND_JOINT_COUNT,
+    JOINT,
+    Fov,
+    FrameState,
+    HandInput,
+    HandJoints,
+    InputState,
+    Pose,
+    View,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -361,6 +378,90 @@ def fov_from_xr(f: Any) -> Fov:
 
 
 # --------------------------------------------------------------------------------------------------
+# Environment blend modes (OpenXR 1.0, section 10.5 "Environment Blend Mode")
+# --------------------------------------------------------------------------------------------------
+
+#: ``XrEnvironmentBlendMode`` of each of medverse's blend-mode names (:data:`xrcore.types.BLEND_MODES`).
+BLEND_MODE_VALUES: dict[str, int] = {"opaque": 1, "additive": 2, "alpha": 3}
+#: What :attr:`OpenXRConfig.blend` accepts: ``"auto"`` (the runtime's preference) or a mode by name.
+BLEND_CHOICES: tuple[str, ...] = ("auto", *BLEND_MODES)
+
+
+def choose_blend_mode(offered: Sequence[int], wanted: str) -> tuple[str, tuple[str, ...]]:
+    """The environment blend mode to submit with, and the modes the runtime offers, by name.
+
+    ``offered`` is what ``xrEnumerateEnvironmentBlendModes`` listed, in the runtime's order of
+    preference (values medverse has no name for, from vendor extensions, are passed over);
+    ``wanted`` is ``"auto"`` (the first, preferred, mode) or one of :data:`xrcore.types.BLEND_MODES`.
+
+    Raises
+    ------
+    BackendError
+        ``wanted`` is not offered (one line naming the modes that are), or no mode medverse knows is.
+    """
+    by_value = {v: k for k, v in BLEND_MODE_VALUES.items()}
+    names = tuple(dict.fromkeys(by_value[int(m)] for m in offered if int(m) in by_value))
+    if not names:
+        raise BackendError(f"the OpenXR runtime offers no environment blend mode medverse knows "
+                           f"(XrEnvironmentBlendMode values {[int(m) for m in offered]})")
+    if wanted == "auto":
+        return names[0], names
+    if wanted not in names:
+        raise BackendError(f"the OpenXR runtime does not offer the {wanted!r} environment blend mode; it offers "
+                           f"{', '.join(names)} (set blend to one of those, or 'auto')")
+    return wanted, names
+
+
+# --------------------------------------------------------------------------------------------------
+# Hands (XR_EXT_hand_tracking)
+# --------------------------------------------------------------------------------------------------
+
+
+def hand_aim_pose(joints: HandJoints) -> Pose:
+    """The pointer pose of a bare tracked hand (world metres; the ray runs along its -Z).
+
+    Origin at the index finger's proximal joint (the knuckle); -Z along the line from the wrist
+    through that knuckle; +Y as close as possible to the back of the hand (the palm joint's +Y), so
+    the ray rolls with the hand. Wrist and knuckle hardly move when the fingers curl, so pinching to
+    select leaves the ray where it was; a ray through the index tip, or along the palm joint's -Z
+    (which follows the knuckles' flexion), would jump as the pinch closes.
+    """
+    wrist, knuckle = joints.position("wrist"), joints.position("index_proximal")
+    palm = joints.poses[JOINT["palm"]]
+    try:
+        orientation = look_rotation(wrist.tolist(), knuckle.tolist(), up=palm.rotation_matrix()[:, 1].tolist())
+    except ValueError:  # a degenerate skeleton with the knuckle on the wrist: the palm's own direction
+        orientation = palm.orientation
+    return Pose((float(knuckle[0]), float(knuckle[1]), float(knuckle[2])), orientation)
+
+
+#: 32-bit words in one XrHandJointLocationEXT (8-byte flags, 7-float pose, radius; 40 bytes).
+_JOINT_WORDS = ctypes.sizeof(xr.HandJointLocationEXT) // 4
+
+
+def joints_from_xr(locations: Any) -> HandJoints | None:
+    """A :class:`~xrcore.types.HandJoints` from a filled ``XrHandJointLocationsEXT`` (26 joints).
+
+    None when the hand is not tracked (``isActive`` false) or any joint lacks a valid position or
+    orientation: a skeleton with holes would put a fingertip at the origin, so the hand counts as
+    untracked until the runtime knows all of it.
+    """
+    if not locations.is_active or locations.joint_count != HAND_JOINT_COUNT:
+        return None
+    # Read as one (26, 10) block of 32-bit words rather than joint by joint through ctypes (a third of the
+    # time, every frame): XrHandJointLocationEXT is a 64-bit flags word, XrPosef (orientation x y z w,
+    # position x y z) and the radius, all 32-bit floats.
+    words = np.frombuffer(locations.joint_locations, dtype=np.uint32).reshape(HAND_JOINT_COUNT, _JOINT_WORDS)
+    valid = int(xr.SpaceLocationFlags.POSITION_VALID_BIT | xr.SpaceLocationFlags.ORIENTATION_VALID_BIT)
+    if ((words[:, 0] & valid) != valid).any():  # the flags' low word holds every bit defined
+        return None
+    values = words.view(np.float32).astype(np.float64)
+    quats, points = values[:, 2:6].tolist(), values[:, 6:9].tolist()
+    poses = tuple(Pose((p[0], p[1], p[2]), (q[0], q[1], q[2], q[3])) for p, q in zip(points, quats, strict=True))
+    return HandJoints(poses, tuple(values[:, 9].tolist()))
+
+
+# --------------------------------------------------------------------------------------------------
 # The backend
 # --------------------------------------------------------------------------------------------------
 
@@ -380,6 +481,9 @@ class OpenXRConfig:
     the system back after a session or instance loss; ``retry_timeout_s``: give up after this long
     (``BackendError``); ``idle_poll_s``: event polling interval while the session is not running;
     ``api_layers``: OpenXR API layers to enable (e.g. ``"XR_APILAYER_LUNARG_core_validation"``);
+    ``blend``: the environment blend mode, ``"auto"`` (the runtime's preferred one) or one of
+    ``"opaque"``, ``"alpha"`` (passthrough video), ``"additive"`` (optical see-through); a mode the
+    runtime does not offer makes ``start()`` fail (see :func:`choose_blend_mode`);
     ``context``: an existing :class:`~xrcore.gl.context.GLContext` (not closed by the backend): an EGL
     one for a runtime with ``XR_MNDX_egl_enable``, else a ``"glx"`` one.
     """
@@ -394,6 +498,7 @@ class OpenXRConfig:
     retry_timeout_s: float = 60.0
     idle_poll_s: float = 0.05
     api_layers: tuple[str, ...] = ()
+    blend: str = "auto"
     context: Any = None
 
     def __post_init__(self) -> None:
@@ -403,6 +508,8 @@ class OpenXRConfig:
             raise ValueError(f"need 0 < near_m < far_m, got {self.near_m} and {self.far_m}")
         if self.retry_interval_s <= 0 or self.retry_timeout_s < 0 or self.idle_poll_s <= 0:
             raise ValueError("retry_interval_s and idle_poll_s must be > 0 and retry_timeout_s >= 0")
+        if self.blend not in BLEND_CHOICES:
+            raise ValueError(f"blend must be one of {', '.join(BLEND_CHOICES)}, got {self.blend!r}")
 
 
 def egl_binding_parts(context: Any) -> tuple[Any, Any, Any]:
@@ -416,12 +523,13 @@ def egl_binding_parts(context: Any) -> tuple[Any, Any, Any]:
     BackendError
         The context is not an EGL context or its config cannot be found.
     """
-    from OpenGL import EGL  # noqa: PLC0415 - PyOpenGL's platform was set by xrcore.gl
+    from OpenGL import EGL  # here, not at the top: PyOpenGL's platform must be set by xrcore.gl first
 
     if getattr(context, "window", None) is not None:
-        import glfw  # noqa: PLC0415 - desktop only
+        import glfw  # desktop only
 
-        display, egl_context = glfw.get_egl_display(), glfw.get_egl_context(context.window)
+        # pyGLFW types most of its API but not get_egl_display()
+        display, egl_context = glfw.get_egl_display(), glfw.get_egl_context(context.window)  # type: ignore[no-untyped-call]
     else:
         display, egl_context = getattr(context, "_egl_display", None), getattr(context, "_egl_context", None)
     if not display or not egl_context:
@@ -438,7 +546,7 @@ def egl_binding_parts(context: Any) -> tuple[Any, Any, Any]:
 
 def egl_graphics_binding(context: Any) -> Any:
     """An ``XrGraphicsBindingEGLMNDX`` for ``context`` (see :func:`egl_binding_parts`)."""
-    from OpenGL import EGL  # noqa: PLC0415
+    from OpenGL import EGL
 
     display, config, egl_context = egl_binding_parts(context)
     binding = xr.GraphicsBindingEGLMNDX()
@@ -527,7 +635,14 @@ class OpenXRBackend(Backend):
         #: The graphics binding in use: ``"egl"`` or ``"xlib"`` (decided with the instance).
         self.binding: str | None = None
         self._views_config: list[Any] = []
-        self._blend_mode: Any = None
+        #: The environment blend mode submitted, and those the runtime offers (names, its order).
+        self.blend_mode = "opaque"
+        self.blend_modes: tuple[str, ...] = ()
+        #: The runtime offers XR_EXT_hand_tracking and the system tracks hands (decided with the system).
+        self.hand_tracking = False
+        self._hand_trackers: list[Any] = []
+        self._joint_locations: list[Any] = []
+        self._locate_hand_joints: Any = None
         self._space: Any = None
         self._view_space: Any = None
         self._action_set: Any = None
@@ -551,7 +666,7 @@ class OpenXRBackend(Backend):
             raise BackendError("OpenXR backend not started: no views yet")
         v = self._views_config[0]
         return BackendInfo("openxr", len(self._views_config), int(v.recommended_image_rect_width),
-                           int(v.recommended_image_rect_height), 1.0 / self._period)
+                           int(v.recommended_image_rect_height), 1.0 / self._period, self.blend_mode, self.blend_modes)
 
     def start(self) -> None:
         """Create the instance, find the headset, make the GL context and the session.
@@ -573,11 +688,11 @@ class OpenXRBackend(Backend):
             if self.config.context is not None:
                 self.context = self.config.context
             else:
-                from xrcore.gl.context import create_context  # noqa: PLC0415
+                from xrcore.gl.context import create_context
 
                 v = self._views_config[0]
-                kind = "glx" if self.binding == "xlib" else "egl"
-                self.context = create_context(kind, width=int(v.recommended_image_rect_width),
+                self.context = create_context("glx" if self.binding == "xlib" else "egl",
+                                              width=int(v.recommended_image_rect_width),
                                               height=int(v.recommended_image_rect_height))
                 self._owns_context = True
             self.context.make_current()
@@ -593,9 +708,10 @@ class OpenXRBackend(Backend):
         except BackendError:
             self.stop()
             raise
-        logger.info("OpenXR runtime %s %s: %d views of %dx%d, OpenGL over %s", props.runtime_name.decode(),
-                    props.runtime_version, self.info.view_count, self.info.width, self.info.height,
-                    "EGL" if self.binding == "egl" else "Xlib/GLX")
+        logger.info("OpenXR runtime %s %s: %d views of %dx%d, OpenGL over %s, %s blend (offers %s), hand tracking %s",
+                    props.runtime_name.decode(), props.runtime_version, self.info.view_count, self.info.width,
+                    self.info.height, "EGL" if self.binding == "egl" else "Xlib/GLX", self.blend_mode,
+                    ", ".join(self.blend_modes), "on" if self._hand_trackers else "off")
         self._started = True
 
     def frames(self) -> Iterator[FrameState]:
@@ -667,7 +783,8 @@ class OpenXRBackend(Backend):
         required = [xr.KHR_OPENGL_ENABLE_EXTENSION_NAME]
         if self.binding == "egl":
             required.append(xr.MNDX_EGL_ENABLE_EXTENSION_NAME)
-        wanted = required + [e for e in (xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME,) if e in offered]
+        optional = (xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME, xr.EXT_HAND_TRACKING_EXTENSION_NAME)
+        wanted = required + [e for e in optional if e in offered]
         info = xr.InstanceCreateInfo(
             application_info=xr.ApplicationInfo(application_name=self.config.app_name, engine_name="medverse",
                                                 api_version=xr.Version(1, 0, 0)),
@@ -689,11 +806,23 @@ class OpenXRBackend(Backend):
         if view_type not in xr.enumerate_view_configurations(self.instance, self.system):
             raise BackendUnavailableError("the headset has no primary stereo view configuration")
         self._views_config = list(xr.enumerate_view_configuration_views(self.instance, self.system, view_type))
-        modes = list(xr.enumerate_environment_blend_modes(self.instance, self.system, view_type))
-        self._blend_mode = xr.EnvironmentBlendMode.OPAQUE if xr.EnvironmentBlendMode.OPAQUE in modes else modes[0]
+        modes = xr.enumerate_environment_blend_modes(self.instance, self.system, view_type)
+        self.blend_mode, self.blend_modes = choose_blend_mode([int(m) for m in modes], self.config.blend)
+        self.hand_tracking = (xr.EXT_HAND_TRACKING_EXTENSION_NAME in self.extensions
+                              and self._system_tracks_hands())
         # Must precede xrCreateSession (XR_KHR_opengl_enable); checks the context is new enough.
         req = xr.get_opengl_graphics_requirements_khr(self.instance, self.system)
         self._gl_min = (req.min_api_version_supported.major, req.min_api_version_supported.minor)
+
+    def _system_tracks_hands(self) -> bool:
+        """XrSystemHandTrackingPropertiesEXT.supportsHandTracking: the extension alone promises nothing."""
+        hands = xr.SystemHandTrackingPropertiesEXT()
+        props = xr.SystemProperties(next=hands)  # the structure itself: pyopenxr takes its address
+        # pyopenxr's get_system_properties() takes no next chain, so the raw call is made here.
+        result = xr.check_result(xr.raw_functions.xrGetSystemProperties(self.instance, self.system, ctypes.byref(props)))
+        if result.is_exception():
+            raise result
+        return bool(hands.supports_hand_tracking)
 
     def _create_session(self) -> None:
         info = getattr(self.context, "info", {}) or {}
@@ -714,6 +843,8 @@ class OpenXRBackend(Backend):
         self._view_space = xr.create_reference_space(
             self.session, xr.ReferenceSpaceCreateInfo(reference_space_type=xr.ReferenceSpaceType.VIEW))
         self._create_actions()
+        if self.hand_tracking:
+            self._create_hand_trackers()
         self._create_swapchains()
         logger.debug("OpenXR session created in %s space", kind.name)
 
@@ -747,6 +878,25 @@ class OpenXRBackend(Backend):
                 action=self._actions[name], subaction_path=self._hand_paths[hand]))
             for name in ("grip_pose", "aim_pose") for hand in (0, 1)
         }
+
+    def _create_hand_trackers(self) -> None:
+        """One XrHandTrackerEXT per hand (left, right), and the buffers their joints are located into.
+
+        A runtime that refuses a tracker leaves the session without hand tracking (logged), not broken.
+        """
+        # pyopenxr's locate_hand_joints_ext() hands the runtime an empty joint array (jointCount 0),
+        # which the extension forbids; the backend calls the runtime's function with its own buffers.
+        self._locate_hand_joints = ctypes.cast(xr.get_instance_proc_addr(self.instance, "xrLocateHandJointsEXT"),
+                                               xr.PFN_xrLocateHandJointsEXT)
+        try:
+            for hand in (xr.HandEXT.LEFT, xr.HandEXT.RIGHT):
+                self._hand_trackers.append(xr.create_hand_tracker_ext(self.session, xr.HandTrackerCreateInfoEXT(hand=hand)))
+        except xr.XrException as exc:
+            logger.warning("the runtime refused a hand tracker (%s); hands are not tracked this session", exc)
+            self._destroy_hand_trackers()
+            return
+        self._joint_locations = [
+            xr.HandJointLocationsEXT(joint_locations=(xr.HandJointLocationEXT * HAND_JOINT_COUNT)()) for _ in (0, 1)]
 
     def _create_swapchains(self) -> None:
         offered = list(xr.enumerate_swapchain_formats(self.session))
@@ -913,6 +1063,12 @@ class OpenXRBackend(Backend):
                 grip = self._locate(self._hand_spaces[("grip_pose", hand)], display_time)
             if get("pose", "aim_pose").is_active:
                 aim = self._locate(self._hand_spaces[("aim_pose", hand)], display_time)
+            joints = self._locate_joints(hand, display_time) if self._hand_trackers else None
+            if joints is not None and aim is None:
+                # A bare hand, no controller: the pointer and the grip come from its skeleton.
+                aim = hand_aim_pose(joints)
+                if grip is None:
+                    grip = joints.poses[JOINT["palm"]]
             trigger, squeeze = get("float", "trigger"), get("float", "squeeze")
             stick = get("vector2f", "thumbstick")
             names = button_names(self.interaction_profiles[hand] or "", hand)
@@ -923,8 +1079,19 @@ class OpenXRBackend(Backend):
                 squeeze=float(squeeze.current_state) if squeeze.is_active else 0.0,
                 thumbstick=(float(stick.current_state.x), float(stick.current_state.y)) if stick.is_active else (0.0, 0.0),
                 buttons=pressed,
+                joints=joints,
             ))
         return InputState(left=hands[0], right=hands[1])
+
+    def _locate_joints(self, hand: int, display_time: int) -> HandJoints | None:
+        """Hand ``hand``'s (0 left, 1 right) joints at ``display_time`` (XrTime, ns) in the reference space."""
+        locations = self._joint_locations[hand]
+        info = xr.HandJointsLocateInfoEXT(base_space=self._space, time=display_time)
+        result = xr.check_result(self._locate_hand_joints(self._hand_trackers[hand], ctypes.byref(info),
+                                                          ctypes.byref(locations)))
+        if result.is_exception():
+            raise result
+        return joints_from_xr(locations)
 
     def _render_layers(self, xr_views: list[Any]) -> list[Any]:
         """Copy the renderer's eyes into the swapchain images; the projection layer to submit."""
@@ -958,7 +1125,11 @@ class OpenXRBackend(Backend):
             projection_views.append(xr.CompositionLayerProjectionView(
                 pose=v.pose, fov=v.fov, next=depth_info,
                 sub_image=xr.SwapchainSubImage(swapchain=color.handle, image_rect=rect, image_array_index=eye)))
-        layer = xr.CompositionLayerProjection(space=self._space, views=projection_views)
+        # With alpha blending the compositor must read the image's alpha, which the renderer writes
+        # premultiplied (it clears to transparent black), hence no UNPREMULTIPLIED_ALPHA_BIT.
+        flags = (xr.CompositionLayerFlags.BLEND_TEXTURE_SOURCE_ALPHA_BIT if self.blend_mode == "alpha"
+                 else xr.CompositionLayerFlags.NONE)
+        layer = xr.CompositionLayerProjection(layer_flags=flags, space=self._space, views=projection_views)
         self._keep.append(layer)
         return [ctypes.byref(layer)]
 
@@ -968,13 +1139,19 @@ class OpenXRBackend(Backend):
         return int(index)
 
     def _end_frame(self, display_time: int, layers: list[Any]) -> None:
-        xr.end_frame(self.session, xr.FrameEndInfo(display_time=display_time, environment_blend_mode=self._blend_mode,
-                                                   layers=layers))
+        mode = xr.EnvironmentBlendMode(BLEND_MODE_VALUES[self.blend_mode])
+        xr.end_frame(self.session, xr.FrameEndInfo(display_time=display_time, environment_blend_mode=mode, layers=layers))
 
     # -- teardown -------------------------------------------------------------------------------------
 
+    def _destroy_hand_trackers(self) -> None:
+        for tracker in self._hand_trackers:
+            _quietly(xr.destroy_hand_tracker_ext, tracker)
+        self._hand_trackers, self._joint_locations = [], []
+
     def _destroy_session(self) -> None:
         self._pending = None
+        self._destroy_hand_trackers()
         for chain in (self._color, self._depth):
             if chain is not None:
                 _quietly(xr.destroy_swapchain, chain.handle)
@@ -993,6 +1170,7 @@ class OpenXRBackend(Backend):
         if self._action_set is not None:
             _quietly(xr.destroy_action_set, self._action_set)
         self._action_set, self._actions = None, {}
+        self._locate_hand_joints = None  # the runtime's function for this instance
         if self.instance is not None:
             _quietly(xr.destroy_instance, self.instance)
             self.instance = None
