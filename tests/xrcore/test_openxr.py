@@ -1,4 +1,5 @@
-"""The OpenXR backend against the OpenXR 1.0 specification: session lifecycle, actions and bindings.
+"""The OpenXR backend against the OpenXR 1.0 specification: session lifecycle, actions and bindings,
+environment blend modes, and hand joints (``XR_EXT_hand_tracking``) with the pointer a bare hand gets.
 
 No OpenXR runtime exists on CI machines, so the parts that talk to a runtime are checked where they
 can be for real: the loader's refusal (no runtime) and the EGL graphics binding built from a real EGL

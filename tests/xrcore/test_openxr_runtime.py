@@ -12,6 +12,10 @@ does; those runs get an X server of their own (Xvfb, from ``conftest.py``) and a
 The renderer's side of ``submit`` (``copy_to_texture_array``) is played by a few GL calls in the
 child process that fill the left eye's layer red and the right eye's green; the runtime reports the
 first pixel of each submitted layer.
+
+On request (``hands=1``) the runtime tracks bare hands through ``XR_EXT_hand_tracking`` with a scripted
+pinch, with or without controllers (``controllers=0``), and offers a chosen list of environment blend
+modes (``blend=alpha/opaque``); each ``end_frame`` log line names the blend mode and layer flags submitted.
 """
 
 from __future__ import annotations
