@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,9 +51,9 @@ IDLE_RAY_M = 0.3
 RAY_COLOR = (0.9, 0.9, 0.95, 1.0)
 CURSOR_COLOR = (1.0, 1.0, 1.0, 1.0)
 JOINT_COLOR = (0.95, 0.8, 0.7, 1.0)
-#: Measurements along the surface are computed for structures up to this many triangles (a query
-#: on more would hold up the frame it is made in).
-GEODESIC_MAX_TRIANGLES = 200_000
+#: The heads-up line's figures change this often (s): text that changed every frame would have its
+#: glyphs laid out and uploaded every frame, and nobody reads figures that flicker at 90 Hz.
+HUD_PERIOD_S = 0.25
 
 
 @dataclass
@@ -60,7 +61,9 @@ class SessionConfig:
     """One user's session settings.
 
     ``user``: who makes the intents (undo is per user); ``left_tool``, ``right_tool``: the tools in
-    hand at the start (:data:`sessions.tools.PALETTE`); ``hud``: the heads-up timing line;
+    hand at the start (:data:`sessions.tools.PALETTE`); ``hud``: the heads-up timing line (off in the
+    simulator by default: its figures are wall-clock times, and simulated frames are meant to be the
+    same bytes on every run);
     ``panels``: the gaze and wrist panels; ``geodesic``: also measure along the surface;
     ``instructions``: lines shown at the top of the gaze panel (a training step's text).
     """
@@ -112,6 +115,13 @@ class LocalSession:
         self.step_ms = FrameStats(window=100_000)
         self.frame_stats: FrameStats | None = None
         self._geodesics: dict[int, Any] = {}
+        self._geodesics_ready = threading.Event()
+        self._hud: tuple[float, PanelLine | None] = (-math.inf, None)
+        if self.config.geodesic:
+            # built off the frame loop while the user finds their way (0.1-0.5 s per structure)
+            threading.Thread(target=self._build_geodesics, name="geodesics", daemon=True).start()
+        else:
+            self._geodesics_ready.set()
         self.workspace.on_applied(self._on_applied)
         scene.local_pointer_length = 0.0  # the session draws pointer rays that stop on the surface
 
@@ -187,9 +197,12 @@ class LocalSession:
         wrist = [PanelLine(f"L: {left.name}  R: {right.name}", scale=0.9)]
         hud = None
         if self.config.hud and self.frame_stats is not None and self.frame_stats.cpu_ms:
-            cpu = self.frame_stats.cpu_ms[-1]
-            gpu = self.frame_stats.gpu_ms[-1] if self.frame_stats.gpu_ms else None
-            hud = hud_line(cpu, gpu, self.frame_stats.rate_hz)
+            shown_at, hud = self._hud
+            if self.ctx.time - shown_at >= HUD_PERIOD_S or hud is None:
+                recent = list(self.frame_stats.cpu_ms)[-20:]
+                gpu = list(self.frame_stats.gpu_ms)[-20:]
+                hud = hud_line(max(recent), max(gpu) if gpu else None, self.frame_stats.rate_hz)
+                self._hud = (self.ctx.time, hud)
         wrist_pose = (wrist_hand.grip or wrist_hand.aim) if wrist_hand is not None else None
         return self.panels.layout(head, gaze, wrist_pose, wrist, hud)
 
@@ -198,21 +211,25 @@ class LocalSession:
 
     # --- measuring along the surface ----------------------------------------------------------------
 
+    def _build_geodesics(self) -> None:
+        try:
+            from assets.geodesic import SurfaceGeodesics  # noqa: PLC0415
+
+            for i, structure in enumerate(self.scene.twin.structures):
+                if structure.triangle_count and SurfaceGeodesics.supports(structure.triangle_count):
+                    self._geodesics[i] = SurfaceGeodesics(structure.vertices, structure.faces)
+        except Exception as exc:  # a missing solver package costs the surface distance, not the session
+            logger.warning("distances along the surface unavailable: %s", exc)
+        finally:
+            self._geodesics_ready.set()
+
     def _geodesic(self, a: Hit, b: Hit) -> float | None:
         """Distance (mm) along the surface of ``a``'s structure between two hits on it, or None when
-        it cannot be computed here (no geodesic solver, or a structure too big to do it in a frame)."""
-        if not self.config.geodesic:
-            return None
-        structure = self.scene.twin.structures[a.index]
-        if structure.triangle_count > GEODESIC_MAX_TRIANGLES:
-            return None
-        try:
-            from assets.geodesic import SurfaceGeodesics  # noqa: PLC0415 - optional, built on first use
-        except ImportError:
-            return None
+        it cannot be computed here (no solver, or a structure too big to answer within a frame)."""
+        self._geodesics_ready.wait()
         solver = self._geodesics.get(a.index)
         if solver is None:
-            solver = self._geodesics[a.index] = SurfaceGeodesics(structure.vertices, structure.faces)
+            return None
         try:
             metres = solver.distance(a.point_mm / 1000.0, a.face, b.point_mm / 1000.0, b.face)
         except (ValueError, RuntimeError) as exc:
@@ -320,12 +337,12 @@ def run(
 
 
 def frames_of(script_or_motion: Any, rate_hz: float) -> int | None:
-    """Frames that run a script to its end (its last keyframe, plus one frame): None for a motion
-    without an end."""
+    """Frames that run a script to its end (through the frame nearest its last keyframe): None for a
+    motion without an end."""
     duration = getattr(script_or_motion, "duration", None)
     if duration is None:
         return None
-    return int(math.floor(duration * rate_hz + 1e-9)) + 2
+    return round(duration * rate_hz) + 1
 
 
 def _iter_records(session: LocalSession) -> Iterator[dict[str, Any]]:

@@ -156,7 +156,7 @@ def simulate(
 
     _return_free_memory()
     scene = scene if scene is not None else working_scene(twin)
-    local = LocalSession(scene, session, Picker(twin))
+    local = LocalSession(scene, session or SessionConfig(hud=False), Picker(twin))
     if isinstance(motion, str):
         centre, size = scene.twin_center_and_size()
         motion = procedural(motion, centre, size)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from assets.twin import Twin
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,3 +28,21 @@ def isolated_medverse_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gl_context() -> Iterator[Any]:
+    """An offscreen OpenGL core context through EGL, current on the test thread."""
+    from xrcore.gl.context import create_context
+
+    ctx = create_context("egl", width=128, height=128)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(scope="session")
+def brain() -> Twin:
+    """The bundled ``brain`` twin: nilearn's fsaverage5 pial surfaces, two hemispheres, metres."""
+    from assets.library import build
+
+    return build("brain")

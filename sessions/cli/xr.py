@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stereo", choices=("auto", "multiview", "layered", "two-pass"), default="auto",
                    help="stereo rendering mode (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write the statistics, written files and intents as JSON here")
-    p.add_argument("--no-hud", action="store_true", help="hide the heads-up timing line")
+    p.add_argument("--hud", action="store_true", help="show the heads-up timing line (wall-clock figures: "
+                   "frames then differ from run to run)")
     p.set_defaults(func=_sim)
 
     v = sub.add_parser(
@@ -115,7 +116,7 @@ def _sim(args: argparse.Namespace) -> int:
     run = simulate(
         twin, frames=args.frames, out_dir=args.out, every=every, motion=motion, width=args.width,
         height=args.height, rate_hz=args.rate, samples=args.samples, stereo=args.stereo,
-        session=SessionConfig(hud=not args.no_hud),
+        session=SessionConfig(hud=args.hud),
     )  # fmt: skip
     s = run.stats
 

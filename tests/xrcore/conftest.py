@@ -14,26 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assets.twin import Twin
-
-
-@pytest.fixture(scope="session")
-def gl_context() -> Iterator[Any]:
-    """An offscreen OpenGL core context through EGL, current on the test thread."""
-    from xrcore.gl.context import create_context
-
-    ctx = create_context("egl", width=128, height=128)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture(scope="session")
-def brain() -> Twin:
-    """The bundled ``brain`` twin: nilearn's fsaverage5 pial surfaces, two hemispheres, metres."""
-    from assets.library import build
-
-    return build("brain")
-
 
 @pytest.fixture(scope="module")
 def renderer_factory(gl_context: Any) -> Iterator[Any]:
