@@ -9,13 +9,15 @@ import pytest
 
 from xrcore.backends.sim import QUEST_LEFT_FOV, eye_views
 from xrcore.motion import look_rotation
-from xrcore.scene import ClipPlane, Landmark, Scene, frame_twin
+from xrcore.scene import ClipPlane, Landmark, Scene, Sphere, frame_twin
 from xrcore.types import Pose, View
 
 W = 160
 
 
-def views_from(eye: tuple[float, float, float], target: tuple[float, float, float], ipd: float = 0.063, size: int = W) -> list[View]:
+def views_from(
+    eye: tuple[float, float, float], target: tuple[float, float, float], ipd: float = 0.063, size: int = W
+) -> list[View]:
     return eye_views(Pose(eye, look_rotation(eye, target)), ipd, QUEST_LEFT_FOV, size, size)
 
 
@@ -26,14 +28,16 @@ def render(renderer: Any, scene: Scene, views: list[View]) -> tuple[np.ndarray, 
 
 def background_mask(image: np.ndarray) -> np.ndarray:
     """True where the pixel is the clear colour (the corner pixel: the twin never reaches it here)."""
-    return np.all(image == image[0, 0], axis=-1)
+    mask: np.ndarray = np.all(image == image[0, 0], axis=-1)
+    return mask
 
 
 def project_columns(view: View, points: np.ndarray) -> np.ndarray:
     """Pixel column (x, 0 at the left edge) of world points (N, 3) in ``view``."""
     vp = view.fov.projection() @ view.view_matrix()
     clip = (vp @ np.c_[points, np.ones(len(points))].T).T
-    return (clip[:, 0] / clip[:, 3] + 1) / 2 * view.width
+    columns: np.ndarray = (clip[:, 0] / clip[:, 3] + 1) / 2 * view.width
+    return columns
 
 
 @pytest.fixture
@@ -234,3 +238,85 @@ def test_a_big_twin_draws_in_bounded_memory(renderer_factory: Any, brain: Any) -
         renderer.finish()
     grown = _vm_rss_mb() - before
     assert grown < 60, f"drawing a semi-transparent 655k-triangle twin grew the process by {grown:.0f} MB"
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """Linear light (0..1) of sRGB-encoded 8-bit values (the sRGB transfer function, IEC 61966-2-1)."""
+    c = values.astype(np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def test_transparent_background_gives_premultiplied_alpha(renderer: Any, scene: Scene) -> None:
+    """With the background's alpha 0 (passthrough), the image is premultiplied alpha over nothing:
+    background (0, 0, 0, 0) whatever its RGB, the opaque hemisphere alpha 255, the semi-transparent one
+    in between, and on every pixel (anti-aliased edges included) linear colour <= alpha."""
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    right = scene.index("right cerebral hemisphere (pial)")
+    left = 1 - right
+    scene.background = (0.3, 0.5, 0.7, 0.0)
+    scene.set_visible(right, False)
+    left_only, _ = render(renderer, scene, views)
+    scene.set_visible(right, True)
+    scene.set_visible(left, False)
+    right_only, _ = render(renderer, scene, views)
+    scene.set_visible(left, True)
+    scene.set_opacity(right, 0.4)
+    image, _ = render(renderer, scene, views)
+
+    alpha = image[..., 3]
+    # where each hemisphere, drawn alone and opaque, covers a pixel fully (all samples) or at all
+    full_left, full_right = left_only[..., 3] == 255, right_only[..., 3] == 255
+    covered_left, covered_right = left_only[..., 3] > 0, right_only[..., 3] > 0
+    assert full_left.sum() > 200 and full_right.sum() > 200  # so opaque surfaces write alpha 1
+    background = ~covered_left & ~covered_right
+    assert background.sum() > 0.2 * image.shape[0] * image.shape[1]
+    assert np.all(image[background] == 0)
+    assert np.all(alpha[full_left] == 255)
+    seen_through = alpha[full_right & ~covered_left]
+    assert len(seen_through) > 200 and np.all(seen_through < 255) and 40 < np.median(seen_through) < 230
+    assert np.any((alpha > 0) & (alpha < 255) & covered_left & ~covered_right)  # resolved MSAA edges
+    # premultiplied in linear light: the sRGB-encoded colour decodes to at most alpha (plus rounding)
+    assert np.all(srgb_to_linear(image[..., :3]) <= alpha[..., None] / 255.0 + 2 / 255)
+    # a marker is opaque whatever its colour's alpha: alpha 255 inside its outline, above the brain
+    scene.overlay = [Sphere((0.0, 0.1, 0.0), 0.02, (0.2, 0.4, 1.0, 0.5))]
+    marked, _ = render(renderer, scene, views)
+    ball = np.any(marked != image, axis=-1)
+    inside = ball & np.roll(ball, 1, 0) & np.roll(ball, -1, 0) & np.roll(ball, 1, 1) & np.roll(ball, -1, 1)
+    assert inside.sum() > 20 and np.all(marked[inside, 3] == 255)
+    # an opaque background (alpha 1) still gives an opaque image
+    scene.background = (0.3, 0.5, 0.7, 1.0)
+    opaque, _ = render(renderer, scene, views)
+    assert np.all(opaque[..., 3] == 255)
+
+
+def test_hovering_brightens_the_rim_less_than_selecting(renderer: Any, scene: Scene) -> None:
+    """A hovered structure's silhouette turns towards the highlight colour, less than when selected;
+    the other structure is untouched."""
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    right = scene.index("right cerebral hemisphere (pial)")
+    base, _ = render(renderer, scene, views)
+    scene.hover([right])
+    hovered, _ = render(renderer, scene, views)
+    scene.hover([])
+    scene.select([right])
+    selected, _ = render(renderer, scene, views)
+    scene.select([])
+    assert np.array_equal(render(renderer, scene, views)[0], base)  # the highlight goes with the hover
+
+    structure = np.any(selected != base, axis=-1)
+    assert structure.sum() > 200
+    # the rim: the structure's pixels within 2 px of the background
+    empty = background_mask(base)
+    near_empty = empty.copy()
+    for dy, dx in ((-2, 0), (2, 0), (0, -2), (0, 2), (-1, -1), (1, 1), (-1, 1), (1, -1)):
+        near_empty |= np.roll(empty, (dy, dx), axis=(0, 1))
+    rim = structure & ~empty & near_empty
+    assert rim.sum() > 50
+
+    def redder(image: np.ndarray) -> float:
+        """Mean rise of red over blue on the rim (the highlight is orange)."""
+        d = image[rim][:, :3].astype(int) - base[rim][:, :3].astype(int)
+        return float((d[:, 0] - d[:, 2]).mean())
+
+    assert 5 < redder(hovered) < 0.75 * redder(selected)
+    assert not np.any(hovered[~structure] != base[~structure])

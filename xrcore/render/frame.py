@@ -2,7 +2,7 @@
 
 Eye matrices, the level of detail per structure, the twin's placement (model and normal matrices,
 clip planes in the world), which structures are opaque or transparent and the transparent ones' order,
-the markers' instance records and the unit meshes markers are drawn from. Nothing
+the markers' instance records, the clear colour, and the unit meshes markers are drawn from. Nothing
 here imports OpenGL: it is plain numpy over :mod:`xrcore.scene` and :mod:`xrcore.types`.
 """
 
@@ -154,6 +154,13 @@ def far_first(structures: list[int], centers: np.ndarray, model: np.ndarray, mid
     centres = (model[:3, :3] @ centers[structures].T).T + model[:3, 3]
     order = np.argsort(-np.linalg.norm(centres - mid_eye, axis=1), kind="stable")
     return [structures[k] for k in order]
+
+
+def clear_color(background: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The target's clear value for a scene ``background`` (straight linear RGBA): premultiplied, so
+    that an alpha of 0 (passthrough, see-through displays) clears to (0, 0, 0, 0) whatever the RGB."""
+    r, g, b, a = background
+    return (r * a, g * a, b * a, a)
 
 
 def marker_records(scene: Scene, model: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -3,7 +3,8 @@
 Landmarks, annotation strokes, avatars' heads, hands and pointer rays and the session's overlay balls
 and rods (their records come from :func:`xrcore.render.frame.marker_records`) are drawn from a unit
 icosphere and a unit cylinder, one instanced draw per kind, with one instance buffer shared by both.
-Markers are drawn unblended and stay visible through clip planes.
+Markers are opaque: drawn unblended, they write alpha 1 whatever their colour's alpha (an image over a
+transparent background must hold premultiplied colour). They stay visible through clip planes.
 """
 
 from __future__ import annotations

@@ -26,6 +26,14 @@ Stereo
     pass of instanced draws, the vertex shader writes ``gl_Layer``; llvmpipe has it) and
     ``"two-pass"`` (one pass per eye).
 
+Alpha
+    The image holds premultiplied alpha in linear light: the target is cleared to the scene's
+    background premultiplied (a background with alpha 0, for passthrough or optical see-through,
+    clears to (0, 0, 0, 0)), opaque surfaces and markers write alpha 1, and transparent structures and
+    labels blend with the premultiplied "over". An sRGB target stores the sRGB encoding of those
+    linear values, which is what sampling an sRGB swapchain image gives an OpenXR compositor (that
+    expects premultiplied alpha unless a layer says otherwise).
+
 Frame statistics
     CPU time per frame (Python, issuing the frame) and GPU time (timestamp queries read back without
     stalling a few frames later) go into :class:`~xrcore.stats.FrameStats`.
@@ -45,6 +53,7 @@ from xrcore.gl import GLContextError
 from xrcore.render.frame import (
     StructureSplit,
     TwinTransformCache,
+    clear_color,
     eye_matrices,
     far_first,
     lod_levels,
@@ -275,7 +284,7 @@ class Renderer:
             GL.glEnable(GL.GL_MULTISAMPLE)
         for i in range(MAX_CLIP_PLANES):
             (GL.glEnable if i < n_clip else GL.glDisable)(GL.GL_CLIP_DISTANCE0 + i)
-        GL.glClearColor(*scene.background)
+        GL.glClearColor(*clear_color(scene.background))
         passes = [None] if self.stereo != "two-pass" else [0, 1]
         if passes == [None]:
             self._targets.bind_and_clear(None)
@@ -315,7 +324,8 @@ class Renderer:
     def read_pixels(self, eye: int = 0) -> np.ndarray:
         """(H, W, 4) uint8 RGBA of ``eye`` (0 left, 1 right) from the last frame, top row first.
 
-        Values are as stored: sRGB-encoded when ``srgb`` is on (what a PNG or a display expects).
+        Values are as stored: sRGB-encoded when ``srgb`` is on (what a PNG or a display expects),
+        alpha premultiplied in linear light (see the module docstring).
         """
         return self._targets.read_pixels(eye)
 

@@ -4,6 +4,10 @@ Both eyes render into one 2-layer (multisampled) colour + depth texture array, t
 array swapchain, resolved into a single-sampled 2-layer colour array (sRGB or linear). From there an
 image is read back (one eye, or both side by side in bands of rows), blitted to a window, or copied
 into another array texture (a swapchain image), depth included when the formats allow.
+
+Colour is premultiplied by alpha (see :func:`xrcore.render.frame.clear_color` and the renderer's blend
+functions), in linear light: an sRGB target stores the sRGB encoding of premultiplied linear values,
+which is what a sampler of an sRGB swapchain image hands an OpenXR compositor.
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ class RenderTargets:
         GL.glClear(_CLEAR_BITS)
 
     def resolve(self) -> None:
-        """Resolve the multisampled layers into the single-sampled array (nothing to do without MSAA)."""
+        """Resolve the multisampled layers into the single-sampled array (nothing to do without MSAA).
+
+        A blit averages each pixel's samples; averages of premultiplied colours stay premultiplied."""
         if self.samples <= 1:
             return
         w, h = self.width, self.height

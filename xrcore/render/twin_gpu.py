@@ -194,7 +194,7 @@ class TwinPass:
         logger.info(
             "uploaded twin %r: %d structures, %d triangles (all levels), %.1f MB in %.2f s",
             twin.name, len(twin.structures), n_indices // 3, self.buffers.nbytes / 1e6, time.perf_counter() - t0,
-        )
+        )  # fmt: skip
 
     def release(self) -> None:
         """Delete the uploaded twin's buffers (nothing to do when none is uploaded)."""
@@ -217,7 +217,7 @@ class TwinPass:
 
     def update_materials(self, scene: Scene) -> None:
         """Re-upload the material table when the scene's ``version`` moved: per structure, colour
-        (linear RGBA) and (highlight: 1 selected,
+        (linear RGBA; alpha 1 for opaque ones) and (highlight: 1 selected,
         :data:`_HOVER_HIGHLIGHT` hovered, else 0; shininess; specular; 1 visible / 0 hidden)."""
         g = self.buffers
         assert g is not None
@@ -226,6 +226,8 @@ class TwinPass:
         table = np.zeros((max(len(scene.materials), 1), 2, 4), dtype=np.float32)
         for i, m in enumerate(scene.materials):
             table[i, 0] = m.color
+            if m.opaque:  # up to 0.1 % short of 1 counts as opaque and draws unblended: full coverage
+                table[i, 0, 3] = 1.0
             highlight = 1.0 if i in scene.selected else _HOVER_HIGHLIGHT if i in scene.hovered else 0.0
             table[i, 1] = (highlight, m.shininess, m.specular, 1.0 if m.visible else 0.0)
         GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, g.materials_buffer)

@@ -12,5 +12,6 @@ void main() {
   vec3 n = normalize(v_normal);
   if (dot(n, v) < 0.0) n = -n;
   float diffuse = max(dot(n, v), 0.0);
-  o_color = vec4(v_color.rgb * (0.35 + 0.65 * diffuse), v_color.a);
+  // opaque, drawn unblended: full coverage, so that the image stays premultiplied over a clear background
+  o_color = vec4(v_color.rgb * (0.35 + 0.65 * diffuse), 1.0);
 }
