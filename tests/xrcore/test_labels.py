@@ -13,7 +13,7 @@ import pytest
 from xrcore.backends.sim import QUEST_LEFT_FOV, eye_views
 from xrcore.motion import look_rotation
 from xrcore.render.glyphs import MAX_LABEL_CHARS, GlyphAtlas
-from xrcore.scene import AVATAR_HEAD_RADIUS, Avatar, LabelStyle, Landmark, Scene, SceneError, frame_twin
+from xrcore.scene import AVATAR_HEAD_RADIUS, Avatar, Label, LabelStyle, Landmark, Scene, SceneError, frame_twin
 from xrcore.types import Pose, View
 
 W = 200
@@ -71,7 +71,7 @@ def test_avatar_name_is_drawn_above_its_head_in_both_eyes(renderer: Any, scene: 
     scene.avatars.append(Avatar("p1", head=Pose(head), label="Ana"))
     views = views_from(ORIGIN, AHEAD)
     images = draw(renderer, scene, views)
-    pivot = np.array(head) + (0, AVATAR_HEAD_RADIUS + scene.label_style.gap, 0)
+    pivot = np.array(head) + np.array([0.0, AVATAR_HEAD_RADIUS + scene.label_style.gap, 0.0])
     height = 2 * math.tan(math.radians(10.0) / 2) * np.linalg.norm(pivot - views[0].pose.position)
     centres = []
     for view, image in zip(views, images, strict=True):
@@ -79,8 +79,8 @@ def test_avatar_name_is_drawn_above_its_head_in_both_eyes(renderer: Any, scene: 
         assert mask.sum() > 30, "no label text in this eye"
         rows, cols = np.nonzero(mask)
         col, bottom = project(view, pivot)
-        _, top = project(view, pivot + (0, height * (1 + 2 * PAD), 0))
-        _, head_top = project(view, np.array(head) + (0, AVATAR_HEAD_RADIUS, 0))
+        _, top = project(view, pivot + np.array([0.0, height * (1 + 2 * PAD), 0.0]))
+        _, head_top = project(view, np.array(head) + np.array([0.0, AVATAR_HEAD_RADIUS, 0.0]))
         assert abs(cols.mean() - col) < 3.0
         assert rows.min() >= top - 1 and rows.max() <= bottom + 1
         assert rows.max() < head_top  # above the head, not on it
@@ -194,7 +194,8 @@ def test_scene_labels_skip_what_has_no_text_or_head() -> None:
     gives none at all; label positions follow the head and twin pose."""
     from assets.twin import Structure, Twin
 
-    tet = Structure("tet", np.array([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]) * 0.01, [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)])
+    corners = np.array([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]) * 0.01
+    tet = Structure("tet", corners, np.array([(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]))
     scene = Scene(Twin("t", [tet]), twin_pose=Pose((1.0, 0.0, 0.0)))
     scene.avatars += [Avatar("a", head=Pose((0.0, 1.5, 0.0)), label="Ann"), Avatar("b", label="NoHead"),
                       Avatar("c", head=Pose((0.0, 1.6, 0.0)))]  # fmt: skip
@@ -401,9 +402,82 @@ def test_the_selection_label_keeps_its_anchor_against_a_nearer_landmark_label(re
     scene.landmarks.append(lm)
     texts = [label.text for label in scene.labels()]
     assert texts == ["Here", brain.structures[0].name]
-    eye = tuple(anchor + (0.0, 0.0, 0.5))
+    eye = tuple(anchor + np.array([0.0, 0.0, 0.5]))
     draw(renderer, scene, views_from(eye, tuple(anchor)))
     assert list(renderer.label_placement.slots) == [1, 0]
     scene.label_selection = False  # the landmark alone: back on its anchor
     draw(renderer, scene, views_from(eye, tuple(anchor)))
     assert list(renderer.label_placement.slots) == [0]
+
+
+# --- pinned and scaled labels (the session's panels and readouts) ----------------------------------
+
+RED = (1.0, 0.0, 0.0, 1.0)
+
+
+def test_a_pinned_label_stays_where_it_was_put_and_an_overlapping_one_moves(renderer: Any, scene: Scene) -> None:
+    """A pinned label (green) draws exactly the pixels it draws alone, its plate's bottom on its
+    position, though a nearer landmark label (red) is anchored at the same point; the landmark's label
+    moves up above it instead. Unpinned, the farther label (the green one) would be the one to move."""
+    scene.label_style = LabelStyle(angle=12.0, color=GREEN, background=BLUE)
+    views = views_from(ORIGIN, AHEAD)
+    landmark = Landmark((0.0, -0.05, -1.0), color=RED, radius=0.001, label="Broca")
+    anchor = np.array([0.0, -0.05 + 0.001 + scene.label_style.gap, -1.002])  # just behind the landmark's
+    panel = Label("Step 2", tuple(anchor), GREEN, pinned=True)
+    scene.overlay_labels = [panel]
+    alone = draw(renderer, scene, views)
+    scene.landmarks.append(landmark)
+    renderer.label_layout.reset()  # no history: the pinned label does not keep its place by incumbency
+    both = draw(renderer, scene, views)
+    assert list(renderer.label_placement.slots) == [1, 0]  # the landmark's label moved, the pinned one not
+    for view, image, before in zip(views, both, alone, strict=True):
+        green = image[..., 1] > 120  # green text, partly blended over the blue plate
+        assert green.sum() > 50 and np.array_equal(green, before[..., 1] > 120)
+        plate = (image[..., 2] > 150) & (image[..., 0] < 60)
+        (top0, top1), (low0, low1) = bands(plate)
+        assert abs(low1 - project(view, anchor)[1]) < 3  # the pinned plate sits on its position
+        red = image[..., 0] > 120  # red text, partly blended over the blue plate (and its leader line)
+        assert red[top0:top1].sum() > 50 and not red[low0:low1].any()  # on the upper plate, not the pinned one
+    # the same label unpinned, laid out afresh: the nearer landmark's keeps the anchor and the green
+    # label moves (without the reset, the layout's stability would keep both where they are)
+    scene.overlay_labels = [Label("Step 2", tuple(anchor), GREEN)]
+    renderer.label_layout.reset()
+    unpinned, _ = draw(renderer, scene, views)
+    assert list(renderer.label_placement.slots) == [0, 1]
+    assert not np.array_equal(unpinned[..., 1] > 120, both[0][..., 1] > 120)
+
+
+def test_label_scale_multiplies_its_size(renderer: Any, scene: Scene) -> None:
+    """A label of scale 2 draws its text and plate twice as tall as scale 1, the plate's bottom still on
+    its position, and the layout sees it at that size (its rectangle twice as tall)."""
+    scene.label_style = LabelStyle(angle=10.0, color=GREEN, background=BLUE)
+    views = views_from(ORIGIN, AHEAD)
+    anchor = (0.0, -0.1, -1.0)
+    bottom = project(views[0], anchor)[1]
+
+    def measure(scale: float) -> tuple[int, int, float]:
+        """Text height, plate height (pixels) and the layout's rectangle height for ``scale``."""
+        scene.overlay_labels = [Label("Hd", anchor, GREEN, scale=scale)]
+        left, _ = draw(renderer, scene, views)
+        text = np.nonzero(left[..., 1] > 120)[0]
+        plate = (left[..., 2] > 150) & (left[..., 0] < 60)
+        [(top, low)] = bands(plate)
+        assert abs(low - bottom) < 2  # the plate stands on the label's position
+        _, y0, _, y1 = renderer.label_placement.rects[0, 0]
+        return int(text.max() - text.min() + 1), low - top, float(y1 - y0)
+
+    (text1, plate1, rect1), (text2, plate2, rect2) = measure(1.0), measure(2.0)
+    assert text1 > 8 and abs(text2 / text1 - 2.0) < 0.2
+    assert abs(plate2 / plate1 - 2.0) < 0.1
+    assert abs(rect2 / rect1 - 2.0) < 0.05
+
+
+def test_layout_never_moves_or_hides_pinned_labels() -> None:
+    """Two pinned labels overlapping each other both keep their anchors, shown, even with no other
+    slot to go to; a nearer unpinned label on them is the one that gives way (hidden here)."""
+    views = views_from(ORIGIN, AHEAD, size=400)
+    anchors = np.array([(0.0, 0.0, -1.0), (0.001, 0.0, -1.001), (0.0, 0.0, -0.9)])
+    pinned = np.array([True, True, False])
+    p = layout(slots=(0,)).place(anchors, np.full(3, 1.5), views, keys="abc", pinned=pinned, **HEAD, **ANGULAR)
+    assert list(p.visible) == [True, True, False] and list(p.slots) == [0, 0, 0]
+    assert not np.isnan(p.rects[0, :2]).any()

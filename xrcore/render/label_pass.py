@@ -4,7 +4,9 @@ Avatars' names, landmark texts, the selected structures' names and the session's
 one instanced draw of quads: per label a leader line, a rounded plate and its glyphs, from the
 Pillow-built atlas of :mod:`xrcore.render.glyphs`. The glyph instances are rebuilt only when the set
 of texts changes; each frame uploads a small per-label table (anchor, colour, placement) after the
-declutter layout of :mod:`xrcore.render.labels` has placed the labels, once for both eyes.
+declutter layout of :mod:`xrcore.render.labels` has placed the labels, once for both eyes. A label's
+``scale`` multiplies its size (text, plate, leader and slot offsets alike); a ``pinned`` label is drawn
+exactly at its position, never moved or hidden by the layout, and the others move out of its way.
 
 Blending is the premultiplied "over" of the twin's transparent pass: plates, leaders and glyphs are
 straight-alpha fragments, so the target stays premultiplied (over a transparent background a plate
@@ -172,8 +174,9 @@ class LabelPass:
         return self._count
 
     def _place(self, scene: Scene) -> None:
-        """Declutter this frame's labels (one placement for both eyes, see ``labels.py``) and upload
-        the per-label table: anchor, text colour, (plate offset in line units, shown)."""
+        """Declutter this frame's labels (one placement for both eyes, see ``labels.py``; pinned ones
+        stay on their anchors and push the others away) and upload the per-label table: anchor, text
+        colour, (plate offset in line units, shown, scale)."""
         assert self.layout is not None
         labels, views = self._frame
         style = scene.label_style
@@ -184,12 +187,14 @@ class LabelPass:
         m = len(names) if names and [label.text for label in labels[n - len(names) :]] == names else 0
         priority = np.r_[np.ones(n - m, dtype=np.int64), np.zeros(m, dtype=np.int64)]
         anchors = np.array([label.position for label in labels], dtype=np.float64)
+        scales = np.array([label.scale for label in labels], dtype=np.float64)
+        pinned = np.array([label.pinned for label in labels], dtype=bool)
         head, up, right = self._head
         angular = style.size == "angular"
         placement = self.layout.place(
             anchors, self._half_widths, views, keys=self._keys, priority=priority,
             head=head, head_up=up, head_right=right, near=self.near, angular=angular,
-            size=2 * math.tan(math.radians(style.angle) / 2) if angular else style.height,
+            size=2 * math.tan(math.radians(style.angle) / 2) if angular else style.height, scales=scales, pinned=pinned,
         )  # fmt: skip
         self.placement = placement
         table = np.zeros((n, 3, 4), dtype=np.float32)
@@ -197,6 +202,7 @@ class LabelPass:
         table[:, 1] = [label.color for label in labels]
         table[:, 2, 0] = placement.offsets
         table[:, 2, 1] = placement.visible
+        table[:, 2, 2] = scales
         GL.glBindBuffer(GL.GL_TEXTURE_BUFFER, self._buffers[1])
         GL.glBufferData(GL.GL_TEXTURE_BUFFER, table.nbytes, table, GL.GL_STREAM_DRAW)
         GL.glActiveTexture(GL.GL_TEXTURE2)  # unit 0 holds the structures' material table

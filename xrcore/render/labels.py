@@ -7,14 +7,17 @@ shown at all; its shader applies both.
 How a frame is laid out (:meth:`LabelLayout.place`):
 
 1. Each label is a billboard like the shader draws it: facing the point between the eyes, upright
-   with the head, one line ``scale`` metres tall (``size`` x distance for constant-angle labels). Its
-   plate's four corners are projected into every view, for every candidate slot, giving pixel
-   rectangles.
-2. Labels are taken greedily by priority: class first (the selection before landmarks and avatars),
+   with the head, one line ``size`` metres tall (``size`` x distance for constant-angle labels) times
+   the label's own scale. Its plate's four corners are projected into every view, for every candidate
+   slot, giving pixel rectangles.
+2. Pinned labels (the lines of a panel the session laid out itself, a measurement's readout) come
+   first: each stays on its anchor and is shown, whatever it overlaps, and is an obstacle for the
+   others, which move out of its way. Pinned labels are not checked against each other.
+3. The other labels are taken greedily by priority: class first (the selection before landmarks and avatars),
    then distance, nearest first. Each takes the first free slot of ``0, +1, +2, ... up, then -1, ...
    down`` (a slot is one plate height plus a gap); free means its rectangle overlaps no already
    placed label's in *any* view. A label with no free slot is hidden.
-3. One decision serves all views: both eyes shift a label by the same amount in the world, so the
+4. One decision serves all views: both eyes shift a label by the same amount in the world, so the
    two images of a label stay a fusable stereo pair (per-eye layouts could differ and tear it apart).
 
 Stability (no jitter from frame to frame): a label may stay in its previous slot while that slot is
@@ -134,6 +137,8 @@ class LabelLayout:
         size: float,
         angular: bool,
         near: float = 0.05,
+        scales: np.ndarray | None = None,
+        pinned: np.ndarray | None = None,
     ) -> Placement:
         """Lay out N labels for this frame.
 
@@ -143,12 +148,16 @@ class LabelLayout:
         (default all 0), distance decides within a class; ``head``, ``head_up``, ``head_right``: the
         billboards' common reference (the point between the eyes and the head's axes); ``size``:
         line height per metre of distance (``angular``) or in metres; ``near``: labels whose anchor
-        is nearer than this in front of a view are not drawn there (as in the shader).
+        is nearer than this in front of a view are not drawn there (as in the shader); ``scales``:
+        (N,) each label's size as a multiple of ``size`` (default all 1); ``pinned``: (N,) bool,
+        labels that keep their anchor and are always shown (default none).
         """
         anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 3)
         n, n_views = len(anchors), len(views)
         half_widths = np.asarray(half_widths, dtype=np.float64).reshape(n)
         priority = np.zeros(n, dtype=np.int64) if priority is None else np.asarray(priority).reshape(n)
+        scales = np.ones(n) if scales is None else np.asarray(scales, dtype=np.float64).reshape(n)
+        pinned = np.zeros(n, dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool).reshape(n)
         if len(keys) != n:
             raise ValueError(f"{len(keys)} keys for {n} labels")
         offsets = np.zeros(n, dtype=np.float32)
@@ -161,7 +170,7 @@ class LabelLayout:
 
         head = np.asarray(head, dtype=np.float64)
         right, up, dist = billboard_axes(anchors, head, np.asarray(head_up, float), np.asarray(head_right, float))
-        scale = size * dist if angular else np.full(n, float(size))
+        scale = (size * dist if angular else np.full(n, float(size))) * scales
         # Projection is linear in homogeneous coordinates: a corner's clip position is the anchor's
         # plus its offsets along the billboard's right and up axes, each mapped once per view.
         vp = np.stack([view.fov.projection() @ view.view_matrix() for view in views])  # (V, 4, 4)
@@ -191,14 +200,14 @@ class LabelLayout:
         active = in_front & on_screen.any(axis=2)  # drawn in this view and on its screen
         rects[~in_front] = np.nan
 
-        # greedy by (class, distance), incumbents slightly ahead
+        # pinned labels first, then greedy by (class, distance), incumbents slightly ahead
         on_anchor = np.array([self._previous.get(k) == 0 for k in keys])
         weighted = dist * np.where(on_anchor, 1.0 - self.incumbent_bonus, 1.0)
-        order = np.lexsort((np.arange(n), weighted, priority))
+        order = np.lexsort((np.arange(n), weighted, priority, ~pinned))
         fresh = np.array([k not in self._previous for k in keys])
         last_slots = np.array([self._previous.get(k, 0) if self._previous.get(k, 0) is not None else 1 << 30 for k in keys])
         # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
-        if np.all(last_slots == 0) and not _any_overlap(rects[:, :, 0], active, self.margin_px):
+        if np.all(last_slots == 0) and not _any_overlap(rects[:, :, 0], active, self.margin_px, pinned):
             rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
             self._previous = {k: 0 for k in keys}
             return Placement(offsets, visible, slots_taken, rects_out)
@@ -213,17 +222,20 @@ class LabelLayout:
             if not views_i.any():  # behind every eye or off every screen: blocks nothing, stays put
                 previous[key] = self._previous.get(key, 0)
                 continue
-            # moving to a better slot than last frame's (back towards the anchor, or reappearing)
-            # needs extra clearance; staying, or being pushed further, does not; a new label is free
-            better = np.arange(len(self.slots)) < rank.get(int(last_slots[i]), len(self.slots))
-            pads = self.margin_px + np.where(better & ~fresh[i], self.hysteresis_px, 0.0)
-            blocked = _collisions(rects[:, i], views_i, placed[:, :count], placed_views[:, :count], pads)
-            free = np.flatnonzero(~blocked)  # in order of preference
-            if len(free) == 0:
-                visible[i] = False
-                previous[key] = None
-                continue
-            chosen = int(free[0])
+            if pinned[i]:
+                chosen = 0  # where the session put it, whatever it overlaps
+            else:
+                # moving to a better slot than last frame's (back towards the anchor, or reappearing)
+                # needs extra clearance; staying, or being pushed further, does not; a new label is free
+                better = np.arange(len(self.slots)) < rank.get(int(last_slots[i]), len(self.slots))
+                pads = self.margin_px + np.where(better & ~fresh[i], self.hysteresis_px, 0.0)
+                blocked = _collisions(rects[:, i], views_i, placed[:, :count], placed_views[:, :count], pads)
+                free = np.flatnonzero(~blocked)  # in order of preference
+                if len(free) == 0:
+                    visible[i] = False
+                    previous[key] = None
+                    continue
+                chosen = int(free[0])
             slots_taken[i] = self.slots[chosen]
             offsets[i] = np.float32(self.slots[chosen] * self.step)
             placed[:, count] = rects[:, i, chosen]  # NaN (not in that view) overlaps nothing
@@ -250,16 +262,19 @@ def _collisions(
         p[..., 1] < r[..., 3] + pad
     )
     both = (views[:, None] & placed_views)[:, None, :]  # (V, 1, M)
-    return (overlap & both).any(axis=(0, 2))
+    collides: np.ndarray = (overlap & both).any(axis=(0, 2))
+    return collides
 
 
-def _any_overlap(rects: np.ndarray, active: np.ndarray, pad: float) -> bool:
-    """Whether any two active rectangles of (V, N, 4) overlap (grown by ``pad``) in some view."""
+def _any_overlap(rects: np.ndarray, active: np.ndarray, pad: float, pinned: np.ndarray) -> bool:
+    """Whether any two active rectangles of (V, N, 4) overlap (grown by ``pad``) in some view, not
+    counting two ``pinned`` (N,) ones (they stay where they are, overlapping or not)."""
     a, b = rects[:, :, None, :], rects[:, None, :, :]
     overlap = (a[..., 0] - pad < b[..., 2]) & (b[..., 0] < a[..., 2] + pad) & (a[..., 1] - pad < b[..., 3]) & (
         b[..., 1] < a[..., 3] + pad
     )
     overlap &= active[:, :, None] & active[:, None, :]
+    overlap &= ~(pinned[:, None] & pinned[None, :])
     n = rects.shape[1]
     overlap[:, np.arange(n), np.arange(n)] = False
     return bool(overlap.any())

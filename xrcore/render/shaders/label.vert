@@ -9,12 +9,12 @@ layout(location = 2) in vec4 i_meta;  // x: label index, y: 0 a glyph, 1 the pla
                                       // (for which i_rect is its width and the plate's height)
 
 uniform samplerBuffer u_labels;  // per label: (pivot xyz in world metres, -), text colour (linear
-                                 // RGBA), (plate offset in line units, 1 shown / 0 hidden, -, -)
+                                 // RGBA), (plate offset in line units, 1 shown / 0 hidden, scale, -)
 uniform vec3 u_head_pos;         // between the eyes, world metres: every eye sees the same billboard
 uniform vec3 u_head_up;
 uniform vec3 u_head_right;
 uniform int u_angular;           // 1: u_size is line height per metre of distance; 0: metres
-uniform float u_size;
+uniform float u_size;            // of a label of scale 1
 uniform float u_near;            // metres: a pivot nearer than this (or behind the eye) draws nothing
 
 out vec2 v_uv;
@@ -47,7 +47,8 @@ void main() {
   vec3 right = cross(fwd, u_head_up);
   right = length(right) > 1e-3 ? normalize(right) : u_head_right;
   vec3 up = cross(right, fwd);
-  float h = u_angular == 1 ? u_size * dist : u_size;
+  // a line unit in metres: the label's own scale times the style's size
+  float h = (u_angular == 1 ? u_size * dist : u_size) * place.z;
   vec3 world = pivot + (right * local.x + up * local.y) * h;
   v_uv = mix(i_uv.xy, i_uv.zw, corner);
   v_local = local;
