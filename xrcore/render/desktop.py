@@ -81,10 +81,10 @@ class DesktopViewer:
     """
 
     def __init__(self, scene: Scene, *, width: int = 1280, height: int = 800, samples: int = 4) -> None:
-        import glfw  # noqa: PLC0415 - desktop only
+        import glfw  # desktop only: imported when a window is opened
 
-        from xrcore.gl.context import create_context  # noqa: PLC0415
-        from xrcore.render.renderer import Renderer  # noqa: PLC0415
+        from xrcore.gl.context import create_context
+        from xrcore.render.renderer import Renderer
 
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise GLContextError(
@@ -180,7 +180,7 @@ class DesktopViewer:
 
     def close(self) -> None:
         """Free the renderer, then the context and window; idempotent."""
-        if self.context._closed:  # noqa: SLF001 - the context's own idempotence flag
+        if self.context._closed:  # the context's own idempotence flag
             return
         try:
             self.context.make_current()

@@ -56,7 +56,7 @@ def _load_font(pixel_size: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.Imag
     try:
         font = ImageFont.load_default(size=pixel_size)
         if isinstance(font, ImageFont.FreeTypeFont):
-            return font, "Pillow default ({})".format(" ".join(font.getname() or ("?",)))
+            return font, "Pillow default ({})".format(" ".join(part or "?" for part in font.getname()))
     except (TypeError, OSError, ImportError):  # Pillow < 10.1, or built without FreeType
         pass
     logger.warning("no scalable font found (Pillow without FreeType, no fonts-dejavu-core): labels use a bitmap font")
@@ -103,7 +103,7 @@ class GlyphAtlas:
         boxes: dict[str, tuple[int, int, int, int]] = {}
         for ch in charset:
             try:
-                boxes[ch] = tuple(int(v) for v in font.getbbox(ch, anchor="ls"))  # type: ignore[assignment,call-arg]
+                boxes[ch] = tuple(int(v) for v in font.getbbox(ch, anchor="ls"))  # type: ignore[assignment]
             except (TypeError, ValueError):  # the bitmap font takes no anchor: its origin is the top
                 left, top, right, bottom = font.getbbox(ch)
                 boxes[ch] = (int(left), int(top) - ascent, int(right), int(bottom) - ascent)
@@ -135,7 +135,7 @@ class GlyphAtlas:
             u0, u1 = (px + _PAD - 1) / width, (px + _PAD + right - left + 1) / width
             v_top, v_bottom = (py + _PAD - 1) / height, (py + _PAD + bottom - top + 1) / height
             try:
-                advance = float(font.getlength(ch))  # type: ignore[union-attr]
+                advance = float(font.getlength(ch))
             except AttributeError:
                 advance = float(right)
             # image rows grow downward, label y grows upward: the quad's bottom edge samples v_bottom
