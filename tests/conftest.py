@@ -46,3 +46,23 @@ def brain() -> Twin:
     from assets.library import build
 
     return build("brain")
+
+
+@pytest.fixture(scope="module")
+def renderer_factory(gl_context: Any) -> Iterator[Any]:
+    """Make renderers on the shared context (cached per settings); each is closed at module end."""
+    from xrcore.render import Renderer
+
+    made: dict[tuple[Any, ...], Any] = {}
+
+    def make(width: int = 160, height: int = 160, stereo: str = "auto", samples: int = 4) -> Any:
+        key = (width, height, stereo, samples)
+        # a test that made and closed a context of its own (the CLI) leaves none current
+        gl_context.make_current()
+        if key not in made:
+            made[key] = Renderer(gl_context, width=width, height=height, stereo=stereo, samples=samples)
+        return made[key]
+
+    yield make
+    for r in made.values():
+        r.close()

@@ -348,7 +348,15 @@ def _sample_track(keys: tuple[_TrackKey, ...], t: float) -> _TrackKey | None:
             a.thumbstick[1] + (b.thumbstick[1] - a.thumbstick[1]) * u,
         ),
         buttons=a.buttons,
+        hand_shape=_lerp_shape(a.hand_shape, b.hand_shape, u),
     )
+
+
+def _lerp_shape(a: tuple[float, float] | None, b: tuple[float, float] | None, u: float) -> tuple[float, float] | None:
+    """A bare hand's (pinch, fist) between two keys; a hand that turns into a controller keeps its shape."""
+    if a is None or b is None:
+        return a
+    return (a[0] + (b[0] - a[0]) * u, a[1] + (b[1] - a[1]) * u)
 
 
 class _Validator:

@@ -15,26 +15,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def renderer_factory(gl_context: Any) -> Iterator[Any]:
-    """Make renderers on the shared context (cached per settings); each is closed at module end."""
-    from xrcore.render import Renderer
-
-    made: dict[tuple[Any, ...], Any] = {}
-
-    def make(width: int = 160, height: int = 160, stereo: str = "auto", samples: int = 4) -> Any:
-        key = (width, height, stereo, samples)
-        # a test that made and closed a context of its own (the CLI) leaves none current
-        gl_context.make_current()
-        if key not in made:
-            made[key] = Renderer(gl_context, width=width, height=height, stereo=stereo, samples=samples)
-        return made[key]
-
-    yield make
-    for r in made.values():
-        r.close()
-
-
 @pytest.fixture
 def renderer(renderer_factory: Any) -> Iterator[Any]:
     """A 160x160-per-eye stereo renderer; the test fails if it raised any GL error."""
