@@ -66,34 +66,19 @@ DRIVER = textwrap.dedent("""
     backend = create(os.environ.get("DRIVER_BACKEND", "auto"), retry_interval_s=0.01, retry_timeout_s=20.0, **options)
     result = {"backend": type(backend).__name__, "frames": []}
     if os.environ.get("DRIVER_REAL_RENDERER"):
-        # The real renderer drawing the brain twin through the real frame loop into the headset.
+        # The real renderer drawing the brain twin through the session loop into the headset.
         from assets.library import build
-        from xrcore.backends.base import run_frames
-        from xrcore.render import Renderer
-        from xrcore.scene import Scene, frame_twin
-        from xrcore.types import Pose
+        from sessions.headset import run_headset
+        from sessions.run import SessionConfig
 
-        class HeadsetRenderer(Renderer):
-            # For a renderer without its own: both resolved eye layers into the swapchain image.
-            def copy_to_texture_array(self, color, depth, width, height):
-                GL.glCopyImageSubData(self.color_texture, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0,
-                                      color, GL.GL_TEXTURE_2D_ARRAY, 0, 0, 0, 0, width, height, 2)
-                return False
-
-        if hasattr(Renderer, "copy_to_texture_array"):
-            HeadsetRenderer = Renderer
-
-        backend.start()
-        twin = build("brain")
-        p = frame_twin(twin).position
-        scene = Scene(twin, twin_pose=Pose((p[0], p[1] + 1.6, p[2] - 0.2)))  # 20 cm in front of the eyes
-        info = backend.info
-        renderer = HeadsetRenderer(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
-        run_frames(backend, scene, renderer)
-        result["background"] = list(scene.background)
-        result["gl_errors"] = renderer.gl_errors
-        renderer.close()
-        backend.stop()
+        centre = tuple(json.loads(os.environ.get("DRIVER_CENTRE") or "[0.0, 1.6, -0.45]"))
+        done = run_headset(backend, build("brain"), centre=centre, config=SessionConfig(hud=False))
+        session = done.session
+        result["background"] = list(session.scene.background)
+        result["gl_errors"] = done.gl_errors
+        result["intents"] = [i.record() for i in session.workspace.applied]
+        result["blend"] = [backend.info.blend_mode, list(backend.info.blend_modes)]
+        result["hovered"] = sorted(session.scene.hovered)
         print(json.dumps(result))
         sys.exit(0)
     if result["backend"] == "OpenXRBackend":
@@ -181,12 +166,14 @@ def drive(runtime_manifest: Path, tmp_path_factory: pytest.TempPathFactory):
     counter = iter(range(1000))
 
     def run(options: str = "", exit_at: int = -1, backend: str = "auto", renderer: bool = True,
-            real_renderer: bool = False, twice: bool = False, display: str | None = None, blend: str = "") -> Run:
+            real_renderer: bool = False, twice: bool = False, display: str | None = None, blend: str = "",
+            centre: tuple[float, float, float] | None = None) -> Run:
         log = tmp_path_factory.getbasetemp() / f"xr-runtime-{next(counter)}.log"
         env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": options,
                "MEDVERSE_XR_TEST_LOG": str(log), "DRIVER_EXIT_AT": str(exit_at), "DRIVER_BACKEND": backend,
                "DRIVER_NO_RENDERER": "" if renderer else "1", "DRIVER_REAL_RENDERER": "1" if real_renderer else "",
-               "DRIVER_TWICE": "1" if twice else "", "DRIVER_BLEND": blend}
+               "DRIVER_TWICE": "1" if twice else "", "DRIVER_BLEND": blend,
+               "DRIVER_CENTRE": json.dumps(centre) if centre else ""}
         env.pop("DISPLAY", None)  # an X display only where a test gives one (it enables the Xlib binding)
         env.pop("WAYLAND_DISPLAY", None)
         if display:
@@ -417,8 +404,8 @@ def test_submit_without_a_renderer_is_a_clear_error(drive) -> None:
 
 
 def test_real_renderer_draws_the_brain_into_both_eyes_of_the_headset(drive) -> None:
-    """run_frames with the real renderer and the brain twin 20 cm ahead: in each submitted eye the twin covers
-    part of the image and the corner is background, with no GL error."""
+    """The session loop with the real renderer and the brain twin 45 cm ahead: in each submitted eye the twin
+    covers part of the image and the corner is background, with no GL error."""
     run = drive("stop_after=4", real_renderer=True)
     assert run.result["gl_errors"] == 0
     rendered = run.rendered()
@@ -632,3 +619,19 @@ def test_a_blend_mode_the_runtime_does_not_offer_fails_in_one_line(drive) -> Non
     assert kind == "BackendError" and "\n" not in message
     assert "'alpha'" in message and "opaque, additive" in message
     assert "begin_session" not in run.log and run.log[-1] == "destroy_instance"
+
+
+def test_the_session_loop_in_a_headset_selects_with_a_pinch_and_draws_over_the_room(drive) -> None:
+    """The same session loop as the simulator's drives the OpenXR backend: the runtime's tracked right hand
+    points at the brain and pinches, which selects the structure it points at; with the alpha blend mode the
+    scene clears to transparent black and every frame goes out with the alpha-blend layer flag."""
+    run = drive("hands=1,controllers=0,blend=alpha/opaque,stop_after=14", real_renderer=True,
+                centre=(0.0, 1.3, -0.75))
+    assert run.result["gl_errors"] == 0
+    assert run.result["blend"] == ["alpha", ["alpha", "opaque"]]
+    assert run.result["background"] == [0.0, 0.0, 0.0, 0.0]
+    selects = [i for i in run.result["intents"] if i["kind"] == "select"]
+    assert selects and all(s["structure"] and "hemisphere" in s["structure"] for s in selects), run.result["intents"]
+    rendered = run.rendered()
+    assert rendered and all("blend=alpha" in line and "flags=0x2" in line for line in rendered)
+
