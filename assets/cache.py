@@ -94,7 +94,7 @@ def _feed_file(digest: Any, path: Path) -> None:
 def _walk_files(directory: Path) -> Iterator[Path]:
     """Files under ``directory`` in a stable order (sorted relative paths), so keys do not depend on
     the order the file system lists them."""
-    found = []
+    found: list[Path] = []
     for parent, dirs, files in os.walk(directory):
         dirs.sort()
         found.extend(Path(parent) / name for name in files)
@@ -221,8 +221,8 @@ class _ArrayTable:
 
     def __init__(self, table: Any, data_size: int) -> None:
         self.entries: list[tuple[int, str, int]] = []  # offset, dtype, rows
-        for i, item in enumerate(_list(table, "arrays")):
-            item = _dict(item, f"arrays[{i}]")
+        for i, raw in enumerate(_list(table, "arrays")):
+            item = _dict(raw, f"arrays[{i}]")
             dtype = _str(item.get("dtype"), f"arrays[{i}].dtype")
             _need(dtype in _DTYPES.values(), f"arrays[{i}] has dtype {dtype!r}")
             shape = _list(item.get("shape"), f"arrays[{i}].shape")
@@ -325,7 +325,7 @@ class TwinCache:
         data = _dict(body.get("data"), "data")
         expected_size = _int(data.get("size"), "data.size", MAX_ENTRY_BYTES)
         try:
-            f = open(entry / ARRAYS, "rb")
+            f = open(entry / ARRAYS, "rb")  # noqa: SIM115 - only open's FileNotFoundError means "missing"
         except FileNotFoundError:
             raise _Damaged("data file is missing") from None
         with f:
@@ -347,9 +347,9 @@ class TwinCache:
     @staticmethod
     def _build_twin(spec: dict[str, Any], table: _ArrayTable, array: Any) -> Twin:
         structures = []
-        for i, s in enumerate(_list(spec.get("structures"), "structures")):
+        for i, raw in enumerate(_list(spec.get("structures"), "structures")):
             where = f"structures[{i}]"
-            s = _dict(s, where)
+            s = _dict(raw, where)
             vertices = array(table.role(s.get("vertices"), "vertices", f"{where}.vertices"))
             faces = array(table.role(s.get("faces"), "faces", f"{where}.faces"))
             color = _list(s.get("color"), f"{where}.color")
@@ -357,9 +357,9 @@ class TwinCache:
             codes = _dict(s.get("codes"), f"{where}.codes")
             _need(all(isinstance(v, str) for v in codes.values()), f"{where}.codes values are not strings")
             lods = []
-            for j, level in enumerate(_list(s.get("lods"), f"{where}.lods")):
+            for j, raw_level in enumerate(_list(s.get("lods"), f"{where}.lods")):
                 lw = f"{where}.lods[{j}]"
-                level = _dict(level, lw)
+                level = _dict(raw_level, lw)
                 lods.append(
                     LevelOfDetail(
                         target_triangles=_int(level.get("target_triangles"), f"{lw}.target_triangles"),
@@ -540,8 +540,8 @@ class TwinCache:
             manifest = json.dumps({"sha256": hashlib.sha256(_canonical(body)).hexdigest(), "body": body}, indent=1)
         except (TypeError, ValueError) as exc:
             raise CacheError(twin.name, f"twin metadata or provenance cannot be cached: {exc}") from exc
-        with open(directory / MANIFEST, "w", encoding="utf-8") as f:
-            f.write(manifest)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(directory / MANIFEST, "w", encoding="utf-8") as text:
+            text.write(manifest)
+            text.flush()
+            os.fsync(text.fileno())
         _fsync_dir(directory)

@@ -207,11 +207,11 @@ class _Deidentifier:
         """Process every element of ``ds``; ``in_dummy`` is true inside a sequence whose action is D."""
         overlay_groups = {
             tag >> 16
-            for tag in ds.keys()
+            for tag in ds.keys()  # noqa: SIM118 - iterating a pydicom Dataset gives its elements, not tags
             if 0x6000 <= tag >> 16 <= 0x60FF and tag & 0xFFFF == _OVERLAY_DATA and not (tag >> 16) % 2
         }
-        for tag in list(ds.keys()):
-            tag = BaseTag(tag)
+        for key in list(ds.keys()):
+            tag = BaseTag(key)
             path = _path(prefix, tag)
             try:
                 self.element(ds, tag, path, overlay_groups, in_dummy)

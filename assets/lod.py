@@ -89,7 +89,8 @@ def surface_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     idx = np.asarray(idx).reshape(len(points), k)
     p = np.repeat(points.astype(np.float64), k, axis=0)
     closest = closest_points_on_triangles(p, tri[idx.reshape(-1)])
-    return np.linalg.norm(closest - p, axis=1).reshape(len(points), k).min(axis=1)
+    distances: np.ndarray = np.linalg.norm(closest - p, axis=1).reshape(len(points), k).min(axis=1)
+    return distances
 
 
 def simplification_error_mm(original: Structure, vertices: np.ndarray, faces: np.ndarray) -> float:

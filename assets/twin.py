@@ -32,7 +32,7 @@ class LevelOfDetail:
 
     @property
     def triangle_count(self) -> int:
-        return int(len(self.faces))
+        return len(self.faces)
 
 
 @dataclass
@@ -59,11 +59,11 @@ class Structure:
 
     @property
     def triangle_count(self) -> int:
-        return int(len(self.faces))
+        return len(self.faces)
 
     @property
     def vertex_count(self) -> int:
-        return int(len(self.vertices))
+        return len(self.vertices)
 
     def bounds(self) -> np.ndarray:
         """(2, 3) float64 array of min and max corners in metres."""

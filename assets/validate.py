@@ -67,7 +67,8 @@ def _edge_keys(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarr
 def _face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v = vertices.astype(np.float64)
     tri = v[faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    areas: np.ndarray = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    return areas
 
 
 def _signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -78,7 +79,8 @@ def _signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
 
 def degenerate_mask(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    return repeated | (_face_areas(vertices, faces) < MIN_FACE_AREA_M2)
+    degenerate: np.ndarray = repeated | (_face_areas(vertices, faces) < MIN_FACE_AREA_M2)
+    return degenerate
 
 
 def duplicate_mask(faces: np.ndarray) -> np.ndarray:
@@ -241,7 +243,7 @@ def repair(structure: Structure, source: str | Path | None = None) -> tuple[Stru
         if bad.any():
             f = f[~bad]
             report.actions.append(f"{name}: removed {int(bad.sum())} faces with out-of-range indices")
-    finite = np.isfinite(v).all(axis=1) if len(v) else np.ones(0, dtype=bool)
+    finite = np.all(np.isfinite(v), axis=1)  # v is (N, 3) even when empty (Structure reshapes it)
     if len(f) and not finite.all():
         touches = (~finite[f]).any(axis=1)
         f = f[~touches]

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -82,7 +83,7 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     samples.sort()
     return {
         "median_ms": statistics.median(samples) * 1000.0,
-        "p99_ms": samples[min(len(samples) - 1, int(round(0.99 * (len(samples) - 1))))] * 1000.0,
+        "p99_ms": samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))] * 1000.0,
         "min_ms": samples[0] * 1000.0,
         "repeats": repeats,
     }
@@ -127,11 +128,11 @@ def main() -> int:
         probe = subprocess.run([sys.executable, "-c", _MEMORY_PROBE.format(root=str(ROOT), cache=str(cache.root),
                                                                              key=key)],
                                capture_output=True, text=True, check=True)
-        base_kb, after_kb, peak_kb, _ = probe.stdout.split()
+        base_kb, _, peak_kb, _ = probe.stdout.split()
 
     cache_ms = results["cache"]["median_ms"]
     added = (int(peak_kb) - int(base_kb)) * 1024
-    report = {
+    report: dict[str, Any] = {
         "twin": {"triangles": twin.triangle_count, "structures": len(twin.structures), "array_bytes": array_bytes},
         "results": results,
         "ratios": {

@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # bench/assets.py, a sibling benchmark, would shadow the assets package while this folder is on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -104,7 +105,7 @@ def main() -> None:
 
     single_med = statistics.median(per_ray)
     brute_med = statistics.median(brute)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "picking",
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
         "twin": {"structures": len(twin.structures), "triangles": twin.triangle_count},

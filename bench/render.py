@@ -114,8 +114,9 @@ def spheres_twin(count: int = 50) -> Twin:
 def stereo_views(scene: Scene, width: int, height: int) -> list[View]:
     """Both eyes 1.2 twin-diagonals in front of the twin, looking at its centre."""
     centre, size = scene.twin_center_and_size()
-    eye = (float(centre[0]), float(centre[1]), float(centre[2] + 1.2 * size))
-    head = Pose(eye, look_rotation(eye, centre))
+    target = (float(centre[0]), float(centre[1]), float(centre[2]))
+    eye = (target[0], target[1], target[2] + 1.2 * size)
+    head = Pose(eye, look_rotation(eye, target))
     return eye_views(head, 0.063, QUEST_LEFT_FOV, width, height)
 
 
@@ -128,7 +129,9 @@ def summarise(times_ms: list[float]) -> dict[str, float]:
 # --- the three contenders ----------------------------------------------------------------------------
 
 
-def run_medverse(ctx: GLContext, renderer: Renderer, scene: Scene, views: list[View], frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_medverse(
+    ctx: GLContext, renderer: Renderer, scene: Scene, views: list[View], frames: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     ctx.make_current()
     renderer.draw(scene, views)  # upload and warm-up
     renderer.finish()
@@ -278,7 +281,7 @@ class _DrawCallTimer:
 def run_pyrender(scene: Scene, views: list[View], frames: int) -> dict[str, Any]:
     # pyrender imports pyglet's window module; headless, pyglet uses EGL instead of needing X11 libraries
     os.environ.setdefault("PYGLET_HEADLESS", "1")
-    import pyrender  # noqa: PLC0415 - optional, benchmark only
+    import pyrender  # optional, benchmark only
 
     pscene = pyrender.Scene(bg_color=(0.02, 0.02, 0.025, 1.0), ambient_light=(0.1, 0.1, 0.1))
     model = scene.model_matrix()
@@ -342,7 +345,8 @@ def sim_peak_rss(glb: Path, width: int, height: int, frames: int) -> dict[str, A
     """
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-c", _LAUNCHER, "sim", "--twin", str(glb), "--frames", str(frames),
-               "--width", str(width), "--height", str(height), "--out", str(Path(tmp) / "frames"), "--every", str(frames)]  # fmt: skip
+               "--width", str(width), "--height", str(height), "--out", str(Path(tmp) / "frames"),
+               "--every", str(frames)]  # fmt: skip
         env = dict(os.environ, MEDVERSE_HOME=str(Path(tmp) / "home"), MEDVERSE_CACHE=str(Path(tmp) / "cache"))
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -455,7 +459,7 @@ def main() -> int:
                   f"{entry['pyrender_over_medverse']:.1f}x medverse's time", flush=True)  # fmt: skip
         except ImportError:
             entry["pyrender"] = "not installed (pip install --no-deps pyrender pyglet freetype-py six)"
-        except Exception as exc:  # noqa: BLE001 - a broken optional reference must not lose the run
+        except Exception as exc:  # a broken optional reference must not lose the run
             entry["pyrender"] = f"failed: {type(exc).__name__}: {exc}"
             print(f"{twin.name}: pyrender {entry['pyrender']}", flush=True)
     if not args.skip_rss:

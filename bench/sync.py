@@ -225,8 +225,9 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
         ops_start = max(0.5, measure_from - time.time())
         procs.append((report, await asyncio.create_subprocess_exec(
             *nice, MEDVERSE, "consult", "join", "--server", url, "--token", token, "--leave-at", f"{leave_at:.3f}",
-            "--measure-from", f"{measure_from:.3f}", "--measure-until", f"{measure_until:.3f}", "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate),
-            "--relay-pose-lead", str(args.relay_pose_lead), "--ops-start", f"{ops_start:.3f}", "--ops-stop-at", f"{measure_until:.3f}", "--report", str(report), "--loop", loop,
+            "--measure-from", f"{measure_from:.3f}", "--measure-until", f"{measure_until:.3f}",
+            "--pose-rate", str(args.rate), "--ops-rate", str(args.ops_rate), "--relay-pose-lead", str(args.relay_pose_lead),
+            "--ops-start", f"{ops_start:.3f}", "--ops-stop-at", f"{measure_until:.3f}", "--report", str(report), "--loop", loop,
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
         )))  # fmt: skip
         # People join one after another, not within the same millisecond: sixteen simultaneous DTLS
@@ -239,7 +240,7 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
         await asyncio.sleep(max(0.0, measure_until - 0.5 - time.time()))
         relay_counters = await asyncio.to_thread(_relay_counters, url, room)
     failures = []
-    for (report, proc), log_file in zip(procs, logs, strict=True):
+    for (_, proc), log_file in zip(procs, logs, strict=True):
         await proc.wait()
         log_file.close()
         if proc.returncode != 0:
@@ -251,7 +252,8 @@ async def run_room(mode: str, n: int, args: argparse.Namespace, workdir: Path, l
     reports = [json.loads(report.read_text()) for report, _ in procs if report.exists()]
     figures = summarize_room(mode, n, reports, failures, (cpu1 - cpu0) / wall, server_rss, args)
     # The loops the participants report they ran on, not the option given: proves what was measured.
-    figures = {"loop": loop, "datapath": path, **figures, "participant_loops": sorted({r.get("event_loop", "?") for r in reports})}
+    loops_ran = sorted({r.get("event_loop", "?") for r in reports})
+    figures = {"loop": loop, "datapath": path, **figures, "participant_loops": loops_ran}
     if relay_counters is not None:
         figures["relay_counters"] = relay_counters
     return {**figures, "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
@@ -262,7 +264,13 @@ def _median(values: list[float]) -> float | None:
 
 
 def summarize_room(
-    mode: str, n: int, reports: list[dict[str, Any]], failures: list[str], server_cpu: float, server_rss: float, args: argparse.Namespace
+    mode: str,
+    n: int,
+    reports: list[dict[str, Any]],
+    failures: list[str],
+    server_cpu: float,
+    server_rss: float,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Figures of one room from its participants' reports."""
     pose = [r["latency"]["room"]["pose"] for r in reports if r["latency"]["room"]["pose"]]
@@ -280,7 +288,8 @@ def summarize_room(
         "pose_p50_ms": _median([p["p50_ms"] for p in pose]),
         "pose_p99_ms": round(max(p["p99_ms"] for p in pose), 3) if pose else None,
         "pose_max_ms": round(max(p["max_ms"] for p in pose), 3) if pose else None,
-        "pose_p99_ms_each": [round(p["p99_ms"], 2) for p in pose],  # in join order: shows whether the tail is everyone's or a few receivers'
+        # In join order: shows whether the tail is everyone's or a few receivers'.
+        "pose_p99_ms_each": [round(p["p99_ms"], 2) for p in pose],
         "pose_within_budget": _median([p["within_budget"] for p in pose]),
         "pose_delivery": _median(delivered),
         "state_p50_ms": _median([s["p50_ms"] for s in state]),
@@ -322,26 +331,40 @@ def check_goals(rooms: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: The figures of the room table: heading, width, the room's key, scale and format.
+_TABLE = [
+    ("pose p50", 9, "pose_p50_ms", 1.0, "{:.2f}"),
+    ("pose p99", 9, "pose_p99_ms", 1.0, "{:.2f}"),
+    ("deliv", 6, "pose_delivery", 1.0, "{:.2f}"),
+    ("op p50", 7, "state_p50_ms", 1.0, "{:.2f}"),
+    ("op p99", 7, "state_p99_ms", 1.0, "{:.2f}"),
+    ("cpu/p", 6, "cpu_share_per_participant", 1.0, "{:.2f}"),
+    ("kB/s out", 9, "bytes_sent_per_s_per_participant", 1e-3, "{:.2f}"),
+    ("kbit/s", 7, "pose_stream_kbit_s_max", 1.0, "{:.2f}"),
+    ("rss MB", 7, "participant_rss_mb_max", 1.0, "{:.0f}"),
+    ("srv cpu", 7, "server_cpu_share", 1.0, "{:.2f}"),
+    ("srv MB", 7, "server_rss_mb", 1.0, "{:.0f}"),
+]
+
+
 def print_table(floors: dict[str, Any], rooms: list[dict[str, Any]], goals: dict[str, Any]) -> None:
     for loop, floor in floors.items():
         f = floor["back_to_back"]
         p = floor["paced_90hz"]
         print(f"floor on {loop} (bare aiortc, 2 processes): rtt p50 {f['rtt_p50_ms']} ms p99 {f['rtt_p99_ms']} ms; "
-              f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")  # fmt: skip
-    head = f"{'loop':7} {'path':5} {'mode':6} {'N':>3} {'pose p50':>9} {'pose p99':>9} {'deliv':>6} {'op p50':>7} {'op p99':>7} {'cpu/p':>6} {'kB/s out':>9} {'kbit/s':>7} {'rss MB':>7} {'srv cpu':>7} {'srv MB':>7} {'load':>9} conv"
-    print(head)
+              f"paced 90 Hz rtt p50 {p['rtt_p50_ms']} ms p99 {p['rtt_p99_ms']} ms")
+    figures = " ".join(f"{heading:>{width}}" for heading, width, *_ in _TABLE)
+    print(f"{'loop':7} {'path':5} {'mode':6} {'N':>3} {figures} {'load':>9} conv")
     for r in rooms:
-        def v(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-            return "-" if r[key] is None else fmt.format(r[key] * scale)
-
+        figures = " ".join(
+            f"{'-' if r[key] is None else fmt.format(r[key] * scale):>{width}}" for _, width, key, scale, fmt in _TABLE
+        )
         load = "{:.1f}-{:.1f}".format(*r["load_avg_1min"])
-        print(f"{r['loop']:7} {r['datapath']:5} {r['mode']:6} {r['participants']:>3} {v('pose_p50_ms'):>9} {v('pose_p99_ms'):>9} {v('pose_delivery'):>6} "
-              f"{v('state_p50_ms'):>7} {v('state_p99_ms'):>7} {v('cpu_share_per_participant'):>6} "
-              f"{v('bytes_sent_per_s_per_participant', 1e-3):>9} {v('pose_stream_kbit_s_max'):>7} {v('participant_rss_mb_max', 1, '{:.0f}'):>7} "
-              f"{v('server_cpu_share'):>7} {v('server_rss_mb', 1, '{:.0f}'):>7} {load:>9} {r['converged']}")  # fmt: skip
+        print(f"{r['loop']:7} {r['datapath']:5} {r['mode']:6} {r['participants']:>3} {figures} {load:>9} {r['converged']}")
     for loop, loop_goals in goals.items():
         for name, g in loop_goals.items():
-            print(f"goal on {loop} {name}: {g['value']} (limit {g['limit']}) -> {'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'}")
+            verdict = "not measured" if g["met"] is None else "met" if g["met"] else "NOT met"
+            print(f"goal on {loop} {name}: {g['value']} (limit {g['limit']}) -> {verdict}")
 
 
 async def run_rooms(args: argparse.Namespace, loops: list[str], paths: list[str]) -> list[dict[str, Any]]:
@@ -355,7 +378,9 @@ async def run_rooms(args: argparse.Namespace, loops: list[str], paths: list[str]
                     continue
                 for loop in loops:
                     for path in paths:
-                        print(f"running {mode} room of {n} on {loop}, {path} data path, for {args.duration:g} s (load {os.getloadavg()[0]:.2f}) ...", flush=True)
+                        load = os.getloadavg()[0]
+                        print(f"running {mode} room of {n} on {loop}, {path} data path, for {args.duration:g} s "
+                              f"(load {load:.2f}) ...", flush=True)
                         rooms.append(await run_room(mode, n, args, Path(tmp), loop, path))
     return rooms
 
@@ -369,14 +394,36 @@ def run_benchmark(args: argparse.Namespace, loops: list[str], paths: list[str]) 
     rooms = asyncio.run(run_rooms(args, loops, paths))
     # Goals per loop (and per data path when more than one ran: "uvloop/stock").
     goals = {
-        loop if len(paths) == 1 else f"{loop}/{path}": check_goals([r for r in rooms if r["loop"] == loop and r["datapath"] == path])
-        for loop in loops for path in paths
+        loop if len(paths) == 1 else f"{loop}/{path}": check_goals(
+            [r for r in rooms if r["loop"] == loop and r["datapath"] == path]
+        )
+        for loop in loops
+        for path in paths
     }
     return {
         "benchmark": "sync",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
-        "config": {"duration_s": args.duration, "pose_rate_hz": args.rate, "ops_rate_hz": args.ops_rate, "sizes": args.sizes, "modes": args.modes, "max_mesh": args.max_mesh, "relay_pose_budget": args.relay_pose_budget, "relay_pose_subticks": args.relay_pose_subticks, "relay_pose_lead_ms": args.relay_pose_lead, "participant_nice": args.participant_nice, "stagger_s": args.stagger, "loops": loops, "datapaths": paths},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_start": [round(x, 2) for x in load_start],
+            "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "config": {
+            "duration_s": args.duration,
+            "pose_rate_hz": args.rate,
+            "ops_rate_hz": args.ops_rate,
+            "sizes": args.sizes,
+            "modes": args.modes,
+            "max_mesh": args.max_mesh,
+            "relay_pose_budget": args.relay_pose_budget,
+            "relay_pose_subticks": args.relay_pose_subticks,
+            "relay_pose_lead_ms": args.relay_pose_lead,
+            "participant_nice": args.participant_nice,
+            "stagger_s": args.stagger,
+            "loops": loops,
+            "datapaths": paths,
+        },
         "floor": floors,
         "rooms": rooms,
         "goals": goals,
@@ -387,19 +434,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2,4", help="room sizes, comma-separated (default %(default)s; the issue's: 2,4,8,16)")
     parser.add_argument("--modes", default="mesh,relay", help="topologies (default %(default)s)")
-    parser.add_argument("--relay-pose-budget", type=float, default=DEFAULT_POSE_BUDGET_HZ, help="relay's pose budget, bundles/s in all, 0 unlimited (default %(default)s)")
-    parser.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3, help="participants' lead before the relay's tick, ms (default %(default)s)")
-    parser.add_argument("--relay-pose-subticks", type=int, default=DEFAULT_POSE_SUBTICKS, help="relay flush ticks per 90 Hz period (default %(default)s)")
-    parser.add_argument("--participant-nice", type=int, default=0, help="run participants at this nice level, so that the server/relay gets the CPU it would have on its own machine (default %(default)s)")
+    parser.add_argument("--relay-pose-budget", type=float, default=DEFAULT_POSE_BUDGET_HZ,
+                        help="relay's pose budget, bundles/s in all, 0 unlimited (default %(default)s)")
+    parser.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3,
+                        help="participants' lead before the relay's tick, ms (default %(default)s)")
+    parser.add_argument("--relay-pose-subticks", type=int, default=DEFAULT_POSE_SUBTICKS,
+                        help="relay flush ticks per 90 Hz period (default %(default)s)")
+    parser.add_argument("--participant-nice", type=int, default=0,
+                        help="run participants at this nice level, so that the server/relay gets the CPU it would have "
+                        "on its own machine (default %(default)s)")
     parser.add_argument("--stagger", type=float, default=0.3, help="seconds between participants joining (default %(default)s)")
     parser.add_argument("--max-mesh", type=int, default=16, help="largest mesh room to run (default %(default)s)")
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per room (default %(default)s; the issue's: 20)")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="measured seconds per room (default %(default)s; the issue's: 20)")
     parser.add_argument("--rate", type=float, default=90.0, help="pose records per second per participant (default %(default)s)")
     parser.add_argument("--ops-rate", type=float, default=5.0, help="state ops per second per participant (default %(default)s)")
-    parser.add_argument("--floor-count", type=int, default=1000, help="back-to-back ping-pongs for the floor (default %(default)s)")
-    parser.add_argument("--loop", default="auto", help=f"event loops to run on, comma-separated, of {', '.join(LOOPS)} (default %(default)s)")
-    parser.add_argument("--datapath", default="tuned", help="aiortc data paths, comma-separated, of tuned (net.datapath, what medverse runs) and stock (aiortc as shipped) (default %(default)s)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"), help="JSON output (default %(default)s)")
+    parser.add_argument("--floor-count", type=int, default=1000,
+                        help="back-to-back ping-pongs for the floor (default %(default)s)")
+    parser.add_argument("--loop", default="auto",
+                        help=f"event loops to run on, comma-separated, of {', '.join(LOOPS)} (default %(default)s)")
+    parser.add_argument("--datapath", default="tuned",
+                        help="aiortc data paths, comma-separated, of tuned (net.datapath, what medverse runs) "
+                        "and stock (aiortc as shipped) (default %(default)s)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sync.json"),
+                        help="JSON output (default %(default)s)")
     args = parser.parse_args()
     if args.duration <= 0:
         parser.error("--duration must be positive")

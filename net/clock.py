@@ -299,7 +299,7 @@ class RelayedClock:
         """Map a time on the local clock (seconds) to the remote clock."""
         return self.relay.to_remote(local_time) - (self._to_relay or 0.0)
 
-    def summary(self) -> dict[str, float | int | bool | None]:
+    def summary(self) -> dict[str, float | int | bool | str | None]:
         """As ``ClockEstimator.summary``, for the composed clock (``via``: ``"relay"``)."""
         synced = self.synchronized
         return {

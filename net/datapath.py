@@ -106,10 +106,12 @@ def install() -> bool:
         send_chunk=_Transport._send_chunk,
         datagram_received=_ice.StunProtocol.datagram_received,
     )
-    _Transport._send_sack = _send_sack
-    _Transport._send_chunk = _send_chunk
-    _Transport._data_channel_send = _data_channel_send
-    _ice.StunProtocol.datagram_received = _datagram_received
+    # Replacing aiortc's and aioice's methods is what this module is for: mypy refuses it by design.
+    _Transport._send_sack = _send_sack  # type: ignore[method-assign]
+    _Transport._send_chunk = _send_chunk  # type: ignore[method-assign]
+    _Transport._data_channel_send = _data_channel_send  # type: ignore[method-assign]
+    # aioice declares ``data: bytes | str``; a UDP socket only ever delivers bytes.
+    _ice.StunProtocol.datagram_received = _datagram_received  # type: ignore[method-assign, assignment]
     return True
 
 
@@ -131,6 +133,11 @@ def _unsupported() -> str | None:
 # ---------------------------------------------------------------------------------------- running now
 
 
+#: Transmissions that :func:`_drive` left to finish in a task, held until done: the event loop keeps
+#: only weak references to tasks, so one nobody holds could be collected half-way.
+_finishing: set[asyncio.Future[None]] = set()
+
+
 def _drive(coro: Coroutine[Any, Any, None]) -> None:
     """Run ``coro`` now, in this turn of the event loop; if it waits on something, finish it in a task.
 
@@ -139,7 +146,9 @@ def _drive(coro: Coroutine[Any, Any, None]) -> None:
     """
     done, waited = _step(coro)
     if not done:
-        asyncio.ensure_future(_finish(coro, waited))
+        task = asyncio.ensure_future(_finish(coro, waited))
+        _finishing.add(task)
+        task.add_done_callback(_finishing.discard)
 
 
 async def _finish(coro: Coroutine[Any, Any, None], waited: Any) -> None:
@@ -189,7 +198,8 @@ async def _send_sack(self: _Transport) -> None:
             and self._association_state == _Transport.State.ESTABLISHED):
         state["_mv_unacked"] = unacked
         if state.get("_mv_sack_timer") is None:
-            state["_mv_sack_timer"] = self._loop.call_later(SACK_DELAY_S, _sack_due, self)
+            # aiortc declares its loop optional; an established association has one.
+            state["_mv_sack_timer"] = self._loop.call_later(SACK_DELAY_S, _sack_due, self)  # type: ignore[union-attr]
         return
     _sack_sent(self)
     await _original["send_sack"](self)
@@ -270,18 +280,18 @@ async def _send_packed(self: _Transport, chunks: list[bytes]) -> None:
     size = 0
     for chunk in chunks:
         if packet and size + len(chunk) > room:
-            await self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet)))
+            await self.transport._send_data(_packet(self, b"".join(packet)))
             packet, size = [], 0
         packet.append(chunk)
         size += len(chunk)
     if packet:
-        await self._RTCSctpTransport__transport._send_data(_packet(self, b"".join(packet)))
+        await self.transport._send_data(_packet(self, b"".join(packet)))
 
 
 def _packet(self: _Transport, chunks: bytes) -> bytes:
     """An SCTP packet: common header (ports, verification tag, CRC32c) and the chunks' bytes."""
     header = _COMMON_HEADER.pack(self._local_port, self._remote_port, self._remote_verification_tag)
-    checksum = _sctp.crc32c(header + b"\x00\x00\x00\x00" + chunks)
+    checksum = _sctp.crc32c(header + b"\x00\x00\x00\x00" + chunks)  # type: ignore[attr-defined]  # aiortc's own CRC (google_crc32c)
     return header + struct.pack("<L", checksum) + chunks
 
 

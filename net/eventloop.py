@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Coroutine
+from importlib.metadata import version
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def loop_factory(choice: str = "auto") -> tuple[str, Callable[[], asyncio.Abstra
                 ) from None
             log.info("event loop: asyncio (uvloop is not installed)")
             return "asyncio", asyncio.new_event_loop
-        log.info("event loop: uvloop %s (--loop %s)", uvloop.__version__, choice)
+        log.info("event loop: uvloop %s (--loop %s)", version("uvloop"), choice)
         return "uvloop", uvloop.new_event_loop
     log.info("event loop: asyncio (--loop asyncio)")
     return "asyncio", asyncio.new_event_loop

@@ -190,8 +190,9 @@ class FaultyNetwork:
                     logger.warning("dropping ICE candidate %s:%s: cannot proxy it: %s", match.group(2), match.group(3), exc)
                     continue
                 host, port = proxy.address
-                line = f"{match.group(1)}{host} {port}{match.group(4)}"
-            out.append(line)
+                out.append(f"{match.group(1)}{host} {port}{match.group(4)}")
+            else:
+                out.append(line)
         return "\r\n".join(out) + "\r\n"
 
     def close(self) -> None:

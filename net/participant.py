@@ -67,6 +67,7 @@ from net.protocol import (
     SnapshotRequest,
     StateDigest,
     StateOp,
+    TrackedPoses,
     WirePose,
     chunk_snapshot,
     decode_clock,
@@ -195,7 +196,7 @@ class RemotePeer:
         self._pose = None
 
 
-def procedural_poses(t: float, index: int) -> dict[str, WirePose]:
+def procedural_poses(t: float, index: int) -> TrackedPoses:
     """Head and two hands of a participant standing round the twin, swaying: a pure function of time.
 
     Parameters
@@ -207,7 +208,7 @@ def procedural_poses(t: float, index: int) -> dict[str, WirePose]:
 
     Returns
     -------
-    dict
+    TrackedPoses
         ``head``, ``left`` and ``right`` poses (metres, unit quaternions).
     """
     angle = index * 0.9
@@ -469,17 +470,17 @@ class Participant:
             self.links[sender] = link
             await self.client.send_signal(sender, answer)
         elif data.get("type") == "answer":
-            link = self.links.get(sender)
-            if link is None:
+            offered = self.links.get(sender)
+            if offered is None:
                 raise PeerError(f"answer from {sender} without an offer")
-            await link.handle_signal(data)
+            await offered.handle_signal(data)
         elif data.get("type") == "closed" and sender == RELAY_ID:
             # The relay gave our link up (it heard nothing on it): build a new one now, not after our own timeout.
-            link = self.links.get(sender)
-            if link is not None and link.state != "closed":
+            given_up = self.links.get(sender)
+            if given_up is not None and given_up.state != "closed":
                 self.counters["links_closed_by_relay"] += 1
                 log.info("%s: the relay closed our link (%s); offering again", self.name, data.get("reason"))
-                await link.close()  # -> "closed" -> _link_state_changed re-offers
+                await given_up.close()  # -> "closed" -> _link_state_changed re-offers
         else:
             raise PeerError(f"signal from {sender} of unknown type {data.get('type')!r}")
 
@@ -696,7 +697,7 @@ class Participant:
         self.counters["ops_sent"] += 1
         return op
 
-    def send_pose(self, poses: dict[str, WirePose]) -> int:
+    def send_pose(self, poses: TrackedPoses) -> int:
         """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link; returns sends."""
         self._pose_seq = seq_next(self._pose_seq)
         record = PoseRecord(self.index, self._pose_seq, self.clock(), **poses)
@@ -869,8 +870,7 @@ class Participant:
             if self.on_op is not None:
                 self.on_op(message, latency)
         elif isinstance(message, SnapshotRequest):
-            body = self.state.snapshot_bytes()
-            for chunk in chunk_snapshot(self.index, message.request_id, body):
+            for chunk in chunk_snapshot(self.index, message.request_id, self.state.snapshot_bytes()):
                 link.send("state", encode_state(chunk))
             self.counters["snapshots_sent"] += 1
         elif isinstance(message, SnapshotChunk):
@@ -881,12 +881,12 @@ class Participant:
             body = assembler.add(message)
             if body is not None:
                 source = self.remotes.get(message.participant)
-                if link in self._resuming and source is not None and link.remote in (source.name, RELAY_ID):
-                    # A mesh remote resumes too and resends its own ops: wait for them before merging.
-                    # Through the relay nobody else resumes, so the snapshot is merged at once.
-                    if self._resume(link, message.participant, body) and link.remote != RELAY_ID:
-                        self._spawn(self._merge_later(message.participant, body))
-                        return
+                resuming = link in self._resuming and source is not None and link.remote in (source.name, RELAY_ID)
+                # A mesh remote resumes too and resends its own ops: wait for them before merging.
+                # Through the relay nobody else resumes, so the snapshot is merged at once.
+                if resuming and self._resume(link, message.participant, body) and link.remote != RELAY_ID:
+                    self._spawn(self._merge_later(message.participant, body))
+                    return
                 self._merge(message.participant, body)
         elif isinstance(message, StateDigest):
             remote = self._source(link, message.participant, "digest")
@@ -981,7 +981,9 @@ class Participant:
             "links": {name: {"state": link.state, **link.counters.as_dict()} for name, link in self.links.items()},
             "counters": dict(self.counters),
             "state": {"op_count": self.state.op_count, "digest": self.state.digest().hex(), "lamport": self.state.lamport},
-            "remote_digests": {r.name: {"op_count": r.digest[0], "digest": r.digest[1].hex()} for r in self.remotes.values() if r.digest},
+            "remote_digests": {
+                r.name: {"op_count": r.digest[0], "digest": r.digest[1].hex()} for r in self.remotes.values() if r.digest
+            },
             "cpu_s": round(cpu, 3),
             "cpu_share": round(cpu / wall, 4),
             "max_rss_mb": round(peak_rss_kb() / 1024, 1),

@@ -34,7 +34,7 @@ import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from net.errors import ProtocolError
 
@@ -194,6 +194,15 @@ class WirePose:
 
     position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+
+
+class TrackedPoses(TypedDict, total=False):
+    """The poses of a `PoseRecord` by name, as keyword arguments; one left out is not tracked."""
+
+    head: WirePose
+    left: WirePose
+    right: WirePose
+    pointer: WirePose
 
 
 @dataclass(frozen=True)
@@ -615,8 +624,8 @@ def split_pose_bundle(data: bytes | bytearray | memoryview) -> list[bytes]:
     """The pose messages a ``POSE_BUNDLE`` carries, each still to be read with ``decode_pose``.
 
     A framing error (header, count, a length that overruns or leaves trailing bytes, a carried
-    message without a pose's version and type bytes) rejects the whole bundle; a bad pose inside it is the caller's to reject alone, so that one sender's broken
-    pose cannot cost the others theirs.
+    message without a pose's version and type bytes) rejects the whole bundle; a bad pose inside it is
+    the caller's to reject alone, so that one sender's broken pose cannot cost the others theirs.
     """
     buf = _as_bytes(data, "pose")
     _check_header(buf, "pose", POSE_BUNDLE_MAX_BYTES, frozenset({MessageType.POSE_BUNDLE}))

@@ -78,7 +78,9 @@ log = logging.getLogger(__name__)
 #: Message types each channel may carry.
 _CHANNEL_TYPES: dict[str, frozenset[int]] = {
     "pose": frozenset({MessageType.POSE}),
-    "state": frozenset({MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}),
+    "state": frozenset(
+        {MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}
+    ),
     "clock": frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG, MessageType.CLOCK_SHARE}),
 }
 #: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
@@ -149,7 +151,8 @@ class RelayPeer:
         self._flush_due = 0.0  # the grid tick the timer stands for (time.monotonic())
         self._last_flush = 0.0
         self._pose_heard: dict[PeerLink, float] = {}  # when each sender's latest pose arrived
-        self._held: dict[PeerLink, list[tuple[str, bytes]]] = {}  # (channel, message) for each receiver, to go with its next bundle
+        # (channel, message) for each receiver, to go with its next bundle
+        self._held: dict[PeerLink, list[tuple[str, bytes]]] = {}
         self._liveness_timeout_s = liveness_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
 

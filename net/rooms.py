@@ -111,7 +111,9 @@ class Room:
         self._indices[participant] = index
         return index
 
-    def admit(self, participant: str, name: str, role: str, connection: Any, *, now: float | None = None) -> tuple[Member, Member | None, bool]:
+    def admit(
+        self, participant: str, name: str, role: str, connection: Any, *, now: float | None = None
+    ) -> tuple[Member, Member | None, bool]:
         """Add a participant, replacing an existing connection of the same participant.
 
         Returns

@@ -3,9 +3,9 @@
 Participants connect to ``/ws`` with a join token (``Authorization: Bearer`` or ``?token=``); the
 token decides room, participant id, name and role, and the server stamps every forwarded message with
 the sender it took from the token. A client may add ``?room=R``: a token for any other room is then
-refused (401) instead of taking the participant to the token's room. Rooms larger than ``mesh_limit`` switch to relay mode: the server
-runs :class:`net.relay.RelayPeer` in process as participant ``"relay"`` and every participant
-connects to it instead of to each other. The message schema is in ``docs/signaling.md``.
+refused (401) instead of taking the participant to the token's room. Rooms larger than ``mesh_limit``
+switch to relay mode: the server runs :class:`net.relay.RelayPeer` in process as participant
+``"relay"`` and every participant connects to it instead of to each other. The message schema is in ``docs/signaling.md``.
 
 Hostile input never stops the server: every malformed, oversized, binary, unknown, spoofed or
 over-rate message is dropped, answered with an ``error`` message and counted in ``/stats``. Client

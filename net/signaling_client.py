@@ -153,7 +153,8 @@ class SignalingClient:
             await self._ws.close()
             raise SignalingError(f"expected a welcome message, got {welcome.get('type')!r}: {welcome.get('reason', '')}")
         self.welcome = welcome
-        log.info("joined room %s as %s (index %s, %s)", welcome["room"], welcome["participant"], welcome["index"], welcome["topology"])
+        log.info("joined room %s as %s (index %s, %s)",
+                 welcome["room"], welcome["participant"], welcome["index"], welcome["topology"])
         return welcome
 
     async def recv(self) -> dict[str, Any]:

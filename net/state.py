@@ -55,7 +55,7 @@ def _ranges(seqs: Iterable[int]) -> list[list[int]]:
     return out
 
 
-class _Register(dict):
+class _Register(dict[str, dict[str, Any]]):
     """A last-writer-wins register map that keeps each entry's canonical JSON (``"key":{...}``).
 
     The state digest hashes the whole canonical state; with the entries' text kept, a digest after
@@ -192,7 +192,7 @@ class SharedState:
         elif kind is OpKind.TRANSFORM:
             if self._transform is None or tuple(self._transform["stamp"]) < stamp:
                 self._transform = {"stamp": list(stamp), "value": dict(p)}
-        elif kind is OpKind.SELECT:
+        elif kind is OpKind.SELECT:  # noqa: SIM102 - one branch per op kind, its guard inside, as above
             if self._selection is None or tuple(self._selection["stamp"]) < stamp:
                 self._selection = {"stamp": list(stamp), "structure": p["structure"]}
 
@@ -296,7 +296,8 @@ class SharedState:
         for key, value in pos.items():
             self._write(self._landmark_pos, key, tuple(value["stamp"]), {"position": value["position"]})
         for key, value in info.items():
-            self._write(self._landmark_info, key, tuple(value["stamp"]), {"label": value["label"], "structure": value["structure"]})
+            entry = {"label": value["label"], "structure": value["structure"]}
+            self._write(self._landmark_info, key, tuple(value["stamp"]), entry)
         for index, value in clip.items():
             self._write(self._clip, index, tuple(value["stamp"]), {"plane": value["plane"]})
         for stroke_id in self._erased:
@@ -310,12 +311,16 @@ class SharedState:
             self._selection = selection
         self.lamport = max(self.lamport, lamport)
         # A participant that rejoins with a fresh process resumes its own sequence after what the room holds.
-        self.seq = max(self.seq, max(self._applied.get(self.participant, {0})))
+        self.seq = max(self.seq, 0, *self._applied.get(self.participant, ()))
         return self.op_count - before
 
 
 def _stamp(value: Any) -> list[int]:
-    if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         raise ValueError(f"bad stamp {value!r}")
     return value
 
@@ -359,7 +364,8 @@ def _parse_snapshot(data: Any) -> tuple[Any, ...]:
         transform = {"stamp": _stamp(transform["stamp"]), "value": validate_payload(OpKind.TRANSFORM, transform["value"])}
     selection = data["selection"]
     if selection is not None:
-        selection = {"stamp": _stamp(selection["stamp"]), "structure": validate_payload(OpKind.SELECT, {"structure": selection["structure"]})["structure"]}
+        structure = validate_payload(OpKind.SELECT, {"structure": selection["structure"]})["structure"]
+        selection = {"stamp": _stamp(selection["stamp"]), "structure": structure}
     erased = {validate_payload(OpKind.STROKE_ERASE, {"id": k})["id"] for k in data["erased"]}
     deleted = {validate_payload(OpKind.LANDMARK_DELETE, {"id": k})["id"] for k in data["deleted"]}
     lamport = data["lamport"]

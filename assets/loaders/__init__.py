@@ -63,7 +63,7 @@ def detect_format(path: Path) -> str:
         return "glb"
     if head[:4] == b"ply\n" or head[:5] == b"ply\r\n":
         return "ply"
-    if head[:5].lower() == b"solid" or len(head) >= 84 and not head[:80].isascii():
+    if head[:5].lower() == b"solid" or (len(head) >= 84 and not head[:80].isascii()):
         return "stl"
     raise UnsupportedFormatError(path, "is not a known format (glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI, DICOM)")
 
@@ -84,7 +84,7 @@ def _digest(path: Path) -> str:
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for file in files:
         with file.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+            while block := handle.read(1 << 20):
                 sha.update(block)
     return sha.hexdigest()
 
@@ -144,7 +144,7 @@ def _decimate(structures: list[Structure], target: int, provenance: dict[str, An
         return structures
     result, errors_mm = [], {}
     for structure in structures:
-        share = max(4, int(round(target * structure.triangle_count / total)))
+        share = max(4, round(target * structure.triangle_count / total))
         if share >= structure.triangle_count:
             result.append(structure)
             continue
@@ -244,7 +244,7 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         raise ResourceLimitError(source, "ran out of memory while loading (file too large)") from None
     except RecursionError:
         raise UnreadableAssetError(source, "is nested too deeply to parse") from None
-    except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything; the user gets one line
+    except Exception as exc:  # third-party parsers raise anything; the user gets one line
         detail = (str(exc).strip().splitlines() or [""])[0][:160]
         log.debug("loading %s failed", source, exc_info=True)
         raise UnreadableAssetError(source, f"cannot be parsed ({type(exc).__name__}: {detail})") from exc

@@ -87,7 +87,7 @@ def load_gifti(xml: bytes, source: str | Path, *, default_name: str = "surface",
     import nibabel as nib
 
     preflight(xml, source, limits)
-    image = nib.gifti.GiftiImage.from_bytes(xml)
+    image = nib.gifti.gifti.GiftiImage.from_bytes(xml)
     points = [a for a in image.darrays if a.intent == nib.nifti1.intent_codes["NIFTI_INTENT_POINTSET"]]
     triangles = [a for a in image.darrays if a.intent == nib.nifti1.intent_codes["NIFTI_INTENT_TRIANGLE"]]
     if not points or not triangles:

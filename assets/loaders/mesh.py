@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +215,8 @@ def preflight_gltf(document: dict[str, Any], buffer_sizes: list[int], source: st
     for i, accessor in enumerate(_list(document, "accessors", source)):
         count = _int(accessor.get("count"), source, f"accessors[{i}].count")
         check_count(source, f"elements in glTF accessors[{i}]", count, maximum)
-        component = _COMPONENT_BYTES.get(accessor.get("componentType"))  # type: ignore[arg-type]
-        components = _TYPE_COMPONENTS.get(accessor.get("type"))  # type: ignore[arg-type]
+        component = _COMPONENT_BYTES.get(accessor.get("componentType"))
+        components = _TYPE_COMPONENTS.get(accessor.get("type"))
         if component is None or components is None:
             raise UnreadableAssetError(source, f"glTF accessors[{i}] has an unknown type or component type")
         element = component * components
@@ -236,10 +236,10 @@ def strip_images(document: dict[str, Any]) -> dict[str, Any]:
     """A copy of a glTF document without images, textures and texture references (colours stay)."""
     clean = {k: v for k, v in document.items() if k not in ("images", "textures", "samplers")}
     materials = []
-    for material in document.get("materials", []) or []:
-        if not isinstance(material, dict):
+    for original in document.get("materials", []) or []:
+        if not isinstance(original, dict):
             continue
-        material = {k: v for k, v in material.items() if not k.endswith("Texture")}
+        material = {k: v for k, v in original.items() if not k.endswith("Texture")}
         pbr = material.get("pbrMetallicRoughness")
         if isinstance(pbr, dict):
             material["pbrMetallicRoughness"] = {k: v for k, v in pbr.items() if not k.endswith("Texture")}
@@ -425,12 +425,20 @@ def load_mesh_file(data: bytes, kind: str, source: str | Path, *, base: Path | N
     return structures
 
 
-def _structure_name(node: str, geometry: str, default: str, n_nodes: int) -> str:
+def _structure_name(node: Hashable, geometry: Hashable | None, default: str, n_nodes: int) -> str:
+    """A node's name, else its geometry's, else ``default`` (trimesh names them with any hashable)."""
     if n_nodes == 1:
         return default
     name = str(node or geometry or default).strip()
     return name or default
 
 
-__all__ = ["FORMATS", "load_mesh_file", "prepare", "preflight_gltf", "preflight_ply",
-           "preflight_stl", "split_glb"]
+__all__ = [
+    "FORMATS",
+    "load_mesh_file",
+    "preflight_gltf",
+    "preflight_ply",
+    "preflight_stl",
+    "prepare",
+    "split_glb",
+]

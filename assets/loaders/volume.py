@@ -201,7 +201,7 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
                 datasets.append((file, _read_dicom(read_source(file, limits, decompress=False), file)))
             except UnreadableAssetError as exc:
                 log.info("skipping %s: %s", file, exc.message)
-            except Exception as exc:  # noqa: BLE001 - a foreign file in the folder is skipped, not fatal
+            except Exception as exc:  # a foreign file in the folder is skipped, not fatal
                 log.info("skipping %s: %s", file, exc)
         if not datasets:
             raise UnreadableAssetError(path, "holds no readable DICOM images")

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medverse: interrupted", file=sys.stderr)
         return 130
-    except user_errors as exc:  # type: ignore[misc]
+    except user_errors as exc:
         print(f"medverse: error: {exc}", file=sys.stderr)
         return 2
     return int(result or 0)

@@ -70,8 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--port", type=int, default=8443, help="TCP port, 0 for any free one (default %(default)s)")
     serve.add_argument("--cert", help="TLS certificate chain (PEM); with --key serves HTTPS/WSS")
     serve.add_argument("--key", help="TLS private key (PEM)")
-    serve.add_argument("--secret-file", help="file holding the token secret (default: $MEDVERSE_SECRET, else $MEDVERSE_HOME/consult.secret)")
-    serve.add_argument("--mesh-limit", type=int, default=4, help="largest room connected peer to peer; larger rooms use the relay (default %(default)s)")
+    serve.add_argument("--secret-file",
+                       help="file holding the token secret (default: $MEDVERSE_SECRET, else $MEDVERSE_HOME/consult.secret)")
+    serve.add_argument("--mesh-limit", type=int, default=4,
+                       help="largest room connected peer to peer; larger rooms use the relay (default %(default)s)")
     serve.add_argument(
         "--relay-pose-budget",
         type=float,
@@ -105,17 +107,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--report", help="write the JSON report (latency, clocks, traffic, state digest) to this file")
     join.add_argument("--pose-rate", type=float, default=90.0, help="pose records per second, 0 for none (default %(default)s)")
     join.add_argument("--ops-rate", type=float, default=0.0, help="scripted state ops per second (default %(default)s: none)")
-    join.add_argument("--ops-start", type=float, default=0.5, help="seconds after joining that scripted ops start (default %(default)s)")
+    join.add_argument("--ops-start", type=float, default=0.5,
+                      help="seconds after joining that scripted ops start (default %(default)s)")
     join.add_argument("--ops-stop", type=float, help="seconds after joining that scripted ops stop (default: never)")
-    join.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3, help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
+    join.add_argument("--relay-pose-lead", type=float, default=RELAY_POSE_LEAD_S * 1e3,
+                      help="in a relay room, ms before the relay's tick a pose should reach it (default %(default)s)")
     join.add_argument("--ops-stop-at", type=float, help="UNIX time at which scripted ops stop (several processes stop together)")
-    join.add_argument("--warmup", type=float, default=0.0, help="seconds after joining before latency is recorded (default %(default)s)")
-    join.add_argument("--measure-from", type=float, metavar="UNIX_TIME", help="record latency from this moment on (several processes measure the same window)")
+    join.add_argument("--warmup", type=float, default=0.0,
+                      help="seconds after joining before latency is recorded (default %(default)s)")
+    join.add_argument("--measure-from", type=float, metavar="UNIX_TIME",
+                      help="record latency from this moment on (several processes measure the same window)")
     join.add_argument("--measure-until", type=float, metavar="UNIX_TIME", help="record latency until this moment")
     join.add_argument("--leave-at", type=float, metavar="UNIX_TIME", help="leave at this moment instead of after --duration")
-    join.add_argument("--delay-ms", type=float, default=0.0, help="extra one-way delay injected on this participant's connections, ms")
-    join.add_argument("--loss", type=float, default=0.0, help="share of datagrams dropped on this participant's connections, 0..1")
-    join.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to this participant's clock (tests clock sync)")
+    join.add_argument("--delay-ms", type=float, default=0.0,
+                      help="extra one-way delay injected on this participant's connections, ms")
+    join.add_argument("--loss", type=float, default=0.0,
+                      help="share of datagrams dropped on this participant's connections, 0..1")
+    join.add_argument("--clock-offset", type=float, default=0.0,
+                      help="seconds added to this participant's clock (tests clock sync)")
     join.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate (testing only)")
     join.add_argument("--liveness-timeout", type=float, default=12.0, metavar="S",
                       help="a mesh link silent this long is closed and rebuilt through signaling; 0 never "
@@ -152,7 +161,8 @@ async def _run_server(server: SignalingServer, secret_source: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     # One line on stdout with the bound URL: scripts (and tests) started with --port 0 read it.
-    print(f"medverse consult: serving on {server.url} (token secret from {secret_source}; event loop {running_loop_name()})", flush=True)
+    print(f"medverse consult: serving on {server.url} (token secret from {secret_source}; "
+          f"event loop {running_loop_name()})", flush=True)
     try:
         await stop.wait()
     finally:

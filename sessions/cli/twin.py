@@ -157,9 +157,9 @@ def _validate(args: argparse.Namespace) -> int:
     from assets.loaders import load
 
     twin = load(args.path, units=args.units, repair=False)
-    problems = [(s.name, p) for s in twin.structures for p in check(s, args.path)]
+    problems = [p for s in twin.structures for p in check(s, args.path)]
     console.print(summary(twin))
-    for name, problem in problems:
+    for problem in problems:
         console.print(f"{args.path}: {problem.message} [{problem.kind}]")
     if problems:
         console.print(f"{len(problems)} problems; 'medverse twin import' repairs what can be repaired")
