@@ -74,11 +74,10 @@ class LabelPass:
         self._layouts: dict[str, tuple[np.ndarray, float]] = {}
         #: Times the glyph instance buffer was rebuilt (only when the set of label texts changes).
         self.uploads = 0
-        #: Screen-space decluttering, shared by both eyes and remembered from frame to frame (made
-        #: with the GPU objects).
-        self.layout: LabelLayout | None = None
-        #: The last frame's layout.
-        self.placement: Placement | None = None
+        #: Screen-space decluttering, shared by both eyes and remembered from frame to frame.
+        self.layout = LabelLayout(plate_height=1.0 + 2 * _PLATE_PAD)
+        #: The layout of the last frame that drew labels (no label before the first).
+        self.placement = Placement(np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros((0, 0, 4)))
         self._placed = False
         self._head: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(3), np.zeros(3), np.zeros(3))
         self._frame: tuple[list[Label], list[View]] = ([], [])
@@ -111,7 +110,6 @@ class LabelPass:
             GL.glVertexAttribDivisor(loc, self.view_instances)
         GL.glBindVertexArray(0)
         self._errors.check("label set-up")
-        self.layout = LabelLayout(plate_height=1.0 + 2 * _PLATE_PAD)
 
     def _text_layout(self, text: str) -> tuple[np.ndarray, float]:
         found = self._layouts.get(text)
@@ -177,7 +175,6 @@ class LabelPass:
         """Declutter this frame's labels (one placement for both eyes, see ``labels.py``; pinned ones
         stay on their anchors and push the others away) and upload the per-label table: anchor, text
         colour, (plate offset in line units, shown, scale)."""
-        assert self.layout is not None
         labels, views = self._frame
         style = scene.label_style
         n = len(labels)

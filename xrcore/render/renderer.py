@@ -215,13 +215,13 @@ class Renderer:
         return self._labels.uploads
 
     @property
-    def label_layout(self) -> LabelLayout | None:
-        """The labels' declutter layout (None until the first label is drawn)."""
+    def label_layout(self) -> LabelLayout:
+        """The labels' declutter layout (it remembers the last frame's choices; ``reset()`` forgets)."""
         return self._labels.layout
 
     @property
-    def label_placement(self) -> Placement | None:
-        """The last frame's label placement (None until the first label is drawn)."""
+    def label_placement(self) -> Placement:
+        """The label placement of the last frame that drew labels (empty before the first)."""
         return self._labels.placement
 
     @property
