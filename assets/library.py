@@ -38,7 +38,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def _nilearn_data() -> Path:
     try:
-        import nilearn
+        import nilearn  # noqa: PLC0415 - only the bundled brain templates need nilearn (slow to import)
     except ImportError as exc:  # a dependency; only a broken install gets here
         raise AssetError("nilearn", f"the bundled twins need nilearn installed ({exc})") from None
     return Path(nilearn.__file__).parent / "datasets" / "data"

@@ -104,7 +104,7 @@ def simplification_error_mm(original: Structure, vertices: np.ndarray, faces: np
 
 def simplify(structure: Structure, target_triangles: int) -> LevelOfDetail:
     """Quadric-simplify ``structure`` to about ``target_triangles`` triangles."""
-    import fast_simplification  # local: only level-of-detail building needs it
+    import fast_simplification  # noqa: PLC0415 - only level-of-detail building needs it
 
     if target_triangles < 4:
         raise ValueError(f"target_triangles must be at least 4, got {target_triangles}")

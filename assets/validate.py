@@ -214,7 +214,7 @@ def _drop_unreferenced(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _fix_winding(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, int]:
     """Make neighbouring faces agree in orientation, then point closed shells outwards."""
-    import trimesh  # local: only repair needs the face-graph traversal
+    import trimesh  # noqa: PLC0415 - only repair needs the face-graph traversal
 
     mesh = trimesh.Trimesh(vertices=v.astype(np.float64), faces=f, process=False, validate=False)
     before = mesh.faces.copy()

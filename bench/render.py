@@ -281,7 +281,7 @@ class _DrawCallTimer:
 def run_pyrender(scene: Scene, views: list[View], frames: int) -> dict[str, Any]:
     # pyrender imports pyglet's window module; headless, pyglet uses EGL instead of needing X11 libraries
     os.environ.setdefault("PYGLET_HEADLESS", "1")
-    import pyrender  # optional, benchmark only
+    import pyrender  # noqa: PLC0415 - optional, benchmark only
 
     pscene = pyrender.Scene(bg_color=(0.02, 0.02, 0.025, 1.0), ambient_light=(0.1, 0.1, 0.1))
     model = scene.model_matrix()

@@ -106,7 +106,7 @@ async def measure_floor(count: int, paced_s: float, loop: str) -> dict[str, Any]
     loop : str
         Event loop of the other process (``consult --loop`` choices); run this coroutine on the same.
     """
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: PLC0415 - aiortc bare, for the floor
 
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _FLOOR_CHILD, loop, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE

@@ -49,7 +49,7 @@ def loop_factory(choice: str = "auto") -> tuple[str, Callable[[], asyncio.Abstra
         raise EventLoopError(f"unknown event loop {choice!r}: choose one of {', '.join(LOOPS)}")
     if choice != "asyncio":
         try:
-            import uvloop
+            import uvloop  # noqa: PLC0415 - optional: asyncio's loop when it is missing
         except ImportError:
             if choice == "uvloop":
                 raise EventLoopError(

@@ -299,7 +299,7 @@ class Participant:
         self._stopping = False
         self.network = None  # the fault-injection proxies (net.faults.FaultyNetwork) when config.faults is set
         if self.config.faults is not None:
-            from net.faults import FaultyNetwork  # only fault-injection runs need the proxies
+            from net.faults import FaultyNetwork  # noqa: PLC0415 - only fault-injection runs need the proxies
 
             self.network = FaultyNetwork(self.config.faults)
         self._started = 0.0

@@ -531,7 +531,8 @@ class SignalingServer:
     # ------------------------------------------------------------------ relay
 
     def _open_relay(self, room: Room) -> None:
-        from net.relay import RelayPeer  # imported on first use: aiortc is heavy and mesh rooms never need it
+        # Imported on first use: aiortc is heavy and mesh rooms never need it.
+        from net.relay import RelayPeer  # noqa: PLC0415
 
         async def send_signal(message: dict[str, Any]) -> None:
             self._relay_send(room, message)

@@ -101,19 +101,19 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
           provenance: dict[str, Any]) -> tuple[list[Structure], str | None, dict[str, str]]:
     """Structures in source units, the unit the file states (None: unknown) and imaging metadata."""
     if kind in ("glb", "gltf", "obj", "stl", "ply"):
-        from assets.loaders import mesh
+        from assets.loaders import mesh  # noqa: PLC0415 - each format's reader (and its parser library) on first use
 
         data = read_source(path, limits, decompress=False)
         structures = mesh.load_mesh_file(data, kind, path, base=path.parent, default_name=stem, limits=limits)
         provenance["versions"] = _package_versions("trimesh")
         return structures, _DECLARED_UNITS.get(kind), {}
     if kind == "gifti":
-        from assets.loaders import gifti
+        from assets.loaders import gifti  # noqa: PLC0415 - as above
 
         structure = gifti.load_gifti(read_source(path, limits), path, default_name=stem, limits=limits)
         provenance["versions"] = _package_versions("nibabel")
         return [structure], "mm", {}
-    from assets.loaders import volume as volumes
+    from assets.loaders import volume as volumes  # noqa: PLC0415 - as above
 
     vol = volumes.read_nifti(path, limits) if kind == "nifti" else volumes.read_dicom(path, limits)
     level = volumes.default_threshold(vol, path) if threshold is None else float(threshold)
@@ -128,7 +128,7 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
 
 
 def _smooth(structure: Structure, iterations: int) -> Structure:
-    import trimesh
+    import trimesh  # noqa: PLC0415 - trimesh only when smoothing is asked for
 
     mesh = trimesh.Trimesh(structure.vertices.astype(np.float64), structure.faces, process=False, validate=False)
     trimesh.smoothing.filter_taubin(mesh, iterations=iterations)
@@ -137,7 +137,7 @@ def _smooth(structure: Structure, iterations: int) -> Structure:
 
 def _decimate(structures: list[Structure], target: int, provenance: dict[str, Any]) -> list[Structure]:
     """Quadric-simplify so the twin has about ``target`` triangles, shared in proportion to size."""
-    from assets.lod import simplify
+    from assets.lod import simplify  # noqa: PLC0415 - simplification only when a triangle budget is given
 
     total = sum(s.triangle_count for s in structures)
     if target >= total:

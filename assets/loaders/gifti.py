@@ -84,7 +84,7 @@ def load_gifti(xml: bytes, source: str | Path, *, default_name: str = "surface",
     The name is ``<side>-<kind>`` (e.g. ``left-hemisphere-pial``) when the file's metadata states
     ``AnatomicalStructurePrimary`` and ``AnatomicalStructureSecondary``, else ``default_name``.
     """
-    import nibabel as nib
+    import nibabel as nib  # noqa: PLC0415 - nibabel only for GIFTI files
 
     preflight(xml, source, limits)
     image = nib.gifti.gifti.GiftiImage.from_bytes(xml)

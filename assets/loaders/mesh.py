@@ -281,7 +281,7 @@ def _external(base: Path | None, uri: str, source: str | Path, limits: Limits) -
 
 def _resolver(base: Path | None, source: str | Path, limits: Limits) -> Any:
     """A trimesh resolver that serves only regular files beside the source, within the size limit."""
-    import trimesh
+    import trimesh  # noqa: PLC0415 - trimesh only when a mesh file is read
 
     class _Bounded(trimesh.resolvers.Resolver):
         def __init__(self) -> None:  # the base class declares __init__ abstract
@@ -384,7 +384,7 @@ def load_mesh_file(data: bytes, kind: str, source: str | Path, *, base: Path | N
     ------
     UnreadableAssetError, ResourceLimitError, UnsupportedFormatError
     """
-    import trimesh
+    import trimesh  # noqa: PLC0415 - trimesh only when a mesh file is read
 
     prepared = prepare(data, kind, source, base, limits)
     scene = trimesh.load_scene(io.BytesIO(prepared), file_type=kind, resolver=_resolver(base, source, limits),

@@ -51,7 +51,7 @@ def default_threshold(volume: Volume, source: str | Path | None = None) -> float
     """``CT_BONE_HU`` for CT, else Otsu's threshold of the non-background voxels."""
     if volume.modality == "CT":
         return CT_BONE_HU
-    from skimage.filters import threshold_otsu
+    from skimage.filters import threshold_otsu  # noqa: PLC0415 - scikit-image only for volumes
 
     values = volume.data[volume.data > volume.data.min()]
     if values.size < 2:
@@ -64,7 +64,7 @@ def default_threshold(volume: Volume, source: str | Path | None = None) -> float
 def surface(volume: Volume, level: float, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Marching-cubes surface of ``volume`` at ``level``: (N, 3) float64 vertices in the volume's
     units, (M, 3) int64 faces wound with normals pointing away from values above ``level``."""
-    from skimage.measure import marching_cubes
+    from skimage.measure import marching_cubes  # noqa: PLC0415 - scikit-image only for volumes
 
     data = volume.data
     low, high = float(np.nanmin(data)), float(np.nanmax(data))
@@ -90,7 +90,7 @@ def surface(volume: Volume, level: float, source: str | Path) -> tuple[np.ndarra
 
 def read_nifti(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     """A NIfTI-1 or NIfTI-2 single-file volume (.nii or .nii.gz); the first volume of 4-D data."""
-    import nibabel as nib
+    import nibabel as nib  # noqa: PLC0415 - nibabel only for NIfTI files
 
     data = read_source(path, limits)
     if len(data) < 348:
@@ -139,7 +139,7 @@ def _floats(ds: Any, keyword: str, n: int) -> np.ndarray | None:
 
 
 def _read_dicom(data: bytes, source: Path) -> Any:
-    import pydicom
+    import pydicom  # noqa: PLC0415 - pydicom only for DICOM files
 
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
@@ -190,7 +190,7 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     SliceThickness deep. The first slice's metadata is de-identified (``assets.deid``) before any of
     it travels with the twin.
     """
-    from assets import deid
+    from assets import deid  # noqa: PLC0415 - de-identification only for DICOM series
 
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))

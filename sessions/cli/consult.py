@@ -176,8 +176,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    # Imported here: aiortc is heavy and only join needs it.
-    from net.participant import Participant, ParticipantConfig
+    from net.participant import Participant, ParticipantConfig  # noqa: PLC0415 - aiortc is heavy; only join needs it
 
     duration = args.duration if args.leave_at is None else args.leave_at - time.time()
     if duration <= 0:
@@ -188,7 +187,7 @@ def _join(args: argparse.Namespace) -> int:
         raise JoinArgumentError("--liveness-timeout and --connect-timeout must be >= 0 (0: never)")
     faults = None
     if args.loss or args.delay_ms:
-        from net.faults import FaultPlan
+        from net.faults import FaultPlan  # noqa: PLC0415 - only fault-injection runs need it
 
         faults = FaultPlan(loss=args.loss, delay_s=args.delay_ms / 1e3)
     config = ParticipantConfig(

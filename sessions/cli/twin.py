@@ -154,7 +154,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from assets.loaders import load
+    from assets.loaders import load  # noqa: PLC0415 - a command loads only what it needs
 
     twin = load(args.path, units=args.units, repair=False)
     problems = [p for s in twin.structures for p in check(s, args.path)]
@@ -169,7 +169,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from assets.export import export_glb
+    from assets.export import export_glb  # noqa: PLC0415 - a command loads only what it needs
 
     twin = _load_named(args.name)
     path = export_glb(twin, args.glb)
