@@ -1,7 +1,8 @@
 """Suite-wide set-up: every test run gets its own twin cache and medverse home.
 
 Tests never read or write the user's ``~/.cache/medverse`` or ``~/.medverse``; subprocesses started by
-tests (the ``medverse`` CLI, peers) inherit the same folders through the environment.
+tests (the ``medverse`` CLI, peers) inherit the same folders through the environment. Under
+pytest-xdist each worker is a process of its own, with its own folders.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def test_unreadable_source_raises_asset_error(tmp_path: Path) -> None:
     """A source path that cannot be read is an UnreadableAssetError naming it."""
     from assets.errors import UnreadableAssetError
 
-    with pytest.raises(UnreadableAssetError, match="missing.gii"):
+    with pytest.raises(UnreadableAssetError, match=r"missing\.gii"):
         content_key(tmp_path / "missing.gii")
 
 

@@ -53,6 +53,7 @@ def test_second_build_maps_the_cached_arrays(library: Library) -> None:
     assert library.cache.stats.hits >= 1
 
 
+@pytest.mark.slow
 def test_brain_mni_comes_from_the_template_volume(library: Library) -> None:
     """The MNI152 T1 template through marching cubes: one closed surface the size of a brain."""
     twin = library.build("brain-mni")
@@ -82,7 +83,7 @@ def test_import_records_a_named_twin_that_builds_from_the_cache(library: Library
 
 @pytest.mark.parametrize("name", ["brain", "../escape", "a b"])
 def test_import_refuses_bundled_and_unsafe_names(library: Library, name: str) -> None:
-    with pytest.raises(AssetError, match="name|bundled"):
+    with pytest.raises(AssetError, match=r"name|bundled"):
         library.import_twin(DICOM_FILES / "CT_small.dcm", name=name)
 
 

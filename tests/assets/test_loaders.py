@@ -171,7 +171,7 @@ def test_unknown_suffix_is_sniffed_or_refused(tmp_path: Path, pial_mesh_mm: trim
     assert load(glb).triangle_count == 20_480
     text = tmp_path / "notes.txt"
     text.write_text("not a mesh")
-    with pytest.raises(UnsupportedFormatError, match="notes.txt"):
+    with pytest.raises(UnsupportedFormatError, match=r"notes\.txt"):
         load(text)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import statistics
 import time
 
+import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from net.clock import ClockEstimator
@@ -28,6 +29,8 @@ from net.protocol import (
     encode_clock,
     encode_pose,
 )
+
+pytestmark = pytest.mark.latency
 
 SKEW_S = 4.2
 DELAY_S = 0.015

@@ -20,6 +20,8 @@ from aiortc.rtcsctptransport import parse_packet
 
 from net import datapath
 
+pytestmark = pytest.mark.latency
+
 TIMEOUT_S = 20.0
 
 

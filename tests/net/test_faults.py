@@ -133,6 +133,7 @@ async def test_same_seed_drops_the_same_datagrams(udp: Callable[..., Any]) -> No
     assert runs[0] == runs[1] and len(runs[0]) < 500
 
 
+@pytest.mark.latency
 async def test_added_delay_is_measured_and_order_kept(udp: Callable[..., Any]) -> None:
     """A 25 ms delay: no datagram arrives more than 0.6 ms early (timer granularity, see ``net.faults``),
     the median is less than 10 ms late even on a loaded machine, and order holds."""

@@ -20,16 +20,21 @@ from net.protocol import PoseRecord
 from net.signaling import SignalingServer
 from net.tokens import issue_token
 
+pytestmark = pytest.mark.latency
+
 SKEW_S = 5.0
 DELAY_S = 0.020
 
 
-async def measure(server: SignalingServer, room: str, delay_s: float, until: Callable[..., Awaitable[None]]) -> tuple[Participant, Participant, list[float], list[float]]:
+async def measure(
+    server: SignalingServer, room: str, delay_s: float, until: Callable[..., Awaitable[None]]
+) -> tuple[Participant, Participant, list[float], list[float]]:
     """Run Alice and (skewed, delayed) Bob until each has 150 pose samples; return both and the errors.
 
     Returns the two participants and, per direction, reported minus true one-way latency, seconds.
     """
-    alice = Participant(server.url, issue_token(server.config.secret, room, "alice", "surgeon"), ParticipantConfig(clock_interval_s=0.1))
+    alice_token = issue_token(server.config.secret, room, "alice", "surgeon")
+    alice = Participant(server.url, alice_token, ParticipantConfig(clock_interval_s=0.1))
     bob = Participant(
         server.url,
         issue_token(server.config.secret, room, "bob", "expert"),
@@ -60,7 +65,9 @@ async def measure(server: SignalingServer, room: str, delay_s: float, until: Cal
     return alice, bob, errors_at_alice, errors_at_bob
 
 
-async def test_known_skew_and_delay_are_recovered_within_1_ms(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_known_skew_and_delay_are_recovered_within_1_ms(
+    server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """Offset 5 s and 20 ms extra one-way delay: estimated offset, and every reported latency, within 1 ms of the truth."""
     alice, bob, errors_at_alice, errors_at_bob = await measure(server, "skewed", DELAY_S, until)
     offset_seen_by_alice = alice.remotes[bob.index].clock.offset
@@ -79,8 +86,12 @@ async def test_known_skew_and_delay_are_recovered_within_1_ms(server: SignalingS
         assert figures.within_budget > 0.9
 
 
-async def test_added_delay_shows_as_the_difference_to_an_undelayed_run(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
-    """The same skewed pair with and without the 20 ms proxy delay: the median one-way latency differs by 20 ms (within 1 ms plus timer slack)."""
+@pytest.mark.slow
+async def test_added_delay_shows_as_the_difference_to_an_undelayed_run(
+    server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
+    """The same skewed pair with and without the 20 ms proxy delay: the median one-way latency differs by
+    20 ms (within 1 ms plus timer slack)."""
     alice0, _, _, _ = await measure(server, "base", 0.0, until)
     alice1, _, _, _ = await measure(server, "delayed", DELAY_S, until)
     base = alice0.monitor.summary("bob")

@@ -11,9 +11,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 
 from net.signaling import SignalingServer
 from net.tokens import issue_token
+
+pytestmark = [pytest.mark.latency, pytest.mark.slow]
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 
@@ -26,7 +29,9 @@ async def run_room(server: SignalingServer, room: str, names: list[str], tmp_pat
         report = tmp_path / f"{name}.json"
         args = ["consult", "join", "--server", server.url, "--token", token, "--duration", str(duration),
                 "--ops-rate", "10", "--ops-stop", "2.5", "--report", str(report)]  # fmt: skip
-        procs.append((report, await asyncio.create_subprocess_exec(MEDVERSE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)))
+        pipe = asyncio.subprocess.PIPE
+        proc = await asyncio.create_subprocess_exec(MEDVERSE, *args, stdout=pipe, stderr=pipe)
+        procs.append((report, proc))
     reports = []
     for report, proc in procs:
         out, err = await asyncio.wait_for(proc.communicate(), duration + 30)

@@ -8,9 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 
 from net.signaling import SignalingServer
 from net.tokens import issue_token
+
+pytestmark = [pytest.mark.latency, pytest.mark.slow]
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 

@@ -31,6 +31,8 @@ from net.protocol import OpKind
 from net.signaling import SignalingServer
 from net.tokens import RELAY_ID
 
+pytestmark = pytest.mark.slow
+
 Join = Callable[..., Awaitable[Participant]]
 Until = Callable[..., Awaitable[None]]
 
@@ -43,7 +45,9 @@ def server_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"mesh_limit": 1, "relay_options": {"liveness_timeout_s": 6.0 if "relay_gives_up" in request.node.name else 12.0}}
 
 
-async def _outage_run(join: Join, until: Until, room: str, outage_s: float, *, every_op: bool = True, **config: Any) -> dict[str, Any]:
+async def _outage_run(
+    join: Join, until: Until, room: str, outage_s: float, *, every_op: bool = True, **config: Any
+) -> dict[str, Any]:
     """alice and bob each make an op every 50 ms from 1 s before to 1 s after an ``outage_s`` outage of bob's network.
 
     Returns once every op has reached bob and the digests agree: what bob saw, and how long after the
@@ -68,7 +72,8 @@ async def _outage_run(join: Join, until: Until, room: str, outage_s: float, *, e
     bob.on_pose = lambda record, latency: poses.append(time.monotonic()) if record.participant == alice.index else None
     relay = alice.topology == "relay"
     a_link, b_link = (RELAY_ID, RELAY_ID) if relay else ("bob", "alice")
-    await until(lambda: a_link in alice.links and alice.links[a_link].is_open and b_link in bob.links and bob.links[b_link].is_open
+    await until(lambda: a_link in alice.links and alice.links[a_link].is_open
+                and b_link in bob.links and bob.links[b_link].is_open
                 and bob.remotes[alice.index].clock.synchronized)
     first_link = bob.links[b_link]
     assert bob.network is not None
@@ -174,7 +179,9 @@ async def test_ten_second_relay_outage_loses_no_op(join: Join, until: Until, ser
 
 
 @pytest.mark.parametrize("who", ["relay_gives_up", "participant_gives_up", "defaults_35s"])
-async def test_long_relay_outage_rebuilds_the_link_and_resyncs_within_five_seconds(join: Join, until: Until, server: SignalingServer, who: str) -> None:
+async def test_long_relay_outage_rebuilds_the_link_and_resyncs_within_five_seconds(
+    join: Join, until: Until, server: SignalingServer, who: str
+) -> None:
     """Through the relay, a 15 s outage of bob's link. Either the relay gives the silent link up first (6 s)
     and tells bob through signaling, or bob does (4 s) and offers again; either way his ops of the outage
     are resent in order, alice's reach him in a snapshot, and all is in sync < 5 s after the network returns.
@@ -202,7 +209,9 @@ async def test_long_relay_outage_rebuilds_the_link_and_resyncs_within_five_secon
                                    f"failed tries, {bob.counters['ops_resent']} ops resent")
 
 
-async def test_relay_answers_pings_so_a_lone_participant_hears_a_healthy_link(join: Join, until: Until, server: SignalingServer) -> None:
+async def test_relay_answers_pings_so_a_lone_participant_hears_a_healthy_link(
+    join: Join, until: Until, server: SignalingServer
+) -> None:
     """Alone in a relay room, a participant still hears the relay (its pongs), so liveness never closes a healthy link."""
     solo = await join("solo", room="relay-alone", liveness_timeout_s=1.0, pose_rate_hz=0)
     other = await join("other", room="relay-alone")  # the second one takes the room above the mesh limit

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from net.faults import FaultPlan
 from net.participant import Participant
 from net.protocol import OpKind
+
+pytestmark = pytest.mark.slow
 
 Join = Callable[..., Awaitable[Participant]]
 
@@ -30,7 +34,9 @@ async def test_state_ops_survive_five_percent_loss_in_order(join: Join, until: C
     assert bob.counters["poses_applied"] < alice.counters["poses_sent"]
 
 
-async def test_state_ops_made_during_an_outage_all_arrive_in_order_after_it(join: Join, until: Callable[..., Awaitable[None]]) -> None:
+async def test_state_ops_made_during_an_outage_all_arrive_in_order_after_it(
+    join: Join, until: Callable[..., Awaitable[None]]
+) -> None:
     """The network goes down for 3 s while ops keep being made: afterwards every op arrives, in order, nothing twice."""
     alice = await join("alice", room="outage", role="surgeon")
     bob = await join("bob", room="outage", faults=FaultPlan())

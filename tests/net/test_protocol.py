@@ -303,7 +303,7 @@ def test_bad_op_payloads_raise_protocol_error(payload: bytes, reason: str) -> No
 def test_payload_limits() -> None:
     """Strokes above 1,024 points, ids with spaces and transforms that are not rotations are rejected."""
     point = [0.0, 0.0, 0.0]
-    with pytest.raises(ProtocolError, match="1..1024"):
+    with pytest.raises(ProtocolError, match=r"1\.\.1024"):
         p.validate_payload(p.OpKind.STROKE_ADD, {"id": "s", "points": [point] * 1025})
     assert len(p.validate_payload(p.OpKind.STROKE_ADD, {"id": "s", "points": [point] * 1024})["points"]) == 1024
     with pytest.raises(ProtocolError, match="id must be"):

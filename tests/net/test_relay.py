@@ -15,6 +15,8 @@ from net.protocol import RELAY_TICK_HZ, OpKind, PoseRecord, WirePose, encode_pos
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import RELAY_ID, issue_token
 
+pytestmark = pytest.mark.latency
+
 
 @pytest.fixture
 def server_options() -> dict[str, object]:
@@ -34,7 +36,9 @@ def on_relay(p: Participant, others: int) -> bool:
     )
 
 
-async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_room_above_mesh_limit_switches_to_relay_and_converges(
+    join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """Four participants (limit 2): all end on the relay, see each other's poses and ops, and agree on the state."""
     people = []
     for name in ("alice", "bob", "carol", "dave"):
@@ -56,7 +60,9 @@ async def test_room_above_mesh_limit_switches_to_relay_and_converges(join: Calla
     assert relay["counters"].get("spoofed", 0) == 0
 
 
-async def test_relay_drops_messages_in_someone_elses_name(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_relay_drops_messages_in_someone_elses_name(
+    join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """A participant sending a pose with another's index through the relay: the relay drops and counts it."""
     people = [await join(name, pose_rate_hz=0) for name in ("alice", "bob", "carol")]
     await until(lambda: all(on_relay(p, 2) for p in people))
@@ -134,7 +140,9 @@ async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaita
         await srv.stop()
 
 
-async def test_participants_time_their_poses_for_the_relays_ticks(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_participants_time_their_poses_for_the_relays_ticks(
+    join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """Senders at 90 Hz learn the relay's clock from its pongs and send just before its primary ticks:
     each receiver then gets about one bundle per tick holding all three other senders' poses (unaligned
     senders would spread over the 180 Hz grid: up to twice the bundles, half as full), flushed as soon
@@ -188,7 +196,9 @@ async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[...
         await srv.stop()
 
 
-async def test_clocks_through_the_relay_recover_a_known_skew_and_delay_within_1_ms(server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_clocks_through_the_relay_recover_a_known_skew_and_delay_within_1_ms(
+    server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """Relay room of three: Bob's clock runs 5 s ahead and every datagram of his link is held 20 ms each
     way. Only the relay is pinged (nobody answers anybody else's ping); the clocks the others share
     still give every one-way latency within 1 ms of the truth (all three live in this process, so
@@ -240,7 +250,9 @@ async def test_clocks_through_the_relay_recover_a_known_skew_and_delay_within_1_
             await p.stop()
 
 
-async def test_ops_alone_are_flushed_at_a_primary_tick_and_a_pose_brings_the_flush_forward(join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]) -> None:
+async def test_ops_alone_are_flushed_at_a_primary_tick_and_a_pose_brings_the_flush_forward(
+    join: Callable[..., Participant], server: SignalingServer, until: Callable[..., Awaitable[None]]
+) -> None:
     """Room of four on the tick grid, nobody streaming poses: an op waits for the next primary tick
     (1/90 s grid), not the subtick between two (a flush of its own would wake every receiver once
     more while poses flow). A pose arriving while only held state waits is flushed at the next subtick."""

@@ -149,7 +149,8 @@ def test_late_joiner_gets_snapshot_then_deltas(history: list[StateOp]) -> None:
 
 
 def test_rejoining_participant_resumes_its_sequence() -> None:
-    """A participant that restarts and merges a snapshot continues its op sequence, so its new ops are not taken for duplicates."""
+    """A participant that restarts and merges a snapshot continues its op sequence, so its new ops are not
+    taken for duplicates."""
     before = SharedState(3)
     for _ in range(4):
         before.make_op(OpKind.SELECT, {"structure": "insula"}, 0.0)

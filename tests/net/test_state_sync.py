@@ -11,7 +11,6 @@ from net.participant import Participant
 from net.protocol import OpKind
 
 
-
 @pytest.fixture
 def participant_options() -> dict[str, object]:
     """No poses: these tests are about state."""
@@ -22,7 +21,9 @@ def open_links(p: Participant) -> int:
     return sum(1 for link in p.links.values() if link.is_open)
 
 
-async def test_late_joiner_gets_snapshot_then_deltas(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
+async def test_late_joiner_gets_snapshot_then_deltas(
+    join: Callable[..., Participant], until: Callable[..., Awaitable[None]]
+) -> None:
     """Ops made before, while and after a third peer joins all reach it once; all three digests agree."""
     alice = await join("alice")
     bob = await join("bob")
@@ -48,7 +49,9 @@ async def test_late_joiner_gets_snapshot_then_deltas(join: Callable[..., Partici
     await until(lambda: all(r.digest == (92, alice.state.digest()) for p in (alice, bob, carol) for r in p.remotes.values()))
 
 
-async def test_peer_that_missed_ops_resynchronises_from_digests(join: Callable[..., Participant], until: Callable[..., Awaitable[None]]) -> None:
+async def test_peer_that_missed_ops_resynchronises_from_digests(
+    join: Callable[..., Participant], until: Callable[..., Awaitable[None]]
+) -> None:
     """Ops applied locally but never sent (a dropped connection, say) are recovered by digest comparison."""
     alice = await join("alice")
     bob = await join("bob")

@@ -118,7 +118,8 @@ def test_malformed_tokens_are_refused(token: str) -> None:
 
 def test_signed_garbage_payload_is_refused() -> None:
     """A correctly signed payload that is not a version-1 claims object is refused."""
-    for payload in (b"[1,2]", b"not json", b'{"v":2}', b'{"v":1,"room":"r","sub":"a","name":"a","role":"king","iat":1,"exp":9999999999}'):
+    bad_role = b'{"v":1,"room":"r","sub":"a","name":"a","role":"king","iat":1,"exp":9999999999}'
+    for payload in (b"[1,2]", b"not json", b'{"v":2}', bad_role):
         body = _b64(payload)
         sig = _b64(hmac.new(SECRET, body.encode(), hashlib.sha256).digest())
         with pytest.raises(TokenError):
@@ -138,7 +139,9 @@ def test_signed_garbage_payload_is_refused() -> None:
         ("r", "a", "expert", None, 30 * 24 * 3600, "ttl"),
     ],
 )
-def test_invalid_claims_are_refused_at_issue(room: str, participant: str, role: str, name: str | None, ttl: float, match: str) -> None:
+def test_invalid_claims_are_refused_at_issue(
+    room: str, participant: str, role: str, name: str | None, ttl: float, match: str
+) -> None:
     """issue_token refuses ids, roles, names and lifetimes outside the documented ranges."""
     with pytest.raises(TokenError, match=match):
         issue_token(SECRET, room, participant, role, name=name, ttl_s=ttl, now=NOW)
