@@ -207,12 +207,13 @@ def _view(args: argparse.Namespace) -> int:
             backend.stop()
         print(stats.format())
         return 0
-    from xrcore.render.desktop import view_in_window  # noqa: PLC0415
+    from sessions.desktop import view_on_desktop  # noqa: PLC0415 - GL only for this command
 
-    summary = view_in_window(
-        scene, width=args.width, height=args.height, max_seconds=args.seconds, max_frames=args.frames
-    )
-    frame = summary["frame_ms"]
+    run = view_on_desktop(twin, width=args.width, height=args.height, max_seconds=args.seconds, max_frames=args.frames)
+    frame = run.stats["frame_ms"]
     timing = "" if frame["median"] is None else f", frame time median {frame['median']:.2f} ms, p99 {frame['p99']:.2f} ms"
-    print(f"{summary['frames']} frames shown{timing}")
+    print(f"{run.frames} frames shown{timing}")
+    for record in run.intents:
+        if record["kind"] != "tool":
+            print(f"  {record['time']:7.3f} s  {_intent_line(record)}")
     return 0
