@@ -1,10 +1,12 @@
 """`medverse demo`: the headless demo on the bundled twins, what `make demo` runs.
 
 It builds (or maps from the cache) every bundled twin from the real anatomical data in installed
-packages and prints each one's summary, then runs the headless simulator (``xrcore.backends.sim``)
-around the demo twin: a head orbiting it at 90 Hz, stereo frames rendered offscreen through EGL, a
-few of them written as PNG (left eye on the left). Everything it made is listed in
-``<out>/demo.json``.
+packages and prints each one's summary, then runs a session in the headless simulator
+(:mod:`sessions.sim`) on the demo twin: a scripted user (``sessions/scripts/brain-tools.json``) selects
+a hemisphere, places two landmarks and measures between them, cuts a cross-section, scales the twin
+with both hands, draws a stroke and undoes it, at 90 Hz, both eyes rendered offscreen through EGL;
+the frame of each step is written as PNG (left eye on the left). Everything it made, the intents
+included, is listed in ``<out>/demo.json``. A twin other than ``brain`` is orbited instead.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default %(default)s)")
     p.add_argument("--twin", default=DEFAULT_TWIN, choices=sorted(BUNDLED),
                    help="the twin the simulator renders (default %(default)s)")
-    p.add_argument("--frames", type=int, default=90, help="simulated frames at 90 Hz (default %(default)s)")
-    p.add_argument("--every", type=int, default=30, help="write every Nth frame as PNG (default %(default)s)")
+    p.add_argument("--frames", type=int, help="simulated frames at 90 Hz (default: the whole script; 90 orbiting)")
+    p.add_argument("--every", type=int, default=0, help="also write every Nth frame as PNG (default: each step's frame)")
+    p.add_argument("--width", type=int, default=720, help="pixels per eye, horizontally (default %(default)s)")
+    p.add_argument("--height", type=int, default=800, help="pixels per eye, vertically (default %(default)s)")
     p.set_defaults(func=_demo)
 
 
@@ -53,8 +57,33 @@ def twin_record(twin: Twin, seconds: float) -> dict[str, Any]:
     }
 
 
+#: The demo's scripted user, shipped with the package.
+DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "brain-tools.json"
+
+
+def _say(record: dict[str, Any]) -> str:
+    """What the scripted user did, in words."""
+    kind = record["kind"]
+    if kind == "select":
+        return f"selected {record['structure']}"
+    if kind == "landmark":
+        return f"placed landmark {record['label']} at {record['point_mm']} mm"
+    if kind == "measure":
+        along = f" ({record['geodesic_mm']:.1f} mm along the surface)" if record.get("geodesic_mm") is not None else ""
+        return f"measured {record['distance_mm']:.1f} mm between the landmarks{along}"
+    if kind == "clip_plane":
+        return "cut a cross-section"
+    if kind == "twin_pose":
+        return f"moved the twin with both hands (scale {record['scale']:.2f}x)"
+    if kind == "stroke":
+        return f"drew a stroke of {record['points']} points on the surface"
+    return kind.replace("_", " ")
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from sessions.sim import render_frames  # GL is loaded only when the demo renders
+    from sessions.run import SessionConfig  # noqa: PLC0415
+    from sessions.sim import simulate  # noqa: PLC0415 - GL is loaded only when the demo renders
+    from xrcore.motion import load_script  # noqa: PLC0415
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -67,9 +96,16 @@ def _demo(args: argparse.Namespace) -> int:
             twins[name] = library.build(name, progress=progress)
         report["twins"].append(twin_record(twins[name], time.perf_counter() - started))
         console.print(summary(twins[name]))
-    with progress_bar(f"simulating {args.frames} stereo frames of {args.twin}") as progress:
+    scripted = args.twin == "brain"
+    motion: Any = load_script(DEMO_SCRIPT) if scripted else "orbit"
+    what = "a scripted user working on" if scripted else "orbiting"
+    with progress_bar(f"simulating {what} {args.twin}") as progress:
         progress("rendering", 0.0)
-        run = render_frames(twins[args.twin], out / "frames", frames=args.frames, every=args.every)
+        run = simulate(
+            twins[args.twin], frames=args.frames if args.frames or scripted else 90, out_dir=out / "frames",
+            every=args.every if args.every or scripted else 30, motion=motion, width=args.width, height=args.height,
+            session=SessionConfig(user="demo", hud=True),
+        ).as_dict()  # fmt: skip
     report["simulator"] = run
     stats = run["stats"]
     cpu, gpu = stats.get("cpu_ms", {}), stats.get("gpu_ms", {})
@@ -77,6 +113,9 @@ def _demo(args: argparse.Namespace) -> int:
                   f"{run['renderer']['height']} per eye, stereo {run['renderer']['stereo']}, "
                   f"{run['renderer']['gl_renderer']}; CPU ms median {cpu.get('median', float('nan')):.2f}"
                   f" p99 {cpu.get('p99', float('nan')):.2f}, GPU ms median {gpu.get('median', float('nan')):.2f}")
+    for record in run["intents"]:
+        if record["kind"] != "tool":
+            console.print(f"  {record['time']:6.2f} s  {_say(record)}")
     for path in run["written"]:
         console.print(f"  frame: {path}")
     path = out / "demo.json"

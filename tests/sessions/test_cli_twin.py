@@ -88,23 +88,27 @@ def test_bad_input_is_one_line_on_stderr_with_exit_two(home: Path, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("medverse: error: ") and "Traceback" not in result.stderr
 
 
-def test_demo_summarises_the_twins_and_renders_stereo_frames(home: Path, tmp_path: Path) -> None:
-    """What `make demo` runs: real twins summarised, the brain rendered in stereo, PNGs where it says."""
+def test_demo_summarises_the_twins_and_shows_a_user_working_on_the_brain(home: Path, tmp_path: Path) -> None:
+    """What `make demo` runs: real twins summarised, then a scripted user selects, measures and cuts the brain;
+    the frame of each step is a stereo PNG where the last line says, and the cut shows in its frame."""
     from PIL import Image
 
     out = tmp_path / "demo"
-    result = medverse("demo", "--out", str(out), "--frames", "31", "--every", "30", home=home)
+    result = medverse("demo", "--out", str(out), "--width", "160", "--height", "160", home=home)
     assert result.returncode == 0, result.stderr
-    assert f"demo output: {out}" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith(f"demo output: {out}")
+    assert "measured" in result.stdout and "cut a cross-section" in result.stdout
     summary = json.loads((out / "demo.json").read_text())
     by_name = {t["name"]: t for t in summary["twins"]}
     assert by_name["brain"]["triangles"] == 40_960
     assert all(s["watertight"] for s in by_name["brain"]["structures"])
     assert by_name["brain-mni"]["triangles"] > 500_000
-    frames = [Path(p) for p in summary["simulator"]["written"]]
-    assert [p.name for p in frames] == ["frame_000000.png", "frame_000030.png"]
-    image = np.asarray(Image.open(frames[1]).convert("RGB"), dtype=np.int16)
-    left, right = np.split(image, 2, axis=1)  # both eyes side by side
-    background = image[0, 0]
-    for eye in (left, right):
-        assert (np.abs(eye - background).sum(axis=2) > 60).mean() > 0.005  # the brain is in view
+    kinds = [i["kind"] for i in summary["simulator"]["intents"]]
+    assert {"select", "measure", "clip_plane"} <= set(kinds)
+    frames = {Path(p).stem.split("_", 2)[2]: Path(p) for p in summary["simulator"]["written"]}
+    assert {"selected", "measured", "cut"} <= set(frames)
+    for name in ("selected", "measured", "cut"):
+        image = np.asarray(Image.open(frames[name]).convert("RGB"), dtype=np.int16)
+        background = image[0, 0]
+        for eye in np.split(image, 2, axis=1):  # both eyes side by side
+            assert (np.abs(eye - background).sum(axis=2) > 60).mean() > 0.02, name  # the brain is in view
