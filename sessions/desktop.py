@@ -51,11 +51,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from assets.twin import Twin
-from sessions.run import RAY_COLOR, LocalSession, SessionConfig
+from sessions.run import LocalSession, SessionConfig
 from sessions.sim import working_scene
 from sessions.tools import PALETTE
 from xrcore.input import Picker
-from xrcore.scene import Segment
 from xrcore.types import HandInput, InputState, Pose
 
 if TYPE_CHECKING:
@@ -220,6 +219,8 @@ class DesktopSession:
             self.backend.look_at(*self.scene.twin_center_and_size())
             self.renderer = Renderer(self.backend.context, self.backend.renderer_config(samples))
             try:
+                # the mouse's ray runs along the line of sight: drawn, it would only blot out the cursor
+                config = dataclasses.replace(config or SessionConfig(), pointer_rays=False)
                 self.session = LocalSession(self.scene, config, Picker(twin))
             except BaseException:
                 self.renderer.close()
@@ -250,12 +251,6 @@ class DesktopSession:
         if frame.held_wheel and not self.hand.wheel_used:  # drawing, say: the wheel zooms as ever
             self.backend.camera.zoom(frame.held_wheel)
         session.step(frame)
-        # the pointer ray runs along the line of sight through the cursor: seen end-on it would only
-        # be a blot round the cursor (the hit cursor still marks the surface)
-        aim = frame.inputs.hand(SIDE).aim
-        if aim is not None:
-            scene.overlay = [m for m in scene.overlay
-                             if not (isinstance(m, Segment) and m.a == aim.position and m.color == RAY_COLOR)]  # fmt: skip
         menu = self.backend.menu_labels(frame.views[0], session.belt.tool(SIDE).name, scene.label_style)
         scene.overlay_labels = [*scene.overlay_labels, *menu]
         self.renderer.draw(scene, frame.views)

@@ -27,7 +27,7 @@ from xrcore.types import Pose
 
 #: Metres in front of the eyes where the gaze panel floats, and how far below the line of sight.
 GAZE_DISTANCE_M = 0.65
-GAZE_DROP_DEG = 12.0
+GAZE_DROP_DEG = 26.0
 #: The gaze panel stays put while the gaze is within this angle of it.
 FOLLOW_CONE_DEG = 22.0
 #: Fraction of the way back in front it glides each frame once it follows (at 90 Hz: ~0.3 s).
@@ -87,14 +87,16 @@ class Panels:
         wrist_pose: Pose | None = None,
         wrist_lines: Sequence[PanelLine] = (),
         hud_line: PanelLine | None = None,
+        max_drop_deg: float | None = None,
     ) -> list[Label]:
-        """This frame's pinned labels for a user whose head is at ``head``."""
+        """This frame's pinned labels for a user whose head is at ``head``; ``max_drop_deg`` keeps the
+        gaze panel at most that far below the line of sight (inside a narrow view)."""
         r = head.rotation_matrix()
         eye = np.asarray(head.position, dtype=np.float64)
         forward, up = -r[:, 2], r[:, 1]
         out: list[Label] = []
         if self.gaze and gaze_lines:
-            drop = math.radians(GAZE_DROP_DEG)
+            drop = math.radians(GAZE_DROP_DEG if max_drop_deg is None else max(0.0, min(GAZE_DROP_DEG, max_drop_deg)))
             target = eye + GAZE_DISTANCE_M * (math.cos(drop) * forward - math.sin(drop) * up)
             if self._anchor is None:
                 self._anchor = target

@@ -64,7 +64,10 @@ class SessionConfig:
     hand at the start (:data:`sessions.tools.PALETTE`); ``hud``: the heads-up timing line (off in the
     simulator by default: its figures are wall-clock times, and simulated frames are meant to be the
     same bytes on every run);
-    ``panels``: the gaze and wrist panels; ``geodesic``: also measure along the surface;
+    ``panels``: the gaze and wrist panels; ``pointer_rays``: draw each hand's ray up to what it hits
+    (a desktop mouse, whose ray runs along the line of sight, has none); ``geodesic``: also measure
+    along the surface (off by default: the exact solver takes seconds to prepare a structure and up to
+    a few hundred ms a query, see :mod:`assets.geodesic`);
     ``instructions``: lines shown at the top of the gaze panel (a training step's text).
     """
 
@@ -73,7 +76,8 @@ class SessionConfig:
     right_tool: str = "select"
     hud: bool = True
     panels: bool = True
-    geodesic: bool = True
+    pointer_rays: bool = True
+    geodesic: bool = False
     instructions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -144,7 +148,7 @@ class LocalSession:
         self.hands = (left, right)
         intents += self.belt.update(self.ctx, left, right)
         applied = [i for i in intents if self.workspace.apply(i)]
-        self._draw_overlay(frame.head)
+        self._draw_overlay(frame.head, frame.views[0] if frame.views else None)
         self.step_ms.record_cpu((time.perf_counter() - t0) * 1000.0)
         return applied
 
@@ -154,7 +158,7 @@ class LocalSession:
 
     # --- what the user sees -------------------------------------------------------------------------
 
-    def _draw_overlay(self, head: Pose) -> None:
+    def _draw_overlay(self, head: Pose, view: Any) -> None:
         scene = self.scene
         marks: list[Sphere | Segment] = []
         labels: list[Label] = []
@@ -172,7 +176,8 @@ class LocalSession:
                 labels.append(Label(hand.hit.structure, (cursor[0], cursor[1] + 0.012, cursor[2]), CURSOR_COLOR, scale=0.8))
             else:
                 end = origin + aim.forward() * IDLE_RAY_M
-            marks.append(Segment(_t(origin), _t(end), 0.0009, RAY_COLOR))
+            if self.config.pointer_rays:
+                marks.append(Segment(_t(origin), _t(end), 0.0009, RAY_COLOR))
             if hand.hand.joints is not None:
                 jp = hand.hand.joints
                 for pose, radius in zip(jp.poses, jp.radii, strict=True):
@@ -185,9 +190,9 @@ class LocalSession:
             labels += ml
         pm, pl = self.belt.preview(self.ctx, *self.hands)
         scene.overlay = marks + pm
-        scene.overlay_labels = labels + pl + self._panel_labels(head)
+        scene.overlay_labels = labels + pl + self._panel_labels(head, view)
 
-    def _panel_labels(self, head: Pose) -> list[Label]:
+    def _panel_labels(self, head: Pose, view: Any) -> list[Label]:
         left, right = self.belt.tool("left"), self.belt.tool("right")
         gaze = [PanelLine(text, scale=1.1) for text in self.instructions]
         gaze.append(PanelLine(f"tool: {right.name}  ({right.hint})", (1.0, 0.85, 0.45, 1.0)))
@@ -204,7 +209,9 @@ class LocalSession:
                 hud = hud_line(max(recent), max(gpu) if gpu else None, self.frame_stats.rate_hz)
                 self._hud = (self.ctx.time, hud)
         wrist_pose = (wrist_hand.grip or wrist_hand.aim) if wrist_hand is not None else None
-        return self.panels.layout(head, gaze, wrist_pose, wrist, hud)
+        # the gaze panel stays inside the view: a desktop window's 50 degrees is narrower than a headset's
+        room = abs(math.degrees(view.fov.angle_down)) - 4.0 * len(gaze) if view is not None else None
+        return self.panels.layout(head, gaze, wrist_pose, wrist, hud, max_drop_deg=room)
 
     def _on_applied(self, intent: it.Intent) -> None:
         self.feedback = describe(intent)
@@ -318,8 +325,7 @@ def run(
     each frame's wall time (ms, from the session's step to the end of submit) recorded."""
     backend.attach(renderer)
     session.frame_stats = renderer.stats
-    count = 0
-    for frame in backend.frames():
+    for count, frame in enumerate(backend.frames(), start=1):
         t0 = time.perf_counter()
         session.step(frame)
         if frame.should_render:
@@ -328,7 +334,6 @@ def run(
         renderer.stats.record_frame((time.perf_counter() - t0) * 1000.0)
         if writer is not None:
             writer(frame, renderer)
-        count += 1
         if on_frame is not None and on_frame(frame):
             break
         if max_frames is not None and count >= max_frames:

@@ -70,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "view",
         help="look at a twin in a headset, or in a desktop window without one",
         description="Show a twin through OpenXR in a headset; without an OpenXR runtime ('auto' falls back, "
-        "or '--backend sim') in a desktop window: drag to orbit, scroll to zoom, Escape to quit.",
+        "or '--backend sim') in a desktop window: left-click/drag uses the tool (1-5 or the menu choose it), "
+        "right-drag moves the twin, middle-drag orbits, Shift+middle pans, the wheel zooms, R resets the view, "
+        "Ctrl+Z undoes, Escape quits.",
     )
     v.add_argument("--twin", default="brain", help="bundled or imported twin name, or a file (default %(default)s)")
     v.add_argument("--backend", choices=("auto", "openxr", "sim"), default="auto", help="default %(default)s")

@@ -20,7 +20,7 @@ W = 200
 GREEN = (0.0, 1.0, 0.0, 1.0)
 ORIGIN = (0.0, 0.0, 0.0)
 AHEAD = (0.0, 0.0, -1.0)
-#: Plate margin in line units (the renderer's _PLATE_PAD): a plate is (1 + 2 x this) lines tall.
+#: Plate margin in line units (the renderer's PLATE_PAD): a plate is (1 + 2 x this) lines tall.
 PAD = 0.18
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from xrcore.gl import GLContextError
 from xrcore.motion import look_rotation
-from xrcore.render.label_pass import _PLATE_PAD, glyph_atlas
+from xrcore.render.label_pass import PLATE_PAD, glyph_atlas
 from xrcore.render.labels import billboard_axes
 from xrcore.scene import Color, Label, LabelStyle
 from xrcore.types import Fov, Pose, View
@@ -284,7 +284,7 @@ MENU_GAP_LINES = 0.8
 MENU_COLOR: Color = (0.78, 0.78, 0.8, 1.0)
 MENU_CURRENT_COLOR: Color = (1.0, 0.75, 0.15, 1.0)
 #: A plate's height, line units: the text line and its margins (as the label pass draws it).
-_PLATE_HEIGHT = 1.0 + 2 * _PLATE_PAD
+_PLATE_HEIGHT = 1.0 + 2 * PLATE_PAD
 
 
 class DesktopMenu:
@@ -301,7 +301,7 @@ class DesktopMenu:
         self.texts = tuple(f"{i + 1} {name}" if i < 9 else name for i, name in enumerate(self.entries))
         #: (N, 4) pixel rectangles (x0, y0, x1, y1; y down) of the plates of the last layout
         self.rects = np.full((len(self.entries), 4), np.nan)
-        self._half_widths = np.array([glyph_atlas().layout(t)[1] / 2 + _PLATE_PAD for t in self.texts])
+        self._half_widths = np.array([glyph_atlas().layout(t)[1] / 2 + PLATE_PAD for t in self.texts])
 
     def labels(self, view: View, current: str | None, style: LabelStyle) -> list[Label]:
         """The entries as pinned labels for ``view``, the one named ``current`` highlighted, sized by

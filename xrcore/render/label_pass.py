@@ -29,7 +29,7 @@ from xrcore.scene import MAX_CLIP_PLANES, Label, Scene
 from xrcore.types import View
 
 #: Margin of a label's plate around its text, line units.
-_PLATE_PAD = 0.18
+PLATE_PAD = 0.18
 #: Laid-out label texts kept for reuse (a label that comes back costs no layout).
 _LAYOUT_CACHE = 256
 #: Bytes per glyph instance record: rect, atlas uv, (label, kind, -, -), float32 each.
@@ -75,7 +75,7 @@ class LabelPass:
         #: Times the glyph instance buffer was rebuilt (only when the set of label texts changes).
         self.uploads = 0
         #: Screen-space decluttering, shared by both eyes and remembered from frame to frame.
-        self.layout = LabelLayout(plate_height=1.0 + 2 * _PLATE_PAD)
+        self.layout = LabelLayout(plate_height=1.0 + 2 * PLATE_PAD)
         #: The layout of the last frame that drew labels (no label before the first).
         self.placement = Placement(np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros((0, 0, 4)))
         self._placed = False
@@ -135,7 +135,7 @@ class LabelPass:
             n = len(labels)
             leaders = np.zeros((n, 12), dtype=np.float32)
             # a thin quad from the anchor towards the plate; the shader stretches it to the offset
-            leaders[:, :4] = (-0.04, 0.0, 0.04, 1.0 + 2 * _PLATE_PAD)
+            leaders[:, :4] = (-0.04, 0.0, 0.04, 1.0 + 2 * PLATE_PAD)
             leaders[:, 8], leaders[:, 9] = np.arange(n), 2.0
             parts: list[np.ndarray] = [leaders]
             half_widths = np.zeros(n)
@@ -143,13 +143,13 @@ class LabelPass:
                 quads, width = self._text_layout(label.text)
                 rows = np.zeros((len(quads) + 1, 12), dtype=np.float32)
                 # the plate first, so that blending lays the label's glyphs over it; bottom at y = 0
-                rows[0, :4] = (-width / 2 - _PLATE_PAD, 0.0, width / 2 + _PLATE_PAD, 1.0 + 2 * _PLATE_PAD)
+                rows[0, :4] = (-width / 2 - PLATE_PAD, 0.0, width / 2 + PLATE_PAD, 1.0 + 2 * PLATE_PAD)
                 rows[0, 9] = 1.0
                 rows[1:, :8] = quads
-                rows[1:, [1, 3]] += _PLATE_PAD
+                rows[1:, [1, 3]] += PLATE_PAD
                 rows[:, 8] = k
                 parts.append(rows)
-                half_widths[k] = width / 2 + _PLATE_PAD
+                half_widths[k] = width / 2 + PLATE_PAD
             data = np.concatenate(parts)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._buffers[0])
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
