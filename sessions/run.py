@@ -347,7 +347,7 @@ def frames_of(script_or_motion: Any, rate_hz: float) -> int | None:
     duration = getattr(script_or_motion, "duration", None)
     if duration is None:
         return None
-    return round(duration * rate_hz) + 1
+    return round(float(duration) * rate_hz) + 1
 
 
 def _iter_records(session: LocalSession) -> Iterator[dict[str, Any]]:

@@ -77,7 +77,7 @@ def aim_resolver(session: LocalSession) -> Any:
             hit = picker.pick_scene(scene, hand, world - hand)
             # visible: the ray's first hit is this structure, within a millimetre of the vertex
             if hit is not None and hit.index == index and np.linalg.norm(hit.point_mm / 1000.0 - vertex) < 1e-3:
-                return look_rotation(hand, world)
+                return look_rotation(hand.tolist(), world.tolist())
         raise ValueError(f"no visible surface near {what} from the {side} hand at {np.round(hand, 3).tolist()} m")
 
     return resolve
@@ -159,7 +159,7 @@ def simulate(
     local = LocalSession(scene, session or SessionConfig(hud=False), Picker(twin))
     if isinstance(motion, str):
         centre, size = scene.twin_center_and_size()
-        motion = procedural(motion, centre, size)
+        motion = procedural(motion, centre.tolist(), size)
     if isinstance(motion, Script):
         motion = motion.with_aims(aim_resolver(local))
     needed = frames_of(motion, rate_hz)
@@ -193,7 +193,8 @@ def simulate(
             renderer.close()
     finally:
         backend.stop()
-    logger.info("simulated %d frames of %r: %d intents, %d PNGs", result.frames, twin.name, len(result.intents), len(result.written))
+    logger.info("simulated %d frames of %r: %d intents, %d PNGs",
+                result.frames, twin.name, len(result.intents), len(result.written))  # fmt: skip
     return result
 
 
@@ -206,11 +207,10 @@ def render_frames(twin: Twin, out_dir: str | Path, *, frames: int = 90, every: i
 def _return_free_memory() -> None:
     """Hand the heap that loading a twin left free back to the OS before the GL driver allocates its
     own (glibc keeps freed small blocks otherwise: tens of MB after a million-triangle load)."""
+    import contextlib  # noqa: PLC0415
     import ctypes  # noqa: PLC0415
     import gc  # noqa: PLC0415
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass

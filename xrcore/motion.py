@@ -402,7 +402,7 @@ class _Validator:
             norm = float(np.linalg.norm(q))
             if norm < 1e-6:
                 raise self.fail(f"{where}.orientation", "quaternion has zero length")
-            orientation = tuple(float(v) for v in q / norm)
+            orientation = (float(q[0] / norm), float(q[1] / norm), float(q[2] / norm), float(q[3] / norm))
         else:
             orientation = (0.0, 0.0, 0.0, 1.0)
         return Pose(position, orientation)  # type: ignore[arg-type]

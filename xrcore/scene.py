@@ -43,7 +43,7 @@ def _color(value: Sequence[float], what: str) -> Color:
         c = (*c, 1.0)
     if len(c) != 4 or not all(0.0 <= v <= 1.0 for v in c):
         raise SceneError(f"{what}: colour must be 3 or 4 numbers in 0..1, got {tuple(value)!r}")
-    return c  # type: ignore[return-value]
+    return c
 
 
 @dataclass

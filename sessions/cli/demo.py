@@ -77,7 +77,7 @@ def _say(record: dict[str, Any]) -> str:
         return f"moved the twin with both hands (scale {record['scale']:.2f}x)"
     if kind == "stroke":
         return f"drew a stroke of {record['points']} points on the surface"
-    return kind.replace("_", " ")
+    return str(kind).replace("_", " ")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -104,7 +104,7 @@ def _demo(args: argparse.Namespace) -> int:
         run = simulate(
             twins[args.twin], frames=args.frames if args.frames or scripted else 90, out_dir=out / "frames",
             every=args.every if args.every or scripted else 30, motion=motion, width=args.width, height=args.height,
-            session=SessionConfig(user="demo", hud=True),
+            session=SessionConfig(user="demo", hud=True, geodesic=True),
         ).as_dict()  # fmt: skip
     report["simulator"] = run
     stats = run["stats"]

@@ -62,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stereo", choices=("auto", "multiview", "layered", "two-pass"), default="auto",
                    help="stereo rendering mode (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write the statistics, written files and intents as JSON here")
+    p.add_argument("--geodesic", action="store_true", help="measurements also give the distance along the surface")
     p.add_argument("--hud", action="store_true", help="show the heads-up timing line (wall-clock figures: "
                    "frames then differ from run to run)")
     p.set_defaults(func=_sim)
@@ -79,7 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v.add_argument("--width", type=int, default=1280, help="window width in pixels (default %(default)s)")
     v.add_argument("--height", type=int, default=800, help="window height in pixels (default %(default)s)")
     v.add_argument("--seconds", type=float, help="close after this many seconds (desktop window)")
-    v.add_argument("--frames", type=int, help="close after this many frames (desktop window)")
+    v.add_argument("--frames", type=int, help="close after this many frames")
+    v.add_argument("--blend", choices=("auto", "opaque", "alpha", "additive"), default="auto",
+                   help="headset: how the image meets the room: 'alpha' over passthrough video, 'additive' on an "
+                   "optical see-through display, 'opaque' for VR; 'auto' takes the runtime's preferred mode "
+                   "(default %(default)s)")
     v.set_defaults(func=_view)
 
 
@@ -118,7 +123,7 @@ def _sim(args: argparse.Namespace) -> int:
     run = simulate(
         twin, frames=args.frames, out_dir=args.out, every=every, motion=motion, width=args.width,
         height=args.height, rate_hz=args.rate, samples=args.samples, stereo=args.stereo,
-        session=SessionConfig(hud=args.hud),
+        session=SessionConfig(hud=args.hud, geodesic=args.geodesic),
     )  # fmt: skip
     s = run.stats
 
@@ -161,21 +166,9 @@ def _intent_line(record: dict[str, Any]) -> str:
     return f"{kind} " + ", ".join(f"{k}={v}" for k, v in details.items())
 
 
-def _create_backend(name: str) -> Any:
-    """The backend factory of ``xrcore.backends`` (OpenXR with fallback), or the simulator."""
-    try:
-        from xrcore.backends import create  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        if name == "openxr":
-            raise CliError("the OpenXR backend is not available in this build") from None
-        logger.info("no backend factory in this build; showing the twin in a desktop window")
-        return None
-    return create(name)
-
-
 def _view(args: argparse.Namespace) -> int:
-    from xrcore.backends.base import run_frames  # noqa: PLC0415
-    from xrcore.scene import Scene, frame_twin  # noqa: PLC0415
+    from xrcore.backends import create  # noqa: PLC0415
+    from xrcore.backends.sim import SimBackend  # noqa: PLC0415
 
     _positive(args.width, "--width")
     _positive(args.height, "--height")
@@ -183,31 +176,19 @@ def _view(args: argparse.Namespace) -> int:
         _positive(args.frames, "--frames")
     if args.seconds is not None:
         _positive(args.seconds, "--seconds")
+    if args.blend != "auto" and args.backend == "sim":
+        raise CliError("--blend needs a headset (--backend openxr or auto): a desktop window is always opaque")
     twin = load_twin(args.twin)
-    scene = Scene(twin, twin_pose=frame_twin(twin))
-    from xrcore.backends.sim import SimBackend  # noqa: PLC0415
-
-    backend = None if args.backend == "sim" else _create_backend(args.backend)
+    options = {"blend": args.blend} if args.backend != "sim" else {}
+    backend = None if args.backend == "sim" else create(args.backend, **options)
     if backend is not None and not isinstance(backend, SimBackend):
-        from xrcore.render import Renderer  # noqa: PLC0415
+        from sessions.headset import run_headset  # noqa: PLC0415 - GL and OpenXR only for this command
 
-        backend.start()
-        try:
-            info = backend.info
-            # a headset stands at the origin: put the twin in front of it at a comfortable height
-            _, size = scene.twin_center_and_size()
-            from xrcore.types import Pose  # noqa: PLC0415
-
-            p = scene.twin_pose.position
-            scene.twin_pose = Pose((p[0], p[1] + 1.3, p[2] - max(0.4, size)), scene.twin_pose.orientation)
-            renderer = Renderer(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
-            try:
-                stats = run_frames(backend, scene, renderer)
-            finally:
-                renderer.close()
-        finally:
-            backend.stop()
-        print(stats.format())
+        done = run_headset(backend, twin, max_frames=args.frames)
+        print(f"{done.stats.format()}; blend mode {backend.info.blend_mode}")
+        for intent in done.session.workspace.applied:
+            if intent.kind != "tool":
+                print(f"  {intent.time:7.3f} s  {_intent_line(intent.record())}")
         return 0
     from sessions.desktop import view_on_desktop  # noqa: PLC0415 - GL only for this command
 

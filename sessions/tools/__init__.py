@@ -16,10 +16,11 @@ from sessions.tools.landmark import LandmarkTool
 from sessions.tools.measure import MeasureTool
 from sessions.tools.section import SectionTool
 from sessions.tools.select import SelectTool
+from xrcore.scene import Label, Segment, Sphere
 
 #: The palette, in the order the primary button steps through it.
 PALETTE: tuple[str, ...] = ("select", "landmark", "measure", "section", "draw")
-_MAKERS = {"select": SelectTool, "landmark": LandmarkTool, "measure": MeasureTool, "section": SectionTool, "draw": DrawTool}
+_MAKERS: dict[str, type[Tool]] = {"select": SelectTool, "landmark": LandmarkTool, "measure": MeasureTool, "section": SectionTool, "draw": DrawTool}
 #: Buttons that step to the next tool / undo, per hand (Touch-style: A/B right, X/Y left).
 NEXT_TOOL = {"left": "x", "right": "a"}
 UNDO = {"left": "y", "right": "b"}
@@ -66,8 +67,8 @@ class ToolBelt:
         return out
 
     def preview(self, ctx: ToolContext, left: HandFrame, right: HandFrame) -> Overlay:
-        marks: list = []
-        labels: list = []
+        marks: list[Sphere | Segment] = []
+        labels: list[Label] = []
         for hand in (left, right):
             m, t = self.tools[hand.side].preview(ctx, hand)
             marks += m
@@ -78,4 +79,5 @@ class ToolBelt:
 def _make(name: str) -> Tool:
     if name not in _MAKERS:
         raise ValueError(f"unknown tool {name!r}; the palette has {', '.join(PALETTE)}")
-    return _MAKERS[name]()  # type: ignore[no-any-return]
+    tool: Tool = _MAKERS[name]()
+    return tool

@@ -5,6 +5,8 @@ erases it (others' strokes are theirs to erase).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from sessions import intents as it
@@ -69,7 +71,7 @@ class DrawTool:
             return [], []
         world = [ctx.world(p) for p in self.points]
         r = 0.00075 * ctx.scene.twin_scale
-        return [Segment(a, b, r, PREVIEW_COLOR) for a, b in zip(world[:-1], world[1:], strict=True)], []
+        return [Segment(a, b, r, PREVIEW_COLOR) for a, b in itertools.pairwise(world)], []
 
     def cancel(self) -> None:
         self.points = []

@@ -33,7 +33,8 @@ def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return 2.0 * np.outer(perp, perp) - np.eye(3)
     k = axis / s
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+    rotation: np.ndarray = np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+    return rotation
 
 
 def _hand_pose(hand: HandFrame) -> Pose | None:
@@ -64,8 +65,7 @@ class Grab:
                 self.holding = ()
                 if was_holding:
                     s = ctx.scene
-                    return [it.SetTwinPose(ctx.user, ctx.time, tuple(s.twin_pose.position), tuple(s.twin_pose.orientation),  # type: ignore[arg-type]
-                                           float(s.twin_scale))]
+                    return [it.SetTwinPose(ctx.user, ctx.time, s.twin_pose.position, s.twin_pose.orientation, float(s.twin_scale))]
                 return []
             self._begin(ctx, hands)  # a hand joined or left: carry on from where the twin is now
             return []

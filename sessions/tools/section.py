@@ -10,14 +10,16 @@ import numpy as np
 
 from sessions import intents as it
 from sessions.tools.base import HandFrame, Overlay, ToolContext
-from xrcore.scene import Segment
+from xrcore.scene import Segment, Sphere
 
 FRAME_COLOR = (1.0, 0.45, 0.35, 1.0)
 #: Half size of the square drawn round a held plane, metres.
 FRAME_HALF_M = 0.08
 
 
-def plane_in_twin(ctx: ToolContext, point_world: np.ndarray, normal_world: np.ndarray) -> tuple[tuple[float, float, float], float]:
+def plane_in_twin(
+    ctx: ToolContext, point_world: np.ndarray, normal_world: np.ndarray
+) -> tuple[tuple[float, float, float], float]:
     """A world plane (through ``point_world`` m, unit ``normal_world``) in twin coordinates: (unit
     normal, offset mm) with ``n . p_mm + offset >= 0`` on the side the world normal points to."""
     m = ctx.scene.model_matrix()
@@ -63,8 +65,12 @@ class SectionTool:
         r = aim.rotation_matrix()
         c = np.asarray(aim.position, dtype=np.float64)
         corners = [c + FRAME_HALF_M * (sx * r[:, 0] + sy * r[:, 1]) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
-        rods: list = [Segment(tuple(corners[k]), tuple(corners[(k + 1) % 4]), 0.0012, FRAME_COLOR) for k in range(4)]
+        rods: list[Sphere | Segment] = [Segment(_t(corners[k]), _t(corners[(k + 1) % 4]), 0.0012, FRAME_COLOR) for k in range(4)]
         return rods, []
 
     def cancel(self) -> None:
         self.holding = None
+
+
+def _t(p: np.ndarray) -> tuple[float, float, float]:
+    return (float(p[0]), float(p[1]), float(p[2]))

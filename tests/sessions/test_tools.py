@@ -31,7 +31,7 @@ def tools_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     report = out / "run.json"
     result = subprocess.run(
         [str(Path(sys.executable).with_name("medverse")), "sim", "--twin", "brain", "--script",
-         str(SCRIPTS / "brain-tools.json"), "--width", "240", "--height", "240", "--out", str(out / "frames"),
+         str(SCRIPTS / "brain-tools.json"), "--geodesic", "--width", "240", "--height", "240", "--out", str(out / "frames"),
          "--json", str(report)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -635,3 +635,24 @@ def test_the_session_loop_in_a_headset_selects_with_a_pinch_and_draws_over_the_r
     rendered = run.rendered()
     assert rendered and all("blend=alpha" in line and "flags=0x2" in line for line in rendered)
 
+
+
+@pytest.mark.parametrize(("blend", "ok"), [("alpha", True), ("additive", False)])
+def test_medverse_view_runs_the_session_in_the_headset_with_the_blend_mode_asked(
+    runtime_manifest: Path, tmp_path: Path, blend: str, ok: bool
+) -> None:
+    """`medverse view --backend openxr --blend B` runs the session loop in the headset with that blend mode,
+    or, when the runtime does not offer it, stops with one line naming what it offers (exit 2)."""
+    env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": "blend=alpha/opaque,stop_after=6",
+           "MEDVERSE_XR_TEST_LOG": str(tmp_path / "log")}
+    env.pop("DISPLAY", None)
+    out = subprocess.run([str(Path(sys.executable).with_name("medverse")), "view", "--backend", "openxr", "--blend", blend],
+                         check=False, capture_output=True, text=True, timeout=120, env=env)
+    if ok:
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "blend mode alpha" in out.stdout
+        assert any("blend=alpha" in line for line in (tmp_path / "log").read_text().splitlines())
+    else:
+        assert out.returncode == 2
+        err = out.stderr.strip().splitlines()[-1]
+        assert err.startswith("medverse: error:") and "additive" in err and "alpha" in err

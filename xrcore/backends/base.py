@@ -1,10 +1,10 @@
 """The backend interface every XR backend implements (StereoKit's init / step / shutdown split).
 
-:func:`run_frames` is the frame loop; it drives any backend the same way::
+Every backend is driven the same way (the loop itself is the session's, :func:`sessions.run.run`)::
 
     backend.start()
     for frame in backend.frames():      # blocks until the next frame is due (headset) or not (sim)
-        scene.update(frame)
+        session.step(frame)             # input, tools, intents, the scene
         renderer.draw(scene, frame.views)
         backend.submit(frame)
     backend.stop()
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import abc
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +69,8 @@ class Backend(abc.ABC):
 
         Backends without haptics log the request at debug level.
         """
-        logger.debug("haptic pulse ignored by %s: hand %d amplitude %.2f for %.3f s", type(self).__name__, hand, amplitude, duration_s)
+        logger.debug("haptic pulse ignored by %s: hand %d amplitude %.2f for %.3f s",
+                     type(self).__name__, hand, amplitude, duration_s)  # fmt: skip
 
     @property
     @abc.abstractmethod
@@ -99,35 +99,3 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def run_frames(
-    backend: Backend,
-    scene: Any,
-    renderer: Any,
-    *,
-    max_frames: int | None = None,
-    on_frame: Callable[[FrameState], bool | None] | None = None,
-) -> Any:
-    """The frame loop: update the scene, draw each frame's views, submit, until the backend ends.
-
-    ``backend`` must be started and ``renderer`` built on ``backend.context``. ``on_frame`` runs after
-    each submit; returning True stops the loop (a window closed, a test has seen enough).
-    Returns the renderer's :class:`~xrcore.stats.FrameStats`, with each frame's wall time (ms, from
-    the start of its update to the end of its submit) recorded.
-    """
-    backend.attach(renderer)
-    count = 0
-    for frame in backend.frames():
-        t0 = time.perf_counter()
-        scene.update(frame)
-        if frame.should_render:
-            renderer.draw(scene, frame.views)
-        backend.submit(frame)
-        renderer.stats.record_frame((time.perf_counter() - t0) * 1000.0)
-        count += 1
-        if on_frame is not None and on_frame(frame):
-            break
-        if max_frames is not None and count >= max_frames:
-            break
-    return renderer.stats
