@@ -62,7 +62,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ from sessions.run import LocalSession, SessionConfig  # noqa: E402
 from sessions.sim import aim_resolver, working_scene  # noqa: E402
 from xrcore.backends.sim import SimBackend, SimConfig  # noqa: E402
 from xrcore.input import Picker  # noqa: E402
-from xrcore.motion import MotionSample, Script, parse_script, synthetic_hand  # noqa: E402
+from xrcore.motion import Script, parse_script  # noqa: E402
 from xrcore.scene import Scene  # noqa: E402
 from xrcore.stats import FrameStats  # noqa: E402
 from xrcore.types import FrameState  # noqa: E402
@@ -121,8 +121,6 @@ L1, L2 = (-30.0, 60.0, 20.0), (-45.0, 40.0, 45.0)
 R1, R2 = (30.0, 60.0, 20.0), (45.0, 40.0, 45.0)
 D1, D2 = (-20.0, 55.0, 45.0), (-50.0, 45.0, 10.0)
 HEADS = ((0.0, 0.12, 0.62), (0.08, 0.15, 0.6), (0.0, 0.1, 0.63), (-0.08, 0.15, 0.6))
-#: The left hand is a bare tracked hand over this span of each cycle (s), pinching over the inner one.
-BARE_HAND_S, PINCH_S = (6.7, 7.7), (7.1, 7.3)
 #: A script keyframe aims one hand: the left hand's keys come this much (s) after the right hand's.
 LEFT_LAG_S = 0.005
 
@@ -172,7 +170,10 @@ def cycle_keys() -> list[tuple[float, dict[str, Any]]]:
     right += [(5.5, {**_aimed("right", D1), "tool": {"right": "draw"}}), (5.6, _aimed("right", D1)),
               (5.7, _aimed("right", D1, trigger=1.0)), (6.2, _aimed("right", D2, trigger=1.0)), (6.3, _aimed("right", D2)),
               (6.5, _aimed("right", D2, buttons=["b"])), (6.55, _aimed("right", D2, buttons=[]))]  # fmt: skip
-    left += [(5.5, _aimed("left", R2)), (6.7, {**_aimed("left", R1), "tool": {"left": "select"}}), (7.7, _aimed("left", R1))]
+    left += [(5.5, _aimed("left", R2)), (6.7, {**_aimed("left", R1, gesture="open"), "tool": {"left": "select"}})]
+    # a bare tracked hand (26 joints) pinching to select, then a controller again
+    left += [(7.0, _aimed("left", R1, gesture="open")), (7.2, _aimed("left", R1, gesture="pinch")),
+             (7.4, _aimed("left", R1, gesture="open")), (7.7, _aimed("left", R1))]  # fmt: skip
     for k in range(6):  # undo: stroke's gone; landmark, landmark, measurement, plane, clearing, grab
         at = 7.9 + 0.3 * k
         # placed, not aimed: undoing the clearing brings the cut back for a moment, hiding the aim points
@@ -198,36 +199,6 @@ def merge(parts: list[tuple[float, dict[str, Any]]]) -> list[tuple[float, dict[s
             else:
                 into[name] = value
     return sorted(by_time.items())
-
-
-@dataclass
-class BareLeftHand:
-    """The script with the left hand a bare tracked hand (26 synthesised joints, as XR_EXT_hand_tracking
-    reports them) over :data:`BARE_HAND_S` of each cycle, pinching over :data:`PINCH_S`.
-
-    Done here, not with the script's ``gesture`` field: between keyframes a script's hand loses its shape
-    (``xrcore.motion._sample_track`` does not carry ``hand_shape``), so a scripted gesture is tracked only at
-    the instants of its keyframes."""
-
-    script: Script
-
-    @property
-    def events(self) -> tuple[tuple[float, str], ...]:
-        return self.script.events
-
-    @property
-    def duration(self) -> float:
-        return self.script.duration
-
-    def __call__(self, t: float) -> MotionSample:
-        sample = self.script(t)
-        u = t % CYCLE_S
-        left = sample.inputs.left
-        if not BARE_HAND_S[0] <= u < BARE_HAND_S[1] or left.aim is None:
-            return sample
-        pinch = 1.0 if PINCH_S[0] <= u < PINCH_S[1] else 0.0
-        left = replace(left, joints=synthetic_hand(left.aim, "left", pinch, 0.0))
-        return replace(sample, inputs=replace(sample.inputs, left=left))
 
 
 def tools_script(cycles: int) -> Script:
@@ -275,7 +246,7 @@ class Run:
 def new_run(twin: Twin, picker: Picker, cycles: int, config: SessionConfig | None = None, width: int = 720,
             height: int = 800) -> Run:  # fmt: skip
     session = LocalSession(working_scene(twin), config or VARIANTS["full"][0], picker)
-    motion = BareLeftHand(tools_script(cycles).with_aims(aim_resolver(session)))
+    motion = tools_script(cycles).with_aims(aim_resolver(session))
     backend = SimBackend(SimConfig(frames=None, rate_hz=RATE_HZ, width=width, height=height, motion=motion))
     return Run(session, backend)
 
