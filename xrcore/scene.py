@@ -233,6 +233,8 @@ class Scene:
     local_hands: tuple[HandInput, HandInput] = (HandInput(), HandInput())
     time: float = 0.0
     _structure_tops: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _model_key: tuple[Pose, float] | None = field(default=None, repr=False, compare=False)
+    _model: np.ndarray = field(default_factory=lambda: np.eye(4), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.materials:
@@ -362,10 +364,17 @@ class Scene:
     # --- geometry helpers ---------------------------------------------------------------------------
 
     def model_matrix(self) -> np.ndarray:
-        """(4, 4) float64 twin-to-world matrix (``twin_pose`` with ``twin_scale``)."""
-        m = self.twin_pose.matrix()
-        m[:3, :3] *= self.twin_scale
-        return m
+        """(4, 4) float64 twin-to-world matrix (``twin_pose`` with ``twin_scale``), read-only.
+
+        Kept until the pose or scale changes: tools, labels and picking ask for it dozens of times a
+        frame."""
+        key = (self.twin_pose, self.twin_scale)
+        if self._model_key != key:
+            m = self.twin_pose.matrix()
+            m[:3, :3] *= self.twin_scale
+            m.flags.writeable = False
+            self._model_key, self._model = key, m
+        return self._model
 
     def twin_center_and_size(self) -> tuple[np.ndarray, float]:
         """World-space centre (3,) of the twin's bounds and its diagonal in metres."""
