@@ -110,7 +110,9 @@ def quat_from_matrix(m: np.ndarray) -> tuple[float, float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
 
 
-def look_rotation(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 1, 0)) -> tuple[float, float, float, float]:
+def look_rotation(
+    eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 1, 0)
+) -> tuple[float, float, float, float]:
     """Orientation whose -Z points from ``eye`` to ``target`` (metres) with +Y as close to ``up`` as possible."""
     forward = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
     norm = np.linalg.norm(forward)

@@ -20,7 +20,9 @@ from xrcore.scene import Label, Segment, Sphere
 
 #: The palette, in the order the primary button steps through it.
 PALETTE: tuple[str, ...] = ("select", "landmark", "measure", "section", "draw")
-_MAKERS: dict[str, type[Tool]] = {"select": SelectTool, "landmark": LandmarkTool, "measure": MeasureTool, "section": SectionTool, "draw": DrawTool}
+_MAKERS: dict[str, type[Tool]] = {
+    "select": SelectTool, "landmark": LandmarkTool, "measure": MeasureTool, "section": SectionTool, "draw": DrawTool,
+}  # fmt: skip
 #: Buttons that step to the next tool / undo, per hand (Touch-style: A/B right, X/Y left).
 NEXT_TOOL = {"left": "x", "right": "a"}
 UNDO = {"left": "y", "right": "b"}

@@ -65,7 +65,8 @@ class Grab:
                 self.holding = ()
                 if was_holding:
                     s = ctx.scene
-                    return [it.SetTwinPose(ctx.user, ctx.time, s.twin_pose.position, s.twin_pose.orientation, float(s.twin_scale))]
+                    pose = s.twin_pose
+                    return [it.SetTwinPose(ctx.user, ctx.time, pose.position, pose.orientation, float(s.twin_scale))]
                 return []
             self._begin(ctx, hands)  # a hand joined or left: carry on from where the twin is now
             return []

@@ -21,7 +21,7 @@ def medverse(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     """Run the installed console script with its own cache and home (no terminal: no progress bars)."""
     env = dict(os.environ, MEDVERSE_HOME=str(home / "home"), MEDVERSE_CACHE=str(home / "cache"))
     script = Path(sys.executable).with_name("medverse")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([str(script), *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,9 @@ def test_medverse_sim_bad_input_is_one_line(args: list[str], message: str, capsy
     assert message in err and "\n" not in err and "Traceback" not in err
 
 
-def test_medverse_view_without_a_display_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_medverse_view_without_a_display_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With no headset and no display, `medverse view --backend sim` says so in one line (exit 2)."""
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

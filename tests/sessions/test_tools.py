@@ -33,7 +33,7 @@ def tools_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         [str(Path(sys.executable).with_name("medverse")), "sim", "--twin", "brain", "--script",
          str(SCRIPTS / "brain-tools.json"), "--geodesic", "--width", "240", "--height", "240", "--out", str(out / "frames"),
          "--json", str(report)],
-        capture_output=True, text=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(report.read_text())
@@ -133,7 +133,9 @@ def test_a_cut_is_visible_where_the_plane_removes_the_front_of_the_brain(rendere
     assert len(session.scene.clip_planes) == 1
 
 
-def test_the_hit_cursor_and_the_structure_name_appear_where_the_pointer_lands(renderer_factory: Any, session: LocalSession) -> None:
+def test_the_hit_cursor_and_the_structure_name_appear_where_the_pointer_lands(
+    renderer_factory: Any, session: LocalSession
+) -> None:
     """Pointing at the brain draws a white cursor on the surface and the hovered structure's name."""
     hand_at = (0.08, -0.1, 0.35)
     aim = Pose(hand_at, look_rotation(hand_at, (0.03, 0.0, 0.0)))
@@ -248,7 +250,8 @@ def test_aiming_at_an_unknown_structure_is_a_clear_error(brain: Any, gl_context:
 def test_a_script_runs_to_its_end_by_default(brain: Any, gl_context: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Without --frames a script runs through its last keyframe; fewer frames say so in a warning."""
     script = parse_script({"version": 1, "keyframes": [
-        {"t": 0.0, "head": {"position": [0, 0, 1]}}, {"t": 0.5, "name": "end", "head": {"position": [0, 0, 1]}}]}, "s")  # fmt: skip
+        {"t": 0.0, "head": {"position": [0, 0, 1]}},
+        {"t": 0.5, "name": "end", "head": {"position": [0, 0, 1]}}]}, "s")  # fmt: skip
     assert simulate(brain, motion=script, width=16, height=16, context=gl_context).frames == 46
     simulate(brain, motion=script, frames=10, width=16, height=16, context=gl_context)
     assert "only 10 frames" in caplog.text

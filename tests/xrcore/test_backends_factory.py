@@ -66,7 +66,7 @@ def test_broken_runtime_manifest_is_also_unavailable(tmp_path: Path) -> None:
         except BackendUnavailableError as exc:
             print("openxr ->", exc)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60,
                          env={"XR_RUNTIME_JSON": str(manifest), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
@@ -104,6 +104,6 @@ def test_sim_never_loads_pyopenxr() -> None:
         create("sim")
         print("xr" in sys.modules, "xrcore.backends.openxr" in sys.modules)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]

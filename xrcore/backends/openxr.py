@@ -523,10 +523,10 @@ def egl_binding_parts(context: Any) -> tuple[Any, Any, Any]:
     BackendError
         The context is not an EGL context or its config cannot be found.
     """
-    from OpenGL import EGL  # here, not at the top: PyOpenGL's platform must be set by xrcore.gl first
+    from OpenGL import EGL  # noqa: PLC0415 - PyOpenGL's platform must be set by xrcore.gl first
 
     if getattr(context, "window", None) is not None:
-        import glfw  # desktop only
+        import glfw  # noqa: PLC0415 - desktop only
 
         # pyGLFW types most of its API but not get_egl_display()
         display, egl_context = glfw.get_egl_display(), glfw.get_egl_context(context.window)  # type: ignore[no-untyped-call]
@@ -546,7 +546,7 @@ def egl_binding_parts(context: Any) -> tuple[Any, Any, Any]:
 
 def egl_graphics_binding(context: Any) -> Any:
     """An ``XrGraphicsBindingEGLMNDX`` for ``context`` (see :func:`egl_binding_parts`)."""
-    from OpenGL import EGL
+    from OpenGL import EGL  # noqa: PLC0415 - loaded only when used
 
     display, config, egl_context = egl_binding_parts(context)
     binding = xr.GraphicsBindingEGLMNDX()
@@ -688,7 +688,7 @@ class OpenXRBackend(Backend):
             if self.config.context is not None:
                 self.context = self.config.context
             else:
-                from xrcore.gl.context import create_context
+                from xrcore.gl.context import create_context  # noqa: PLC0415 - loaded only when used
 
                 v = self._views_config[0]
                 self.context = create_context("glx" if self.binding == "xlib" else "egl",

@@ -132,7 +132,7 @@ class SimBackend(Backend):
         if self.config.context is not None:
             self.context = self.config.context
         else:
-            from xrcore.gl.context import create_context
+            from xrcore.gl.context import create_context  # noqa: PLC0415 - GL only when the simulator starts
 
             try:
                 self.context = create_context("egl", width=self.config.width, height=self.config.height)

@@ -52,7 +52,7 @@ def prepare_pyopengl() -> None:
     os.environ["PYOPENGL_PLATFORM"] = "egl"
     import OpenGL  # noqa: PLC0415 - must follow the environment variable
     import OpenGL._configflags  # noqa: PLC0415
-    import OpenGL.EGL  # noqa: PLC0415, F401 - its error module breaks if checking is off at import
+    import OpenGL.EGL  # noqa: PLC0415 - its error module breaks if checking is off at import
 
     if os.environ.get("MEDVERSE_GL_DEBUG", "") in ("", "0"):
         # Read when each GL entry point is bound (at ``import OpenGL.GL``), so it must be set here.

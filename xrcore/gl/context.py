@@ -33,8 +33,7 @@ from xrcore.gl import GLContextError, prepare_pyopengl
 
 prepare_pyopengl()
 
-from OpenGL import EGL  # noqa: E402 - PyOpenGL's platform must be chosen first
-from OpenGL import GL  # noqa: E402
+from OpenGL import EGL, GL  # noqa: E402 - PyOpenGL's platform must be chosen first
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +114,8 @@ class GLContext:
             import glfw  # noqa: PLC0415 - initialised once a GLX context was made
 
             if glfw.get_current_context():
-                glfw.make_context_current(None)  # a current GLX context would make eglMakeCurrent fail
+                # a current GLX context would make eglMakeCurrent fail (GLFW takes NULL; its stub does not say so)
+                glfw.make_context_current(None)  # type: ignore[arg-type]
         surface = self._egl_surface if self._egl_surface is not None else EGL.EGL_NO_SURFACE
         if not EGL.eglMakeCurrent(self._egl_display, surface, surface, self._egl_context):
             raise GLContextError(f"eglMakeCurrent failed (EGL error 0x{EGL.eglGetError():04x})")
@@ -472,7 +472,7 @@ def _create_glx(width: int, height: int, title: str) -> GLContext:
     if not window:
         raise GLContextError("glfw could not create an OpenGL 3.3+ core GLX context (is libglx-mesa0 installed?)")
     try:
-        display = glfw.get_x11_display()
+        display = glfw.get_x11_display()  # type: ignore[no-untyped-call]  # pyGLFW leaves this one untyped
         context = glfw.get_glx_context(window)
         drawable = glfw.get_glx_window(window)
         if not (display and context and drawable):
