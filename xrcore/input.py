@@ -146,6 +146,7 @@ class Picker:
         direction: np.ndarray | Sequence[float],
         *,
         world_from_twin: np.ndarray | None = None,
+        twin_from_world: np.ndarray | None = None,
         visible: Sequence[bool] | None = None,
         clip_planes: Sequence[Any] = (),
         max_distance: float = np.inf,
@@ -161,6 +162,8 @@ class Picker:
         world_from_twin
             (4, 4) affine twin-to-world matrix (rotation, translation, uniform scale); identity when
             ``None``.
+        twin_from_world
+            Its inverse, when the caller has it already (a scene keeps it): saves inverting per pick.
         visible
             One flag per twin structure; hidden structures are passed through. All visible when
             ``None``.
@@ -188,12 +191,13 @@ class Picker:
         if visible is not None and len(visible) != len(self.twin.structures):
             raise ValueError(f"visible has {len(visible)} flags for {len(self.twin.structures)} structures")
         d = d / norm
-        if world_from_twin is None:
+        if world_from_twin is None and twin_from_world is None:
             o_t, d_t = o, d
         else:
             # An affine map keeps the ray parameter: with the direction mapped but not renormalised,
             # t along the twin-frame ray is still the world distance in metres.
-            inv = np.linalg.inv(np.asarray(world_from_twin, dtype=np.float64).reshape(4, 4))
+            inv = (np.linalg.inv(np.asarray(world_from_twin, dtype=np.float64).reshape(4, 4))
+                   if twin_from_world is None else np.asarray(twin_from_world, dtype=np.float64))  # fmt: skip
             o_t = inv[:3, :3] @ o + inv[:3, 3]
             d_t = inv[:3, :3] @ d
         return self._cast(o_t - self._offset, d_t, visible, _plane_array(clip_planes), float(max_distance))
@@ -276,7 +280,7 @@ class Picker:
         """
         if scene.twin is not self.twin:
             raise ValueError(f"scene shows twin {scene.twin.name!r}, the picker was built for {self.twin.name!r}")
-        return self.pick(origin, direction, world_from_twin=scene.model_matrix(),
+        return self.pick(origin, direction, twin_from_world=scene.twin_from_world(),
                          visible=[m.visible for m in scene.materials], clip_planes=scene.clip_planes,
                          max_distance=max_distance)
 

@@ -235,6 +235,8 @@ class Scene:
     _structure_tops: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     _model_key: tuple[Pose, float] | None = field(default=None, repr=False, compare=False)
     _model: np.ndarray = field(default_factory=lambda: np.eye(4), repr=False, compare=False)
+    _inverse_of: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _inverse: np.ndarray = field(default_factory=lambda: np.eye(4), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.materials:
@@ -375,6 +377,16 @@ class Scene:
             m.flags.writeable = False
             self._model_key, self._model = key, m
         return self._model
+
+    def twin_from_world(self) -> np.ndarray:
+        """(4, 4) float64 world-to-twin matrix, the inverse of :meth:`model_matrix`, read-only (kept
+        with it: every pick maps its ray through it)."""
+        model = self.model_matrix()
+        if self._inverse_of is not model:
+            inv = np.linalg.inv(model)
+            inv.flags.writeable = False
+            self._inverse_of, self._inverse = model, inv
+        return self._inverse
 
     def twin_center_and_size(self) -> tuple[np.ndarray, float]:
         """World-space centre (3,) of the twin's bounds and its diagonal in metres."""

@@ -115,7 +115,7 @@ class ToolContext:
 
     def twin_mm(self, world: np.ndarray) -> tuple[float, float, float]:
         """A world point (m) in the twin's own coordinates, millimetres."""
-        inv = np.linalg.inv(self.workspace.scene.model_matrix())
+        inv = self.workspace.scene.twin_from_world()
         p = inv[:3, :3] @ np.asarray(world, dtype=np.float64) + inv[:3, 3]
         return (float(p[0] * 1000.0), float(p[1] * 1000.0), float(p[2] * 1000.0))
 

@@ -20,7 +20,7 @@ from xrcore.types import View
 #: Colour of this user's own controllers (linear RGBA).
 _LOCAL_HAND_COLOR = (0.9, 0.9, 0.95, 1.0)
 #: Radius of a hand's sphere, metres, and of a pointer ray drawn from it.
-_HAND_RADIUS = 0.02
+_HAND_RADIUS = 0.015
 _RAY_RADIUS = 0.002
 #: A structure this many pixels across or more gets full detail; each halving drops one level.
 _FULL_DETAIL_PX = 512.0
@@ -203,7 +203,7 @@ def marker_records(scene: Scene, model: np.ndarray) -> tuple[np.ndarray, np.ndar
                 hand(aim, av.color, av.pointer_length)
     if scene.show_local_hands:
         for local in scene.local_hands:
-            if local.aim is not None:
+            if local.aim is not None and local.joints is None:  # a tracked bare hand shows its joints instead
                 hand(local.aim, _LOCAL_HAND_COLOR, scene.local_pointer_length)
     for mark in scene.overlay:
         if isinstance(mark, Sphere):
