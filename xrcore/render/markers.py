@@ -20,6 +20,10 @@ from xrcore.scene import MAX_CLIP_PLANES
 
 #: Bytes per instance record: (p0, radius), (p1, -), colour, float32 each.
 _RECORD_BYTES = 48
+#: Spheres smaller than this (radius, metres: cursors, landmarks, stroke joints, hand joints) use the
+#: coarse icosphere (80 triangles, not 320): a few pixels across, they look the same, and a stroke's
+#: joints or two hands' skeletons would otherwise cost a software rasteriser as much as a small twin.
+SMALL_SPHERE_M = 0.006
 
 
 class MarkerPass:
@@ -37,9 +41,9 @@ class MarkerPass:
         self.view_instances = view_instances
         self._program = programs.build("marker.vert", "marker.frag")
         self._instances = int(GL.glGenBuffers(1))
-        self._vaos: list[tuple[int, int]] = []  # (vao, index count) for sphere, cylinder
+        self._vaos: list[tuple[int, int]] = []  # (vao, index count) for sphere, cylinder, small sphere
         self._buffers: list[int] = [self._instances]
-        for verts, idx in (icosphere(2), cylinder(8)):
+        for verts, idx in (icosphere(2), cylinder(8), icosphere(1)):
             vao = int(GL.glGenVertexArrays(1))
             vbo, ibo = (int(b) for b in np.atleast_1d(GL.glGenBuffers(2)))
             self._buffers += [vbo, ibo]
@@ -69,9 +73,13 @@ class MarkerPass:
         for i in range(MAX_CLIP_PLANES):  # annotations stay visible through cuts
             GL.glDisable(GL.GL_CLIP_DISTANCE0 + i)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._instances)
-        for kind, (data, (vao, count)) in enumerate(zip(records, self._vaos, strict=True)):
-            if not len(data):
+        spheres, segments = records
+        small = spheres[:, 3] < SMALL_SPHERE_M
+        batches = ((spheres[~small], 0, self._vaos[0]), (segments, 1, self._vaos[1]), (spheres[small], 0, self._vaos[2]))
+        for selected, kind, (vao, count) in batches:
+            if not len(selected):
                 continue
+            data = np.ascontiguousarray(selected)
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_STREAM_DRAW)
             GL.glUniform1i(prog.loc("u_segments"), kind)
             GL.glBindVertexArray(vao)
