@@ -195,7 +195,7 @@ class LocalSession:
     def _panel_labels(self, head: Pose, view: Any) -> list[Label]:
         left, right = self.belt.tool("left"), self.belt.tool("right")
         gaze = [PanelLine(text, scale=1.1) for text in self.instructions]
-        gaze.append(PanelLine(f"tool: {right.name}  ({right.hint})", (1.0, 0.85, 0.45, 1.0)))
+        gaze.append(PanelLine(f"{right.name}: {right.hint}", (1.0, 0.85, 0.45, 1.0)))
         if self.feedback:
             gaze.append(PanelLine(self.feedback, (0.6, 0.9, 1.0, 1.0)))
         wrist_hand = self.hands[0].hand if self.hands[0].tracked else None

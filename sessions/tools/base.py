@@ -130,7 +130,8 @@ class Tool(Protocol):
     """A tool held in one hand: turns that hand's frames into intents."""
 
     name: str
-    #: one line for the panels: what the tool does and which button does it
+    #: a few words for the panels: what the tool does (the controls differ by device, so they are in
+    #: the docs, not here: a press is a trigger pull, a pinch or a left click)
     hint: str
 
     def update(self, ctx: ToolContext, hand: HandFrame) -> list[it.Intent]:

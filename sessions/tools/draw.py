@@ -24,7 +24,7 @@ PREVIEW_COLOR = (0.5, 1.0, 0.6, 1.0)
 
 class DrawTool:
     name = "draw"
-    hint = "hold trigger: draw (on the surface or in the air); stick click: erase your stroke"
+    hint = "hold to draw; delete: erase your stroke"
 
     def __init__(self) -> None:
         self.points: list[tuple[float, float, float]] = []

@@ -31,7 +31,7 @@ def nearest_landmark(ctx: ToolContext, point_mm: np.ndarray, radius_mm: float = 
 
 class LandmarkTool:
     name = "landmark"
-    hint = "trigger: place a landmark (on one: drag it); stick click: delete"
+    hint = "press: place a landmark, or drag one"
 
     def __init__(self) -> None:
         self.dragging: str | None = None

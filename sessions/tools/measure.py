@@ -29,7 +29,7 @@ def measurement_overlay(ctx: ToolContext, a_mm: np.ndarray, b_mm: np.ndarray, te
 
 class MeasureTool:
     name = "measure"
-    hint = "trigger: first point, trigger: second point (mm); stick click: cancel"
+    hint = "press two points on the surface"
 
     def __init__(self) -> None:
         self.start: Hit | None = None

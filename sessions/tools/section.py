@@ -33,7 +33,7 @@ def plane_in_twin(
 
 class SectionTool:
     name = "section"
-    hint = "hold trigger: cut with a plane in your hand, let go to leave it; stick click: clear"
+    hint = "hold to cut, let go to leave the cut"
 
     def __init__(self) -> None:
         self.holding: str | None = None

@@ -9,7 +9,7 @@ from sessions.tools.base import HandFrame, Overlay, ToolContext
 
 class SelectTool:
     name = "select"
-    hint = "trigger: select the structure you point at (in empty space: clear)"
+    hint = "press on a structure to select it"
 
     def update(self, ctx: ToolContext, hand: HandFrame) -> list[it.Intent]:
         if not hand.pressed:
