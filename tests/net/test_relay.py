@@ -165,8 +165,9 @@ async def test_participants_time_their_poses_for_the_relays_ticks(
         assert bundles / elapsed < 120, (p.name, bundles / elapsed)  # ~90 a second, not ~180
         assert poses / bundles > 2.4, (p.name, poses / bundles)  # nearly all three senders in each
         figures = p.monitor.summary()
-        # Waiting for the tick, poses waited the senders' lead and more: p50 3.2-3.6 ms here.
-        assert figures is not None and figures.p50_ms < 2.0, (p.name, figures)
+        # Waiting for the tick, poses waited the senders' lead and more: p50 3.2-3.6 ms here. Flushed
+        # early, 1.9-2.3 ms (four runs on an idle 2-core machine): the bound lies between the two.
+        assert figures is not None and figures.p50_ms < 2.8, (p.name, figures)
 
 
 async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[..., Awaitable[None]]) -> None:
