@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def _loaded_after(argv: list[str]) -> set[str]:
     code = (
@@ -15,6 +17,7 @@ def _loaded_after(argv: list[str]) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.slow
 def test_a_command_loads_only_what_it_needs() -> None:
     """``sim`` does not load aiortc (about 90 MB of the simulator's peak memory), ``consult`` not OpenGL;
     help and unknown commands load every command so that all of them are listed."""

@@ -29,6 +29,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cli")
 
 
+@pytest.mark.slow
 def test_help_explains_every_subcommand(home: Path) -> None:
     top = medverse("--help", home=home)
     assert top.returncode == 0 and "twin" in top.stdout and "demo" in top.stdout
@@ -88,6 +89,7 @@ def test_bad_input_is_one_line_on_stderr_with_exit_two(home: Path, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("medverse: error: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_summarises_the_twins_and_shows_a_user_working_on_the_brain(home: Path, tmp_path: Path) -> None:
     """What `make demo` runs: real twins summarised, then a scripted user selects, measures and cuts the brain;
     the frame of each step is a stereo PNG where the last line says, and the cut shows in its frame."""

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
+@pytest.mark.slow
 def test_example_script_renders_its_named_keyframes_with_the_brain_in_both_eyes(tmp_path: Path) -> None:
     """`medverse sim --script docs/examples/inspect-and-point.json` writes one stereo PNG per named
     keyframe, and the brain is in view of both eyes in each."""

@@ -26,6 +26,7 @@ SCRIPT = {
 }
 
 
+@pytest.mark.slow
 def test_scripted_run_is_deterministic(gl_context: Any, brain: Any, tmp_path: Path) -> None:
     """The same script renders the same frames, byte for byte, on every run."""
     script = parse_script(SCRIPT, "test")
@@ -60,6 +61,7 @@ def test_render_frames_orbits_the_twin_and_reports_statistics(gl_context: Any, b
     assert 0 <= s["dropped"] <= 6
 
 
+@pytest.mark.slow
 def test_medverse_sim_writes_pngs_and_prints_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`medverse sim --script` runs end to end: statistics on stdout, PNGs and JSON on disk."""
     script = tmp_path / "script.json"

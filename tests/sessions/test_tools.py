@@ -43,6 +43,7 @@ def _of(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r for r in report["intents"] if r["kind"] == kind]
 
 
+@pytest.mark.slow
 def test_the_scripted_user_selects_marks_measures_cuts_moves_draws_and_undoes(tools_run: dict[str, Any]) -> None:
     """Every tool of the example script shows up in --json as the intent it made, in order."""
     kinds = [r["kind"] for r in tools_run["intents"] if r["kind"] != "tool"]
@@ -62,6 +63,7 @@ def _brain_bounds() -> np.ndarray:
     return build("brain").bounds()  # metres
 
 
+@pytest.mark.slow
 def test_landmarks_lie_on_the_mesh_and_the_measurement_agrees_with_its_geometry(tools_run: dict[str, Any], brain: Any) -> None:
     """Both landmarks sit on the hemisphere's surface, where the script aimed (its nearest vertex), and
     the measured distance between them is their distance on the mesh to 0.5 mm."""
@@ -89,6 +91,7 @@ def test_landmarks_lie_on_the_mesh_and_the_measurement_agrees_with_its_geometry(
     assert m["distance_mm"] < m["geodesic_mm"] < 2.0 * m["distance_mm"]
 
 
+@pytest.mark.slow
 def test_the_run_writes_each_named_keyframe_and_reports_the_session_time(tools_run: dict[str, Any]) -> None:
     """The PNG of every named keyframe is written and the session's own CPU time is reported."""
     names = [Path(p).stem.split("_", 2)[2] for p in tools_run["written"]]
@@ -247,6 +250,7 @@ def test_aiming_at_an_unknown_structure_is_a_clear_error(brain: Any, gl_context:
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_script_runs_to_its_end_by_default(brain: Any, gl_context: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Without --frames a script runs through its last keyframe; fewer frames say so in a warning."""
     script = parse_script({"version": 1, "keyframes": [
