@@ -165,3 +165,51 @@ def test_allowed_imports_pass(tmp_path: Path) -> None:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(source)
     assert violations(tmp_path) == []
+
+
+#: Third-party modules only some files may import, and those files (paths, or folders ending in "/"):
+#: OpenGL calls belong to the renderer; contexts are made in xrcore/gl; the OpenXR backend passes
+#: EGL/GLX handles and texture names to the runtime. OpenXR itself is one module's business.
+CONFINED: dict[str, tuple[str, ...]] = {
+    "OpenGL": ("xrcore/render/", "xrcore/gl/", "xrcore/backends/openxr.py"),
+    "xr": ("xrcore/backends/openxr.py",),
+}
+CONFINED_FOLDERS = ("assets", "xrcore", "sessions", "net")
+
+
+def confinement_violations(root: Path) -> list[Violation]:
+    """Every import of a :data:`CONFINED` module from a file outside the places allowed it."""
+    found = []
+    for folder in CONFINED_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            module, is_package = module_name(path, root)
+            seen = set()
+            for line, name in imported_modules(path.read_text(encoding="utf-8"), module, is_package):
+                for confined, allowed in CONFINED.items():
+                    placed = any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in allowed)
+                    if _within(name, confined) and not placed and (line, confined) not in seen:
+                        seen.add((line, confined))
+                        found.append(Violation(rel, line, name, confined))
+    return found
+
+
+def test_only_the_renderer_issues_gl_calls_and_only_the_openxr_backend_talks_to_openxr() -> None:
+    """OpenGL is imported only in xrcore/render, xrcore/gl and the OpenXR backend; `xr` only in that backend."""
+    found = confinement_violations(ROOT)
+    assert not found, "\n".join(map(str, found))
+
+
+@pytest.mark.parametrize(("path", "source", "confined"), [
+    ("sessions/run.py", "from OpenGL import GL\n", "OpenGL"),
+    ("xrcore/scene.py", "def f():\n    import OpenGL.GL\n", "OpenGL"),
+    ("xrcore/render/x.py", "import xr\n", "xr"),
+])  # fmt: skip
+def test_a_gl_or_openxr_import_out_of_place_is_caught(tmp_path: Path, path: str, source: str, confined: str) -> None:
+    """The same check, run on a tree holding one such import, reports exactly that import."""
+    target = tmp_path / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(source)
+    (tmp_path / "xrcore" / "render").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "xrcore" / "render" / "ok.py").write_text("from OpenGL import GL\n")
+    assert [(v.path, v.forbidden) for v in confinement_violations(tmp_path)] == [(path, confined)]
