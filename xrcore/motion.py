@@ -250,7 +250,8 @@ class Script:
 
 
 def _bracket(keys: tuple[_TrackKey, ...], t: float) -> tuple[int, int]:
-    """Indices of the keys just before and just after ``t`` (the same one at either end)."""
+    """Indices of the keys just before and just after ``t`` (the same one at either end); a binary
+    search, since scripts may hold thousands of keyframes (recorded sessions)."""
     if t <= keys[0].t:
         return 0, 0
     if t >= keys[-1].t:
@@ -326,18 +327,9 @@ def synthetic_hand(aim: Pose, side: str, pinch: float, fist: float) -> HandJoint
 def _sample_track(keys: tuple[_TrackKey, ...], t: float) -> _TrackKey | None:
     if not keys:
         return None
-    if t <= keys[0].t:
-        return keys[0]
-    if t >= keys[-1].t:
-        return keys[-1]
-    # binary search: scripts may hold thousands of keyframes (recorded sessions)
-    lo, hi = 0, len(keys) - 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if keys[mid].t <= t:
-            lo = mid
-        else:
-            hi = mid
+    lo, hi = _bracket(keys, t)
+    if lo == hi:
+        return keys[lo]
     a, b = keys[lo], keys[hi]
     u = (t - a.t) / (b.t - a.t)
     return _TrackKey(
