@@ -130,7 +130,8 @@ class Workspace:
         else:
             table[key] = value
 
-    def _own(self, table: dict[str, Any], mark_id: str, user: str, what: str) -> Any:
+    @staticmethod
+    def _existing(table: dict[str, Any], mark_id: str, what: str) -> Any:
         if mark_id not in table:
             raise IntentError(f"no {what} {mark_id!r}")
         return table[mark_id]
@@ -150,13 +151,13 @@ class Workspace:
         self._set(change, "landmarks", intent.mark_id, intent)
 
     def _apply_MoveLandmark(self, intent: it.MoveLandmark, change: _Change) -> None:
-        old: it.PlaceLandmark = self._own(self.landmarks, intent.mark_id, intent.user, "landmark")
+        old: it.PlaceLandmark = self._existing(self.landmarks, intent.mark_id, "landmark")
         _finite(intent.point_mm, "landmark position")
         moved = it.PlaceLandmark(old.user, intent.time, old.mark_id, old.label, intent.point_mm, intent.structure)
         self._set(change, "landmarks", intent.mark_id, moved)
 
     def _apply_DeleteLandmark(self, intent: it.DeleteLandmark, change: _Change) -> None:
-        self._own(self.landmarks, intent.mark_id, intent.user, "landmark")
+        self._existing(self.landmarks, intent.mark_id, "landmark")
         self._set(change, "landmarks", intent.mark_id, None)
 
     def _apply_Measure(self, intent: it.Measure, change: _Change) -> None:
@@ -165,7 +166,7 @@ class Workspace:
         self._set(change, "measurements", intent.mark_id, intent)
 
     def _apply_DeleteMeasurement(self, intent: it.DeleteMeasurement, change: _Change) -> None:
-        self._own(self.measurements, intent.mark_id, intent.user, "measurement")
+        self._existing(self.measurements, intent.mark_id, "measurement")
         self._set(change, "measurements", intent.mark_id, None)
 
     def _apply_AddClipPlane(self, intent: it.AddClipPlane, change: _Change) -> None:
@@ -208,7 +209,7 @@ class Workspace:
         self._set(change, "strokes", intent.mark_id, intent)
 
     def _apply_EraseStroke(self, intent: it.EraseStroke, change: _Change) -> None:
-        stroke: it.AddStroke = self._own(self.strokes, intent.mark_id, intent.user, "stroke")
+        stroke: it.AddStroke = self._existing(self.strokes, intent.mark_id, "stroke")
         if stroke.user != intent.user:
             raise IntentError(f"stroke {intent.mark_id!r} is {stroke.user}'s; only its author may erase it")
         self._set(change, "strokes", intent.mark_id, None)

@@ -11,6 +11,7 @@ made, a stroke being drawn), drawn only for this user.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from sessions import intents as it
 from xrcore.input import Hit, grab_strength, pinch_strength
-from xrcore.scene import Label, Segment, Sphere
+from xrcore.scene import Label, Scene, Segment, Sphere
 from xrcore.types import HandInput, Pose
 
 if TYPE_CHECKING:
@@ -107,10 +108,10 @@ class ToolContext:
     picker: Picker
     user: str
     time: float = 0.0
-    geodesic: object = field(default=None)
+    geodesic: Callable[[Hit, Hit], float | None] | None = field(default=None)
 
     @property
-    def scene(self):  # type: ignore[no-untyped-def]  # -> Scene (import cycle kept out)
+    def scene(self) -> Scene:
         return self.workspace.scene
 
     def twin_mm(self, world: np.ndarray) -> tuple[float, float, float]:

@@ -46,7 +46,7 @@ class MeasureTool:
         self.start = None
         distance = float(np.linalg.norm(b.point_mm - a.point_mm))
         geodesic = None
-        if a.index == b.index and a.face >= 0 and b.face >= 0 and callable(ctx.geodesic):
+        if a.index == b.index and a.face >= 0 and b.face >= 0 and ctx.geodesic is not None:
             geodesic = ctx.geodesic(a, b)
         return [it.Measure(
             ctx.user, ctx.time, ctx.workspace.new_id(ctx.user, "M"),
