@@ -122,7 +122,8 @@ class LocalSession:
         self._geodesics_ready = threading.Event()
         self._hud: tuple[float, PanelLine | None] = (-math.inf, None)
         if self.config.geodesic:
-            # built off the frame loop while the user finds their way (0.1-0.5 s per structure)
+            # built beside the frame loop (1-2 s per brain hemisphere; pygeodesic holds the GIL, so frames
+            # stutter meanwhile: one reason surface distances are opt-in)
             threading.Thread(target=self._build_geodesics, name="geodesics", daemon=True).start()
         else:
             self._geodesics_ready.set()
