@@ -425,13 +425,17 @@ def frame_time(twin: Twin, picker: Picker, width: int, height: int, render_frame
     ctx = create_context("egl", width=width, height=height)
     try:
         config = RendererConfig(width=width, height=height, samples=SAMPLES, rate_hz=RATE_HZ)
-        names = [*VARIANTS, "bare"]
+        names = [*VARIANTS, "bare", "same_twin"]
         renderers = {name: Renderer(ctx, config) for name in names}
         runs = {name: new_run(twin, picker, cycles, VARIANTS[name][0], width, height) for name in VARIANTS}
         for name, run in runs.items():
             run.session.frame_stats = renderers[name].stats  # as sessions.run.run does: the heads-up line's figures
             run.session.scene.show_labels = VARIANTS[name][1]
         bare_scene = Scene(twin)
+        # "same_twin": the bare renderer drawing the twin as the session left it (pose, cuts, selection and hover
+        # highlights), without the session's marks, overlay, labels or panels: what the tools and panels add
+        # to the twin's own rendering, since a cut changes that rendering whoever draws it
+        twin_scene = Scene(twin)
         times: dict[str, dict[str, list[float]]] = {n: {"frame": [], "step": [], "draw": [], "finish": []} for n in names}
         # CPU time of every thread of the process (the rasteriser's too) per frame: the work a frame costs, which
         # load from other processes stretches in wall time but does not change
@@ -459,18 +463,24 @@ def frame_time(twin: Twin, picker: Picker, width: int, height: int, render_frame
             labels[name].see(label_texts(run.session.scene), renderer.label_uploads > uploads)
             return frame, (t1 - t0, t2 - t1, t3 - t2)
 
-        def bare_frame(frame: FrameState) -> tuple[float, float, float]:
+        def bare_frame(frame: FrameState, name: str = "bare") -> tuple[float, float, float]:
             scene = runs["full"].session.scene  # where the twin was in that frame
-            bare_scene.twin_pose, bare_scene.twin_scale = scene.twin_pose, scene.twin_scale
+            target = bare_scene if name == "bare" else twin_scene
+            target.twin_pose, target.twin_scale = scene.twin_pose, scene.twin_scale
+            if name == "same_twin":
+                target.clip_planes = list(scene.clip_planes)
+                if (target.selected, target.hovered) != (scene.selected, scene.hovered):
+                    target.selected, target.hovered = set(scene.selected), set(scene.hovered)
+                    target.version += 1
             c0 = time.process_time()
             t0 = time.perf_counter()
             d0 = time.thread_time()
-            renderers["bare"].draw(bare_scene, frame.views)
-            draw_cpu["bare"].append((time.thread_time() - d0) * 1000.0)
+            renderers[name].draw(target, frame.views)
+            draw_cpu[name].append((time.thread_time() - d0) * 1000.0)
             t1 = time.perf_counter()
-            renderers["bare"].finish()
+            renderers[name].finish()
             t2 = time.perf_counter()
-            work["bare"].append((time.process_time() - c0) * 1000.0)
+            work[name].append((time.process_time() - c0) * 1000.0)
             return 0.0, t1 - t0, t2 - t1
 
         def record(name: str, parts: tuple[float, float, float]) -> None:
@@ -483,6 +493,7 @@ def frame_time(twin: Twin, picker: Picker, width: int, height: int, render_frame
             for name in VARIANTS:
                 frame, _ = session_frame(name, target)
             bare_frame(frame)
+            bare_frame(frame, "same_twin")
         cpu_from = {name: len(r.stats.cpu_ms) for name, r in renderers.items()}
         gpu_from = {name: len(r.stats.gpu_ms) for name, r in renderers.items()}
         gc.collect()
@@ -493,9 +504,10 @@ def frame_time(twin: Twin, picker: Picker, width: int, height: int, render_frame
                 for target in targets:
                     _, parts = session_frame(name, target)
                     record(name, parts)
-            for target in targets:
-                # the full session's twin pose is now the block's last frame's; the twin only moves in a grab
-                record("bare", bare_frame(runs["full"].backend.sample(target)))
+            for name in ("bare", "same_twin"):
+                for target in targets:
+                    # the full session's twin is now as the block's last frame left it; it moves only in a grab
+                    record(name, bare_frame(runs["full"].backend.sample(target), name))
             if sys.stdout.isatty():
                 print(f"  drawn {min(start + block, len(drawn))}/{len(drawn)} frames of each", end="\r", flush=True)
         if sys.stdout.isatty():
@@ -517,13 +529,17 @@ def frame_time(twin: Twin, picker: Picker, width: int, height: int, render_frame
                 "draw_thread_cpu": summarise(draw_cpu[name]),
                 "gpu": summarise(gpu) if gpu else None,
             }
-            if name != "bare":
+            if name in VARIANTS:
                 paired = np.asarray(frame_ms) / np.asarray(bare)
+                twin_ms = times["same_twin"]["frame"]
                 entry.update({
                     "over_bare_median": round(float(np.median(frame_ms) / np.median(bare)), 4),
                     "over_bare_p99": round(float(np.percentile(frame_ms, 99) / np.percentile(bare, 99)), 4),
                     "over_bare_paired_median": round(float(np.median(paired)), 4),
                     "process_cpu_over_bare_median": round(float(np.median(work[name]) / np.median(work["bare"])), 4),
+                    "over_twin_median": round(float(np.median(frame_ms) / np.median(twin_ms)), 4),
+                    "over_twin_paired_median": round(float(np.median(np.asarray(frame_ms) / np.asarray(twin_ms))), 4),
+                    "process_cpu_over_twin_median": round(float(np.median(work[name]) / np.median(work["same_twin"])), 4),
                     "labels": labels[name].as_dict(),
                     "intents": dict(sorted(runs[name].intents.items())), "refused": runs[name].session.workspace.refused,
                 })  # fmt: skip
@@ -635,7 +651,7 @@ def main() -> int:
         print(f"  {ft['gl_renderer']}, stereo {ft['stereo']}, load average {ft['load_average'][0]}; wall ms per frame "
               f"(median / p99 / min; parts: step, draw, finish medians); CPU per draw: Renderer.stats.cpu_ms and this "
               f"thread's CPU time; CPU of all the process's threads per frame (medians):")  # fmt: skip
-        for name in (*VARIANTS, "bare"):
+        for name in (*VARIANTS, "bare", "same_twin"):
             e = ft[name]
             split = ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in e["parts"].items())
             print(f"    {name:9s} {e['median_ms']:6.1f} / {e['p99_ms']:6.1f} / {e['min_ms']:6.1f}  ({split}); draw CPU "
@@ -648,6 +664,10 @@ def main() -> int:
                   f"{e['over_bare_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
                   f"{e['process_cpu_over_bare_median']:.3f}"
                   + (goal if name == "full" else ""))  # fmt: skip
+        e = ft["full"]
+        print(f"  full/twin (the bare renderer with the same cuts and highlights): wall {e['over_twin_median']:.3f} "
+              f"(medians), {e['over_twin_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
+              f"{e['process_cpu_over_twin_median']:.3f}")  # fmt: skip
         lc = ft["full"]["labels"]
         print(f"  glyph re-uploads (full): {lc['uploads']} in {lc['frames']} frames that follow the frame before "
               f"({lc['uploads_per_frame']:.2f} per frame); label texts changed on {lc['text_changes']}, the heads-up "
