@@ -23,6 +23,7 @@ from OpenGL.GL.OVR.multiview import glFramebufferTextureMultiviewOVR  # noqa: E4
 from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels as raw_read_pixels  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_2 import glTexImage3D as raw_tex_image_3d  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetQueryObjectiv as raw_query_iv  # noqa: E402
+from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform1fv as raw_uniform1fv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform1i as raw_uniform1i  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform3fv as raw_uniform3fv  # noqa: E402
 from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform4fv as raw_uniform4fv  # noqa: E402
@@ -32,8 +33,8 @@ from OpenGL.raw.GL.VERSION.GL_3_3 import glGetQueryObjectui64v as raw_query_ui64
 
 __all__ = [
     "GL", "VERTEX_STRIDE", "GLErrorLog", "RenderError", "glFramebufferTextureMultiviewOVR", "raw_query_iv",
-    "raw_query_ui64v", "raw_read_pixels", "raw_tex_image_3d", "raw_uniform1i", "raw_uniform3fv", "raw_uniform4fv",
-    "raw_uniform_matrix3fv", "raw_uniform_matrix4fv", "vertex_layout",
+    "raw_query_ui64v", "raw_read_pixels", "raw_tex_image_3d", "raw_uniform1fv", "raw_uniform1i", "raw_uniform3fv",
+    "raw_uniform4fv", "raw_uniform_matrix3fv", "raw_uniform_matrix4fv", "vertex_layout",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from functools import cache
 
 import numpy as np
 
-from xrcore.render.glapi import GL, GLErrorLog
+from xrcore.render.glapi import GL, GLErrorLog, raw_uniform1fv, raw_uniform3fv, raw_uniform4fv, raw_uniform_matrix4fv
 from xrcore.render.glyphs import GlyphAtlas
 from xrcore.render.labels import LabelLayout, Placement
 from xrcore.render.programs import ProgramBuilder
@@ -215,20 +215,22 @@ class LabelPass:
             self._placed = True
         prog, style = self._program, scene.label_style
         GL.glUseProgram(prog.handle)
-        GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
+        # raw entry points, and only the uniforms whose value changed (a program keeps its uniforms)
+        prog.set("u_view_proj", raw_uniform_matrix4fv, np.ascontiguousarray(view_proj, dtype=np.float32), 2, GL.GL_TRUE)
         if eye is not None:
-            GL.glUniform1i(prog.loc("u_eye_index"), eye)
+            prog.set_int("u_eye_index", eye)
         head, up, right = self._head
-        GL.glUniform3fv(prog.loc("u_head_pos"), 1, head)
-        GL.glUniform3fv(prog.loc("u_head_up"), 1, up)
-        GL.glUniform3fv(prog.loc("u_head_right"), 1, right)
+        prog.set("u_head_pos", raw_uniform3fv, head, 1)
+        prog.set("u_head_up", raw_uniform3fv, up, 1)
+        prog.set("u_head_right", raw_uniform3fv, right, 1)
         angular = style.size == "angular"
-        GL.glUniform1i(prog.loc("u_angular"), int(angular))
-        GL.glUniform1f(prog.loc("u_size"), 2 * math.tan(math.radians(style.angle) / 2) if angular else style.height)
-        GL.glUniform1f(prog.loc("u_near"), self.near)
-        GL.glUniform4f(prog.loc("u_plate_color"), *style.background)
-        GL.glUniform1i(prog.loc("u_atlas"), 1)
-        GL.glUniform1i(prog.loc("u_labels"), 2)
+        prog.set_int("u_angular", int(angular))
+        size = 2 * math.tan(math.radians(style.angle) / 2) if angular else style.height
+        prog.set("u_size", raw_uniform1fv, np.array([size], dtype=np.float32), 1)
+        prog.set("u_near", raw_uniform1fv, np.array([self.near], dtype=np.float32), 1)
+        prog.set("u_plate_color", raw_uniform4fv, np.array(style.background, dtype=np.float32), 1)
+        prog.set_int("u_atlas", 1)
+        prog.set_int("u_labels", 2)
         GL.glActiveTexture(GL.GL_TEXTURE1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, self._textures[0])
         GL.glActiveTexture(GL.GL_TEXTURE2)

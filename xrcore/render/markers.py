@@ -14,7 +14,7 @@ import ctypes
 import numpy as np
 
 from xrcore.render.frame import cylinder, icosphere
-from xrcore.render.glapi import GL, vertex_layout
+from xrcore.render.glapi import GL, raw_uniform3fv, raw_uniform_matrix4fv, vertex_layout
 from xrcore.render.programs import ProgramBuilder
 from xrcore.scene import MAX_CLIP_PLANES
 
@@ -66,10 +66,10 @@ class MarkerPass:
         (2, 4, 4) view-projections and (2, 3) positions (metres); ``eye``: two-pass stereo's eye."""
         prog = self._program
         GL.glUseProgram(prog.handle)
-        GL.glUniformMatrix4fv(prog.loc("u_view_proj"), 2, GL.GL_TRUE, view_proj)
-        GL.glUniform3fv(prog.loc("u_eye_pos"), 2, eye_pos)
+        prog.set("u_view_proj", raw_uniform_matrix4fv, np.ascontiguousarray(view_proj, dtype=np.float32), 2, GL.GL_TRUE)
+        prog.set("u_eye_pos", raw_uniform3fv, np.ascontiguousarray(eye_pos, dtype=np.float32), 2)
         if eye is not None:
-            GL.glUniform1i(prog.loc("u_eye_index"), eye)
+            prog.set_int("u_eye_index", eye)
         for i in range(MAX_CLIP_PLANES):  # annotations stay visible through cuts
             GL.glDisable(GL.GL_CLIP_DISTANCE0 + i)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self._instances)
@@ -81,7 +81,7 @@ class MarkerPass:
                 continue
             data = np.ascontiguousarray(selected)
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_STREAM_DRAW)
-            GL.glUniform1i(prog.loc("u_segments"), kind)
+            prog.set_int("u_segments", kind)
             GL.glBindVertexArray(vao)
             GL.glDrawElementsInstanced(
                 GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), len(data) * self.view_instances

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xrcore.render.glapi import GL, RenderError
+from xrcore.render.glapi import GL, RenderError, raw_uniform1i
 
 #: ``STEREO_MODE`` value of each stereo mode in ``stereo.glsl``.
 _MODE_DEFINE = {"two-pass": 0, "layered": 1, "multiview": 2}
@@ -44,6 +44,13 @@ class Program:
         if self.values.get(name) != key:
             self.values[name] = key
             setter(self.loc(name), *lead, data)
+
+    def set_int(self, name: str, value: int) -> None:
+        """``glUniform1i`` (raw) when ``value`` differs from what the uniform holds."""
+        key = int(value).to_bytes(4, "little", signed=True)
+        if self.values.get(name) != key:
+            self.values[name] = key
+            raw_uniform1i(self.loc(name), int(value))
 
     def delete(self) -> None:
         """Delete the GL program (the context must be current)."""
