@@ -10,12 +10,10 @@ rays cast through the pixels clicked, and check the pixels the X server shows.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,47 +22,15 @@ import pytest
 from sessions import intents as it
 
 W, H = 320, 240
-SCREEN = (480, 360)
 LEFT = "left cerebral hemisphere (pial)"
 RIGHT = "right cerebral hemisphere (pial)"
 CORNER = (6, H - 6)  # a window pixel on the background, where the cursor hovers over nothing
 
 
-def _xvfb_class() -> Any:
-    """The Xvfb runner of the xrcore tests (their conftest is not visible from here)."""
-    spec = importlib.util.spec_from_file_location("xrcore_test_xvfb", Path(__file__).parents[1] / "xrcore" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Xvfb
-
-
 @pytest.fixture(scope="module")
-def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An X server of our own whose screen can be read back; DISPLAY points at it for the module."""
-    server = _xvfb_class()(SCREEN, tmp_path_factory.mktemp("xvfb"))
-    saved = {k: os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY")}
-    os.environ["DISPLAY"] = server.display
-    os.environ.pop("WAYLAND_DISPLAY", None)
-    try:
-        yield server
-    finally:
-        import glfw
-
-        glfw.terminate()  # its X connection must close before the server dies
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def brain() -> Any:
-    from assets.library import build
-
-    return build("brain")
+def xvfb(desktop_display: Any) -> Any:
+    """The module's X server (tests/conftest.py), whose screen the tests read back."""
+    return desktop_display
 
 
 @pytest.fixture

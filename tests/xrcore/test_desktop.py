@@ -25,29 +25,13 @@ import pytest
 from xrcore.scene import Scene, frame_twin
 
 W, H = 240, 180
-SCREEN = (480, 360)
 MENU = ("alpha", "beta", "gamma")
 
 
 @pytest.fixture(scope="module")
-def xvfb(start_xvfb: Callable[..., Any]) -> Iterator[Any]:
-    """An X server of our own; DISPLAY points at it for the module, GLFW is shut down before it goes."""
-    server = start_xvfb(screen=SCREEN, framebuffer=True)
-    saved = {k: os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY")}
-    os.environ["DISPLAY"] = server.display
-    os.environ.pop("WAYLAND_DISPLAY", None)
-    try:
-        yield server
-    finally:
-        import glfw
-
-        glfw.terminate()  # its X connection must close before the server dies (Xlib exits on a lost server)
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def xvfb(desktop_display: Any) -> Any:
+    """The module's X server (tests/conftest.py), whose screen the tests read back."""
+    return desktop_display
 
 
 class Desk:
