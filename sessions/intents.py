@@ -215,3 +215,26 @@ class ChooseTool(Intent):
 
     def _fields(self) -> dict[str, Any]:
         return {"hand": self.hand, "tool": self.tool}
+
+
+def describe(record: dict[str, Any]) -> str:
+    """What an intent did, in a few words (an :meth:`Intent.record`): the panel's feedback line, and
+    what ``medverse sim``, ``view`` and ``demo`` print."""
+    kind = record["kind"]
+    if kind == "select":
+        return f"selected {record['structure']}" if record["structure"] else "cleared the selection"
+    if kind == "landmark":
+        return f"placed landmark {record['label']} at {record['point_mm']} mm on {record['structure']}"
+    if kind == "measure":
+        along = f" ({record['geodesic_mm']:.1f} mm along the surface)" if record.get("geodesic_mm") is not None else ""
+        return f"measured {record['distance_mm']:.1f} mm{along}"
+    if kind == "clip_plane":
+        return "cut a cross-section"
+    if kind == "twin_pose":
+        return f"moved the twin (scale {record['scale']:.2f}x)"
+    if kind == "stroke":
+        where = "on the surface" if record["on_surface"] else "in the air"
+        return f"drew a stroke of {record['points']} points {where}"
+    if kind == "tool":
+        return f"{record['hand']} hand: {record['tool']}"
+    return str(kind).replace("_", " ")

@@ -215,7 +215,7 @@ class LocalSession:
         return self.panels.layout(head, gaze, wrist_pose, wrist, hud, max_drop_deg=room)
 
     def _on_applied(self, intent: it.Intent) -> None:
-        self.feedback = describe(intent)
+        self.feedback = it.describe(intent.record())
 
     # --- measuring along the surface ----------------------------------------------------------------
 
@@ -244,28 +244,6 @@ class LocalSession:
             logger.info("no distance along the surface: %s", exc)
             return None
         return float(metres) * 1000.0 if math.isfinite(metres) else None
-
-
-def describe(intent: it.Intent) -> str:
-    """One line of feedback for the panel about an applied intent."""
-    if isinstance(intent, it.Select):
-        return f"selected {intent.structure}" if intent.structure else "selection cleared"
-    if isinstance(intent, it.PlaceLandmark):
-        return f"landmark {intent.label} placed on {intent.structure}"
-    if isinstance(intent, it.MoveLandmark):
-        return "landmark moved"
-    if isinstance(intent, it.Measure):
-        extra = f", {intent.geodesic_mm:.1f} mm along the surface" if intent.geodesic_mm is not None else ""
-        return f"distance {intent.distance_mm:.1f} mm{extra}"
-    if isinstance(intent, it.AddClipPlane):
-        return "cross-section placed"
-    if isinstance(intent, it.SetTwinPose):
-        return f"twin moved (scale {intent.scale:.2f}x)"
-    if isinstance(intent, it.AddStroke):
-        return f"stroke drawn ({len(intent.points_mm)} points)"
-    if isinstance(intent, it.ChooseTool):
-        return f"{intent.hand} hand: {intent.tool}"
-    return intent.kind.replace("_", " ")
 
 
 def _t(p: np.ndarray) -> tuple[float, float, float]:

@@ -198,12 +198,6 @@ def simulate(
     return result
 
 
-def render_frames(twin: Twin, out_dir: str | Path, *, frames: int = 90, every: int = 30, **options: Any) -> dict[str, Any]:
-    """Render ``frames`` stereo frames of ``twin`` orbiting it, writing every ``every``-th frame as a
-    PNG into ``out_dir``; returns :meth:`SimRun.as_dict`. Extra ``options`` go to :func:`simulate`."""
-    return simulate(twin, frames=frames, out_dir=out_dir, every=every, **options).as_dict()
-
-
 def _return_free_memory() -> None:
     """Hand the heap that loading a twin left free back to the OS before the GL driver allocates its
     own (glibc keeps freed small blocks otherwise: tens of MB after a million-triangle load)."""

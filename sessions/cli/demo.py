@@ -22,6 +22,7 @@ from assets.library import BUNDLED, DEFAULT_TWIN, Library
 from assets.twin import Twin
 from assets.validate import is_watertight
 from sessions.cli.twin import console, progress_bar, summary
+from sessions.intents import describe
 
 USER_ERRORS: tuple[type[BaseException], ...] = (AssetError,)
 
@@ -61,25 +62,6 @@ def twin_record(twin: Twin, seconds: float) -> dict[str, Any]:
 DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "brain-tools.json"
 
 
-def _say(record: dict[str, Any]) -> str:
-    """What the scripted user did, in words."""
-    kind = record["kind"]
-    if kind == "select":
-        return f"selected {record['structure']}"
-    if kind == "landmark":
-        return f"placed landmark {record['label']} at {record['point_mm']} mm"
-    if kind == "measure":
-        along = f" ({record['geodesic_mm']:.1f} mm along the surface)" if record.get("geodesic_mm") is not None else ""
-        return f"measured {record['distance_mm']:.1f} mm between the landmarks{along}"
-    if kind == "clip_plane":
-        return "cut a cross-section"
-    if kind == "twin_pose":
-        return f"moved the twin with both hands (scale {record['scale']:.2f}x)"
-    if kind == "stroke":
-        return f"drew a stroke of {record['points']} points on the surface"
-    return str(kind).replace("_", " ")
-
-
 def _demo(args: argparse.Namespace) -> int:
     from sessions.run import SessionConfig  # noqa: PLC0415
     from sessions.sim import simulate  # noqa: PLC0415 - GL is loaded only when the demo renders
@@ -115,7 +97,7 @@ def _demo(args: argparse.Namespace) -> int:
                   f" p99 {cpu.get('p99', float('nan')):.2f}, GPU ms median {gpu.get('median', float('nan')):.2f}")
     for record in run["intents"]:
         if record["kind"] != "tool":
-            console.print(f"  {record['time']:6.2f} s  {_say(record)}")
+            console.print(f"  {record['time']:6.2f} s  {describe(record)}")
     for path in run["written"]:
         console.print(f"  frame: {path}")
     path = out / "demo.json"

@@ -21,6 +21,7 @@ from typing import Any
 
 from assets.errors import AssetError
 from assets.twin import Twin
+from sessions.intents import describe
 from xrcore.backends.base import BackendError
 from xrcore.gl import GLContextError
 from xrcore.motion import PROCEDURAL, ScriptError, load_script
@@ -146,7 +147,7 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"warning: the script needs {run.script_frames} frames; only {run.frames} ran (--frames)")
     for record in run.intents:
         if record["kind"] != "tool":
-            print(f"  {record['time']:7.3f} s  {_intent_line(record)}")
+            print(f"  {record['time']:7.3f} s  {describe(record)}")
     if run.out_dir is not None:
         print(f"wrote {len(run.written)} PNGs (both eyes side by side) to {run.out_dir}")
     if args.json:
@@ -154,16 +155,6 @@ def _sim(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps({"twin": twin.name, **run.as_dict()}, indent=2) + "\n")
         print(f"statistics written to {args.json}")
     return 1 if r["gl_errors"] else 0
-
-
-def _intent_line(record: dict[str, Any]) -> str:
-    """One line for the terminal about an applied intent record."""
-    kind = record["kind"]
-    if kind == "measure":
-        extra = f", {record['geodesic_mm']:.1f} mm along the surface" if record.get("geodesic_mm") is not None else ""
-        return f"measure {record['distance_mm']:.1f} mm{extra}"
-    details = {k: v for k, v in record.items() if k not in ("kind", "user", "time")}
-    return f"{kind} " + ", ".join(f"{k}={v}" for k, v in details.items())
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -188,7 +179,7 @@ def _view(args: argparse.Namespace) -> int:
         print(f"{done.stats.format()}; blend mode {backend.info.blend_mode}")
         for intent in done.session.workspace.applied:
             if intent.kind != "tool":
-                print(f"  {intent.time:7.3f} s  {_intent_line(intent.record())}")
+                print(f"  {intent.time:7.3f} s  {describe(intent.record())}")
         return 0
     from sessions.desktop import view_on_desktop  # noqa: PLC0415 - GL only for this command
 
@@ -198,5 +189,5 @@ def _view(args: argparse.Namespace) -> int:
     print(f"{run.frames} frames shown{timing}")
     for record in run.intents:
         if record["kind"] != "tool":
-            print(f"  {record['time']:7.3f} s  {_intent_line(record)}")
+            print(f"  {record['time']:7.3f} s  {describe(record)}")
     return 0

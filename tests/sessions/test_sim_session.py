@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sessions.cli import main
-from sessions.sim import render_frames, simulate
+from sessions.sim import simulate
 from xrcore.motion import parse_script
 
 SCRIPT = {
@@ -49,9 +49,9 @@ def test_scripted_run_is_deterministic(gl_context: Any, brain: Any, tmp_path: Pa
     assert a["stats"]["frames"] == 10 and a["renderer"]["gl_errors"] == 0
 
 
-def test_render_frames_orbits_the_twin_and_reports_statistics(gl_context: Any, brain: Any, tmp_path: Path) -> None:
-    """The demo helper writes every Nth frame with the twin in view in both eyes."""
-    result = render_frames(brain, tmp_path, frames=6, every=5, width=96, height=96, context=gl_context)
+def test_an_orbit_writes_every_nth_frame_and_reports_statistics(gl_context: Any, brain: Any, tmp_path: Path) -> None:
+    """An orbiting run writes every Nth frame with the twin in view in both eyes."""
+    result = simulate(brain, frames=6, out_dir=tmp_path, every=5, width=96, height=96, context=gl_context).as_dict()
     assert [Path(p).name for p in result["written"]] == ["frame_000000.png", "frame_000005.png"]
     stereo = np.asarray(Image.open(result["written"][1]))
     for eye in (stereo[:, :96], stereo[:, 96:]):

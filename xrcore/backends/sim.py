@@ -183,13 +183,6 @@ class SimBackend(Backend):
             # frame times and dropped-frame counts mean the same thing as on a headset
             self.renderer.finish()
 
-    def stereo_image(self) -> np.ndarray:
-        """(H, 2W, 4) uint8: both eyes of the last rendered frame side by side, top row first."""
-        if self.renderer is None:
-            raise BackendError("no renderer attached: the frame loop attaches one before rendering")
-        image: np.ndarray = self.renderer.read_stereo()
-        return image
-
     def haptic_pulse(self, hand: int, amplitude: float = 0.5, duration_s: float = 0.05, frequency_hz: float = 0.0) -> None:
         """Record the pulse (time, hand, amplitude, duration): the simulator has no motor."""
         self.pulses.append((self.clock.now, hand, amplitude, duration_s))
