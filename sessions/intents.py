@@ -224,7 +224,7 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "select":
         return f"selected {record['structure']}" if record["structure"] else "cleared the selection"
     if kind == "landmark":
-        return f"placed landmark {record['label']} at {record['point_mm']} mm on {record['structure']}"
+        return f"placed landmark {record['label']} on {record['structure']}"  # where, in mm: the --json record
     if kind == "measure":
         along = f" ({record['geodesic_mm']:.1f} mm along the surface)" if record.get("geodesic_mm") is not None else ""
         return f"measured {record['distance_mm']:.1f} mm{along}"
