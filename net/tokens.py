@@ -38,7 +38,8 @@ from net.errors import NetError
 log = logging.getLogger(__name__)
 
 TOKEN_VERSION = 1
-ROLES: tuple[str, ...] = ("surgeon", "expert", "trainee", "observer")
+#: ``instructor`` is for trainee profiles (``sessions.profiles.access``): it reads every trainee's profile.
+ROLES: tuple[str, ...] = ("surgeon", "expert", "trainee", "observer", "instructor")
 #: Participant id the server uses for its own relay peer; no token may claim it.
 RELAY_ID = "relay"
 #: Room and participant ids: short, printable, safe in URLs, logs and file names.
