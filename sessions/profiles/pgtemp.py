@@ -35,7 +35,7 @@ def find_pg_bin() -> Path:
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
-    raise ProfileError("PostgreSQL server programs (initdb, pg_ctl) not found: install Debian's postgresql or set $MEDVERSE_PG_BIN")
+    raise ProfileError(f"PostgreSQL server programs (initdb, pg_ctl) not found: install Debian's postgresql or set ${PG_BIN_ENV}")
 
 
 def _version(folder: Path) -> float:

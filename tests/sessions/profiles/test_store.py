@@ -4,6 +4,7 @@ tamper evidence, signed checkpoints, the audit log, and corrupt databases refuse
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -62,7 +63,7 @@ def test_statements_read_back_in_order_and_since(store: ProfileStore) -> None:
     stored = list(store.statements("alice"))
     assert [s.statement for s in stored] == made
     assert [s.seq for s in stored] == list(range(1, 2501))
-    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
     assert [s.seq for s in store.statements("alice", since_seq=2497)] == [2498, 2499, 2500]
     assert list(store.statements("nobody")) == []
 
@@ -306,10 +307,10 @@ def test_checkpoint_catches_a_consistent_rewrite(store: ProfileStore, raw_sql: A
     rows = raw_sql("SELECT seq, body FROM statements WHERE trainee = 'alice' ORDER BY seq")
     prev = GENESIS
     for seq, body in rows:
-        if seq == 3:
-            body = body.replace('"scaled":0.5', '"scaled":1.0')
-        digest = hashlib.sha256(bytes.fromhex(prev) + body.encode()).hexdigest()
-        raw_sql("UPDATE statements SET body = ?, prev_hash = ?, hash = ? WHERE trainee = 'alice' AND seq = ?", body, prev, digest, seq)
+        text = body.replace('"scaled":0.5', '"scaled":1.0') if seq == 3 else body
+        digest = hashlib.sha256(bytes.fromhex(prev) + text.encode()).hexdigest()
+        sql = "UPDATE statements SET body = ?, prev_hash = ?, hash = ? WHERE trainee = 'alice' AND seq = ?"
+        raw_sql(sql, text, prev, digest, seq)
         prev = digest
     raw_sql("UPDATE heads SET hash = ? WHERE trainee = 'alice'", prev)
     assert store.verify("alice").ok
@@ -372,7 +373,11 @@ def test_audit_log_records_who_did_what(store: ProfileStore) -> None:
     store.audit("alice", "export", "alice", "xapi out.json")
     store.audit("ines", "verify", "bob")
     log = store.audit_log()
-    assert [(e["who"], e["action"], e["trainee"]) for e in log] == [("ines", "show", "alice"), ("alice", "export", "alice"), ("ines", "verify", "bob")]
+    assert [(e["who"], e["action"], e["trainee"]) for e in log] == [
+        ("ines", "show", "alice"),
+        ("alice", "export", "alice"),
+        ("ines", "verify", "bob"),
+    ]
     assert log[1]["detail"] == "xapi out.json" and log[0]["time"] <= log[2]["time"]
     assert [e["action"] for e in store.audit_log("bob")] == ["verify"]
 
