@@ -14,7 +14,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from ralph_server import Ralph, free_port, ralph  # noqa: F401 - `ralph` is a fixture the slow tests take by name
 
-from sessions.profiles import xapi
+from sessions.profiles import open_store, xapi
 from sessions.profiles.lrs import Backoff, LRSError, Outbox, OutboxError, push_profile, statements_url
 
 FAST = Backoff(base_s=0.02, factor=2.0, cap_s=0.2)
@@ -41,26 +40,6 @@ def make_statements(n: int, trainee: str = "alice") -> list[dict[str, Any]]:
                                   step_id=f"step-{i % 5}", registration=registration,
                                   timestamp=1_714_564_800.0 + i, result=res))
     return out
-
-
-@dataclass
-class Stored:
-    """What ``push_profile`` reads of a profile store: StoredStatement's ``.statement``."""
-
-    seq: int
-    statement: dict[str, Any]
-
-
-class StandInStore:
-    """The part of ProfileStore that push_profile uses: the trainee's statements in order."""
-
-    def __init__(self, statements: dict[str, list[dict[str, Any]]]) -> None:
-        self.data = statements
-
-    def statements(self, trainee: str, *, since_seq: int = 0) -> Iterator[Stored]:
-        for seq, stmt in enumerate(self.data.get(trainee, []), start=1):
-            if seq > since_seq:
-                yield Stored(seq, stmt)
 
 
 # -- a scripted stand-in LRS ------------------------------------------------------------------------
@@ -272,11 +251,13 @@ def test_an_outbox_serves_one_lrs(tmp_path: Path, stub: StubLRS) -> None:
 def test_push_profile_queues_only_new_statements(tmp_path: Path, stub: StubLRS) -> None:
     """A profile pushed twice, with statements added between: the second push sends only the new ones."""
     statements = make_statements(30)
-    store = StandInStore({"alice": statements[:20], "bob": make_statements(5, "bob")})
+    store = open_store(tmp_path / "profiles.sqlite")
+    store.append("alice", statements[:20])
+    store.append("bob", make_statements(5, "bob"))
     box = outbox_at(tmp_path / "out.sqlite")
     first = push_profile(store, "alice", stub.url, username="u", password="p", outbox=box)
     assert (first.sent, first.pending) == (20, 0)
-    store.data["alice"] = statements
+    store.append("alice", statements[20:])
     second = push_profile(store, "alice", stub.url, username="u", password="p", outbox=box)
     assert (second.sent, second.requests) == (10, 1)
     assert set(stub.stored) == {s["id"] for s in statements}
@@ -294,7 +275,9 @@ def assert_exactly_once(server: Ralph, statements: list[dict[str, Any]]) -> None
 def test_profile_pushed_to_ralph_reads_back_once_each(tmp_path: Path, ralph: Ralph) -> None:  # noqa: F811
     """250 statements reach Ralph and read back whole; re-pushing, even from a lost outbox, stores nothing twice."""
     statements = make_statements(250)
-    store = StandInStore({"alice": statements})
+    store = open_store(tmp_path / "profiles.sqlite")
+    store.append("alice", statements)
+    store.append("bob", make_statements(10, "bob"))
     box = outbox_at(tmp_path / "out.sqlite")
     result = push_profile(store, "alice", ralph.url, username=ralph.username, password=ralph.password, outbox=box)
     assert (result.sent, result.already, result.rejected, result.pending) == (250, 0, 0, 0)
