@@ -217,6 +217,26 @@ class ChooseTool(Intent):
         return {"hand": self.hand, "tool": self.tool}
 
 
+@dataclass(frozen=True)
+class RequestHint(Intent):
+    """The trainee asks for the current training step's next hint. A training intent: the runner
+    (:mod:`sessions.training.runner`) takes it, the workspace never sees it (it changes no twin)."""
+
+    kind = "request_hint"
+
+
+@dataclass(frozen=True)
+class PauseTraining(Intent):
+    """Pause (``paused`` True) or resume a training module: its clock stops and actions are not
+    scored meanwhile. A training intent, like :class:`RequestHint`."""
+
+    paused: bool = True
+    kind = "pause_training"
+
+    def _fields(self) -> dict[str, Any]:
+        return {"paused": self.paused}
+
+
 def describe(record: dict[str, Any]) -> str:
     """What an intent did, in a few words (an :meth:`Intent.record`): the panel's feedback line, and
     what ``medverse sim``, ``view`` and ``demo`` print."""
@@ -237,4 +257,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"drew a stroke of {record['points']} points {where}"
     if kind == "tool":
         return f"{record['hand']} hand: {record['tool']}"
+    if kind == "request_hint":
+        return "asked for a hint"
+    if kind == "pause_training":
+        return "paused the module" if record["paused"] else "resumed the module"
     return str(kind).replace("_", " ")

@@ -1,6 +1,7 @@
 """The tools a user works on the twin with, and the tool belt that holds them.
 
-Each hand holds one palette tool (:data:`PALETTE`: select, landmark, measure, section, draw); the
+Each hand holds one palette tool (:data:`PALETTE`: select, landmark, measure, section, draw, and the
+instrument a training step hands over: a needle or probe whose tip the training runner follows); the
 primary button (A / X) or a thumbstick flick changes it, the secondary button (B / Y) undoes the
 user's last change, and a squeeze (or a closed fist) grabs the twin with either tool. Every tool
 turns poses and buttons into :mod:`sessions.intents`; the session's workspace applies them.
@@ -12,6 +13,7 @@ from sessions import intents as it
 from sessions.tools.base import HandEdges, HandFrame, Overlay, Tool, ToolContext
 from sessions.tools.draw import DrawTool
 from sessions.tools.grab import Grab
+from sessions.tools.instrument import InstrumentTool
 from sessions.tools.landmark import LandmarkTool
 from sessions.tools.measure import MeasureTool
 from sessions.tools.section import SectionTool
@@ -19,9 +21,10 @@ from sessions.tools.select import SelectTool
 from xrcore.scene import Label, Segment, Sphere
 
 #: The palette, in the order the primary button steps through it.
-PALETTE: tuple[str, ...] = ("select", "landmark", "measure", "section", "draw")
+PALETTE: tuple[str, ...] = ("select", "landmark", "measure", "section", "draw", "instrument")
 _MAKERS: dict[str, type[Tool]] = {
     "select": SelectTool, "landmark": LandmarkTool, "measure": MeasureTool, "section": SectionTool, "draw": DrawTool,
+    "instrument": InstrumentTool,
 }  # fmt: skip
 #: Buttons that step to the next tool / undo, per hand (Touch-style: A/B right, X/Y left).
 NEXT_TOOL = {"left": "x", "right": "a"}
