@@ -25,6 +25,7 @@ _COMMANDS = {
     "view": "sessions.cli.xr",
     "consult": "sessions.cli.consult",
     "demo": "sessions.cli.demo",
+    "train": "sessions.cli.train",
 }
 
 

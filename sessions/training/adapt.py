@@ -93,7 +93,8 @@ def adapt_step(step: Step, history: Sequence[Outcome]) -> tuple[Step, dict[str, 
     target = step.target
     if passes >= 2:
         factor = TIGHTEN ** (passes // 2)
-        notes["tightened"] = round(factor, 4)
+        if isinstance(target, (LandmarkTarget, MeasureTarget, InstrumentTarget, SectionTarget)):
+            notes["tightened"] = round(factor, 4)
         if isinstance(target, (LandmarkTarget, MeasureTarget, InstrumentTarget)):
             target = dataclasses.replace(target, tolerance_mm=_tighter(target.tolerance_mm, factor, target.tolerance_floor_mm))
             notes["tolerance_mm"] = round(target.tolerance_mm, 4)
