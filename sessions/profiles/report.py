@@ -74,12 +74,16 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def _fmt_mm(mm: float) -> str:
+    return f"{mm:.2f} mm" if abs(mm) < 1 else f"{mm:.1f} mm"
+
+
 CURVES: tuple[Curve, ...] = (
     Curve("score", "Score", "%", "higher is better", lambda v: f"{v:.0f}%", scale=100.0),
     Curve("duration_s", "Completion time", "s", "lower is better", lambda v: f"{v:.0f} s" if v >= 10 else f"{v:.1f} s"),
     Curve("economy", "Economy of motion", "x", "closer to 1 is better", lambda v: f"{v:.2f}",
           reference=1.0, reference_label="straight line"),
-    Curve("accuracy_mm", "Target accuracy", "mm", "lower is better", lambda v: f"{v:.1f} mm"),
+    Curve("accuracy_mm", "Target accuracy", "mm", "lower is better", _fmt_mm),
     Curve("errors", "Errors", "", "lower is better", lambda v: f"{v:.0f}"),
     Curve("sparc", "Smoothness (SPARC)", "", "closer to 0 is better", lambda v: f"{v:.2f}", from_zero=False),
 )
@@ -307,7 +311,7 @@ def _attempts_table(found: Sequence[Attempt]) -> str:
             f"<td class=num>{_cell(attempt.score, lambda v: f'{v * 100:.0f}%')}</td><td>{_badge(attempt.success)}</td>"
             f"<td class=num>{_cell(attempt.value('duration_s'), _fmt_seconds)}</td>"
             f"<td class=num>{_cell(attempt.value('errors'), lambda v: f'{v:.0f}')}</td>"
-            f"<td class=num>{_cell(attempt.value('accuracy_mm'), lambda v: f'{v:.1f} mm')}</td>"
+            f"<td class=num>{_cell(attempt.value('accuracy_mm'), _fmt_mm)}</td>"
             f"<td class=num>{_cell(attempt.value('economy'), lambda v: f'{v:.2f}')}</td>"
             f"<td class=num>{_cell(attempt.value('sparc'), lambda v: f'{v:.2f}')}</td></tr>"
         )
@@ -340,7 +344,7 @@ def _steps_table(rows: Sequence[StepRow]) -> str:
         f"<tr><td>{escape(row.name)}</td><td>{_badge(row.success)}</td>"
         f"<td class=num>{_cell(row.score, lambda v: f'{v * 100:.0f}%')}</td><td class=num>{row.errors}</td>"
         f"<td class=num>{row.hints}</td><td class=num>{_cell(row.time_s, _fmt_seconds)}</td>"
-        f"<td class=num>{_cell(row.accuracy_mm, lambda v: f'{v:.1f} mm')}</td></tr>"
+        f"<td class=num>{_cell(row.accuracy_mm, _fmt_mm)}</td></tr>"
         for row in rows
     )
     return f'<table class="steps"><thead>{head}</thead><tbody>{body}</tbody></table>'
