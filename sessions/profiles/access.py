@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from net.tokens import SecretError, TokenError, issue_token, verify_token
-from sessions.profiles.errors import AccessError
+from sessions.profiles.errors import AccessError, ProfileError
 from sessions.profiles.store import check_trainee
 
 if TYPE_CHECKING:
@@ -66,7 +66,10 @@ def issue_profile_token(
 def _decide(token: str | None, trainee: str, action: str, secret: bytes, now: float | None) -> Principal:
     if action not in ACTIONS:
         raise AccessError(f"unknown profile action {action!r} (one of {', '.join(ACTIONS)})")
-    check_trainee(trainee)
+    try:
+        check_trainee(trainee)
+    except ProfileError as exc:
+        raise AccessError(str(exc)) from None
     if not token:
         raise AccessError("a profile token is required (issue one with role trainee or instructor)")
     try:
