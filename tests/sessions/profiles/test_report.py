@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -121,16 +122,25 @@ def attempt_statements(trainee: str, module_id: str, day: float, score: float, p
     return out
 
 
+def fill(store: ProfileStore, profiles: dict[str, list[list[dict[str, Any]]]]) -> ProfileStore:
+    for trainee, batches in profiles.items():
+        for batch in batches:
+            store.append(trainee, batch)
+    return store
+
+
+def make_profiles() -> dict[str, list[list[dict[str, Any]]]]:
+    """alice's six attempts at two modules and bob's one, as the batches of statements a run appends."""
+    alice = [attempt_statements("alice", *attempt) for attempt in ATTEMPTS]
+    assert all(xapi.validate(s) == [] for batch in alice for s in batch)
+    return {"alice": alice, "bob": [attempt_statements("bob", "ianb", 0, 0.99, True, 33.0, 0, 0.5, 0.0)]}
+
+
 @pytest.fixture
-def profile(tmp_path: Path) -> tuple[ProfileStore, Path]:
-    """A real SQLite profile store holding alice's six attempts at two modules (and bob's one)."""
+def profile(tmp_path: Path) -> Iterator[tuple[ProfileStore, Path]]:
+    """A real SQLite profile store holding alice's and bob's attempts."""
     path = tmp_path / "profiles.sqlite"
-    store = open_store(path)
-    for module_id, day, score, passed, duration, errors, accuracy, wobble in ATTEMPTS:
-        stmts = attempt_statements("alice", module_id, day, score, passed, duration, errors, accuracy, wobble)
-        assert all(xapi.validate(s) == [] for s in stmts)
-        store.append("alice", stmts)
-    store.append("bob", attempt_statements("bob", "ianb", 0, 0.99, True, 33.0, 0, 0.5, 0.0))
+    store = fill(open_store(path), make_profiles())
     yield store, path
     store.close()
 
@@ -208,6 +218,17 @@ def test_attempts_read_back_from_the_store(profile: tuple[ProfileStore, Path]) -
     assert all(a.module_name == HOSTILE_MODULE and a.verb == "terminated" and a.seq is not None for a in found)
     economy = [a.value("economy") for a in found]
     assert all(e is not None and e > 1.0 for e in economy) and economy == sorted(economy, reverse=True)
+
+
+@pytest.mark.slow
+def test_report_is_the_same_from_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The same statements in PostgreSQL and in SQLite give the same page, byte for byte."""
+    profiles = make_profiles()
+    when = datetime(2026, 11, 9, tzinfo=UTC)
+    with open_store(tmp_path / "profiles.sqlite") as lite, open_store(pg_url) as pg:
+        pages = [write_report(fill(store, profiles), "alice", tmp_path / f"{name}.html", generated=when).read_bytes()
+                 for name, store in (("sqlite", lite), ("postgresql", pg))]
+    assert pages[0] == pages[1] and b"Record intact" in pages[0] and pages[0].count(b"<svg") == 12
 
 
 SCREENSHOT_JS = r"""
