@@ -18,6 +18,7 @@ meets (routes, authentication, validation, duplicate handling, the stored JSON l
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -71,6 +72,7 @@ class Ralph:
     port: int = field(default_factory=free_port)
     username: str = USERNAME
     password: str = PASSWORD
+    stock: bool = False  # True: plain `ralph runserver -b fs` (only its first storing POST succeeds)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,9 +99,14 @@ class Ralph:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "RALPH_APP_DIR": str(self.app_dir), "RALPH_RUNSERVER_BACKEND": "fs",
                "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(self.data_dir)}
+        command = [sys.executable, __file__, str(self.port)]
+        if self.stock:
+            command = [str(VENV_BIN / "ralph"), "runserver", "-b", "fs", "--fs-default-directory-path", str(self.data_dir),
+                       "-h", "127.0.0.1", "-p", str(self.port)]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, __file__, str(self.port)], env=env, cwd=self.root,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # its own session: stop() signals the whole group (runserver's reloader and its worker)
+            self.process = subprocess.Popen(command, env=env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         if wait:
             self.wait_ready(timeout)
 
@@ -122,13 +129,16 @@ class Ralph:
         """Stop the server (SIGINT: uvicorn's clean shutdown), then make sure it is gone."""
         if self.process is None:
             return
+        group = self.process.pid  # start_new_session: the group id is the leader's pid
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            os.killpg(group, signal.SIGINT)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(group, signal.SIGKILL)
                 self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):  # a worker the leader left behind
+            os.killpg(group, signal.SIGKILL)
         self.process = None
 
     def log_tail(self, chars: int = 3000) -> str:

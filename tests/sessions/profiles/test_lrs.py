@@ -365,3 +365,21 @@ def test_malformed_statement_is_parked_while_the_rest_reach_ralph(tmp_path: Path
     good = [s for s in statements if s is not bad]
     assert_exactly_once(ralph, good)
     assert box.push(ralph.url, username=ralph.username, password=ralph.password).requests == 0
+
+
+@pytest.mark.slow
+def test_stock_ralph_runserver_stores_only_its_first_post(tmp_path: Path) -> None:
+    """Why ralph_server.py serves Ralph's app itself: `ralph runserver -b fs` (5.1) answers 500 to any later POST
+    that brings a new statement. When this fails, Ralph is fixed and the fixture can run `ralph runserver`."""
+    server = Ralph(tmp_path / "ralph", stock=True)
+    server.root.mkdir()
+    server.start()
+    try:
+        first, second = make_statements(2)
+        assert server.request("POST", "/xAPI/statements", [first])[0] == 200
+        status, body = server.request("POST", "/xAPI/statements", [second])
+        assert status == 500 and "indexation failed" in body["detail"]
+        assert "already exists and overwrite is not allowed" in server.log_tail(20_000)
+        assert [s["id"] for s in server.statements()] == [first["id"]]
+    finally:
+        server.stop()

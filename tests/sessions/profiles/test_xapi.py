@@ -205,7 +205,7 @@ def test_validate_names_every_problem_and_survives_garbage() -> None:
     stmt["timestamp"] = "2024-02-30T00:00:00Z"
     problems = xapi.validate(stmt)
     assert [p.split(":")[0] for p in problems] == ["verb.id", "timestamp"]
-    assert xapi.validate([] )  # type: ignore[arg-type]
+    assert xapi.validate([])  # type: ignore[arg-type]
     for junk in ({"actor": 1, "verb": [], "object": "x"}, {"actor": {"objectType": "Group"}, "verb": {"id": 3},
                                                             "object": {"objectType": "SubStatement"}}):
         assert len(xapi.validate(junk)) >= 3
