@@ -107,6 +107,30 @@ def _build_brain_mni(sources: list[Path], progress: Progress) -> Twin:
     return twin
 
 
+def _skull_sources() -> list[Path]:
+    from assets.skull import SOURCE  # noqa: PLC0415 - the skull recipe's module only when it is asked for
+
+    return [SOURCE]
+
+
+def _build_skull(sources: list[Path], progress: Progress) -> Twin:
+    from assets.skull import build_skull  # noqa: PLC0415 - as above (scipy, scikit-image)
+
+    return build_skull(sources, progress)
+
+
+def _brain_aal_sources() -> list[Path]:
+    from assets.atlas import AAL_SOURCES  # noqa: PLC0415 - the atlas recipe's module only when it is asked for
+
+    return list(AAL_SOURCES)
+
+
+def _build_brain_aal(sources: list[Path], progress: Progress) -> Twin:
+    from assets.atlas import build_aal  # noqa: PLC0415 - as above (nibabel, scipy, scikit-image)
+
+    return build_aal(sources, progress)
+
+
 BUNDLED: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
@@ -114,6 +138,10 @@ BUNDLED: dict[str, Recipe] = {
                _build_brain),
         Recipe("brain-mni", "brain surface of the MNI152 T1 template volume, by marching cubes (nilearn)",
                _brain_mni_sources, _build_brain_mni),
+        Recipe("brain-aal", "the 116 regions of the AAL atlas in MNI space, one structure each, by marching cubes"
+               " (Debian mricron-data)", _brain_aal_sources, _build_brain_aal),
+        Recipe("skull", "bony skull of a CT head at 226 HU, largest region, simplified (Debian invesalius-examples)",
+               _skull_sources, _build_skull),
     )
 }
 DEFAULT_TWIN = "brain"
@@ -193,7 +221,8 @@ class Library:
             sources = recipe.sources()
             missing = [p for p in sources if not p.exists()]
             if missing:
-                raise AssetError(missing[0], f"source of the bundled twin {name!r} is missing; reinstall nilearn")
+                raise AssetError(missing[0], f"source of the bundled twin {name!r} is missing; reinstall the package "
+                                 "that ships it (nilearn, mricron-data or invesalius-examples)")
             lods = ",".join(str(t) for t in DEFAULT_TARGETS)
             return content_key(f"recipe={name}/{RECIPE_VERSION}", f"lods={lods}", *sources)
         record = self._imported().get(name)

@@ -61,18 +61,47 @@ def default_threshold(volume: Volume, source: str | Path | None = None) -> float
     return float(threshold_otsu(values))
 
 
+def effective_level(data: np.ndarray, level: float) -> float:
+    """The iso-value marching cubes is given for a threshold of ``level``: ``level`` itself unless
+    some voxel equals it exactly, then half-way down to the next value present below it.
+
+    Why: a voxel exactly at the iso-value puts a surface vertex exactly on that grid point, once for
+    every cube edge that meets there. Those vertices coincide: the degenerate triangles between them
+    are dropped (holes), and merging the coincident vertices, as import's repair does, joins sheets
+    that only touch there into edges shared by more than two faces. On integer data (CT in HU, label
+    maps) every whole-number threshold hits such voxels, so ``--threshold 226`` failed where 226.5
+    passed. Moving the level into the gap below classifies every voxel as before, counting voxels
+    at the threshold as inside (values >= threshold, as InVesalius and other CT tools count them),
+    and leaves no vertex on a grid point; the surface moves by at most half a grey level.
+    """
+    value = float(level)
+    hits = (data == value) | (data == np.float32(value))
+    if not hits.any():
+        return value
+    below = data[data < value]
+    if below.size == 0:  # nothing below: no surface either way; the caller's range check reports it
+        return value
+    shifted = (value + float(below.max())) / 2.0
+    log.debug("threshold %g equals some voxels' values: marching cubes at %g", value, shifted)
+    return shifted
+
+
 def surface(volume: Volume, level: float, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Marching-cubes surface of ``volume`` at ``level``: (N, 3) float64 vertices in the volume's
-    units, (M, 3) int64 faces wound with normals pointing away from values above ``level``."""
+    units, (M, 3) int64 faces wound with normals pointing away from values above ``level``.
+
+    Voxels equal to ``level`` count as inside (see ``effective_level``)."""
     from skimage.measure import marching_cubes  # noqa: PLC0415 - scikit-image only for volumes
 
     data = volume.data
     low, high = float(np.nanmin(data)), float(np.nanmax(data))
-    if not (np.isfinite(level) and low < level < high):
+    if not (np.isfinite(level) and low < level <= high):
         raise EmptyMeshError(source, f"threshold {level:g} is outside the volume's values "
                              f"({low:g} to {high:g}): no surface")
-    padded = np.pad(np.nan_to_num(data, nan=low), 1, constant_values=low - 1.0)
-    vertices, faces, _, _ = marching_cubes(padded, level=level, allow_degenerate=False)
+    filled = np.nan_to_num(data, nan=low)
+    iso = effective_level(filled, level)
+    padded = np.pad(filled, 1, constant_values=low - 1.0)
+    vertices, faces, _, _ = marching_cubes(padded, level=iso, allow_degenerate=False)
     vertices = vertices.astype(np.float64) - 1.0
     linear, offset = volume.affine[:3, :3], volume.affine[:3, 3]
     vertices = vertices @ linear.T + offset
