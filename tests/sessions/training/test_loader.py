@@ -19,7 +19,8 @@ LEFT = "left cerebral hemisphere (pial)"
 
 
 def good() -> dict[str, Any]:
-    return json.loads((DATA / "brain-basics.json").read_text())
+    doc: dict[str, Any] = json.loads((DATA / "brain-basics.json").read_text())
+    return doc
 
 
 def write(tmp_path: Path, doc: Any, name: str = "m.json") -> Path:
@@ -47,24 +48,30 @@ def test_the_test_module_loads_with_every_kind_resolved(brain: Twin) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expect"),
     [
-        (lambda d: d["steps"][1]["target"].update(kind="poke"), r"steps\[1\] 'frontal-pole': target.kind: unknown target kind 'poke'"),
+        (lambda d: d["steps"][1]["target"].update(kind="poke"),
+         r"steps\[1\] 'frontal-pole': target.kind: unknown target kind 'poke'"),
         (lambda d: d["steps"][0]["target"].update(structure="left hemisphere"),
          r"steps\[0\] 'hemisphere': target.structure: twin 'brain' has no structure 'left hemisphere' \(close: left cerebral"),
         (lambda d: d["steps"][4]["target"].update(shows=[LEFT, "cerebellum"]),
          r"steps\[4\] 'coronal': target.shows\[1\]: twin 'brain' has no structure 'cerebellum'"),
-        (lambda d: d["steps"][1]["target"].update(tolerance_mm=0), r"steps\[1\] 'frontal-pole': target.tolerance_mm: must be > 0"),
-        (lambda d: d["steps"][1]["target"].update(tolerance_mm=-2), r"target.tolerance_mm: must be > 0 and at most 200 mm, got -2"),
-        (lambda d: d["steps"][2]["target"].update(tolerance_mm=5000), r"steps\[2\] 'lateral': target.tolerance_mm: .*at most 200"),
+        (lambda d: d["steps"][1]["target"].update(tolerance_mm=0),
+         r"steps\[1\] 'frontal-pole': target.tolerance_mm: must be > 0"),
+        (lambda d: d["steps"][1]["target"].update(tolerance_mm=-2),
+         r"target.tolerance_mm: must be > 0 and at most 200 mm, got -2"),
+        (lambda d: d["steps"][2]["target"].update(tolerance_mm=5000),
+         r"steps\[2\] 'lateral': target.tolerance_mm: .*at most 200"),
         (lambda d: d["steps"][4]["target"].update(angle_tolerance_deg=120), r"target.angle_tolerance_deg: .*at most 90"),
         (lambda d: d["steps"][4]["target"].update(normal=[0, 0, 0]), r"steps\[4\] 'coronal': target.normal: the normal is zero"),
         (lambda d: d["steps"][1]["target"].update(colour="red"), r"steps\[1\] 'frontal-pole': target: unknown field\(s\) colour"),
         (lambda d: d["steps"][0].update(points=3), r"steps\[0\] 'hemisphere': step: unknown field\(s\) points"),
         (lambda d: d.update(author="me"), r"top level: module: unknown field\(s\) author"),
-        (lambda d: d["steps"][2].update(id="frontal-pole"), r"steps\[2\] 'frontal-pole': id: step id 'frontal-pole' is used twice \(also steps\[1\]\)"),
+        (lambda d: d["steps"][2].update(id="frontal-pole"),
+         r"steps\[2\] 'frontal-pole': id: step id 'frontal-pole' is used twice \(also steps\[1\]\)"),
         (lambda d: d["steps"][0].update(watch=["no_go_contact"]), r"watch\[0\]: a select step cannot make 'no_go_contact'"),
         (lambda d: d["steps"][0].update(time_limit_s=-1), r"steps\[0\] 'hemisphere': time_limit_s: must be > 0"),
         (lambda d: d["steps"][3]["target"].update(distance_mm=50), r"target.distance_mm: 50 mm disagrees with from_mm-to_mm"),
-        (lambda d: d["steps"][1]["target"].update(tolerance_floor_mm=9), r"target.tolerance_floor_mm: the floor 9 is above the tolerance 5"),
+        (lambda d: d["steps"][1]["target"].update(tolerance_floor_mm=9),
+         r"target.tolerance_floor_mm: the floor 9 is above the tolerance 5"),
         (lambda d: d.update(schema="medverse.module/2"), r"top level: schema: expected 'medverse.module/1'"),
         (lambda d: d["steps"][1].pop("target"), r"steps\[1\] 'frontal-pole': target: missing"),
         (lambda d: d.update(script="nobody.json"), r"top level: script: nobody.json: no such script file"),
@@ -94,14 +101,16 @@ steps:
     assert re.search(r"bad.yaml: not valid YAML: .* at line \d+ column \d+", refused(write(tmp_path, broken, "bad.yaml"), brain))
     nan = text.replace('target: {kind: select, structure: "' + LEFT + '"}',
                        "target: {kind: landmark, point_mm: [0, 0, 0], tolerance_mm: .nan}")  # fmt: skip
-    assert re.search(r"steps\[0\] 'a': target.tolerance_mm: must be a finite number", refused(write(tmp_path, nan, "nan.yaml"), brain))
+    assert re.search(
+        r"steps\[0\] 'a': target.tolerance_mm: must be a finite number", refused(write(tmp_path, nan, "nan.yaml"), brain)
+    )
 
 
 def test_json_nan_and_syntax_errors_are_refused(tmp_path: Path, brain: Twin) -> None:
     path = tmp_path / "nan.json"
     path.write_text(json.dumps(good()).replace('"tolerance_mm": 5}', '"tolerance_mm": NaN}', 1))
     assert "NaN is not a number a module may hold" in refused(path, brain)
-    path.write_text("{\"schema\": ")
+    path.write_text('{"schema": ')
     assert re.search(r"not valid JSON: .* at line 1 column \d+", refused(path, brain))
 
 
@@ -174,18 +183,23 @@ def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], path
 
 def test_the_published_schema_is_json_and_agrees_with_the_loader(brain: Twin) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert schema["$schema"].startswith("https://json-schema.org/") and schema["properties"]["schema"]["const"] == "medverse.module/1"
+    assert (
+        schema["$schema"].startswith("https://json-schema.org/")
+        and schema["properties"]["schema"]["const"] == "medverse.module/1"
+    )
     doc = good()
     doc.pop("script")
     assert schema_errors(doc, schema, schema) == []
     parse_module(doc, "good", structures={s.name for s in brain.structures})
-    instrument = {"kind": "instrument", "instrument": {"name": "needle", "length_mm": 35, "hand": "right"}, "target_mm": [1, 2, 3],
-                  "tolerance_mm": 3, "path_mm": [[0, 0, 0], [1, 2, 3]], "path_tolerance_mm": 8, "no_go": [LEFT], "no_go_margin_mm": 2}  # fmt: skip
+    instrument = {
+        "kind": "instrument", "instrument": {"name": "needle", "length_mm": 35, "hand": "right"}, "target_mm": [1, 2, 3],
+        "tolerance_mm": 3, "path_mm": [[0, 0, 0], [1, 2, 3]], "path_tolerance_mm": 8, "no_go": [LEFT], "no_go_margin_mm": 2,
+    }  # fmt: skip
     doc["steps"].append({"id": "needle", "title": "Needle", "instructions": "Guide it.", "target": instrument})
     assert schema_errors(doc, schema, schema) == []
     parse_module(doc, "good")
     # what the schema can say, both refuse
-    for mutate in (
+    mutations: tuple[Any, ...] = (
         lambda d: d["steps"][1]["target"].update(kind="poke"),
         lambda d: d["steps"][1]["target"].update(tolerance_mm=0),
         lambda d: d["steps"][1]["target"].update(tolerance_mm=201),
@@ -197,7 +211,8 @@ def test_the_published_schema_is_json_and_agrees_with_the_loader(brain: Twin) ->
         lambda d: d["steps"][3]["target"].pop("to_mm"),
         lambda d: d["steps"][5]["target"]["instrument"].update(hand="both"),
         lambda d: d.update(steps=[]),
-    ):
+    )
+    for mutate in mutations:
         bad = copy.deepcopy(doc)
         mutate(bad)
         assert schema_errors(bad, schema, schema), bad
