@@ -26,6 +26,7 @@ _COMMANDS = {
     "consult": "sessions.cli.consult",
     "demo": "sessions.cli.demo",
     "train": "sessions.cli.train",
+    "profile": "sessions.cli.profile",
 }
 
 
