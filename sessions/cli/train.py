@@ -124,7 +124,7 @@ def print_summary(result: Any) -> None:
     console.print(table)
     if result.adaptation:
         changed = "; ".join(f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in result.adaptation.items())
-        console.print(f"adapted to the record: {changed}")
-    console.print(f"profile: {result.profile} ({result.stored} of {len(result.statements)} statements stored)")
+        console.print(f"adapted to the record: {changed}", soft_wrap=True)
+    console.print(f"profile: {result.profile} ({result.stored} of {len(result.statements)} statements stored)", soft_wrap=True)
     if result.written is not None:
-        console.print(f"attempt written to {result.written}")
+        console.print(f"attempt written to {result.written}", soft_wrap=True)

@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 #: Buttons that ask for a hint / pause or resume, per hand.
 HINT_BUTTON = ("right", "menu")
+#: How long the instrument's tip must stay within tolerance of the target to pass (s): the tip is
+#: scored where it comes to rest, not where it first crossed into the tolerance.
+DWELL_S = 0.25
 PAUSE_BUTTON = ("left", "menu")
 
 Emit = Callable[[dict[str, Any]], Any]
@@ -140,6 +143,7 @@ class _StepState:
         self.off_path = False
         self.in_contact = False
         self.closest_mm = math.inf
+        self.arrived: float | None = None  # when the tip last came within tolerance of the target
         self.tip_start_world: np.ndarray | None = None
         self.tip_last_world: np.ndarray | None = None
         self.section_vertices: list[tuple[str, np.ndarray]] = []
@@ -451,7 +455,12 @@ class TrainingRunner:
             return
         distance = float(np.linalg.norm(tip_mm - np.asarray(target.target_mm)))
         state.closest_mm = min(state.closest_mm, distance)
-        if distance <= target.tolerance_mm:
+        if distance > target.tolerance_mm:
+            state.arrived = None
+            return
+        if state.arrived is None:
+            state.arrived = t
+        if t - state.arrived >= DWELL_S:
             self._event("interacted", t, state, action="instrument", tip_mm=_round(tip_mm), distance_mm=round(distance, 3))
             self._reach(state, t, 1.0 - 0.5 * distance / target.tolerance_mm, distance,
                         f"the {target.instrument.name} reached the target ({distance:.1f} mm)")  # fmt: skip
@@ -610,6 +619,8 @@ class TrainingRunner:
             state = self.current
             state.result.duration_s = round(self._active_elapsed(state, t), 4)
             state.result.reason = "ended"
+            if isinstance(state.step.target, InstrumentTarget) and math.isfinite(state.closest_mm):
+                state.result.accuracy_mm = round(state.closest_mm, 3)
             self._release_instrument(state)
             self.results.append(state.result)
             self._event("step_failed", t, state, result=state.result.as_dict())
