@@ -177,11 +177,16 @@ def test_instrument_reaches_the_target_along_the_path(brain: Twin) -> None:
     r.attach(needle.session)
     r.start(0.0)
     assert needle.session.belt.tool("right").name == "instrument"  # the step handed it over
+    assert needle.session.instructions == ("Step 1/1: S0", "do 0")
     u = np.array([1.0, 0.0, 0.0])
     for k, f in enumerate([*np.linspace(0.0, 0.99, 12), 0.995, 0.995, 0.995, 0.995]):  # comes to rest 0.25 mm short
         f_ = needle.frame(0.1 * k, entry - 20 * u + f * (target - entry + 20 * u), u)
         needle.session.step(f_)
         r.on_frame(f_, needle.session)
+        if k == 0:  # the gaze panel shows the step, and the needle is drawn with a ball at its tip
+            texts = [label.text for label in needle.session.scene.overlay_labels]
+            assert "Step 1/1: S0" in texts and "do 0" in texts
+            assert len(needle.session.scene.overlay) >= 2
         if k == 12:
             assert not r.done  # within tolerance, not yet at rest
     step = r.summary().steps[0]
