@@ -164,6 +164,12 @@ class InputState:
         raise ValueError(f"hand must be 0, 1, 'left' or 'right', got {side!r}")
 
 
+#: Frame events a keyboard sends for what a headset asks with its menu buttons: a training step's
+#: hint, and pause/resume (the desktop window's F1 and P keys).
+HINT_EVENT = "session:hint"
+PAUSE_EVENT = "session:pause"
+
+
 @dataclass
 class FrameState:
     """What one iteration of the frame loop works on.

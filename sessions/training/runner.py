@@ -48,6 +48,7 @@ from sessions.training.schema import (
     SelectTarget,
     Step,
 )
+from xrcore.types import HINT_EVENT, PAUSE_EVENT
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,11 @@ class TrainingRunner:
             return True
         self.now = max(self.now, t)
         inputs = frame.inputs
+        for event in getattr(frame, "events", ()):  # a desktop's keys for the menu buttons
+            if event == PAUSE_EVENT:
+                self.on_intent(it.PauseTraining(self.trainee, t, not self.paused))
+            elif event == HINT_EVENT:
+                self.on_intent(it.RequestHint(self.trainee, t))
         for side in ("left", "right"):
             hand = inputs.left if side == "left" else inputs.right
             pressed = hand.buttons - self._buttons[side]

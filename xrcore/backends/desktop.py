@@ -25,7 +25,8 @@ the view. While the left or right button is held the wheel is the session's inst
 (:attr:`DesktopFrame.held_wheel`: push a held plane deeper, scale a grabbed twin). Keys 1-9 and a
 click on the menu (:meth:`DesktopBackend.menu_labels`, drawn along the top of the window) choose
 the menu's entries: the frame's events then hold ``"tool:<side>:<entry>"``; H gives the event
-``"desktop:hud"``. Escape or the window's close button ends :meth:`~DesktopBackend.frames`.
+``"desktop:hud"``, F1 the event ``"session:hint"`` (a training step's hint), P
+``"session:pause"`` (pause or resume training). Escape or the window's close button ends :meth:`~DesktopBackend.frames`.
 
 Input arrives between frames, in bursts: a frame takes the window's events in order up to the first
 that changes a button, and a release starts a frame of its own (so a click shorter than a frame
@@ -48,7 +49,7 @@ import numpy as np
 from xrcore.backends.base import Backend, BackendError, BackendInfo
 from xrcore.motion import quat_from_matrix
 from xrcore.scene import Label, LabelStyle
-from xrcore.types import FrameState, HandInput, InputState, Pose, View
+from xrcore.types import HINT_EVENT, PAUSE_EVENT, FrameState, HandInput, InputState, Pose, View
 
 if TYPE_CHECKING:
     from xrcore.render.desktop import DesktopWindow, WindowEvent
@@ -320,6 +321,10 @@ class DesktopBackend(Backend):
             self.reset_view()
         elif key == "h":
             m.events.append("desktop:hud")
+        elif key == "f1":
+            m.events.append(HINT_EVENT)
+        elif key in ("p", "pause"):
+            m.events.append(PAUSE_EVENT)
         elif key.isdigit() and 1 <= int(key) <= min(9, len(self.config.menu)):
             m.events.append(f"tool:{self.config.side}:{self.config.menu[int(key) - 1]}")
         return False

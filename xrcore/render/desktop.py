@@ -117,7 +117,7 @@ Button = Literal["left", "right", "middle"]
 _BUTTONS: dict[int, Button] = {0: "left", 1: "right", 2: "middle"}
 #: Keys known by name (the rest by the character they type in the keyboard's layout).
 _NAMED_KEYS = {
-    "ESCAPE": "escape", "DELETE": "delete", "BACKSPACE": "backspace", "TAB": "tab",
+    "ESCAPE": "escape", "DELETE": "delete", "BACKSPACE": "backspace", "TAB": "tab", "F1": "f1", "PAUSE": "pause",
     "KP_1": "1", "KP_2": "2", "KP_3": "3", "KP_4": "4", "KP_5": "5", "KP_6": "6", "KP_7": "7", "KP_8": "8", "KP_9": "9",
 }  # fmt: skip
 

@@ -4,6 +4,7 @@ statements its events become, and adaptive practice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,25 @@ def test_pause_stops_the_clock_and_scoring_and_buttons_work(brain: Twin) -> None
     assert step.passed and step.hints_asked == 1
     assert step.duration_s == pytest.approx(0.5 + 0.7)  # 5 s paused do not count
     assert kinds(events).count("paused") == 1 and kinds(events).count("resumed") == 1
+
+
+def test_desktop_keys_ask_for_a_hint_and_pause(brain: Twin) -> None:
+    """A desktop window has no menu buttons: its F1 and P keys arrive as frame events that do the same."""
+    from xrcore.backends.desktop import HINT_EVENT, PAUSE_EVENT
+
+    m = module(brain, {"target": {"kind": "select", "structure": LEFT}, "hints": ["h1"]})
+    r, events = runner_for(m)
+    r.on_frame(frame(0.0))
+    r.on_frame(replace(frame(0.5), events=(PAUSE_EVENT,)))
+    assert r.paused
+    r.on_frame(replace(frame(1.5), events=(PAUSE_EVENT,)))
+    assert not r.paused
+    r.on_frame(replace(frame(2.0), events=(HINT_EVENT,)))
+    r.on_intent(it.Select("alice", 2.5, LEFT))
+    step = r.summary().steps[0]
+    assert step.passed and step.hints_asked == 1
+    assert step.duration_s == pytest.approx(1.5)
+    assert kinds(events).count("paused") == 1
 
 
 def instrument_module(brain: Twin, **extra: Any) -> tuple[Module, np.ndarray, np.ndarray]:
