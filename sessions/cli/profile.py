@@ -36,12 +36,11 @@ from sessions.profiles.access import (
     authorise,
     issue_profile_token,
 )
+from sessions.profiles.lrs import LRS_PASSWORD_ENV, LRS_USER_ENV
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ProfileError, SecretError, TokenError)
 
 TOKEN_ENV = "MEDVERSE_PROFILE_TOKEN"
-LRS_USER_ENV = "MEDVERSE_LRS_USER"
-LRS_PASSWORD_ENV = "MEDVERSE_LRS_PASSWORD"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

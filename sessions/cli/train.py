@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from assets.errors import AssetError
+from sessions.profiles.lrs import LRS_PASSWORD_ENV, LRS_URL_ENV, LRS_USER_ENV
 from sessions.training.loader import ModuleError
 from xrcore.backends.base import BackendError
 from xrcore.gl import GLContextError
 from xrcore.motion import ScriptError
 
 logger = logging.getLogger(__name__)
+
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -38,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "train",
         help="run a training module for a trainee and record it in their profile",
         description="Run a training module: in the simulator a scripted trainee plays it; in a window or headset "
-        "you do, with the instructions and feedback in the panels (right menu button: a hint; left menu button: "
-        "pause). Every action is an xAPI statement in the trainee's profile; each run ends with a score table.",
+        "you do, with the instructions and feedback in the panels (right menu button or F1: a hint; left menu "
+        "button or P: pause). Every action is an xAPI statement in the trainee's profile; each run ends with a score table.",
     )
     p.add_argument("--module", help="a shipped module id or a module file (JSON or YAML)")
     p.add_argument("--trainee", required=True, help="who is training (their profile gets the statements)")
@@ -53,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-adapt", action="store_true", help="run the module as written, not adapted to the trainee's record")
     p.add_argument("--render", action="store_true", help="simulator: render and write the script's named keyframes as PNG")
     p.add_argument("--seconds", type=float, help="window or headset: end the run after this many seconds")
+    p.add_argument("--lrs", default=os.environ.get(LRS_URL_ENV),
+                   help=f"also send the profile to this Learning Record Store after the run (default ${LRS_URL_ENV}; "
+                   f"user ${LRS_USER_ENV}, password ${LRS_PASSWORD_ENV}); what it cannot take now stays in the "
+                   "outbox for the next run or 'medverse profile push'")  # fmt: skip
     p.set_defaults(func=_train)
 
 
@@ -78,7 +85,33 @@ def _train(args: argparse.Namespace) -> int:
                            out=args.out, adapt=not args.no_adapt, steps=steps, render=args.render,
                            max_seconds=args.seconds)  # fmt: skip
             print_summary(result)
+    if args.lrs:
+        _push(args)
     return 0
+
+
+#: Requests a run's automatic push makes while the LRS is down before it leaves the rest queued.
+AUTO_PUSH_ATTEMPTS = 3
+
+
+def _push(args: argparse.Namespace) -> None:
+    """The automatic mode of the LRS outbox: push after the run, never failing the run for it."""
+    from sessions.profiles import open_store  # noqa: PLC0415
+    from sessions.profiles.lrs import LRSError, OutboxError, push_profile  # noqa: PLC0415 - only when --lrs is given
+
+    user, password = os.environ.get(LRS_USER_ENV), os.environ.get(LRS_PASSWORD_ENV)
+    if not user or password is None:
+        print(f"LRS: not sent: set ${LRS_USER_ENV} and ${LRS_PASSWORD_ENV}")
+        return
+    try:
+        with open_store(args.profile) as store:
+            result = push_profile(store, args.trainee, args.lrs, username=user, password=password,
+                                  max_attempts=AUTO_PUSH_ATTEMPTS)  # fmt: skip
+    except (LRSError, OutboxError) as exc:
+        print(f"LRS: not sent: {exc}")
+        return
+    print(f"LRS: {result.sent} statements sent, {result.already} already there, {result.rejected} refused, "
+          f"{result.pending} left in the outbox for the next push")
 
 
 def _choose(args: argparse.Namespace) -> tuple[Any, list[str] | None]:

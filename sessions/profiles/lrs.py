@@ -49,6 +49,10 @@ from sessions.profiles.xapi import XAPI_VERSION
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 100
+#: Where the command line finds an LRS and its credentials when not told (the password never goes on it).
+LRS_URL_ENV = "MEDVERSE_LRS_URL"
+LRS_USER_ENV = "MEDVERSE_LRS_USER"
+LRS_PASSWORD_ENV = "MEDVERSE_LRS_PASSWORD"
 _DOWN_STATUSES = {429, 502, 503, 504}
 _REFUSED_STATUSES = {400, 409, 413, 422}
 
