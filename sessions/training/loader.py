@@ -85,14 +85,16 @@ def find_module(name: str | Path) -> Path:
 
 
 def find_script(name: str | Path, base_dir: Path | None = None) -> Path:
-    """A scripted trainee's file: a bare file name in :data:`SCRIPTS_DIR` (or ``base_dir``), or a path."""
+    """A scripted trainee's file: a path, or a bare name in ``base_dir`` or :data:`SCRIPTS_DIR` (with
+    or without its ``.json``/``.yaml`` ending)."""
     path = Path(name)
     if path.is_file():
         return path
-    if base_dir is not None and (base_dir / path).is_file():
-        return base_dir / path
-    if len(path.parts) == 1 and (SCRIPTS_DIR / path).is_file():
-        return SCRIPTS_DIR / path
+    folders = [d for d in (base_dir, SCRIPTS_DIR if len(path.parts) == 1 else None) if d is not None]
+    for folder in folders:
+        for candidate in (folder / path, *(folder / f"{path}{suffix}" for suffix in (".json", ".yaml", ".yml"))):
+            if candidate.is_file():
+                return candidate
     raise ModuleError(f"{name}: no such script file (bare names are looked up in {SCRIPTS_DIR})")
 
 

@@ -149,6 +149,7 @@ class _StepState:
         self.tip_last_world: np.ndarray | None = None
         self.section_vertices: list[tuple[str, np.ndarray]] = []
         self.previous_tool: str | None = None
+        self.cursor_started = False  # the pointer's hit was seen in this step (its need is counted)
 
 
 class TrainingRunner:
@@ -203,8 +204,9 @@ class TrainingRunner:
         self.paused_at = 0.0
         self.paused_total = 0.0
         self.done = False
-        self.tracks: dict[str, _Track] = {name: _Track() for name in ("head", "left", "right", "tip")}
+        self.tracks: dict[str, _Track] = {name: _Track() for name in ("head", "left", "right", "tip", "cursor")}
         self.tip_needed_m = 0.0
+        self.cursor_needed_m = 0.0
         self._buttons: dict[str, frozenset[str]] = {"left": frozenset(), "right": frozenset()}
         self._summary: RunSummary | None = None
         self.feedback = ""
@@ -272,6 +274,8 @@ class TrainingRunner:
         state = self.current
         if isinstance(state.step.target, InstrumentTarget) and session is not None:
             self._track_instrument(state, frame, session, t)
+        elif session is not None:
+            self._track_cursor(state, session, t)
         limit = state.step.time_limit_s
         if self.current is state and limit is not None and self._active_elapsed(state, t) >= limit:
             self._error(state, "timeout", t, f"the {limit:g} s time limit ran out")
@@ -436,6 +440,38 @@ class TrainingRunner:
             self.tip_needed_m += float(np.linalg.norm(goal - tip_world))
         state.tip_last_world = tip_world
         self.check_instrument(state, hand_mm, tip_mm, t)
+
+    # --- the pointer's cursor ------------------------------------------------------------------------
+
+    def _track_cursor(self, state: _StepState, session: Any, t: float) -> None:
+        """Follow the pointer's hit on the twin (twin metres: the same whatever the twin's scale).
+
+        With a pointer the hand hardly travels while the cursor sweeps the surface, so the cursor is
+        what economy and smoothness measure for select, landmark and measure steps; their need is the
+        straight line from where the cursor was when the step began to the reference (a measurement's:
+        to its first end, then to its second; a selection's: to the structure's nearest point)."""
+        hits = [hf.hit for hf in sorted(session.hands, key=lambda hf: hf.side != "right") if hf.hit is not None]
+        if not hits:
+            return
+        point = np.asarray(hits[0].point_mm, dtype=np.float64)
+        self.tracks["cursor"].add(t, point / 1000.0)
+        if not state.cursor_started:
+            state.cursor_started = True
+            self.cursor_needed_m += self._pointer_need_mm(state.step.target, point) / 1000.0
+
+    def _pointer_need_mm(self, target: Any, start_mm: np.ndarray) -> float:
+        if isinstance(target, LandmarkTarget):
+            return float(np.linalg.norm(np.asarray(target.point_mm) - start_mm))
+        if isinstance(target, MeasureTarget) and target.from_mm is not None and target.to_mm is not None:
+            a, b = np.asarray(target.from_mm), np.asarray(target.to_mm)
+            return float(min(np.linalg.norm(a - start_mm), np.linalg.norm(b - start_mm)) + np.linalg.norm(b - a))
+        if isinstance(target, SelectTarget) and self.twin is not None:
+            try:
+                vertices = np.asarray(self.twin.structure(target.structure).vertices, dtype=np.float64) * 1000.0
+            except (KeyError, ValueError):
+                return 0.0
+            return float(np.sqrt(((vertices - start_mm) ** 2).sum(axis=1).min()))
+        return 0.0  # a section is set by the hand's pose, not by sweeping a cursor to a point
 
     def check_instrument(self, state: _StepState, hand_mm: np.ndarray, tip_mm: np.ndarray, t: float) -> None:
         """Score one instrument position (twin mm): no-go contact, path, target."""
@@ -672,7 +708,8 @@ class TrainingRunner:
             for name, tr in self.tracks.items()
             if len(tr.times) >= 2
         }
-        needed = {"tip": self.tip_needed_m} if "tip" in tracks and self.tip_needed_m > 0 else None
+        needs = {"tip": self.tip_needed_m, "cursor": self.cursor_needed_m}
+        needed = {name: need for name, need in needs.items() if name in tracks and need > 0} or None
         result = skill.attempt_metrics(
             tracks, duration_s=duration, needed_m=needed, errors=errors, accuracy_mm=accuracy, score=score
         )

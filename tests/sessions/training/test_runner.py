@@ -15,12 +15,13 @@ from sessions import intents as it
 from sessions.profiles import xapi
 from sessions.run import LocalSession, SessionConfig
 from sessions.sim import working_scene
+from sessions.tools import HandFrame
 from sessions.training import adapt
 from sessions.training.loader import parse_module
 from sessions.training.record import EXT_METRICS, statements_for
 from sessions.training.runner import TrainingRunner
 from sessions.training.schema import Module
-from xrcore.input import Picker
+from xrcore.input import Hit, Picker
 from xrcore.motion import look_rotation
 from xrcore.types import FrameState, HandInput, InputState, Pose
 
@@ -76,6 +77,37 @@ def test_landmark_within_and_outside_tolerance(brain: Twin) -> None:
     step = r.summary().steps[0]
     assert step.passed and step.accuracy_mm == pytest.approx(2.0)
     assert step.score == pytest.approx(1 - 0.5 * 2 / 4 - 0.1)
+
+
+class Pointing:
+    """What the runner reads of a session for the cursor: each hand's pointer hit (right hand only here)."""
+
+    def __init__(self) -> None:
+        self.hands: tuple[HandFrame, ...] = ()
+
+    def at(self, point_mm: np.ndarray) -> Pointing:
+        hit = Hit(LEFT, 0, np.asarray(point_mm, dtype=np.float64), 0.3, 0, np.array([0.0, 0.0, 1.0]))
+        self.hands = (HandFrame("left", HandInput()), HandFrame("right", HandInput(aim=Pose()), hit=hit))
+        return self
+
+
+@pytest.mark.parametrize("detour", [0.0, 15.0])
+def test_cursor_economy_is_its_path_over_the_straight_line_to_the_reference(brain: Twin, detour: float) -> None:
+    """Pointing at a landmark 30 mm away: straight there is economy 1; a 15 mm sideways detour (out and
+    back) makes the path 2 * sqrt(15^2 + 15^2) over 30 mm."""
+    m = module(brain, {"target": {"kind": "landmark", "point_mm": list(A), "tolerance_mm": 4}})
+    r, _ = runner_for(m)
+    start, goal = np.array(A) + (30.0, 0.0, 0.0), np.array(A)
+    mid = (start + goal) / 2 + (0.0, detour, 0.0)
+    path = [start + (mid - start) * k / 10 for k in range(10)] + [mid + (goal - mid) * k / 10 for k in range(11)]
+    pointing = Pointing()
+    for k, point in enumerate(path):
+        r.on_frame(frame(0.05 * k), session=pointing.at(point))
+    r.on_intent(it.PlaceLandmark("alice", 1.1, "alice/L1", "L1", A, LEFT))
+    metrics = r.summary().metrics
+    expected = 1.0 if not detour else 2 * float(np.hypot(15.0, 15.0)) / 30.0
+    assert metrics["economy"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["path_length_m.cursor"] == pytest.approx(0.030 * expected, rel=1e-6)
 
 
 def test_measure_by_endpoints_either_way_round_and_by_distance(brain: Twin) -> None:
