@@ -23,7 +23,7 @@ from sessions.training.runner import TrainingRunner
 from sessions.training.schema import Module
 from xrcore.input import Hit, Picker
 from xrcore.motion import look_rotation
-from xrcore.types import FrameState, HandInput, InputState, Pose
+from xrcore.types import HINT_EVENT, PAUSE_EVENT, FrameState, HandInput, InputState, Pose
 
 LEFT = "left cerebral hemisphere (pial)"
 RIGHT = "right cerebral hemisphere (pial)"
@@ -181,8 +181,6 @@ def test_pause_stops_the_clock_and_scoring_and_buttons_work(brain: Twin) -> None
 
 def test_desktop_keys_ask_for_a_hint_and_pause(brain: Twin) -> None:
     """A desktop window has no menu buttons: its F1 and P keys arrive as frame events that do the same."""
-    from xrcore.backends.desktop import HINT_EVENT, PAUSE_EVENT
-
     m = module(brain, {"target": {"kind": "select", "structure": LEFT}, "hints": ["h1"]})
     r, events = runner_for(m)
     r.on_frame(frame(0.0))
