@@ -53,7 +53,6 @@ DEFAULT_BATCH = 100
 LRS_URL_ENV = "MEDVERSE_LRS_URL"
 LRS_USER_ENV = "MEDVERSE_LRS_USER"
 LRS_PASSWORD_ENV = "MEDVERSE_LRS_PASSWORD"
-_DOWN_STATUSES = {429, 502, 503, 504}
 _REFUSED_STATUSES = {400, 409, 413, 422}
 
 
@@ -354,7 +353,7 @@ class _Push:
                     if not self._wait(answer):
                         return False
                     stack.append(batch)
-            else:  # no answer, 429, 502-504, or anything unexpected: the LRS is not taking statements now
+            else:  # no answer, 429, 502-504 or anything unexpected: the LRS is not taking statements now
                 if not self._wait(answer):
                     return False
                 stack.append(batch)
