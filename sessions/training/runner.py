@@ -708,12 +708,18 @@ class TrainingRunner:
             for name, tr in self.tracks.items()
             if len(tr.times) >= 2
         }
+        # the head sways all the time in a headset: it is not what works, so it is kept out of idle
+        # time, economy and smoothness, and only its path is reported
+        head = tracks.pop("head", None)
         needs = {"tip": self.tip_needed_m, "cursor": self.cursor_needed_m}
         needed = {name: need for name, need in needs.items() if name in tracks and need > 0} or None
         result = skill.attempt_metrics(
             tracks, duration_s=duration, needed_m=needed, errors=errors, accuracy_mm=accuracy, score=score
         )
-        return {k: float(v) for k, v in result.as_dict().items()}
+        out = {k: float(v) for k, v in result.as_dict().items()}
+        if head is not None:
+            out["path_length_m.head"] = skill.path_length(head)
+        return out
 
     # --- what the trainee sees ----------------------------------------------------------------------
 
