@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,9 +38,10 @@ GENESIS = "0" * 64
 #: Prefix of every signed checkpoint message: domain separation from the token signatures.
 CHECKPOINT_DOMAIN = b"medverse.profile-checkpoint/1\n"
 
-#: One stored record as :func:`walk` reads it: (seq, statement id, canonical JSON as UTF-8 bytes,
-#: prev_hash hex, hash hex).
-Row = tuple[int, str, bytes, str, str]
+#: One stored record as :func:`walk` reads it: (seq, the bytes ``"id":"<statement id>"`` as the
+#: statement id column says, the canonical JSON as UTF-8 bytes, prev_hash hex, hash hex). The database
+#: builds the id marker, so the walk only searches for it.
+Row = tuple[int, bytes, bytes, str, str]
 
 
 def canonical_json(statement: Mapping[str, Any]) -> str:
@@ -89,48 +90,84 @@ class VerifyResult:
     head_hash: str = GENESIS
 
 
-def walk(batches: Iterable[Sequence[Row]], *, upto: int | None = None) -> VerifyResult:
-    """Walk a chain from record 1, in seq order, and stop at the first record that is not intact.
+def walk(
+    batches: Iterable[Sequence[Row]], *, first_seq: int = 1, prev_hash: str | None = GENESIS, upto: int | None = None
+) -> VerifyResult:
+    """Walk a chain in seq order and stop at the first record that is not intact.
 
     Checks, for each record: its seq follows the last one (a gap is a deletion), its prev_hash is
     the hash of the record before (else a record before it was deleted, inserted or moved), its hash
     is the hash of its stored text (else the text was edited), and its statement id column is the
-    id in the text. ``upto`` stops after that seq (for a checkpoint). ``batches`` are lists of
-    :data:`Row`, e.g. pages of a database cursor.
+    id in the text.
+
+    Parameters
+    ----------
+    batches : iterable of lists of :data:`Row`
+        The records from ``first_seq`` on, e.g. pages of a database cursor; none after ``upto``.
+    first_seq : int
+        Seq of the first record expected (1 for a whole chain; more for one range of it).
+    prev_hash : str or None
+        Hash (hex) of record ``first_seq - 1``; None when unknown (that record is missing, which the
+        range before reports): the first record's own prev_hash is taken then.
+    upto : int, optional
+        The last seq that must be present (a checkpoint's, or the end of a range).
+
+    Returns
+    -------
+    VerifyResult
+        ``count`` is the number of records that verified in this walk.
     """
     sha256 = hashlib.sha256
-    expected = 1
-    prev_raw = bytes(32)
-    prev_hex = GENESIS
+    expected = first_seq
+    prev_hex = prev_hash
+    prev_raw = bytes.fromhex(prev_hash) if prev_hash is not None else b""
     for batch in batches:
-        for seq, statement_id, body, prev_hash, stored_hash in batch:
-            if upto is not None and seq > upto:
-                return VerifyResult(True, expected - 1, None, f"records 1-{expected - 1} intact", prev_hex)
-            if seq != expected:
-                if seq > expected:
-                    why = f"record {expected} is missing (the next stored record is {seq}): deleted"
+        for seq, marker, body, stored_prev, stored_hash in batch:
+            if seq != expected or stored_prev != prev_hex:
+                if prev_hex is None and seq == expected:
+                    prev_hex = stored_prev
+                    prev_raw = _unhex(stored_prev)
                 else:
-                    why = f"record {seq} is stored twice or out of order"
-                return VerifyResult(False, expected - 1, expected, why, prev_hex)
-            if prev_hash != prev_hex:
-                why = (f"record {seq} does not follow record {seq - 1} (its prev_hash differs): a record was "
-                       "deleted, inserted or moved before it")  # fmt: skip
-                return VerifyResult(False, seq - 1, seq, why, prev_hex)
-            raw = sha256(prev_raw + body).digest()
+                    return _broken(expected, first_seq, seq, prev_hex)
+            digest = sha256(prev_raw)
+            digest.update(body)
+            raw = digest.digest()
             hex_hash = raw.hex()
             if hex_hash != stored_hash:
                 why = f"record {seq} does not match its hash: its content was edited"
-                return VerifyResult(False, seq - 1, seq, why, prev_hex)
-            if b'"id":"' + statement_id.encode("utf-8") + b'"' not in body:
+                return VerifyResult(False, seq - first_seq, seq, why, prev_hex or GENESIS)
+            if marker not in body:
+                statement_id = marker[6:-1].decode("utf-8", errors="replace")
                 why = f"record {seq}: the statement id column ({statement_id}) is not the statement's id: edited"
-                return VerifyResult(False, seq - 1, seq, why, prev_hex)
+                return VerifyResult(False, seq - first_seq, seq, why, prev_hex)
             prev_raw, prev_hex = raw, hex_hash
             expected += 1
-    count = expected - 1
-    if upto is not None and count < upto:
-        why = f"record {count + 1} is missing (the profile has {count} records, the checkpoint covers {upto}): deleted"
-        return VerifyResult(False, count, count + 1, why, prev_hex)
-    return VerifyResult(True, count, None, f"{count} records intact" if count else "empty profile", prev_hex)
+    count = expected - first_seq
+    head = prev_hex or GENESIS
+    if upto is not None and expected <= upto:
+        why = f"record {expected} is missing (records up to {upto} expected): deleted"
+        return VerifyResult(False, count, expected, why, head)
+    return VerifyResult(True, count, None, f"{count} records intact" if count else "empty profile", head)
+
+
+def _unhex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""  # not a hash: the record's own hash check fails next
+
+
+def _broken(expected: int, first_seq: int, seq: int, prev_hex: str | None) -> VerifyResult:
+    """The result for a record out of sequence or not linked to the one before."""
+    head = prev_hex or GENESIS
+    if seq > expected:
+        why = f"record {expected} is missing (the next stored record is {seq}): deleted"
+        return VerifyResult(False, expected - first_seq, expected, why, head)
+    if seq < expected:
+        return VerifyResult(False, expected - first_seq, seq, f"record {seq} is stored twice or out of order", head)
+    why = (f"record {seq} does not follow record {seq - 1} (its prev_hash differs): a record was deleted, "
+           "inserted or moved before it")  # fmt: skip
+    return VerifyResult(False, seq - first_seq, seq, why, head)
 
 
 @dataclass(frozen=True)
@@ -196,16 +233,17 @@ def checkpoint_signed(cp: Checkpoint, key: bytes) -> bool:
     return hmac.compare_digest(expected, cp.mac)
 
 
-def verify_prefix(batches: Iterable[Sequence[Row]], cp: Checkpoint, key: bytes) -> VerifyResult:
+def verify_prefix(cp: Checkpoint, key: bytes, walk_upto: Callable[[int], VerifyResult]) -> VerifyResult:
     """Check a signed checkpoint against a chain: the first ``cp.seq`` records are unchanged since.
 
-    A forged or altered checkpoint fails first. Then the chain is walked up to ``cp.seq``; a broken
-    record names itself, and a chain that is intact but ends at ``cp.seq`` with another hash was
-    rewritten and re-hashed after the checkpoint.
+    A forged or altered checkpoint fails first, before anything is read. Then ``walk_upto(cp.seq)``
+    walks the chain up to ``cp.seq`` (:func:`walk` with ``upto``); a broken record names itself, and
+    a chain that is intact but ends at ``cp.seq`` with another hash was rewritten and re-hashed after
+    the checkpoint.
     """
     if not checkpoint_signed(cp, key):
         return VerifyResult(False, 0, None, "checkpoint signature does not match (forged, altered, or another key)")
-    result = walk(batches, upto=cp.seq)
+    result = walk_upto(cp.seq)
     if not result.ok:
         return result
     if result.head_hash != cp.hash:

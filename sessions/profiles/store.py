@@ -26,12 +26,14 @@ import os
 import re
 import secrets
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -153,6 +155,8 @@ class ProfileStore(ABC):
 
     #: What the store was opened on, for messages (a PostgreSQL URL without its password).
     target: str
+    #: What reopens it (the full URL): for verify workers.
+    _source: str
 
     # -- what each backend provides ---------------------------------------------------------------
 
@@ -305,13 +309,13 @@ class ProfileStore(ABC):
         except Exception as exc:
             raise self._wrap(exc, "cannot count statements") from None
 
-    def _pages(self, trainee: str, upto: int | None = None) -> Iterator[list[Row]]:
+    def _pages(self, trainee: str, first: int = 1, upto: int | None = None) -> Iterator[list[Row]]:
         sql = self._chain_page_sql()
-        last, end = 0, (2**62 if upto is None else upto)
+        last, end = first - 1, (2**62 if upto is None else upto)
         while True:
             try:
-                page = self._query(sql, (trainee, last, end, _PAGE))
-                rows: list[Row] = [(int(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in page]
+                # Both backends give (int, bytes, bytes, str, str) already: no per-row conversion.
+                rows: list[Row] = self._query(sql, (trainee, last, end, _PAGE))
             except Exception as exc:
                 raise self._wrap(exc, "cannot read statements") from None
             if rows:
@@ -320,14 +324,61 @@ class ProfileStore(ABC):
                 return
             last = rows[-1][0]
 
-    def verify(self, trainee: str) -> VerifyResult:
+    def _walk_range(self, trainee: str, first: int, upto: int | None) -> VerifyResult:
+        """Walk records ``first``..``upto`` (to the end when None), linked to the stored record before."""
+        prev: str | None = GENESIS
+        if first > 1:
+            try:
+                before = self._query("SELECT hash FROM statements WHERE trainee = ? AND seq = ?", (trainee, first - 1))
+            except Exception as exc:
+                raise self._wrap(exc, "cannot read statements") from None
+            prev = str(before[0][0]) if before else None
+        return walk(self._pages(trainee, first, upto), first_seq=first, prev_hash=prev, upto=upto)
+
+    def _walk(self, trainee: str, upto: int | None, workers: int | None) -> VerifyResult:
+        """Walk the chain (to ``upto``), split into ranges walked by worker processes when it is long.
+
+        The checks of one record need only its own row and the stored hash of the row before, so
+        ranges verify independently; the first failing range, in seq order, names the first bad
+        record. This process walks the first range itself while the workers walk the others.
+        """
+        try:
+            last = upto if upto is not None else int(self._query(
+                "SELECT COALESCE(MAX(seq), 0) FROM statements WHERE trainee = ?", (trainee,))[0][0])  # fmt: skip
+        except Exception as exc:
+            raise self._wrap(exc, "cannot read statements") from None
+        count = workers if workers is not None else _auto_workers(last)
+        if count <= 1 or last < 2 * count:
+            return self._walk_range(trainee, 1, upto)
+        bounds = [1 + last * i // count for i in range(count)] + [last + 1]
+        ranges: list[tuple[int, int | None]] = [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+        ranges[-1] = (ranges[-1][0], upto)  # the last range runs to the end: records added meanwhile count
+        children = [_start_worker(self._source, trainee, first, end) for first, end in ranges[1:]]
+        verified = 0
+        try:
+            for i in range(len(ranges)):
+                part = self._walk_range(trainee, *ranges[0]) if i == 0 else _collect_worker(children[i - 1])
+                if not part.ok:
+                    return VerifyResult(False, verified + part.count, part.first_bad_seq, part.reason, part.head_hash)
+                verified += part.count
+                head = part.head_hash
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                child.communicate()
+        return VerifyResult(True, verified, None, f"{verified} records intact" if verified else "empty profile", head)
+
+    def verify(self, trainee: str, *, workers: int | None = None) -> VerifyResult:
         """Walk the trainee's chain and name the first record that was edited, deleted, inserted or moved.
 
         Also compares the chain's end with the trainee's head row, which catches records deleted
         from the end (an attacker who edits the head as well needs a :class:`Checkpoint` to be caught).
+        ``workers``: processes to walk a long chain with (default: one per CPU, up to 4, from
+        :data:`PARALLEL_VERIFY_MIN` records on; 1 walks it here).
         """
         check_trainee(trainee)
-        result = walk(self._pages(trainee))
+        result = self._walk(trainee, None, workers)
         if not result.ok:
             return result
         try:
@@ -373,12 +424,12 @@ class ProfileStore(ABC):
             raise self._wrap(exc, "cannot read checkpoints") from None
         return [Checkpoint(t, int(seq), h, float(when), mac) for t, seq, h, when, mac in rows]
 
-    def verify_checkpoint(self, trainee: str, cp: Checkpoint, key: bytes) -> VerifyResult:
+    def verify_checkpoint(self, trainee: str, cp: Checkpoint, key: bytes, *, workers: int | None = None) -> VerifyResult:
         """Prove that the trainee's first ``cp.seq`` records are those ``cp`` signed (see :mod:`chain`)."""
         check_trainee(trainee)
         if cp.trainee != trainee:
             return VerifyResult(False, 0, None, f"checkpoint is for trainee {cp.trainee}, not {trainee}")
-        return verify_prefix(self._pages(trainee, upto=cp.seq), cp, key)
+        return verify_prefix(cp, key, lambda upto: self._walk(trainee, upto, workers))
 
     def audit(self, who: str, action: str, trainee: str, detail: str = "") -> None:
         """Record that ``who`` did ``action`` on ``trainee``'s profile (committed on return)."""
@@ -410,9 +461,9 @@ class ProfileStore(ABC):
 class SQLiteProfileStore(ProfileStore):
     """A profile database in one SQLite file: WAL journal, ``synchronous=FULL``, so a commit is on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, quick_check: bool = True) -> None:
         self.path = path
-        self.target = str(path)
+        self.target = self._source = str(path)
         if not path.exists():
             _create_sqlite(path)
         try:
@@ -420,7 +471,7 @@ class SQLiteProfileStore(ProfileStore):
         except sqlite3.Error as exc:
             raise ProfileError(f"{path}: cannot open: {exc}") from None
         try:
-            _check_sqlite(conn, path)
+            _check_sqlite(conn, path, quick_check)
             conn.execute("PRAGMA synchronous=FULL")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -456,8 +507,8 @@ class SQLiteProfileStore(ProfileStore):
     def _chain_page_sql(self) -> str:
         # CAST AS BLOB hands the stored UTF-8 bytes over as they are: no decode and re-encode per row.
         return (
-            "SELECT seq, statement_id, CAST(body AS BLOB), prev_hash, hash FROM statements "
-            "WHERE trainee = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+            "SELECT seq, CAST('\"id\":\"' || statement_id || '\"' AS BLOB), CAST(body AS BLOB), prev_hash, hash "
+            "FROM statements WHERE trainee = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
         )
 
     def _wrap(self, exc: Exception, doing: str) -> ProfileError:
@@ -536,10 +587,13 @@ def _create_sqlite(path: Path) -> None:
         raise ProfileError(f"{path}: cannot create the profile database: {exc}") from None
 
 
-def _check_sqlite(conn: sqlite3.Connection, path: Path) -> None:
+def _check_sqlite(conn: sqlite3.Connection, path: Path, quick_check: bool) -> None:
     """Refuse a file that is not a sound medverse profile database, before writing anything to it."""
     try:
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+        pragma = "PRAGMA quick_check" if quick_check else "PRAGMA schema_version"  # the latter reads the header only
+        problems = [str(row[0]) for row in conn.execute(pragma).fetchall()]
+        if not quick_check:
+            problems = ["ok"]
         if problems != ["ok"]:
             raise CorruptProfileError(f"{path}: the profile database is damaged (quick_check: {problems[0]})")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -591,6 +645,7 @@ class PostgresProfileStore(ProfileStore):
         import psycopg  # noqa: PLC0415 - optional dependency (medverse[postgres]), needed only for PostgreSQL
 
         self.target = redact_url(url)
+        self._source = url
         self._psycopg = psycopg
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -655,7 +710,8 @@ class PostgresProfileStore(ProfileStore):
 
     def _chain_page_sql(self) -> str:
         return (
-            "SELECT seq, statement_id, convert_to(body, 'UTF8'), prev_hash, hash FROM statements "
+            "SELECT seq, convert_to('\"id\":\"' || statement_id || '\"', 'UTF8'), convert_to(body, 'UTF8'), prev_hash, hash "
+            "FROM statements "
             "WHERE trainee = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
         )
 
@@ -673,6 +729,60 @@ class PostgresProfileStore(ProfileStore):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- verifying a long chain in several processes ----------------------------------------------------
+
+#: Chains at least this long are verified by several processes (each start costs about 0.1 s).
+PARALLEL_VERIFY_MIN = 200_000
+_MAX_VERIFY_WORKERS = 4
+#: The job of a verify worker, in its environment (a PostgreSQL URL may hold a password: not argv).
+_JOB_ENV = "MEDVERSE_PROFILE_VERIFY_JOB"
+_WORKER_SOURCE = "from sessions.profiles.store import verify_worker_main; verify_worker_main()"
+
+
+def _auto_workers(records: int) -> int:
+    if records < PARALLEL_VERIFY_MIN:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_VERIFY_WORKERS))
+
+
+def _start_worker(source: str, trainee: str, first: int, upto: int | None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds the sessions package
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env[_JOB_ENV] = json.dumps({"source": source, "trainee": trainee, "first": first, "upto": upto})
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER_SOURCE], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+
+
+def _collect_worker(child: subprocess.Popen[bytes]) -> VerifyResult:
+    out, err = child.communicate()
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+        raise ProfileError(f"a verify worker failed: {tail[0]}") from None
+    if "error" in answer:
+        raise ProfileError(str(answer["error"]))
+    return VerifyResult(**answer)
+
+
+def verify_worker_main() -> None:
+    """Entry point of a verify worker process: walk one range, print the result as JSON."""
+    job = json.loads(os.environ.pop(_JOB_ENV))
+    try:
+        with open_store(job["source"], quick_check=False) as store:
+            result = store._walk_range(job["trainee"], int(job["first"]), job["upto"])
+    except ProfileError as exc:
+        sys.stdout.write(json.dumps({"error": str(exc)}))
+        return
+    sys.stdout.write(json.dumps(asdict(result)))
 
 
 # -- choosing one ---------------------------------------------------------------------------------
@@ -693,7 +803,7 @@ def is_postgres_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(target: str | os.PathLike[str] | None = None) -> ProfileStore:
+def open_store(target: str | os.PathLike[str] | None = None, *, quick_check: bool = True) -> ProfileStore:
     """Open (creating when missing) the profile store that ``target`` names.
 
     Parameters
@@ -701,6 +811,10 @@ def open_store(target: str | os.PathLike[str] | None = None) -> ProfileStore:
     target : str, path or None
         None for the default SQLite file (:func:`default_target`; ``$MEDVERSE_PROFILES`` may also be a
         PostgreSQL URL), a path for a SQLite file, a ``postgresql://`` URL for PostgreSQL.
+
+    quick_check : bool
+        Run SQLite's ``PRAGMA quick_check`` on an existing file first (about 1 s per GB); the header,
+        format and schema version are checked either way.
 
     Raises
     ------
@@ -714,4 +828,4 @@ def open_store(target: str | os.PathLike[str] | None = None) -> ProfileStore:
         target = env if is_postgres_url(env) else default_target()
     if is_postgres_url(target):
         return PostgresProfileStore(str(target))
-    return SQLiteProfileStore(Path(target).expanduser())
+    return SQLiteProfileStore(Path(target).expanduser(), quick_check=quick_check)

@@ -10,12 +10,13 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sessions.profiles import Checkpoint, CorruptProfileError, ProfileError, ProfileStore, open_store
+from sessions.profiles import Checkpoint, CorruptProfileError, ProfileError, ProfileStore, VerifyResult, open_store
 from sessions.profiles.chain import GENESIS, canonical_json
 from sessions.profiles.store import SCHEMA_VERSION
 
@@ -481,3 +482,26 @@ def test_unreachable_postgres_is_one_line(postgres_server: Any) -> None:
     with pytest.raises(ProfileError) as info:
         open_store(url)
     assert "\n" not in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_verify_split_over_worker_processes_names_the_same_record(store: ProfileStore, raw_sql: Any) -> None:
+    """A long chain is walked in ranges by worker processes; the verdict is the one walk of it all gives."""
+
+    def verdicts(check: Callable[[int], VerifyResult]) -> tuple[Any, ...]:
+        split, whole = check(3), check(1)
+        fields = ("ok", "count", "first_bad_seq", "head_hash")
+        assert [getattr(split, f) for f in fields] == [getattr(whole, f) for f in fields]
+        return split.ok, split.count, split.first_bad_seq
+
+    fill(store, 60)
+    assert verdicts(lambda w: store.verify("alice", workers=w)) == (True, 60, None)
+    cp = store.checkpoint("alice", KEY)
+    assert verdicts(lambda w: store.verify_checkpoint("alice", cp, KEY, workers=w)) == (True, 60, None)
+    # ranges are 1-20, 21-40, 41-60: break the chain in the last range, then at a range boundary
+    raw_sql("UPDATE statements SET body = body || ' ' WHERE trainee = 'alice' AND seq = 47")
+    assert verdicts(lambda w: store.verify("alice", workers=w)) == (False, 46, 47)
+    raw_sql("DELETE FROM statements WHERE trainee = 'alice' AND seq = 40")
+    assert verdicts(lambda w: store.verify("alice", workers=w)) == (False, 39, 40)
+    assert verdicts(lambda w: store.verify_checkpoint("alice", cp, KEY, workers=w)) == (False, 39, 40)
+    _renumber(raw_sql, "alice", 41, -1)
+    assert verdicts(lambda w: store.verify("alice", workers=w)) == (False, 39, 40)
