@@ -5,8 +5,14 @@ packages and prints each one's summary, then runs a session in the headless simu
 (:mod:`sessions.sim`) on the demo twin: a scripted user (``sessions/scripts/brain-tools.json``) selects
 a hemisphere, places two landmarks and measures between them, cuts a cross-section, scales the twin
 with both hands, draws a stroke and undoes it, at 90 Hz, both eyes rendered offscreen through EGL;
-the frame of each step is written as PNG (left eye on the left). Everything it made, the intents
-included, is listed in ``<out>/demo.json``. A twin other than ``brain`` is orbited instead.
+the frame of each step is written as PNG (left eye on the left). A twin other than ``brain`` is
+orbited instead.
+
+Then a scripted trainee takes a training module on the skull three times, getting better each time
+(:data:`DEMO_MODULE`, scripts ``<module>-attempt1..3`` in ``sessions/training/scripts/``): every
+action goes as an xAPI statement into a fresh profile (``<out>/profiles.sqlite``), each attempt ends
+with its score table, and the trainee's HTML report is written (``<out>/report.html``). Everything it
+made, the intents and the attempts included, is listed in ``<out>/demo.json``.
 """
 
 from __future__ import annotations
@@ -100,7 +106,45 @@ def _demo(args: argparse.Namespace) -> int:
             console.print(f"  {record['time']:6.2f} s  {describe(record)}")
     for path in run["written"]:
         console.print(f"  frame: {path}")
+    report["training"] = _training(out)
     path = out / "demo.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     console.print(f"demo output: {out.resolve()} (summary {path.name}, {len(run['written'])} stereo PNGs in frames/)")
     return 0
+
+
+#: The module the demo's scripted trainee takes three times, and who they are.
+DEMO_MODULE = "skull-craniometric-landmarks"
+DEMO_TRAINEE = "demo-trainee"
+DEMO_ATTEMPTS = 3
+
+
+def _training(out: Path) -> dict[str, Any]:
+    """Three attempts at :data:`DEMO_MODULE` into a fresh profile, then the trainee's report."""
+    from sessions.cli.train import print_summary  # noqa: PLC0415 - training loads only when the demo gets here
+    from sessions.profiles import ProfileWriter, open_store  # noqa: PLC0415
+    from sessions.profiles.report import write_report  # noqa: PLC0415
+    from sessions.training.run import train  # noqa: PLC0415
+
+    profile = out / "profiles.sqlite"
+    for stale in (profile, profile.with_name(profile.name + "-wal"), profile.with_name(profile.name + "-shm")):
+        stale.unlink(missing_ok=True)  # the demo's trainee starts with an empty record every run
+    attempts: list[dict[str, Any]] = []
+    console.print(f"training: {DEMO_TRAINEE} takes {DEMO_MODULE!r} {DEMO_ATTEMPTS} times (scripted, simulator)")
+    with ProfileWriter(profile) as writer:
+        for n in range(1, DEMO_ATTEMPTS + 1):
+            result = train(DEMO_MODULE, DEMO_TRAINEE, script=f"{DEMO_MODULE}-attempt{n}", writer=writer, store=profile,
+                           out=out / "training")  # fmt: skip
+            print_summary(result)
+            attempts.append({"attempt": n, "score": round(result.score, 4), "passed": result.success,
+                             "errors": result.summary.errors, "seconds": round(result.summary.duration_s, 2),
+                             "accuracy_mm": result.summary.accuracy_mm, "statements": len(result.statements),
+                             "adapted": result.adaptation})  # fmt: skip
+    with open_store(profile) as store:
+        check = store.verify(DEMO_TRAINEE)
+        html = write_report(store, DEMO_TRAINEE, out / "report.html")
+    scores = " -> ".join(f"{a['score']:.2f}" for a in attempts)
+    console.print(f"training: scores {scores}; profile {profile.resolve()} ({check.count} statements, chain "
+                  f"{'intact' if check.ok else 'BROKEN'}); report {html.resolve()}")  # fmt: skip
+    return {"module": DEMO_MODULE, "trainee": DEMO_TRAINEE, "attempts": attempts, "profile": str(profile),
+            "chain": check.reason, "report": str(html)}

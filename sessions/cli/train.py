@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,8 @@ def print_summary(result: Any) -> None:
     accuracy = "-" if s.accuracy_mm is None else f"{s.accuracy_mm:.1f}"
     table.add_row("total", "", f"{s.score:.2f}", "passed" if s.success else "not passed", str(s.errors), str(s.hints),
                   f"{s.duration_s:.1f}", accuracy, end_section=True)  # fmt: skip
-    console = Console(width=max(100, Console().width), highlight=False)
+    # as wide as the terminal, or 160 columns on a pipe or log (rich would wrap the table at 80)
+    console = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
     console.print(table)
     if result.adaptation:
         changed = "; ".join(f"{k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in result.adaptation.items())

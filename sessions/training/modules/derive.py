@@ -349,19 +349,29 @@ def write_skull_modules(twin: Twin) -> list[Path]:
     v = _mm(twin.structure("skull").vertices)
     head = {"position_mm": [-120.0, 420.0, 60.0], "look_at_mm": [-10.0, 60.0, -10.0]}
 
-    def attempt(miss_mm: float, description: str) -> dict[str, Any]:
+    def attempt(miss_mm: float, description: str, retry_mm: float | None = None) -> dict[str, Any]:
+        """Each landmark placed ``miss_mm`` off; with ``retry_mm``, placed again that far off after the
+        miss (a beginner who is told "outside tolerance" and tries again)."""
         kf: list[dict[str, Any]] = []
+        t = 0.0
         for i, key in enumerate(order):
-            target = marks[key] if miss_mm == 0 else _nearby_vertex(v, marks[key], miss_mm, np.array([0.3, 0.0, 1.0]))
-            kf += _press(0.6 * i, {"hand": "right", "at_point": _r(target)}, key, "landmark" if i == 0 else None,
-                         head if i == 0 else None)
+            tries = [miss_mm] if retry_mm is None else [miss_mm, retry_mm]
+            for k, miss in enumerate(tries):
+                target = marks[key] if miss == 0 else _nearby_vertex(v, marks[key], miss, np.array([0.3, 0.0, 1.0]))
+                name = key if k == len(tries) - 1 else f"{key}-missed"
+                first = i == 0 and k == 0
+                kf += _press(t, {"hand": "right", "at_point": _r(target)}, name, "landmark" if first else None,
+                             head if first else None)
+                t += 0.6
         return _script(description, kf)
 
     written += _write(module, {
         "skull-craniometric-landmarks-pass.json": attempt(0.0, "Places every landmark on its reference point."),
         "skull-craniometric-landmarks-fail.json": attempt(9.0, "Places every landmark about 9 mm off."),
         # the demo's three attempts, getting better
-        "skull-craniometric-landmarks-attempt1.json": attempt(6.0, "First attempt: about 6 mm off (fails)."),
+        "skull-craniometric-landmarks-attempt1.json": attempt(6.0, "First attempt: each landmark about 6 mm off, "
+                                                              "then again about 3.5 mm off (fails the pass mark).",
+                                                              retry_mm=3.5),
         "skull-craniometric-landmarks-attempt2.json": attempt(2.0, "Second attempt: about 2 mm off (passes)."),
         "skull-craniometric-landmarks-attempt3.json": attempt(0.8, "Third attempt: within about a millimetre."),
     })

@@ -18,6 +18,7 @@ from assets.library import build
 from assets.lod import surface_distance
 from assets.skull import NERVE_NAME, ramus_geometry
 from assets.twin import Twin
+from sessions.profiles import open_store
 from sessions.training.geometry import plane_cuts, polyline_distance
 from sessions.training.loader import MODULES_DIR, SCRIPTS_DIR, load_module, shipped_modules
 from sessions.training.run import train
@@ -162,31 +163,14 @@ def test_nerve_block_target_is_on_bone_and_the_approach_misses_the_nerve(twins: 
 # --- runs in the simulator --------------------------------------------------------------------------
 
 
-class _Writer:
-    """Stands in for the profile writer: these tests check the scores, not the store (the profile
-    tests do); statements are kept so they can be looked at."""
-
-    def __init__(self) -> None:
-        self.statements: list[dict[str, Any]] = []
-
-    def submit(self, trainee: str, statement: dict[str, Any]) -> Any:
-        import concurrent.futures
-
-        self.statements.append(statement)
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        future.set_result(None)
-        return future
-
-    def flush(self, timeout: float | None = None) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
 def _run(module_id: str, script: str, twin: Twin, tmp_path: Path) -> Any:
-    return train(module_id, "scripted", backend="sim", script=script, writer=_Writer(),
-                 store=tmp_path / "profiles.sqlite", adapt=False, twin=twin)
+    """One attempt, recorded in a real profile that must then verify (the statements are the run's)."""
+    store = tmp_path / "profiles.sqlite"
+    result = train(module_id, "scripted", backend="sim", script=script, store=store, adapt=False, twin=twin)
+    assert result.stored == len(result.statements) > 0
+    with open_store(store) as profile:
+        assert profile.verify("scripted").ok
+    return result
 
 
 @pytest.mark.slow
