@@ -2,16 +2,17 @@
 
 Every participant of a relay room has one peer connection, to the relay (participant ``"relay"``,
 index 0), instead of one to every other participant. The relay forwards each message to the others
-on the same channel, reading only the header bytes it needs to route it (docs/protocol.md):
+on the same channel, reading only the header fields it needs to route it, through the functions of
+``net.protocol.channels`` (docs/protocol.md):
 
-- byte 0 (version) and byte 1 (type, which must belong to the channel) to reject foreign traffic;
-- bytes 2-3 (4-5 in a state op), the sender's index: a connection binds to the index of its first valid message, and a
+- the version and type (``message_type``: the type must belong to the channel) to reject foreign traffic;
+- the sender's index (``sender``): a connection binds to the index of its first valid message, and a
   message claiming another index afterwards is dropped (so nobody speaks as someone else);
-- for a snapshot chunk, bytes 4-7 (``snapshot_id``) and for a pong, bytes 4-7 (``ping_id``): their
-  upper 16 bits name the requester (``net.participant`` sets them so), who alone receives the reply;
-- for a snapshot request, the lower 16 bits of ``request_id`` (bytes 4-5) name the participant asked
-  (0: any): the request goes to that one participant, or to the longest-connected other one, so
-  that a joiner in a room of sixteen receives one snapshot, not fifteen.
+- for a snapshot chunk and a pong, the requester (``reply_to``: the upper 16 bits of ``snapshot_id``
+  or ``ping_id``, which ``net.participant`` sets with ``routed_id``), who alone receives the reply;
+- for a snapshot request, the participant asked (``snapshot_asked``, 0: any): the request goes to
+  that one participant, or to the longest-connected other one, so that a joiner in a room of
+  sixteen receives one snapshot, not fifteen.
 
 Poses, ops, digests and clock shares go to everyone else. Pings are answered by the relay alone, as
 participant 0, and not forwarded: each participant learns the relay's clock from these pongs and
@@ -63,28 +64,22 @@ from net import datapath
 from net.errors import NetError, ProtocolError
 from net.peer import POSE_BUFFER_LIMIT, PeerLink
 from net.protocol import (
-    PING,
-    PROTOCOL_VERSION,
     RELAY_TICK_HZ,
+    REPLY_TYPES,
+    ClockPing,
     ClockPong,
     MessageType,
     bundle_framed_poses,
+    decode_clock,
     encode_clock,
     frame_pose,
+    message_type,
+    reply_to,
+    sender,
+    snapshot_asked,
 )
 
 log = logging.getLogger(__name__)
-
-#: Message types each channel may carry.
-_CHANNEL_TYPES: dict[str, frozenset[int]] = {
-    "pose": frozenset({MessageType.POSE}),
-    "state": frozenset(
-        {MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}
-    ),
-    "clock": frozenset({MessageType.CLOCK_PING, MessageType.CLOCK_PONG, MessageType.CLOCK_SHARE}),
-}
-#: Replies routed to one requester (named by the upper 16 bits of the uint32 at offset 4).
-_REPLIES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
 
 #: A link silent for this long is closed, by default (a participant's own default is the same).
 DEFAULT_LIVENESS_TIMEOUT_S = 12.0
@@ -236,25 +231,25 @@ class RelayPeer:
         counters = self._per_participant.setdefault(link.remote, Counter())
         counters["in"] += 1
         counters["bytes_in"] += len(data)
-        if len(data) < 8 or data[0] != PROTOCOL_VERSION or data[1] not in _CHANNEL_TYPES.get(label, ()):
+        try:
+            mtype = message_type(data, label)
+        except ProtocolError:
             self.counters["malformed"] += 1
             return
-        at = 4 if data[1] == MessageType.STATE_OP else 2  # where the sender's index sits in this layout
-        sender = data[at] | data[at + 1] << 8
+        index = sender(data)
         bound = self._index_of.get(link.remote)
         if bound is None:
-            holder = self._by_index.get(sender)
-            if sender == 0 or (holder is not None and holder is not link and holder.remote in self.links):
+            holder = self._by_index.get(index)
+            if index == 0 or (holder is not None and holder is not link and holder.remote in self.links):
                 self.counters["spoofed"] += 1
                 return
-            self._index_of[link.remote] = sender
-            bound = sender
-        if sender != bound:
+            self._index_of[link.remote] = index
+            bound = index
+        if index != bound:
             self.counters["spoofed"] += 1
             return
         if self._by_index.get(bound) is not link:
             self._by_index[bound] = link
-        mtype = data[1]
         if label == "pose":
             try:
                 framed = frame_pose(data)  # framed once here, bundled for every other receiver
@@ -287,8 +282,8 @@ class RelayPeer:
                 self._cancel_flush_timer()
                 self._schedule_flush(now)
             return
-        if mtype in _REPLIES:
-            target = self._by_index.get(int.from_bytes(data[4:8], "little") >> 16)
+        if mtype in REPLY_TYPES:
+            target = self._by_index.get(reply_to(data))
             targets = [target] if target is not None and target is not link else []
             if not targets:
                 self.counters["unroutable"] += 1
@@ -298,7 +293,7 @@ class RelayPeer:
             self._pong(link, data)
             return
         elif mtype == MessageType.SNAPSHOT_REQUEST:
-            wanted = self._by_index.get(data[4] | data[5] << 8)
+            wanted = self._by_index.get(snapshot_asked(data))
             if wanted is None or wanted is link:
                 # Any one will do: the longest-connected other participant (links keep join order).
                 wanted = next((other for other in self.links.values() if other is not link and other.is_open), None)
@@ -347,12 +342,14 @@ class RelayPeer:
 
     def _pong(self, link: PeerLink, ping: bytes) -> None:
         """Answer a ping as participant 0 (the relay): the link's liveness signal, and the relay's clock."""
-        if len(ping) != PING.size:
+        try:
+            message = decode_clock(ping)
+        except ProtocolError:
             self.counters["malformed"] += 1
             return
+        assert isinstance(message, ClockPing)  # the caller saw its type byte
         now = time.monotonic()
-        _, _, _, ping_id, t0_us = PING.unpack(ping)
-        link.send("clock", encode_clock(ClockPong(0, ping_id, t0_us / 1e6, now, now)))
+        link.send("clock", encode_clock(ClockPong(0, message.ping_id, message.t0, now, now)))
         self.counters["pongs_sent"] += 1
 
     def _small_room(self) -> bool:

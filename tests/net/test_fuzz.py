@@ -1,8 +1,8 @@
 """Fuzzing: mutated messages through every wire decoder and the signaling message parser.
 
-Each run feeds 5,000 mutated messages to each decoder (pose, pose bundle, state, clock, the channel
-dispatcher, the signaling parser, the op payload schema, the snapshot assembler, and the pose key a
-receiver reads before it decodes), seeded so that a failure reproduces. Every message must either
+Each run feeds 5,000 mutated messages to each decoder (pose, pose bundle, state, clock, each of them
+fed the others' messages, the signaling parser, the op payload schema, the snapshot assembler, and the
+pose key a receiver reads before it decodes), seeded so that a failure reproduces. Every message must either
 decode to a valid message (one that encodes again and decodes to the same value) or raise the
 documented error (``ProtocolError``, ``SignalingMessageError``); any other exception fails the test.
 """
@@ -48,12 +48,12 @@ def _bundle_seeds() -> list[bytes]:
     return [p.encode_pose_bundle(poses), p.encode_pose_bundle(poses[:1]), p.encode_pose_bundle(poses[::-1] * 4)]
 
 
-def _split_bundle(data: bytes) -> p.PoseBundle:
+def _split_bundle(data: bytes) -> tuple[bytes, ...]:
     """A bundle whose framing and every carried pose are valid (what a receiver applies in full)."""
-    bundle = p.PoseBundle(tuple(p.split_pose_bundle(data)))
-    for message in bundle.messages:
+    messages = tuple(p.split_pose_bundle(data))
+    for message in messages:
         p.decode_pose(message)
-    return bundle
+    return messages
 
 
 def _state_seeds() -> list[bytes]:
@@ -67,6 +67,10 @@ def _state_seeds() -> list[bytes]:
         (p.OpKind.CLIP_CLEAR, {"index": 5}),
         (p.OpKind.TRANSFORM, {"position": [0, 1, 0], "orientation": [0, 0, 0, 1], "scale": 2}),
         (p.OpKind.SELECT, {"structure": "hippocampus"}),
+        (p.OpKind.MEASURE, {"id": "m-1", "a_mm": [1, 2, 3], "b_mm": [4, 6, 3], "distance_mm": 5, "label": "AB",
+                            "geodesic_mm": 6.5}),
+        (p.OpKind.MEASURE_DELETE, {"id": "m-1"}),
+        (p.OpKind.CLEAR_MARKS, {}),
     ]
     out = [p.encode_state(p.StateOp(3, i + 1, 100 + i, kind, payload, 1.5 * i)) for i, (kind, payload) in enumerate(ops)]
     out.append(p.encode_state(p.SnapshotRequest(4, 77)))
@@ -155,19 +159,9 @@ def _same(a: Any, b: Any) -> bool:
     return (a.participant, a.seq, a.sender_time, a.buttons) == (b.participant, b.seq, b.sender_time, b.buttons)
 
 
-def _encode_any(message: Any) -> bytes:
-    if isinstance(message, p.PoseRecord):
-        return p.encode_pose(message)
-    if isinstance(message, p.PoseBundle):
-        return p.encode_pose_bundle(list(message.messages))
-    if isinstance(message, p.ClockPing | p.ClockPong | p.ClockShare):
-        return p.encode_clock(message)
-    return p.encode_state(message)
-
-
 WIRE = {
     "pose": (p.decode_pose, p.encode_pose, _pose_seeds),
-    "pose_bundle": (_split_bundle, lambda b: p.encode_pose_bundle(list(b.messages)), _bundle_seeds),
+    "pose_bundle": (_split_bundle, lambda b: p.encode_pose_bundle(list(b)), _bundle_seeds),
     "state": (p.decode_state, p.encode_state, _state_seeds),
     "clock": (p.decode_clock, p.encode_clock, _clock_seeds),
 }
@@ -210,23 +204,23 @@ def test_pose_key_refuses_exactly_what_decode_pose_refuses() -> None:
     assert outcomes["ok"] > 0 and outcomes["error"] > PER_DECODER // 2, outcomes
 
 
-def test_channel_dispatch_survives_mutations() -> None:
-    """decode(channel, data) with messages of every channel sent on any channel (and non-bytes):
-    a valid message or ProtocolError, never anything else."""
+def test_decoders_survive_each_others_messages() -> None:
+    """Messages of every channel (mutated) fed to every decoder, and non-bytes: a valid message that
+    round-trips or ProtocolError, never anything else."""
     seeds = _pose_seeds() + _bundle_seeds() + _state_seeds() + _clock_seeds()
     rng = random.Random(f"{SEED}-dispatch")
     outcomes: Counter[str] = Counter()
     for i in range(PER_DECODER):
-        channel = rng.choice(("pose", "state", "clock", "bogus"))
+        decoder, encoder, _ = WIRE[rng.choice(list(WIRE))]
         data: Any = mutate(rng.choice(seeds), rng, seeds)
         if i % 50 == 0:
             data = rng.choice((data.decode("latin-1"), None, 12, memoryview(data), bytearray(data)))
         try:
-            message = p.decode(channel, data)
+            message = decoder(data)
         except ProtocolError:
             outcomes["error"] += 1
             continue
-        assert _same(p.decode(channel, _encode_any(message)), message)
+        assert _same(decoder(encoder(message)), message)
         outcomes["ok"] += 1
     assert outcomes["ok"] > 0 and outcomes["error"] > 0, outcomes
 
@@ -283,7 +277,7 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
     if choice in (6, 7):
         return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     keys = ("id", "points", "color", "width", "position", "label", "structure", "index", "normal", "d",
-            "orientation", "scale", "extra")  # fmt: skip
+            "orientation", "scale", "a_mm", "b_mm", "distance_mm", "geodesic_mm", "extra")  # fmt: skip
     return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
 
 
