@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python bench/profiles.py [--no-postgres] [--verify-records 1000000] [--out ...]``
 
-Statements are real xAPI 1.0.3 statements from ``sessions.profiles.xapi`` (a step passed, with a
-result and metrics; about 1 KB of canonical JSON each). In one run it measures:
+Statements are real xAPI 1.0.3 statements from ``sessions.profiles.xapi``, in the mix a scripted
+attempt produces (step shown, tool actions, a hint, step passed, module completed with its metrics;
+1.2 KB of canonical JSON on average, 1.1-1.5 KB). In one run it measures:
 
 - ``appends``: durable statements per second through :meth:`ProfileStore.append`, one per call (one
   commit, one disk flush each) and in batches of ``--batch`` (one commit per batch), on SQLite (WAL,
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -50,17 +52,29 @@ from sessions.profiles.writer import ProfileWriter  # noqa: E402
 REGISTRATION = str(uuid.uuid4())
 
 
+#: One step of a scripted attempt, as the training runner records it: shown, eight tool actions, a
+#: hint, passed; the module's completion (with the attempt's metrics) closes every twelfth statement.
+_MIX = ("experienced", *("interacted",) * 8, "requested-hint", "passed", "completed")
+
+
 def make_statement(n: int, trainee: str = "alice") -> dict[str, Any]:
-    """A step-passed statement with score, duration and a metrics extension (what the runner writes)."""
+    """The ``n``-th statement of a realistic mix (about 1.2 KB of canonical JSON on average)."""
+    verb = _MIX[n % len(_MIX)]
+    step = None if verb == "completed" else f"step-{n // len(_MIX) % 6}"
+    result, context = None, None
+    if verb == "interacted":
+        context = {f"{xapi.ACTIVITY_ROOT}/ext/tool": "select", f"{xapi.ACTIVITY_ROOT}/ext/structure": "Precentral_L"}
+    elif verb == "passed":
+        result = xapi.result(scaled=0.82, success=True, duration_s=12.34)
+    elif verb == "completed":
+        result = xapi.result(scaled=0.82, raw=82.0, min=0.0, max=100.0, success=True, completion=True, duration_s=95.5,
+                             extensions={f"{xapi.ACTIVITY_ROOT}/ext/metrics": {
+                                 "path_length_m.left": 0.412, "path_length_m.right": 1.873, "economy": 1.62,
+                                 "idle_s": 2.25, "sparc": -1.93, "ldlj": -7.41, "errors": 1, "accuracy_mm": 2.7}})  # fmt: skip
     return xapi.statement(
-        trainee=trainee, verb="passed", module_id="brain-central-gyri", module_name="Identify the central gyri",
-        step_id=f"step-{n % 12}", step_name="Left precentral gyrus", registration=REGISTRATION,
-        timestamp=1_800_000_000.0 + n * 0.011,
-        result=xapi.result(scaled=0.82, raw=82.0, min=0.0, max=100.0, success=True, completion=True, duration_s=12.34,
-                           extensions={f"{xapi.ACTIVITY_ROOT}/ext/metrics": {
-                               "path_length_left_m": 0.412, "path_length_right_m": 1.873, "economy": 1.62,
-                               "idle_s": 2.25, "sparc": -1.93, "ldlj": -7.41, "errors": 1, "accuracy_mm": 2.7}}),
-        extensions={f"{xapi.ACTIVITY_ROOT}/ext/attempt": n // 100},
+        trainee=trainee, verb=verb, module_id="brain-central-gyri", module_name="Identify the central gyri",
+        step_id=step, step_name="Left precentral gyrus" if step else None, registration=REGISTRATION,
+        timestamp=1_800_000_000.0 + n * 0.011, result=result, extensions=context,
     )  # fmt: skip
 
 
@@ -79,8 +93,8 @@ def bench_appends(target: str, *, single: int, batches: int, batch: int) -> dict
         batched = batches * batch / (time.perf_counter() - t0)
         if not (store.verify("alice").ok and store.verify("bob").ok):
             raise SystemExit("the benchmark's own chains do not verify")
-        size = len(canonical_json(made[0]).encode())
-    return {"one_at_a_time_per_s": round(one), "batched_per_s": round(batched), "batch": batch, "statement_bytes": size}
+        size = round(statistics.mean(len(canonical_json(s).encode()) for s in made[: 10 * len(_MIX)]))
+    return {"one_at_a_time_per_s": round(one), "batched_per_s": round(batched), "batch": batch, "statement_bytes_mean": size}
 
 
 def _busy(seconds: float) -> None:
@@ -137,7 +151,7 @@ def bench_frame_loop(target: str, *, frames: int) -> dict[str, Any]:
 
 def build_profile(store: SQLiteProfileStore, trainee: str, count: int) -> None:
     """Fill ``trainee``'s chain with ``count`` records directly, as appends would have stored them."""
-    templates = [canonical_json(make_statement(i, trainee)) for i in range(1000)]
+    templates = [canonical_json(make_statement(i, trainee)) for i in range(1200)]
     ids = [json.loads(t)["id"] for t in templates]
     conn = store.conn
     conn.execute("PRAGMA synchronous=OFF")  # a benchmark fixture: building it durably would take minutes
@@ -146,7 +160,7 @@ def build_profile(store: SQLiteProfileStore, trainee: str, count: int) -> None:
     conn.execute("BEGIN")
     for seq in range(1, count + 1):
         sid = f"{seq:08x}-0000-4000-8000-{seq:012x}"
-        body = templates[seq % 1000].replace(ids[seq % 1000], sid)
+        body = templates[seq % 1200].replace(ids[seq % 1200], sid)
         raw = hashlib.sha256(prev_raw + body.encode()).digest()
         digest = raw.hex()
         chunk.append((trainee, seq, sid, body, prev, digest))
@@ -196,13 +210,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "profiles.json"))
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"appends": {}, "goals": {}}
+    # The machine may be shared: the load average says how much of it the numbers had.
+    results: dict[str, Any] = {"appends": {}, "goals": {}, "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="medverse-bench-profiles-") as tmp:
         folder = Path(tmp)
         sqlite = bench_appends(str(folder / "appends.sqlite"), single=args.single, batches=args.batches, batch=args.batch)
         results["appends"]["sqlite"] = sqlite
         print(f"SQLite      appends: one at a time {sqlite['one_at_a_time_per_s']:7d}/s   batched ({args.batch}) "
-              f"{sqlite['batched_per_s']:7d}/s   ({sqlite['statement_bytes']} B a statement)")  # fmt: skip
+              f"{sqlite['batched_per_s']:7d}/s   ({sqlite['statement_bytes_mean']} B a statement on average)")  # fmt: skip
         if args.no_postgres:
             results["appends"]["postgresql"] = {"skipped": "--no-postgres"}
             print("PostgreSQL  appends: skipped (--no-postgres)")
@@ -233,6 +248,7 @@ def main() -> None:
               f"({ver['verify_records_per_s']:,}/s); open_store (quick_check) {ver['open_store_s']:.2f} s; "
               f"built in {ver['build_s']:.0f} s")  # fmt: skip
 
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["goals"] = {
         "sqlite_batched_per_s_at_least_10000": sqlite["batched_per_s"] >= 10_000,
         "submit_p99_ms_below_0.1": loop["submit_ms_per_frame_p99"] < 0.1,
