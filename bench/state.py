@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from net.errors import ProtocolError  # noqa: E402
-from net.participant import scripted_op  # noqa: E402
 from net.protocol import canonical_json  # noqa: E402
 from net.state import SharedState  # noqa: E402
+from sessions.consult.scripted import scripted_op  # noqa: E402
 
 
 def _room_ops(state: SharedState, authors: list[SharedState], rng: random.Random, count: int, counter: list[int]) -> None:

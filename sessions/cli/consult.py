@@ -3,7 +3,8 @@
 - ``serve``: the signaling server (``net.signaling``), with a relay peer for rooms above the mesh limit;
 - ``token``: print a signed join token for one participant of one room;
 - ``join``: take part in a consultation as a headless participant (``net.participant.Participant``):
-  stream procedural poses at 90 Hz, optionally make scripted state ops, measure latency, write a report.
+  stream procedural poses at 90 Hz, optionally make scripted state ops (both from
+  ``sessions.consult.scripted``), measure latency, write a report.
 
 ``serve`` and ``token`` find the same secret (``--secret-file``, ``$MEDVERSE_SECRET`` or
 ``$MEDVERSE_HOME/consult.secret``); see docs/signaling.md.
@@ -177,6 +178,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     from net.participant import Participant, ParticipantConfig  # noqa: PLC0415 - aiortc is heavy; only join needs it
+    from sessions.consult.scripted import ScriptedOps, procedural_poses  # noqa: PLC0415 - with the participant
 
     duration = args.duration if args.leave_at is None else args.leave_at - time.time()
     if duration <= 0:
@@ -206,7 +208,8 @@ def _join(args: argparse.Namespace) -> int:
     )
     offset = args.clock_offset
     clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
-    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
+    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None,
+                              poses=procedural_poses, ops=ScriptedOps())
     report = run_on_loop(lambda: _run_participant(participant, duration), args.loop)
     pose = report["latency"]["room"]["pose"] or {}
     state = report["latency"]["room"]["state"] or {}

@@ -16,6 +16,7 @@ import pytest
 from net.participant import Participant, ParticipantConfig
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import issue_token
+from sessions.consult.scripted import ScriptedOps, procedural_poses
 
 Until = Callable[..., Awaitable[None]]
 
@@ -44,12 +45,14 @@ def participant_options() -> dict[str, Any]:
 @pytest.fixture
 async def join(server: SignalingServer, participant_options: dict[str, Any]
                ) -> AsyncIterator[Callable[..., Awaitable[Participant]]]:
-    """``await join(name, room="ward", role="expert", **config)`` starts a participant; all stop at the end."""
+    """``await join(name, room="ward", role="expert", **config)`` starts a participant streaming the scripted
+    poses (and, at ``ops_rate_hz``, ops) of ``medverse consult join``; all stop at the end."""
     started: list[Participant] = []
 
     async def start(name: str, *, room: str = "ward", role: str = "expert", **config: Any) -> Participant:
         token = issue_token(server.config.secret, room, name, role)
-        p = Participant(server.url, token, ParticipantConfig(**{**participant_options, **config}))
+        p = Participant(server.url, token, ParticipantConfig(**{**participant_options, **config}),
+                        poses=procedural_poses, ops=ScriptedOps())
         started.append(p)
         await p.start()
         return p

@@ -19,6 +19,7 @@ from net.participant import Participant, ParticipantConfig
 from net.protocol import PoseRecord
 from net.signaling import SignalingServer
 from net.tokens import issue_token
+from sessions.consult.scripted import procedural_poses
 
 pytestmark = pytest.mark.latency
 
@@ -34,12 +35,13 @@ async def measure(
     Returns the two participants and, per direction, reported minus true one-way latency, seconds.
     """
     alice_token = issue_token(server.config.secret, room, "alice", "surgeon")
-    alice = Participant(server.url, alice_token, ParticipantConfig(clock_interval_s=0.1))
+    alice = Participant(server.url, alice_token, ParticipantConfig(clock_interval_s=0.1), poses=procedural_poses)
     bob = Participant(
         server.url,
         issue_token(server.config.secret, room, "bob", "expert"),
         ParticipantConfig(clock_interval_s=0.1, faults=FaultPlan(delay_s=delay_s)),
         clock=lambda: time.monotonic() + SKEW_S,
+        poses=procedural_poses,
     )
     errors_at_alice: list[float] = []
     errors_at_bob: list[float] = []

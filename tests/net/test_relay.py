@@ -14,6 +14,7 @@ from net.participant import Participant, ParticipantConfig
 from net.protocol import RELAY_TICK_HZ, OpKind, PoseRecord, WirePose, encode_pose
 from net.signaling import ServerConfig, SignalingServer
 from net.tokens import RELAY_ID, issue_token
+from sessions.consult.scripted import procedural_poses
 
 pytestmark = pytest.mark.latency
 
@@ -98,7 +99,7 @@ async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaita
     try:
         for name in ("alice", "bob", "carol", "dave"):
             token = issue_token(srv.config.secret, "budget", name, "observer")
-            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3)))
+            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3), poses=procedural_poses))
             await people[-1].start()
         await until(lambda: all(on_relay(p, 3) for p in people))
         relay = srv.rooms["budget"].relay
@@ -179,7 +180,7 @@ async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[...
     try:
         for name in ("alice", "bob", "carol"):
             token = issue_token(srv.config.secret, "small", name, "observer")
-            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3)))
+            people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3), poses=procedural_poses))
             await people[-1].start()
         await until(lambda: all(on_relay(p, 2) for p in people))
         await asyncio.sleep(1.0)
@@ -208,12 +209,13 @@ async def test_clocks_through_the_relay_recover_a_known_skew_and_delay_within_1_
 
     def person(name: str, **config: object) -> Participant:
         options = {"clock_interval_s": 0.1, "report_interval_s": 0.3, **config}
-        return Participant(server.url, issue_token(server.config.secret, "skewed", name, "expert"), ParticipantConfig(**options))  # type: ignore[arg-type]
+        return Participant(server.url, issue_token(server.config.secret, "skewed", name, "expert"),
+                           ParticipantConfig(**options), poses=procedural_poses)  # type: ignore[arg-type]
 
     alice, carol = person("alice"), person("carol")
     bob = Participant(server.url, issue_token(server.config.secret, "skewed", "bob", "expert"),
                       ParticipantConfig(clock_interval_s=0.1, report_interval_s=0.3, faults=FaultPlan(delay_s=delay)),
-                      clock=lambda: time.monotonic() + skew)
+                      clock=lambda: time.monotonic() + skew, poses=procedural_poses)
     errors_at_alice: list[float] = []
     errors_at_bob: list[float] = []
 

@@ -1,0 +1,280 @@
+"""State sync: the participant's ``SharedState``, its ops to and from every link, snapshots, digests and resuming.
+
+- local ops go to every open link; received ops are applied once (``SharedState.apply``);
+- every link that opens is asked for a snapshot; a late joiner merges it (``caught_up``);
+- state digests go to the peers every report; a remote ahead of us twice in a row is asked for a
+  snapshot again (anti-entropy);
+- when a link to a remote (or to the relay) it was linked with before opens, the participant holds
+  its live ops back from that link, asks for a snapshot (the remote's; through the relay, any
+  participant's), resends (in sequence order, from a log of its last ``resend_log`` ops) those of its
+  own ops that the snapshot lacks, and only then sends live ops on it. A mesh remote resumes the same
+  way, so its snapshot is merged once its resent ops are in (at most 2 s later): every op arrives
+  once, in order, and the snapshot only fills in what no resend carries. Through the relay the
+  snapshot is merged at once: the ops the others made meanwhile come from it.
+
+Snapshot requests carry the requester's index in the upper 16 bits of ``request_id`` and the
+participant whose snapshot is wanted in the lower 16 (0: any; ``net.protocol.routed_id``), so that
+the relay routes the chunks back and asks only one peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from net.errors import ProtocolError
+from net.peer import PeerLink
+from net.protocol import (
+    OpKind,
+    SnapshotAssembler,
+    SnapshotChunk,
+    SnapshotRequest,
+    StateDigest,
+    StateMessage,
+    StateOp,
+    chunk_snapshot,
+    encode_state,
+    parse_json,
+    routed_id,
+)
+from net.state import SharedState
+from net.tokens import RELAY_ID
+
+if TYPE_CHECKING:
+    from net.participant.config import OpSource
+    from net.participant.room import Participant
+
+log = logging.getLogger(__name__)
+
+
+class StateSync:
+    """The shared state of one participant and how it stays equal to everyone else's."""
+
+    def __init__(self, host: Participant) -> None:
+        self._host = host
+        self.state = SharedState(0)
+        self._assemblers: dict[int, SnapshotAssembler] = {}
+        # Resuming a rebuilt link: own ops kept for resending, remotes that had an open link before, and
+        # links waiting for the remote's snapshot before live ops go on them.
+        self._own_ops: deque[StateOp] = deque(maxlen=max(0, host.config.resend_log))
+        self._was_linked: set[str] = set()
+        self._resuming: set[PeerLink] = set()
+        self._last_request = -math.inf
+
+    def joined(self, index: int) -> None:
+        """Start the state afresh as participant ``index``."""
+        self.state = SharedState(index)
+
+    def forget_link(self, link: PeerLink) -> None:
+        """``link`` is gone: it no longer waits to resume."""
+        self._resuming.discard(link)
+
+    # ------------------------------------------------------------------ links opening
+
+    def link_opened(self, link: PeerLink) -> None:
+        """Ask a link that just opened for a snapshot; a rebuilt one resumes first (see the module docstring)."""
+        host = self._host
+        remote_index = 0 if link.remote == RELAY_ID else host.roster.index_of(link.remote)
+        if link.remote in self._was_linked and remote_index is not None:
+            # A rebuilt link: no live op goes on it until a snapshot says which of our ops the other side
+            # lacks, so that those are resent first and every op arrives in sequence order (_resume).
+            # Through the relay any participant's snapshot will do (0: the relay picks one): everyone
+            # got the same ops from the relay, in the same order.
+            self._resuming.add(link)
+            self.request_snapshot(link, remote_index)
+            host.spawn(self._until_resumed(link, remote_index))
+        else:
+            self.request_snapshot(link)
+        self._was_linked.add(link.remote)
+        host.spawn(self._until_caught_up(link))
+
+    async def _until_caught_up(self, link: PeerLink) -> None:
+        """Ask again each second until a snapshot arrives (the relay may have had nobody to ask yet)."""
+        host = self._host
+        while not host.caught_up.is_set() and link.is_open and not host.stopping:
+            await asyncio.sleep(1.0)
+            if not host.caught_up.is_set() and link.is_open:
+                self.request_snapshot(link)
+
+    async def _until_resumed(self, link: PeerLink, remote_index: int) -> None:
+        """Ask again each second until the remote's snapshot resumes ``link`` (a request can cross a close)."""
+        while link in self._resuming and link.is_open and not self._host.stopping:
+            await asyncio.sleep(1.0)
+            if link in self._resuming and link.is_open:
+                self.request_snapshot(link, remote_index)
+
+    def request_snapshot(self, link: PeerLink, source: int = 0) -> None:
+        """Ask for a snapshot on ``link``; through the relay, from participant ``source`` (0: any one)."""
+        index = self._host.index
+        request = encode_state(SnapshotRequest(index, routed_id(index, source)))
+        self._last_request = time.monotonic()
+        link.send("state", request)
+
+    # ------------------------------------------------------------------ local ops
+
+    def make_op(self, kind: OpKind | int, payload: Mapping[str, Any]) -> StateOp:
+        """Apply a local op to the shared state and send it to every open link (see ``Participant.make_op``)."""
+        host = self._host
+        op = self.state.make_op(kind, payload, host.clock())
+        self._own_ops.append(op)
+        data = encode_state(op)
+        for link in host.link_set.open_links():
+            if link not in self._resuming:  # a resuming link gets it with the resent ops, in order
+                link.send("state", data)
+        host.counters["ops_sent"] += 1
+        return op
+
+    async def ops_loop(self, source: OpSource | None) -> None:
+        """Make ``ops_rate_hz`` ops a second from ``source`` within the configured window."""
+        host = self._host
+        cfg = host.config
+        if cfg.ops_rate_hz <= 0 or source is None:
+            return
+        await asyncio.sleep(cfg.ops_start_s)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(host.caught_up.wait(), 10.0)
+        period = 1.0 / cfg.ops_rate_hz
+        counter = self.state.seq  # the source's ids stay unique across a rejoin when made from the counter
+        while not host.stopping and time.monotonic() - host.started < cfg.ops_stop_s \
+                and (cfg.ops_stop_at is None or time.time() < cfg.ops_stop_at):
+            counter += 1
+            made = source(host.index, counter)
+            if made is not None:
+                self.make_op(*made)
+            await asyncio.sleep(period)
+
+    def send_digests(self) -> None:
+        """Send our state digest to every open link and compare the digests received since the last time."""
+        host = self._host
+        digest = encode_state(StateDigest(host.index, self.state.op_count, host.clock(), self.state.digest()))
+        for link in host.link_set.open_links():
+            link.send("state", digest)
+        self._compare_digests()
+
+    # ------------------------------------------------------------------ receiving
+
+    def on_state(self, link: PeerLink, message: StateMessage, now: float) -> None:
+        """Take a state-channel message from ``link`` (received at ``now``, our clock)."""
+        host = self._host
+        if isinstance(message, StateOp):
+            remote = host.roster.source(link, message.participant, "op")
+            if remote is None:
+                return
+            if not self.state.apply(message).applied:
+                host.counters["ops_duplicate"] += 1
+                return
+            host.counters["ops_applied"] += 1
+            latency = host.one_way.latency(remote, message.sender_time, now)
+            if latency is not None:
+                host.monitor.record(remote.name, "state", latency, now)
+            if host.on_op is not None:
+                host.on_op(message, latency)
+        elif isinstance(message, SnapshotRequest):
+            for chunk in chunk_snapshot(host.index, message.request_id, self.state.snapshot_bytes()):
+                link.send("state", encode_state(chunk))
+            host.counters["snapshots_sent"] += 1
+        elif isinstance(message, SnapshotChunk):
+            self._on_chunk(link, message)
+        else:
+            remote = host.roster.source(link, message.participant, "digest")
+            if remote is None:
+                return
+            # Compared with ours at our next report (_compare_digests), not now: our digest after the
+            # latest op costs a pass over the whole state (0.4 ms at 1,600 ops), and sixteen
+            # participants' digests a second would cost every receiver that many times over.
+            remote.digest = (message.op_count, message.digest)
+            remote.digest_link = link
+
+    def _on_chunk(self, link: PeerLink, message: SnapshotChunk) -> None:
+        host = self._host
+        if message.snapshot_id >> 16 != host.index:
+            host.counters["misrouted"] += 1
+            return
+        assembler = self._assemblers.setdefault(message.participant, SnapshotAssembler())
+        body = assembler.add(message)
+        if body is None:
+            return
+        source = host.roster.remotes.get(message.participant)
+        resuming = link in self._resuming and source is not None and link.remote in (source.name, RELAY_ID)
+        # A mesh remote resumes too and resends its own ops: wait for them before merging.
+        # Through the relay nobody else resumes, so the snapshot is merged at once.
+        if resuming and self._resume(link, message.participant, body) and link.remote != RELAY_ID:
+            host.spawn(self._merge_later(message.participant, body))
+            return
+        self._merge(message.participant, body)
+
+    def _compare_digests(self) -> None:
+        """Compare every digest received since the last report with our state (digested once): a remote
+        ahead of us (more ops, or as many but others) twice in a row is asked for a snapshot."""
+        count = self.state.op_count
+        for remote in self._host.roster.remotes.values():
+            link, remote.digest_link = remote.digest_link, None
+            if link is None or remote.digest is None:
+                continue
+            their_count, theirs = remote.digest
+            ahead = their_count > count or (their_count == count and theirs != self.state.digest())
+            remote.behind = remote.behind + 1 if ahead else 0
+            # Two digests in a row: ops in flight explain one, not two a second apart.
+            if remote.behind >= 2 and time.monotonic() - self._last_request > 2.0 and link.is_open:
+                self._host.counters["resync_requests"] += 1
+                self.request_snapshot(link, remote.index)
+                remote.behind = 0
+
+    # ------------------------------------------------------------------ resuming and merging
+
+    def _resume(self, link: PeerLink, remote: int, body: bytes) -> bool:
+        """Resend, in order, our ops that the snapshot ``body`` from ``remote`` lacks; open ``link`` to live ops.
+
+        Returns True when the snapshot holds ops of ``remote`` that we lack: the remote resends those
+        (it resumes too), so merging the snapshot should wait for them (see :meth:`_merge_later`).
+        """
+        host = self._host
+        have = _applied(body, host.index)
+        missing = [op for op in self._own_ops if op.seq not in have]
+        for op in missing:
+            link.send("state", encode_state(op))
+        self._resuming.discard(link)
+        host.counters["ops_resent"] += len(missing)
+        log.info("%s: link to %s resumed (%d ops resent)", host.name, link.remote, len(missing))
+        theirs = _applied(body, remote)
+        return bool(theirs) and not self.state.has(remote, max(theirs))
+
+    async def _merge_later(self, remote: int, body: bytes, wait_s: float = 2.0) -> None:
+        """Merge a snapshot once ``remote``'s resent ops are in (they come in order), or after ``wait_s``."""
+        theirs = _applied(body, remote)
+        deadline = time.monotonic() + wait_s
+        while not self.state.has(remote, max(theirs)) and time.monotonic() < deadline and not self._host.stopping:
+            await asyncio.sleep(0.02)
+        self._merge(remote, body)
+
+    def _merge(self, source: int, body: bytes) -> None:
+        host = self._host
+        try:
+            added = self.state.merge_snapshot(body)
+        except ProtocolError as exc:
+            host.counters["malformed_state"] += 1
+            log.debug("%s: dropped a snapshot from %d: %s", host.name, source, exc)
+            return
+        host.counters["snapshots_merged"] += 1
+        host.caught_up.set()
+        log.info("%s: merged a snapshot from %d (%d new ops)", host.name, source, added)
+
+
+def _applied(body: bytes, participant: int) -> set[int]:
+    """The op sequence numbers of ``participant`` that a snapshot says are applied (empty if unreadable).
+
+    Only used to choose what to resend: an unreadable snapshot means resending everything, and a
+    duplicate op is dropped by the receiver.
+    """
+    try:
+        runs = parse_json(body, "snapshot")["applied"].get(str(participant), [])
+        return {s for lo, hi in runs if isinstance(lo, int) and isinstance(hi, int) and 0 < lo <= hi < lo + 10_000_000
+                for s in range(lo, hi + 1)}
+    except (ProtocolError, AttributeError, KeyError, TypeError, ValueError):
+        return set()
