@@ -6,8 +6,14 @@ the result is the same everywhere because
 - an op is identified by (participant, seq) and applied at most once;
 - clip planes, the twin transform, the selection, and each landmark's position and label are
   last-writer-wins registers ordered by the stamp (lamport, participant, seq), a total order;
-- strokes and landmarks are add/remove sets whose removal is final (a tombstone that also wins over
-  an add that arrives after it).
+- strokes, landmarks and measurements are add/remove sets whose removal is final (a tombstone that
+  also wins over an add that arrives after it);
+- a participant's "clear my marks" (``CLEAR_MARKS``) removes, finally, every stroke, landmark and
+  measurement that participant created with a stamp below the clear's: those already held, and those
+  that arrive later with an older stamp. A mark belongs to whoever created it (the stamp of its
+  stroke, of its landmark's placement, of its measurement); a landmark someone else moved is still
+  its placer's. As with deletes, a mark's id names one mark: an id created again after it was
+  removed stays removed.
 
 A late joiner asks for a :meth:`SharedState.snapshot` and :meth:`SharedState.merge_snapshot` s it: the
 merge takes the newer stamp of every register and the union of tombstones and applied op ids, so ops
@@ -30,8 +36,8 @@ from net.protocol import MAX_LAMPORT, OpKind, StateOp, canonical_json, parse_jso
 
 log = logging.getLogger(__name__)
 
-#: Version of the snapshot layout (``SharedState.snapshot()``).
-SNAPSHOT_VERSION = 1
+#: Version of the snapshot layout (``SharedState.snapshot()``); 2 added measurements and clears.
+SNAPSHOT_VERSION = 2
 
 Stamp = tuple[int, int, int]  # lamport, participant, seq: the total order of writes
 
@@ -115,6 +121,9 @@ class SharedState:
         self._clip: dict[int, dict[str, Any]] = {}  # index -> {"stamp", "plane": {...} | None}
         self._transform: dict[str, Any] | None = None  # {"stamp", "value"}
         self._selection: dict[str, Any] | None = None  # {"stamp", "structure"}
+        self._measures: _Register = _Register()  # id -> {"stamp", "a_mm", "b_mm", "distance_mm", "label", "geodesic_mm"}
+        self._measures_deleted: set[str] = set()
+        self._cleared: dict[int, list[int]] = {}  # participant -> stamp of its latest CLEAR_MARKS
         # The digest is asked for on every digest message from every peer (15 a second in a room of 16):
         # cached until the state changes, and the large registers keep their entries' JSON text.
         self._digest: bytes | None = None
@@ -169,22 +178,23 @@ class SharedState:
         p = op.payload
         kind = op.kind
         if kind is OpKind.STROKE_ADD:
-            if p["id"] not in self._erased:
+            if self._cleared_mark(stamp):
+                self._erase_stroke(p["id"])
+            elif p["id"] not in self._erased:
                 self._write(self._strokes, p["id"], stamp, {k: v for k, v in p.items() if k != "id"})
         elif kind is OpKind.STROKE_ERASE:
-            self._erased.add(p["id"])
-            self._strokes.pop(p["id"], None)
+            self._erase_stroke(p["id"])
         elif kind is OpKind.LANDMARK_PLACE:
-            if p["id"] not in self._deleted:
+            if self._cleared_mark(stamp):
+                self._delete_landmark(p["id"])
+            elif p["id"] not in self._deleted:
                 self._write(self._landmark_pos, p["id"], stamp, {"position": p["position"]})
                 self._write(self._landmark_info, p["id"], stamp, {"label": p["label"], "structure": p["structure"]})
         elif kind is OpKind.LANDMARK_MOVE:
             if p["id"] not in self._deleted:
                 self._write(self._landmark_pos, p["id"], stamp, {"position": p["position"]})
         elif kind is OpKind.LANDMARK_DELETE:
-            self._deleted.add(p["id"])
-            self._landmark_pos.pop(p["id"], None)
-            self._landmark_info.pop(p["id"], None)
+            self._delete_landmark(p["id"])
         elif kind is OpKind.CLIP_SET:
             self._write(self._clip, p["index"], stamp, {"plane": {"normal": p["normal"], "d": p["d"]}})
         elif kind is OpKind.CLIP_CLEAR:
@@ -192,9 +202,50 @@ class SharedState:
         elif kind is OpKind.TRANSFORM:
             if self._transform is None or tuple(self._transform["stamp"]) < stamp:
                 self._transform = {"stamp": list(stamp), "value": dict(p)}
-        elif kind is OpKind.SELECT:  # noqa: SIM102 - one branch per op kind, its guard inside, as above
+        elif kind is OpKind.SELECT:
             if self._selection is None or tuple(self._selection["stamp"]) < stamp:
                 self._selection = {"stamp": list(stamp), "structure": p["structure"]}
+        elif kind is OpKind.MEASURE:
+            if self._cleared_mark(stamp):
+                self._delete_measure(p["id"])
+            elif p["id"] not in self._measures_deleted:
+                self._write(self._measures, p["id"], stamp, {k: v for k, v in p.items() if k != "id"})
+        elif kind is OpKind.MEASURE_DELETE:
+            self._delete_measure(p["id"])
+        elif kind is OpKind.CLEAR_MARKS:
+            held = self._cleared.get(op.participant)
+            if held is None or tuple(held) < stamp:
+                self._cleared[op.participant] = list(stamp)
+            self._sweep()
+
+    def _erase_stroke(self, stroke_id: str) -> None:
+        self._erased.add(stroke_id)
+        self._strokes.pop(stroke_id, None)
+
+    def _delete_landmark(self, landmark_id: str) -> None:
+        self._deleted.add(landmark_id)
+        self._landmark_pos.pop(landmark_id, None)
+        self._landmark_info.pop(landmark_id, None)
+
+    def _delete_measure(self, measure_id: str) -> None:
+        self._measures_deleted.add(measure_id)
+        self._measures.pop(measure_id, None)
+
+    def _cleared_mark(self, stamp: Stamp | list[int]) -> bool:
+        """True when a mark created at ``stamp`` predates its creator's latest clear."""
+        cleared = self._cleared.get(stamp[1])
+        return cleared is not None and tuple(stamp) < tuple(cleared)
+
+    def _sweep(self) -> None:
+        """Remove every held mark its creator has cleared since (after a clear, or a snapshot's clears)."""
+        if not self._cleared:
+            return
+        for stroke_id in [k for k, v in self._strokes.items() if self._cleared_mark(v["stamp"])]:
+            self._erase_stroke(stroke_id)
+        for landmark_id in [k for k, v in self._landmark_info.items() if self._cleared_mark(v["stamp"])]:
+            self._delete_landmark(landmark_id)
+        for measure_id in [k for k, v in self._measures.items() if self._cleared_mark(v["stamp"])]:
+            self._delete_measure(measure_id)
 
     @staticmethod
     def _write(register: dict[Any, dict[str, Any]], key: Any, stamp: Stamp, value: dict[str, Any]) -> None:
@@ -233,6 +284,11 @@ class SharedState:
         """Selected structure or None."""
         return self._selection["structure"] if self._selection else None
 
+    @property
+    def measurements(self) -> dict[str, dict[str, Any]]:
+        """Undeleted measurements: id -> {"a_mm", "b_mm", "distance_mm", "label", "geodesic_mm"} (twin mm)."""
+        return {k: {f: v for f, v in m.items() if f != "stamp"} for k, m in self._measures.items()}
+
     # ------------------------------------------------------------------ snapshot and digest
 
     def _content(self) -> dict[str, Any]:
@@ -247,6 +303,9 @@ class SharedState:
             "clip": {str(i): c for i, c in sorted(self._clip.items())},
             "transform": self._transform,
             "selection": self._selection,
+            "measures": self._measures,
+            "measures_deleted": sorted(self._measures_deleted),
+            "cleared": {str(p): s for p, s in sorted(self._cleared.items())},
         }
 
     def _canonical(self, **extra: Any) -> bytes:
@@ -277,14 +336,14 @@ class SharedState:
         Raises
         ------
         ProtocolError
-            The snapshot is not a valid version-1 snapshot (nothing is changed then).
+            The snapshot is not a valid snapshot of this version (nothing is changed then).
         """
         data = parse_json(snapshot, "snapshot") if isinstance(snapshot, bytes) else snapshot
         try:
             parsed = _parse_snapshot(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"malformed snapshot: {exc!r}"[:200], "state") from None
-        applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport = parsed
+        applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared = parsed
         before = self.op_count
         self._digest = None
         for p, seqs in applied.items():
@@ -300,6 +359,15 @@ class SharedState:
             self._write(self._landmark_info, key, tuple(value["stamp"]), entry)
         for index, value in clip.items():
             self._write(self._clip, index, tuple(value["stamp"]), {"plane": value["plane"]})
+        self._measures_deleted |= gone
+        for key, value in measures.items():
+            self._write(self._measures, key, tuple(value["stamp"]), {k: v for k, v in value.items() if k != "stamp"})
+        for measure_id in self._measures_deleted:
+            self._measures.pop(measure_id, None)
+        for participant, stamp in cleared.items():
+            held = self._cleared.get(participant)
+            if held is None or tuple(held) < tuple(stamp):
+                self._cleared[participant] = stamp
         for stroke_id in self._erased:
             self._strokes.pop(stroke_id, None)
         for landmark_id in self._deleted:
@@ -309,6 +377,7 @@ class SharedState:
             self._transform = transform
         if selection is not None and (self._selection is None or tuple(self._selection["stamp"]) < tuple(selection["stamp"])):
             self._selection = selection
+        self._sweep()
         self.lamport = max(self.lamport, lamport)
         # A participant that rejoins with a fresh process resumes its own sequence after what the room holds.
         self.seq = max(self.seq, 0, *self._applied.get(self.participant, ()))
@@ -328,7 +397,7 @@ def _stamp(value: Any) -> list[int]:
 def _parse_snapshot(data: Any) -> tuple[Any, ...]:
     """Validate a snapshot's structure (values of ops are re-validated through ``validate_payload``)."""
     if not isinstance(data, Mapping) or data.get("v") != SNAPSHOT_VERSION:
-        raise ValueError("not a version-1 snapshot")
+        raise ValueError(f"not a version-{SNAPSHOT_VERSION} snapshot")
     applied: dict[int, set[int]] = {}
     for p, runs in data["applied"].items():
         seqs: set[int] = set()
@@ -371,4 +440,10 @@ def _parse_snapshot(data: Any) -> tuple[Any, ...]:
     lamport = data["lamport"]
     if not isinstance(lamport, int) or not 0 <= lamport <= MAX_LAMPORT:
         raise ValueError("bad lamport")
-    return applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport
+    measures = {}
+    for key, value in data["measures"].items():
+        payload = validate_payload(OpKind.MEASURE, {"id": key, **{k: v for k, v in value.items() if k != "stamp"}})
+        measures[key] = {"stamp": _stamp(value["stamp"]), **{k: v for k, v in payload.items() if k != "id"}}
+    gone = {validate_payload(OpKind.MEASURE_DELETE, {"id": k})["id"] for k in data["measures_deleted"]}
+    cleared = {int(p): _stamp(stamp) for p, stamp in data["cleared"].items()}
+    return applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared

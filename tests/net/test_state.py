@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 
 import pytest
@@ -164,15 +165,20 @@ def test_rejoining_participant_resumes_its_sequence() -> None:
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda s: s.update(v=2),
+        lambda s: s.update(v=1),
         lambda s: s["applied"].update({"1": [[5, 2]]}),
         lambda s: s["strokes"].update({"x": {"stamp": [1, 1, 1], "points": [], "color": [1, 1, 1, 1], "width": 0.001}}),
         lambda s: s["clip"].update({"9": {"stamp": [1, 1, 1], "plane": None}}),
         lambda s: s.update(transform={"stamp": [1, 1], "value": {}}),
         lambda s: s.pop("erased"),
         lambda s: s.update(lamport=-1),
+        lambda s: s["measures"].update({"m": {"stamp": [1, 1, 1], "a_mm": [0, 0, 0], "b_mm": [1, 0, 0],
+                                              "distance_mm": 2.0, "label": "", "geodesic_mm": None}}),
+        lambda s: s["cleared"].update({"1": [1, 1]}),
+        lambda s: s.pop("measures_deleted"),
     ],
-    ids=["version", "range", "stroke", "clip-index", "stamp", "missing-key", "lamport"],
+    ids=["version", "range", "stroke", "clip-index", "stamp", "missing-key", "lamport", "measure-distance", "cleared-stamp",
+         "missing-measures-deleted"],
 )
 def test_malformed_snapshot_is_refused_and_changes_nothing(history: list[StateOp], mutate) -> None:  # type: ignore[no-untyped-def]
     """A snapshot that breaks the schema raises ProtocolError and leaves the state as it was."""
@@ -215,3 +221,123 @@ def test_kept_entry_texts_stay_equal_to_the_whole_state_written_afresh(history: 
             state.merge_snapshot(other.snapshot_bytes())
             assert state._canonical() == canonical_json(state._content())
             assert state.snapshot_bytes() == canonical_json(state.snapshot())
+
+
+def _measure(mark: str, a: list[float], b: list[float]) -> tuple[OpKind, dict]:
+    return OpKind.MEASURE, {"id": mark, "a_mm": a, "b_mm": b, "distance_mm": math.dist(a, b), "label": mark}
+
+
+def test_a_measurement_is_placed_once_and_its_delete_is_final() -> None:
+    """A measurement shows with its endpoints and distance in twin mm; applied twice it changes nothing;
+    deleted, it stays deleted, even against its own add arriving again or late."""
+    author, other = SharedState(1), SharedState(2)
+    add = _wire(author.make_op(*_measure("1:m", [0, 0, 0], [30, 40, 0]), 0.0))
+    assert other.apply(add).applied and not other.apply(add).applied
+    assert other.measurements == {"1:m": {"a_mm": [0.0, 0.0, 0.0], "b_mm": [30.0, 40.0, 0.0], "distance_mm": 50.0,
+                                          "label": "1:m", "geodesic_mm": None}}
+    delete = _wire(author.make_op(OpKind.MEASURE_DELETE, {"id": "1:m"}, 0.0))
+    late = SharedState(3)
+    for op in (delete, add):  # the delete overtakes the add
+        late.apply(op)
+    other.apply(delete)
+    assert other.measurements == late.measurements == author.measurements == {}
+    assert other.digest() == late.digest() == author.digest()
+
+
+def test_clearing_removes_only_the_senders_marks_made_before() -> None:
+    """Alice clears her marks: her stroke, landmark (moved by Bob meanwhile) and measurement go; Bob's
+    stay; what Alice makes after the clear stays; Bob's clear does not touch Alice's."""
+    alice, bob = SharedState(1), SharedState(2)
+    ops = [
+        alice.make_op(OpKind.STROKE_ADD, {"id": "1:s", "points": [[0, 1, 0]]}, 0.0),
+        alice.make_op(OpKind.LANDMARK_PLACE, {"id": "1:l", "position": [0, 1, 0], "label": "apex"}, 0.0),
+        alice.make_op(*_measure("1:m", [0, 0, 0], [1, 2, 2]), 0.0),
+        bob.make_op(OpKind.STROKE_ADD, {"id": "2:s", "points": [[0, 1, 0]]}, 0.0),
+        bob.make_op(OpKind.LANDMARK_PLACE, {"id": "2:l", "position": [0, 1, 0]}, 0.0),
+        bob.make_op(*_measure("2:m", [0, 0, 0], [3, 4, 0]), 0.0),
+    ]
+    for op in ops:
+        (bob if op.participant == 1 else alice).apply(op)
+    moved = bob.make_op(OpKind.LANDMARK_MOVE, {"id": "1:l", "position": [0, 1.5, 0]}, 0.0)
+    alice.apply(moved)
+    clear = alice.make_op(OpKind.CLEAR_MARKS, {}, 0.0)
+    after = alice.make_op(OpKind.STROKE_ADD, {"id": "1:s2", "points": [[0, 1, 0]]}, 0.0)
+    bob.apply(clear)
+    bob.apply(after)
+    for state in (alice, bob):
+        assert set(state.strokes) == {"2:s", "1:s2"}
+        assert set(state.landmarks) == {"2:l"} and set(state.measurements) == {"2:m"}
+    bob_clear = bob.make_op(OpKind.CLEAR_MARKS, {}, 0.0)
+    alice.apply(bob_clear)
+    for state in (alice, bob):
+        assert set(state.strokes) == {"1:s2"} and state.landmarks == {} and state.measurements == {}
+    assert alice.digest() == bob.digest()
+
+
+@pytest.fixture
+def marks_history() -> list[StateOp]:
+    """Three peers drawing, placing, measuring, moving and deleting each other's marks and clearing their
+    own, concurrently (each sees only its own ops); every mark has its own id, as tools make them."""
+    ops = []
+    for participant in (1, 2, 3):
+        state = SharedState(participant)
+        rng = random.Random(participant)
+        for i in range(80):
+            own, other = f"{participant}:{i}", f"{rng.choice((1, 2, 3))}:{rng.randrange(i + 1)}"
+            pos = [rng.uniform(-1, 1), rng.uniform(0, 2), rng.uniform(-1, 1)]
+            a, b = [rng.uniform(-90, 90) for _ in range(3)], [rng.uniform(-90, 90) for _ in range(3)]
+            kind, payload = rng.choice([
+                (OpKind.STROKE_ADD, {"id": own, "points": [pos, pos]}),
+                (OpKind.LANDMARK_PLACE, {"id": own, "position": pos, "label": own}),
+                _measure(own, a, b),
+                (OpKind.LANDMARK_MOVE, {"id": other, "position": pos}),
+                (OpKind.STROKE_ERASE, {"id": other}),
+                (OpKind.MEASURE_DELETE, {"id": other}),
+                (OpKind.CLEAR_MARKS, {}),
+            ])  # fmt: skip
+            ops.append(_wire(state.make_op(kind, payload, sender_time=1.0)))
+    return ops
+
+
+def test_marks_and_clears_converge_in_any_order(marks_history: list[StateOp]) -> None:
+    """Ten peers receiving the marks history in ten shuffled orders (clears overtaking the marks they
+    clear, moves before places) hold equal marks and digests; every clear removed something."""
+    digests, views = set(), []
+    for seed in range(10):
+        order = marks_history[:]
+        random.Random(seed).shuffle(order)
+        state = SharedState(9)
+        for op in order:
+            state.apply(op)
+        digests.add(state.digest())
+        views.append((state.strokes, state.landmarks, state.measurements))
+    assert len(digests) == 1 and all(view == views[0] for view in views)
+    strokes, landmarks, measurements = views[0]
+    assert strokes and landmarks and measurements  # marks made after the last clear of their author survive
+    made = sum(1 for op in marks_history if op.kind in (OpKind.STROKE_ADD, OpKind.LANDMARK_PLACE, OpKind.MEASURE))
+    assert len(strokes) + len(landmarks) + len(measurements) < made
+
+
+def test_marks_survive_snapshots_and_late_clears(marks_history: list[StateOp]) -> None:
+    """A snapshot taken half way, merged into a peer that then receives every op (again), gives the
+    same state as applying them all; a snapshot carrying only a clear removes the marks it clears."""
+    whole = SharedState(9)
+    for op in marks_history:
+        whole.apply(op)
+    half = SharedState(8)
+    for op in marks_history[::2]:
+        half.apply(op)
+    joiner = SharedState(7)
+    joiner.merge_snapshot(half.snapshot_bytes())
+    for op in marks_history:
+        joiner.apply(op)
+    assert joiner.digest() == whole.digest()
+    assert SharedState(6).merge_snapshot(whole.snapshot()) == whole.op_count
+
+    alice, bob = SharedState(1), SharedState(2)
+    bob.apply(alice.make_op(OpKind.STROKE_ADD, {"id": "1:s", "points": [[0, 1, 0]]}, 0.0))
+    clear = alice.make_op(OpKind.CLEAR_MARKS, {}, 0.0)
+    only_clear = SharedState(3)
+    only_clear.apply(clear)
+    bob.merge_snapshot(only_clear.snapshot_bytes())
+    assert bob.strokes == {} and bob.digest() == alice.digest()
