@@ -68,6 +68,8 @@ class PoseStream:
         data = encode_pose(record)
         sent = sum(link.send("pose", data) for link in host.link_set.open_links())
         host.counters["poses_sent"] += 1
+        if host.on_sent is not None:
+            host.on_sent("pose", data, record.sender_time)
         return sent
 
     async def loop(self, source: PoseSource | None) -> None:

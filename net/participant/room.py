@@ -101,6 +101,10 @@ class Participant:
         self.room = ""
         self.on_pose: Callable[[PoseRecord, float | None], None] | None = None
         self.on_op: Callable[[StateOp, float | None], None] | None = None
+        # Observers for a recorder: each message this participant sends (channel, bytes, its sender time),
+        # and each signaling message before it is handled (peer-joined, peer-left...).
+        self.on_sent: Callable[[str, bytes, float], None] | None = None
+        self.on_signal: Callable[[dict[str, Any]], None] | None = None
         self.network = None  # the fault-injection proxies (net.faults.FaultyNetwork) when config.faults is set
         if self.config.faults is not None:
             from net.faults import FaultyNetwork  # noqa: PLC0415 - only fault-injection runs need the proxies
@@ -262,6 +266,8 @@ class Participant:
                     await self._rejoin()
                 continue
             try:
+                if self.on_signal is not None:
+                    self.on_signal(message)
                 await self._on_signaling(message)
             except (NetError, KeyError, TypeError, ValueError) as exc:
                 # A message that does not fit the schema is counted and skipped; the session goes on.

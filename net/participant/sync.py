@@ -128,6 +128,8 @@ class StateSync:
             if link not in self._resuming:  # a resuming link gets it with the resent ops, in order
                 link.send("state", data)
         host.counters["ops_sent"] += 1
+        if host.on_sent is not None:
+            host.on_sent("state", data, op.sender_time)
         return op
 
     async def ops_loop(self, source: OpSource | None) -> None:
