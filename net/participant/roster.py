@@ -23,6 +23,7 @@ class RemotePeer:
 
     name: str
     index: int
+    role: str = ""  # the role its token gives it (signaling's peer entry)
     clock: ClockEstimator | RelayedClock = field(default_factory=ClockEstimator)  # RelayedClock in a relay room
     pose_message: bytes | None = None  # the newest pose applied, as it came (checked): ``pose`` decodes it
     digest: tuple[int, bytes] | None = None
@@ -68,6 +69,7 @@ class Roster:
         remote = self.remotes.get(index)
         if remote is None or remote.name != name:
             remote = self.remotes[index] = RemotePeer(name, index, clock=self._remote_clock())
+        remote.role = str(peer.get("role", ""))
         return remote
 
     def _remote_clock(self) -> ClockEstimator | RelayedClock:
