@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import SignalingError
 from net.tokens import ROLES, SecretError, TokenError, issue_token, load_secret
+from sessions.recording.format import RecordingError
 
 if TYPE_CHECKING:
     from net.participant import Participant
@@ -48,6 +51,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     SignalingError,
     JoinArgumentError,
     EventLoopError,
+    RecordingError,
 )
 
 
@@ -133,7 +137,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--connect-timeout", type=float, default=3.0, metavar="S",
                       help="a rebuilt link not open after this long is offered again; 0 never (default %(default)s)")
     _add_loop_option(join)
+    join.add_argument("--record", metavar="FILE.mvr", help="record the consultation as this participant sees it")
     join.set_defaults(func=_join)
+    _register_replay(actions)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -210,7 +216,10 @@ def _join(args: argparse.Namespace) -> int:
     clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
     participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None,
                               poses=procedural_poses, ops=ScriptedOps())
-    report = run_on_loop(lambda: _run_participant(participant, duration), args.loop)
+    if args.record:
+        report = run_on_loop(lambda: _run_recorded(participant, duration, args.record, getattr(args, "twin", None)), args.loop)
+    else:
+        report = run_on_loop(lambda: _run_participant(participant, duration), args.loop)
     pose = report["latency"]["room"]["pose"] or {}
     state = report["latency"]["room"]["state"] or {}
     print(
@@ -234,3 +243,77 @@ async def _run_participant(participant: Participant, duration_s: float) -> dict[
         loop.add_signal_handler(signum, stop.set)
     report = await participant.run(duration_s, stop=stop)
     return {**report, "event_loop": running_loop_name()}
+
+
+# --- recording and replay ----------------------------------------------------------------------------
+
+
+async def _run_recorded(participant: Participant, duration_s: float, path: str, twin: str | None) -> dict[str, Any]:
+    """``_run_participant`` with a :class:`~sessions.recording.recorder.SessionRecorder` attached."""
+    from sessions.recording.recorder import SessionRecorder  # noqa: PLC0415 - only a recorded join needs it
+
+    recorder = SessionRecorder(path, twin_name=twin)
+    recorder.attach(participant)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        recorder.begin(await participant.start())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration_s)
+        report = participant.report()
+    finally:
+        await participant.stop()
+        recorder.close()
+    return {**report, "event_loop": running_loop_name(), "recording": path}
+
+
+def _register_replay(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = actions.add_parser("replay", help="render a recorded consultation again, or print its state at a time")
+    replay.add_argument("recording", help="the .mvr file (from 'consult join --record')")
+    replay.add_argument("--out", help="folder for the PNGs (required unless --json)")
+    view = replay.add_mutually_exclusive_group()
+    view.add_argument("--from", dest="viewer", metavar="PARTICIPANT", help="view from this participant's recorded head")
+    view.add_argument("--camera", choices=("free",), default="free", help="orbit the twin (default)")
+    replay.add_argument("--at", type=float, metavar="T", help="seconds into the recording: one frame (or the state) then")
+    replay.add_argument("--every", type=float, default=1.0, metavar="S", help="seconds between PNGs (default %(default)s)")
+    replay.add_argument("--rate", type=float, default=30.0, help="frames per second replayed (default %(default)s)")
+    replay.add_argument("--width", type=int, default=480, help="pixels per eye (default %(default)s)")
+    replay.add_argument("--height", type=int, default=480, help="pixels per eye (default %(default)s)")
+    replay.add_argument("--twin", help="the twin to load (default: the one the recording names)")
+    replay.add_argument("--json", action="store_true", help="print the shared state at --at (default: the end) as JSON")
+    replay.set_defaults(func=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from sessions.recording.format import read_recording  # noqa: PLC0415 - replay only
+    from sessions.recording.replay import render, state_report  # noqa: PLC0415
+
+    recording = read_recording(args.recording)
+    if recording.problem is not None:
+        print(f"medverse consult replay: {recording.problem}; replaying what precedes it", file=sys.stderr)
+    if args.at is not None and not args.at >= 0.0:
+        raise RecordingError(f"--at must be >= 0 s, got {args.at}")
+    if args.json:
+        print(json.dumps(state_report(recording, args.at), indent=1, sort_keys=True))
+        return 0
+    if not args.out:
+        raise RecordingError("give --out DIR for the PNGs (or --json for the state)")
+    if args.every <= 0 or args.rate <= 0 or args.width <= 0 or args.height <= 0:
+        raise RecordingError("--every, --rate, --width and --height must be positive")
+    name = args.twin or recording.header.twin_name
+    if not name:
+        raise RecordingError(f"{args.recording}: the recording names no twin; give --twin NAME")
+    from assets.errors import AssetError  # noqa: PLC0415
+    from sessions.cli.xr import load_twin  # noqa: PLC0415
+
+    try:
+        twin = load_twin(name)
+    except AssetError as exc:
+        raise RecordingError(f"cannot load the recording's twin {name!r}: {exc}") from None
+    result = render(recording, twin, args.out, viewer=args.viewer, at=args.at, every_s=args.every, rate_hz=args.rate,
+                    width=args.width, height=args.height)  # fmt: skip
+    print(f"medverse consult replay: {recording.path} ({result.view}): {result.frames} frames, "
+          f"{len(result.written)} PNGs in {args.out}; {result.op_count} ops, digest {result.digest[:16]}", flush=True)
+    return 0
