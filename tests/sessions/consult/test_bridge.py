@@ -1,0 +1,164 @@
+"""The state bridge: intents on one workspace reach another through state ops, and back, identically."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from net.protocol import OpKind, StateOp, decode_state, encode_state
+from net.state import SharedState
+from sessions import intents as it
+from sessions.consult.bridge import StateBridge, workspace_view
+from sessions.sim import working_scene
+from sessions.workspace import Workspace
+
+LEFT = "left cerebral hemisphere (pial)"
+RIGHT = "right cerebral hemisphere (pial)"
+
+
+class LoopbackRoom:
+    """A room of shared states that pass every op through the wire encoding to the others."""
+
+    def __init__(self) -> None:
+        self.members: list[Member] = []
+
+    def join(self, name: str, twin: Any) -> Member:
+        member = Member(self, name, len(self.members) + 1, twin)
+        for other in self.members:  # a late joiner merges a snapshot
+            member.state.merge_snapshot(other.state.snapshot_bytes())
+        member.bridge.reconcile()
+        self.members.append(member)
+        return member
+
+
+class Member:
+    def __init__(self, room: LoopbackRoom, name: str, index: int, twin: Any) -> None:
+        self.room, self.name = room, name
+        self.state = SharedState(index)
+        self.workspace = Workspace(working_scene(twin))
+        self.bridge = StateBridge(self.workspace, self, name, clock=lambda: 1.0)
+        self.held: list[StateOp] = []  # ops not yet delivered (tests reorder them)
+
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
+        op = self.state.make_op(kind, payload, 1.0)
+        for other in self.room.members:
+            if other is not self:
+                other.held.append(decode_state(encode_state(op)))  # type: ignore[arg-type]
+        return op
+
+    def deliver(self, shuffle: random.Random | None = None) -> None:
+        ops, self.held = self.held, []
+        if shuffle is not None:
+            shuffle.shuffle(ops)
+        for op in ops:
+            self.state.apply(op)
+            self.bridge.note_op(op, next(m.name for m in self.room.members if m.state.participant == op.participant))
+
+
+def _work(ws: Workspace, user: str) -> None:
+    """What a user does with the tools, as the intents they make."""
+    for intent in [
+        it.Select(user, 0.1, LEFT),
+        it.PlaceLandmark(user, 0.2, ws.new_id(user, "L"), "nasion", (-25.51, 57.43, 19.8), LEFT),
+        it.PlaceLandmark(user, 0.3, ws.new_id(user, "L"), "L2", (-44.3, 28.6, 36.7), LEFT),
+        it.Measure(user, 0.4, ws.new_id(user, "M"), (-25.51, 57.43, 19.8), (-44.3, 28.6, 36.7), 38.33, None, (LEFT, LEFT)),
+        it.AddClipPlane(user, 0.5, ws.new_id(user, "P"), (0.0, 0.0, -1.0), 12.5),
+        it.AddStroke(user, 0.6, ws.new_id(user, "S"), ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)), on_surface=True),
+        it.SetTwinPose(user, 0.7, (0.01, 0.02, -0.03), (0.0, 0.38268, 0.0, 0.92388), 1.5),
+        it.MoveLandmark(user, 0.8, f"{user}/L2", (-40.0, 30.0, 35.0), LEFT),
+    ]:
+        assert ws.apply(intent), intent
+
+
+def test_intents_become_ops_and_the_same_intents_on_another_workspace(brain: Any) -> None:
+    """Every kind of shared intent made on A shows identically on B (through encoded ops), and B's
+    workspace changed only through intents (its applied list) attributed to A's user."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    _work(a.workspace, "alice")
+    b.deliver()
+    assert workspace_view(a.workspace) == workspace_view(b.workspace)
+    assert a.state.digest() == b.state.digest()
+    assert {i.user for i in b.workspace.applied} == {"alice"}
+    assert b.workspace.landmarks["alice/L1"].label == "nasion"
+    assert b.workspace.measurements["alice/M1"].structures == (LEFT, LEFT)
+    assert a.held == [] and a.bridge.counters.ops_sent == 8  # one op per intent
+    # and back: B undoes nothing of A's, but erases nothing either; B's own work reaches A
+    _work(b.workspace, "bob")
+    a.deliver()
+    assert workspace_view(a.workspace) == workspace_view(b.workspace)
+    # bob's selection and placement of the twin were the room's already: nothing to send; no echo
+    assert b.bridge.counters.ops_sent == 6 and a.bridge.counters.ops_sent == 8
+
+
+def test_undo_clear_planes_and_erase_travel_as_ops(brain: Any) -> None:
+    """Undo, clearing the clip planes and deleting marks are sent as the ops they amount to."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    _work(a.workspace, "alice")
+    for intent in [it.Undo("alice", 1.0), it.ClearClipPlanes("alice", 1.1), it.EraseStroke("alice", 1.2, "alice/S1"),
+                   it.DeleteMeasurement("alice", 1.3, "alice/M1"), it.Undo("alice", 1.4)]:
+        assert a.workspace.apply(intent), intent
+    b.deliver()
+    assert workspace_view(a.workspace) == workspace_view(b.workspace)
+    assert b.workspace.planes == {} and b.workspace.strokes == {}
+    # removals are final in the room: undoing one puts nothing back, here or there, and says so
+    assert "alice/M1" not in a.workspace.measurements
+    assert a.bridge.feedback.startswith("removals are final")
+    assert b.workspace.landmarks["alice/L2"].point_mm == (-44.3, 28.6, 36.7)  # the first undid the move
+
+
+def test_concurrent_work_converges_in_any_order_and_a_late_joiner_sees_it(brain: Any) -> None:
+    """Two users working at once, their ops delivered shuffled: both workspaces and a late joiner's agree."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    _work(a.workspace, "alice")
+    _work(b.workspace, "bob")
+    b.deliver(random.Random(2))
+    assert b.workspace.apply(it.DeleteLandmark("bob", 2.0, "alice/L1"))
+    a.deliver(random.Random(1))
+    assert a.state.digest() == b.state.digest()
+    assert workspace_view(a.workspace) == workspace_view(b.workspace)
+    c = room.join("carol", brain)
+    assert workspace_view(c.workspace) == workspace_view(a.workspace)
+    assert "alice/L1" not in c.workspace.landmarks and len(c.workspace.planes) == 2
+
+
+def test_clear_my_marks_removes_only_mine_everywhere(brain: Any) -> None:
+    """CLEAR_MARKS: alice's landmarks, measurement and stroke go on both sides; bob's stay."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    _work(a.workspace, "alice")
+    _work(b.workspace, "bob")
+    a.deliver()
+    b.deliver()
+    a.bridge.clear_my_marks()
+    b.deliver()
+    for m in (a, b):
+        assert {k.split("/")[0] for k in [*m.workspace.landmarks, *m.workspace.measurements, *m.workspace.strokes]} == {"bob"}
+    assert workspace_view(a.workspace) == workspace_view(b.workspace)
+
+
+def test_a_refused_intent_is_feedback_and_changes_nothing(brain: Any) -> None:
+    """A local intent the policy refuses is never sent and is rolled back from the shared state."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    a.bridge.permit = lambda intent: "observers may not cut" if intent.kind == "clip_plane" else None
+    before = workspace_view(a.workspace)
+    assert a.workspace.apply(it.AddClipPlane("alice", 0.5, "alice/P1", (0.0, 0.0, -1.0), 12.5))
+    assert workspace_view(a.workspace) == before and a.workspace.planes == {}
+    assert a.bridge.feedback == "refused: observers may not cut" and a.bridge.counters.refused == 1
+    assert b.held == [] and a.state.op_count == 0
+    assert a.workspace.apply(it.Select("alice", 0.6, RIGHT))  # what is allowed still goes
+    b.deliver()
+    assert b.workspace.selection["structure"] == RIGHT
+
+
+def test_a_remote_value_the_workspace_cannot_show_is_counted_not_retried(brain: Any) -> None:
+    """A selection of a structure this twin lacks is counted once, left alone, and breaks nothing."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    a.make_op(OpKind.SELECT, {"structure": "no such structure"})
+    b.deliver()
+    b.bridge.reconcile(force=True)
+    assert b.bridge.counters.not_applicable == 1 and b.workspace.selection["structure"] is None
