@@ -136,6 +136,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       "(default %(default)s)")
     join.add_argument("--connect-timeout", type=float, default=3.0, metavar="S",
                       help="a rebuilt link not open after this long is offered again; 0 never (default %(default)s)")
+    join.add_argument("--backend", choices=("none", "sim", "openxr", "desktop", "auto"), default="none",
+                      help="none: a headless participant streaming scripted poses and ops (benchmarks); sim: in the room "
+                      "with the twin rendered in the simulator (default %(default)s)")
+    join.add_argument("--twin", help="the room's twin (the first participant names it; the others load the room's and "
+                      "are refused on a content mismatch); default: the room's, else brain")
+    join.add_argument("--script", type=Path, help="with --backend sim: JSON motion script that plays this participant")
+    join.add_argument("--out", type=Path, help="with --backend sim: folder for this participant's frames as PNG")
+    join.add_argument("--every", type=int, default=30,
+                      help="with --out: write every Nth frame and the script's keyframes (default %(default)s)")
+    join.add_argument("--width", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
+    join.add_argument("--height", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
+    join.add_argument("--rate", type=float, default=30.0, help="with --backend sim: frames per second (default %(default)s)")
+    join.add_argument("--present", action="store_true", help="present: the others may follow this participant's view")
+    join.add_argument("--follow", metavar="NAME", help="render from presenter NAME's viewpoint while they present")
     _add_loop_option(join)
     join.add_argument("--record", metavar="FILE.mvr", help="record the consultation as this participant sees it")
     join.set_defaults(func=_join)
@@ -214,6 +228,13 @@ def _join(args: argparse.Namespace) -> int:
     )
     offset = args.clock_offset
     clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
+    if args.backend != "none":
+        from sessions.consult.join import JoinError, join_rendered  # noqa: PLC0415 - GL only when rendering
+
+        try:
+            return join_rendered(args, config, clock, duration)
+        except JoinError as exc:
+            raise JoinArgumentError(str(exc)) from None
     participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None,
                               poses=procedural_poses, ops=ScriptedOps())
     if args.record:

@@ -1,0 +1,129 @@
+"""``medverse consult join --backend sim``: a participant in the room with the twin rendered.
+
+Joins the room, learns (or names) the room's twin and checks its content hash, then runs the session
+loop in the simulator, played by ``--script`` (a motion script, as ``medverse sim`` takes), writing
+its frames as PNG to ``--out``. Once a second it prints the heads-up line of every remote
+(``heads-up NAME t=...: bob: 3.1 ms, 100% within 30 ms; carol: STALE (1.2 s)``). The JSON report
+(``--report``) is the participant's, with a ``consult`` section: the twin, frames, PNGs written, the
+workspace as shown, heads-up lines, STALE transitions (UNIX times), the bridge's counters and every
+intent applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from assets.twin import Twin
+from net.participant import Participant, ParticipantConfig
+from sessions.consult.bridge import workspace_view
+from sessions.consult.room import ConsultSession, Pump, TwinMismatchError, resolve_twin, start_participant, twin_hash
+from sessions.run import FrameWriter, SessionConfig, run
+from sessions.sim import aim_resolver, working_scene
+from xrcore.input import Picker
+from xrcore.motion import load_script, procedural
+
+
+class JoinError(ValueError):
+    """A rendered join cannot go ahead (the message says why, in one line)."""
+
+
+def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: Any, duration: float) -> int:
+    """Run ``join`` with a rendering backend (see the module docstring); returns the exit code."""
+    if args.backend != "sim":
+        raise JoinError(f"--backend {args.backend} is not joined to a room yet: use sim or none")
+    if args.width < 1 or args.height < 1 or args.rate <= 0 or args.every < 0:
+        raise JoinError("--width, --height and --rate must be positive and --every >= 0")
+    # poses go out once a frame, from the frame loop; the participant's own pose loop stays off
+    config = dataclasses.replace(config, pose_rate_hz=0.0, ops_rate_hz=0.0)
+    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
+    loop = asyncio.new_event_loop()
+    stop = {"now": False}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.update(now=True))
+    try:
+        start_participant(loop, participant)
+        try:
+            twin = resolve_twin(participant, args.twin, _load_twin, "brain")
+        except TwinMismatchError as exc:
+            raise JoinError(str(exc)) from None
+        report = _render(args, participant, loop, twin, duration, stop)
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(participant.stop())
+        loop.close()
+    pose = report["latency"]["room"]["pose"] or {}
+    print(f"medverse consult: {report['participant']} in {report['room']} with {report['consult']['twin']}: "
+          f"{report['consult']['frames']} frames, {report['counters'].get('poses_applied', 0)} poses "
+          f"(p99 {pose.get('p99_ms', float('nan')):.2f} ms), {report['state']['op_count']} ops; "
+          f"digest {report['state']['digest'][:16]}", flush=True)  # fmt: skip
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+def _load_twin(name: str) -> Twin:
+    from sessions.cli.xr import load_twin  # noqa: PLC0415 - the CLI's resolver of names and files
+
+    return load_twin(name)
+
+
+def _render(args: argparse.Namespace, participant: Participant, loop: asyncio.AbstractEventLoop, twin: Twin,
+            duration: float, stop: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
+    from xrcore.backends.sim import SimBackend, SimConfig  # noqa: PLC0415 - GL only when rendering
+    from xrcore.render import Renderer, RendererConfig  # noqa: PLC0415
+
+    scene = working_scene(twin)
+    session = ConsultSession(scene, SessionConfig(user=participant.name, hud=False), Picker(twin), participant)
+    if args.present:
+        session.present()
+    if args.follow:
+        session.follow(args.follow)
+    if args.script:
+        motion: Any = load_script(args.script).with_aims(aim_resolver(session))
+    else:
+        centre, size = scene.twin_center_and_size()
+        motion = procedural("look-around", centre.tolist(), size)
+    backend = SimBackend(SimConfig(frames=None, rate_hz=args.rate, width=args.width, height=args.height, motion=motion))
+    writer = FrameWriter(args.out, args.every) if args.out else None
+    printed = [0.0]
+
+    def heads_up(elapsed: float) -> None:
+        if elapsed - printed[0] >= 1.0:
+            printed[0] = elapsed
+            lines = session.presence.lines(participant.clock())
+            print(f"heads-up {participant.name} t={elapsed:.1f}s: " + ("; ".join(lines) or "alone"), flush=True)
+
+    pump = Pump(loop, args.rate, duration, stop=lambda: stop["now"], tick=heads_up)
+    backend.start()
+    try:
+        renderer = Renderer(backend.context, RendererConfig(width=args.width, height=args.height, samples=1, rate_hz=args.rate))
+        try:
+            run(backend, session, renderer, writer=writer, on_frame=pump)
+            gl_errors = int(renderer.gl_errors)
+        finally:
+            renderer.close()
+    finally:
+        backend.stop()
+    # a last moment for ops in flight, then the state everyone should share
+    loop.run_until_complete(asyncio.sleep(0.3))
+    session.bridge.reconcile()
+    report = participant.report()
+    report["consult"] = {
+        "twin": f"{twin.name} {twin_hash(twin)}",
+        "frames": pump.frames,
+        "gl_errors": gl_errors,
+        "written": [str(w.path) for w in writer.written] if writer else [],
+        "workspace": workspace_view(session.workspace),
+        "heads_up": session.presence.lines(participant.clock()),
+        "stale_events": [dataclasses.asdict(e) for e in session.stale_events],
+        "bridge": dataclasses.asdict(session.bridge.counters),
+        "intents": [i.record() for i in session.workspace.applied],
+    }
+    return report
