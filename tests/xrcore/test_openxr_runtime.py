@@ -448,6 +448,29 @@ def test_medverse_view_runs_in_the_headset(runtime_manifest: Path, tmp_path: Pat
     assert len(shares) == 2 * len(rendered) and all(share > 0.005 for share in shares)  # the twin is in view
 
 
+def test_medverse_train_runs_in_the_headset_and_records_the_attempt(runtime_manifest: Path, tmp_path: Path) -> None:
+    """`medverse train --backend openxr`: the module's first step is shown in the (test) headset, and when
+    the runtime ends the session the unfinished attempt is in the trainee's profile, chained."""
+    from sessions.profiles import open_store
+    from sessions.profiles.xapi import VERBS
+
+    log, profile = tmp_path / "runtime.log", tmp_path / "profiles.sqlite"
+    module = Path(__file__).parents[1] / "sessions" / "training" / "data" / "brain-basics.json"
+    env = {**os.environ, "XR_RUNTIME_JSON": str(runtime_manifest), "MEDVERSE_XR_TEST": "stop_after=6",
+           "MEDVERSE_XR_TEST_LOG": str(log)}
+    medverse = Path(sys.executable).with_name("medverse")
+    out = subprocess.run([str(medverse), "train", "--module", str(module), "--trainee", "hana", "--backend", "openxr",
+                          "--profile", str(profile)], check=False, capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rendered = [line for line in log.read_text().splitlines() if line.startswith("end_frame ") and "layers=1" in line]
+    assert len(rendered) >= 6
+    assert "hana, attempt 1" in out.stdout and "not passed" in out.stdout
+    with open_store(profile) as store:
+        verbs = [s.statement["verb"]["id"] for s in store.statements("hana")]
+        assert store.verify("hana").ok
+    assert verbs[0] == VERBS["launched"] and VERBS["experienced"] in verbs and verbs[-1] == VERBS["terminated"]
+
+
 # --- hands (XR_EXT_hand_tracking) and environment blend modes ---------------------------------------
 
 #: The runtime's hand script (``hand_joint`` in the C source): the thumb-to-index tip gap is
