@@ -19,9 +19,17 @@ The room's :class:`net.state.SharedState` is the truth everyone converges on; a 
   (:attr:`feedback`). So a refused op is never sent and changes nothing locally. :meth:`refused`
   does the same for a refusal that comes back from the room after sending.
 
-Units on the wire (docs/protocol.md): landmark positions, stroke points and clip plane offsets in the
-twin's own coordinates in **metres** (intents use millimetres; the wire rounds to 0.1 mm),
-measurements in twin millimetres, the twin transform in world metres.
+Units on the wire (docs/protocol.md, "positions are metres in the twin's room frame"): landmark
+positions, stroke points and clip planes in the twin's own coordinates in **metres** (intents use
+millimetres; the wire rounds to 0.1 mm), measurements in twin millimetres, the twin transform in world
+metres. A clip plane ``{normal: n, d}`` is the plane n·p + d = 0 of twin points p (metres); the side
+kept is n·p + d >= 0, as the intent's ``normal . p + offset_mm >= 0`` and the scene's ``ClipPlane``
+(so ``d = offset_mm / 1000``).
+
+This is the one place that turns shared state into scene changes: a live participant
+(:class:`~sessions.consult.room.ConsultSession`) and a replay (:mod:`sessions.recording.replay`, over a
+:class:`StateView`) both reconcile through :class:`StateBridge`, and :func:`op_intents` is the inverse
+of what the bridge sends, for scoring a recorded participant.
 
 Mark ids: a workspace id ``alice/L3`` travels as ``alice:L3`` (``/`` is not an op id character); the
 part before the first ``:`` names the author, who alone may erase the mark. Ids starting with
@@ -89,6 +97,11 @@ def _metres(point_mm: tuple[float, ...] | list[float]) -> list[float]:
 
 def _mm(position_m: list[float]) -> tuple[float, float, float]:
     return (round(position_m[0] * 1000.0, 3), round(position_m[1] * 1000.0, 3), round(position_m[2] * 1000.0, 3))
+
+
+def room_plane_id(index: int) -> str:
+    """The workspace id of room clip plane ``index`` when no local plane holds it."""
+    return f"{ROOM_USER}/P{index}"
 
 
 def _structures_label(structures: tuple[str | None, str | None]) -> str:
@@ -165,6 +178,7 @@ class StateBridge:
         self._history_len: dict[str, int] = {}
         self._skipped: dict[Key, str] = {}  # remote values the workspace refused, not retried
         self._seen_ops = -1
+        self._structures = {st.name for st in workspace.scene.twin.structures}
         workspace.on_applied(self._on_applied)
 
     # --- outgoing -----------------------------------------------------------------------------------
@@ -344,6 +358,11 @@ class StateBridge:
     def _who(self, key: Key, fallback: str = ROOM_USER) -> str:
         return self._authors.get(key, fallback)
 
+    def _known(self, structure: str | None) -> str | None:
+        """``structure`` when this twin has it, else None: a mark on a structure the twin lacks is
+        shown without one (its position still holds)."""
+        return structure if structure in self._structures else None
+
     def _differences(self, state: SharedState, wanted: set[Key] | None) -> list[tuple[it.Intent, Key]]:
         """The intents that make the workspace show ``state`` (restricted to ``wanted`` keys)."""
         ws, t = self.workspace, self.clock()
@@ -353,8 +372,8 @@ class StateBridge:
             return wanted is None or key in wanted
 
         key: Key = ("selection", "structure")
-        if want(key) and state.selection != ws.selection["structure"]:
-            out.append((it.Select(self._who(key), t, state.selection), key))
+        if want(key) and self._known(state.selection) != ws.selection["structure"]:
+            out.append((it.Select(self._who(key), t, self._known(state.selection)), key))
         key = ("pose", "twin")
         transform = state.transform
         if want(key) and transform is not None:
@@ -381,10 +400,11 @@ class StateBridge:
             here = ws.landmarks.get(name)
             who = self._who(key, author(name))
             point = _mm(value["position"])
+            structure = self._known(value["structure"])
             if here is None:
-                out.append((it.PlaceLandmark(author(name), t, name, value["label"], point, value["structure"]), key))
+                out.append((it.PlaceLandmark(author(name), t, name, value["label"], point, structure), key))
             elif _metres(here.point_mm) != value["position"]:
-                out.append((it.MoveLandmark(who, t, name, point, value["structure"]), key))
+                out.append((it.MoveLandmark(who, t, name, point, structure), key))
         for name in list(ws.landmarks):
             key = ("landmarks", name)
             if name not in held and want(key):
@@ -400,8 +420,9 @@ class StateBridge:
             here = ws.measurements.get(name)
             if want(key) and (here is None or _measure_payload(here) != {"id": op_id(name), **v}):
                 a, b = v["a_mm"], v["b_mm"]
+                sa, sb = _structures(v["label"])
                 out.append((it.Measure(author(name), t, name, (a[0], a[1], a[2]), (b[0], b[1], b[2]), v["distance_mm"],
-                                       v["geodesic_mm"], _structures(v["label"])), key))  # fmt: skip
+                                       v["geodesic_mm"], (self._known(sa), self._known(sb))), key))  # fmt: skip
         for name in list(ws.measurements):
             key = ("measurements", name)
             if name not in held and want(key):
@@ -446,7 +467,7 @@ class StateBridge:
             out.append((it.ClearClipPlanes(who, t), ("planes", "*")))
         self._plane_index = {}
         for index, plane in sorted(wanted.items()):
-            plane_id = by_index.get(index) or f"{ROOM_USER}/P{index}"
+            plane_id = by_index.get(index) or room_plane_id(index)
             self._plane_index[plane_id] = index
             n = plane["normal"]
             out.append((it.AddClipPlane(self._who(("planes", str(index))), t, plane_id, (n[0], n[1], n[2]),
@@ -495,3 +516,55 @@ def workspace_view(ws: Workspace) -> dict[str, Any]:
         "strokes": {k: [_metres(p) for p in v.points_mm] for k, v in sorted(ws.strokes.items())},
         "planes": sorted((tuple(round(c, 5) for c in p.normal), round(p.offset_mm, 3)) for p in ws.planes.values()),
     }
+
+
+class StateView:
+    """A room that is only watched (a replay): its state, and no ops may be made."""
+
+    def __init__(self, state: SharedState) -> None:
+        self._state = state
+
+    @property
+    def state(self) -> SharedState:
+        return self._state
+
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
+        raise ProtocolError("a watched room takes no ops", "state")
+
+
+def op_intents(op: StateOp, user: str, t: float, state: SharedState | None = None) -> list[it.Intent]:
+    """The intents of ``user`` that one op of theirs stands for, at time ``t`` (the inverse of
+    :meth:`StateBridge._send`, in the same units and ids); none for a kind no intent expresses (a clip
+    plane's removal, clear-my-marks, the room's own records). ``state``, the room's state with the op
+    applied, gives a moved landmark its structure (a move op does not carry it)."""
+    p = op.payload
+    kind = op.kind
+    ident = mark_id(p["id"]) if "id" in p else ""
+    if ident.startswith(RECORD_PREFIX):
+        return []
+    if kind is OpKind.LANDMARK_PLACE:
+        return [it.PlaceLandmark(user, t, ident, p["label"], _mm(p["position"]), p["structure"])]
+    if kind is OpKind.LANDMARK_MOVE:
+        held = state.landmarks.get(p["id"]) if state is not None else None
+        return [it.MoveLandmark(user, t, ident, _mm(p["position"]), held["structure"] if held else None)]
+    if kind is OpKind.LANDMARK_DELETE:
+        return [it.DeleteLandmark(user, t, ident)]
+    if kind is OpKind.STROKE_ADD:
+        return [it.AddStroke(user, t, ident, tuple(_mm(q) for q in p["points"]))]
+    if kind is OpKind.STROKE_ERASE:
+        return [it.EraseStroke(user, t, ident)]
+    if kind is OpKind.MEASURE:
+        a, b = p["a_mm"], p["b_mm"]
+        return [it.Measure(user, t, ident, (a[0], a[1], a[2]), (b[0], b[1], b[2]), p["distance_mm"], p["geodesic_mm"],
+                           _structures(p["label"]))]  # fmt: skip
+    if kind is OpKind.MEASURE_DELETE:
+        return [it.DeleteMeasurement(user, t, ident)]
+    if kind is OpKind.CLIP_SET:
+        n = p["normal"]
+        return [it.AddClipPlane(user, t, room_plane_id(p["index"]), (n[0], n[1], n[2]), p["d"] * 1000.0)]
+    if kind is OpKind.TRANSFORM:
+        pos, q = p["position"], p["orientation"]
+        return [it.SetTwinPose(user, t, (pos[0], pos[1], pos[2]), (q[0], q[1], q[2], q[3]), p["scale"])]
+    if kind is OpKind.SELECT:
+        return [it.Select(user, t, p["structure"])]
+    return []

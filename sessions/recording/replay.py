@@ -4,16 +4,14 @@
   :meth:`~ReplaySource.advance` to time ``t`` applies every op (and state snapshot) recorded up to
   ``t`` to a :class:`net.state.SharedState` and keeps every participant's newest pose.
 - :func:`state_at` is the shared state at any time (``medverse consult replay --json``).
-- :class:`StateScene` makes a :class:`~sessions.workspace.Workspace` show a ``SharedState`` (landmarks,
-  strokes, clip planes, measurements, twin transform, selection), by the intents that turn what it
-  showed into what the state holds. Positions in ops are twin coordinates in metres (a landmark's
-  ``position``, a stroke's points, a clip plane ``n . p + d >= 0``), as intents are in twin mm.
-- :func:`avatar_marks`: every participant's head, hands and pointer ray as overlay balls, rods and a
-  name label, coloured by role.
+- :class:`ReplaySession` shows the state on the twin through the consultation's own
+  :class:`~sessions.consult.bridge.StateBridge` (over a watched :class:`~sessions.consult.bridge.StateView`),
+  and everyone's avatar as a live participant draws it (:func:`sessions.consult.avatars.avatar_marks`:
+  recorded poses are in twin coordinates).
 - :func:`render` runs the headless simulator over the recording's twin and writes PNGs, viewed from
   a participant's head or orbiting freely; same file, same bytes.
 - :func:`intents_of` turns one participant's ops into the intents a training runner scores
-  (:func:`score`).
+  (:func:`score`), by the bridge's :func:`~sessions.consult.bridge.op_intents`.
 """
 
 from __future__ import annotations
@@ -21,16 +19,17 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from net.protocol import OpKind, PoseRecord, StateOp, WirePose
+from net.protocol import PoseRecord, StateOp, WirePose
 from net.state import SharedState
 from sessions import intents as it
+from sessions.consult.avatars import POINTER_REACH_M, TwinFrame, avatar_marks
+from sessions.consult.bridge import StateBridge, StateView, op_intents
 from sessions.recording.format import (
     OpEntry,
     PoseEntry,
@@ -40,27 +39,13 @@ from sessions.recording.format import (
 )
 from sessions.run import FrameWriter, LocalSession, SessionConfig, WrittenFrame, run
 from sessions.sim import working_scene
-from sessions.workspace import Workspace
 from xrcore.motion import Motion, MotionSample, procedural
-from xrcore.scene import Label, Scene, Segment, Sphere
-from xrcore.types import Pose
+from xrcore.scene import Scene
 
 log = logging.getLogger(__name__)
 
 #: Who the replayed state's intents are made by (so that erasing a stroke is always allowed).
 REPLAY_USER = "replay"
-#: Colours of avatars by role (linear RGBA); an unknown role is grey.
-ROLE_COLORS: dict[str, tuple[float, float, float, float]] = {
-    "surgeon": (0.9, 0.25, 0.2, 1.0),
-    "expert": (0.2, 0.55, 0.95, 1.0),
-    "trainee": (0.25, 0.8, 0.35, 1.0),
-    "observer": (0.75, 0.75, 0.75, 1.0),
-}
-HEAD_RADIUS_M = 0.08
-HAND_RADIUS_M = 0.025
-RAY_M = 0.5
-
-
 # ---------------------------------------------------------------------------------------------------
 # The recording as a clocked source
 # ---------------------------------------------------------------------------------------------------
@@ -84,6 +69,8 @@ class ReplaySource:
         self.state = SharedState(int(recording.header.recorder.get("index", 0)))
         self.poses: dict[int, PoseRecord] = {}
         self.ops_applied = 0
+        #: ops and snapshots released so far (a change of it means the state may have changed)
+        self.released = 0
 
     def advance(self, t: float) -> list[StateOp]:
         """Release everything recorded up to ``t`` seconds; returns the ops newly applied. Time only
@@ -99,6 +86,7 @@ class ReplaySource:
                 self.state.merge_snapshot(entry.body)
             else:
                 self.poses[entry.record.participant] = entry.record
+        self.released += sum(1 for e in self._entries[self._next : end] if not isinstance(e, PoseEntry))
         self._next = max(self._next, end)
         self.ops_applied += len(applied)
         return applied
@@ -139,130 +127,43 @@ def state_report(recording: Recording, t: float | None = None) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Shared state -> workspace (scene)
-# ---------------------------------------------------------------------------------------------------
-
-
-def _mm(p: Sequence[float]) -> tuple[float, float, float]:
-    return (float(p[0]) * 1000.0, float(p[1]) * 1000.0, float(p[2]) * 1000.0)
-
-
-def _v3(p: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
-    return (float(p[0]), float(p[1]), float(p[2]))
-
-
-@dataclass
-class StateScene:
-    """Keeps a workspace showing a ``SharedState``: :meth:`sync` applies the intents that turn what it
-    shows into what the state holds (marks of structures the twin lacks are shown without one)."""
-
-    workspace: Workspace
-    _shown: dict[str, Any] = field(default_factory=dict)
-
-    def sync(self, state: SharedState, t: float) -> int:
-        """Bring the workspace to ``state`` at session time ``t``; returns the intents applied."""
-        ws, user = self.workspace, REPLAY_USER
-        intents: list[it.Intent] = []
-        structures = {s.name for s in ws.scene.twin.structures}
-
-        def known(name: str | None) -> str | None:
-            return name if name in structures else None
-
-        for key, lm in state.landmarks.items():
-            if ws.landmarks.get(key) is None:
-                intents.append(it.PlaceLandmark(user, t, key, lm["label"], _mm(lm["position"]), known(lm["structure"])))
-            elif ws.landmarks[key].point_mm != _mm(lm["position"]):
-                intents.append(it.MoveLandmark(user, t, key, _mm(lm["position"]), known(lm["structure"])))
-        intents += [it.DeleteLandmark(user, t, k) for k in ws.landmarks if k not in state.landmarks]
-        for key, st in state.strokes.items():
-            if key not in ws.strokes:
-                intents.append(it.AddStroke(user, t, key, tuple(_mm(p) for p in st["points"])))
-        intents += [it.EraseStroke(user, t, k) for k in ws.strokes if k not in state.strokes]
-        for key, m in state.measurements.items():
-            if key not in ws.measurements:
-                a, b = _v3(m["a_mm"]), _v3(m["b_mm"])
-                intents.append(it.Measure(user, t, key, a, b, float(m["distance_mm"]), m["geodesic_mm"]))
-        intents += [it.DeleteMeasurement(user, t, k) for k in ws.measurements if k not in state.measurements]
-        planes = {f"clip{i}": (_v3(p["normal"]), float(p["d"]) * 1000.0) for i, p in sorted(state.clip_planes.items())}
-        held = {k: (p.normal, p.offset_mm) for k, p in ws.planes.items()}
-        if planes != held:
-            intents.append(it.ClearClipPlanes(user, t))
-            intents += [it.AddClipPlane(user, t, k, n, d) for k, (n, d) in planes.items()]
-        transform = state.transform
-        if transform is not None and transform != self._shown.get("transform"):
-            self._shown["transform"] = transform
-            intents.append(it.SetTwinPose(user, t, _v3(transform["position"]), tuple(transform["orientation"]),
-                                          float(transform["scale"])))  # fmt: skip
-        selection = known(state.selection)
-        if selection != ws.selection["structure"]:
-            intents.append(it.Select(user, t, selection))
-        return sum(ws.apply(i) for i in intents)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Avatars
-# ---------------------------------------------------------------------------------------------------
-
-
-def _pose(w: WirePose) -> Pose:
-    return Pose(w.position, w.orientation)
-
-
-def avatar_marks(poses: Iterable[PoseRecord], names: dict[int, tuple[str, str]],
-                 skip: int | None = None) -> tuple[list[Sphere | Segment], list[Label]]:  # fmt: skip
-    """Balls for heads and hands, a pointer ray from each hand, and a name label over each head
-    (world metres), coloured by role; ``names`` maps index -> (name, role); ``skip`` one participant
-    (the one whose eyes the view is)."""
-    marks: list[Sphere | Segment] = []
-    labels: list[Label] = []
-    for record in sorted(poses, key=lambda r: r.participant):
-        if record.participant == skip:
-            continue
-        name, role = names.get(record.participant, (f"#{record.participant}", ""))
-        color = ROLE_COLORS.get(role, (0.5, 0.5, 0.5, 1.0))
-        if record.head is not None:
-            head = np.asarray(record.head.position, dtype=np.float64)
-            marks.append(Sphere(_v3(head), HEAD_RADIUS_M, color))
-            nose = head + _pose(record.head).forward() * (HEAD_RADIUS_M * 1.6)
-            marks.append(Segment(_v3(head), _v3(nose), 0.01, color))
-            above = (float(head[0]), float(head[1]) + 0.14, float(head[2]))
-            labels.append(Label(f"{name} ({role})" if role else name, above, color))
-        for hand in (record.left, record.right):
-            if hand is None:
-                continue
-            origin = np.asarray(hand.position, dtype=np.float64)
-            marks.append(Sphere(_v3(origin), HAND_RADIUS_M, color))
-            aim = record.pointer if record.pointer is not None and hand is record.right else hand
-            end = origin + _pose(aim).forward() * RAY_M
-            marks.append(Segment(_v3(origin), _v3(end), 0.002, color))
-    return marks, labels
-
-
-# ---------------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------------
 
 
 class ReplaySession(LocalSession):
     """A :class:`~sessions.run.LocalSession` whose twin shows the recording's state at each frame's time
-    (``start`` + the frame's time) with everyone's avatar; nobody's hands act on it."""
+    (``start`` + the frame's time) with everyone's avatar; nobody's hands act on it. The state reaches
+    the workspace through the consultation's own :class:`~sessions.consult.bridge.StateBridge`, as it
+    does in a live room."""
 
     def __init__(self, scene: Scene, source: ReplaySource, start: float, skip: int | None) -> None:
         super().__init__(scene, SessionConfig(user=REPLAY_USER, hud=False, panels=False, pointer_rays=False))
         self.source, self.start, self.skip = source, start, skip
-        self.bridge = StateScene(self.workspace)
+        self.time = start
+        self.bridge = StateBridge(self.workspace, StateView(source.state), REPLAY_USER, clock=lambda: self.time)
         roster = source.recording.roster()
         self.names = {i: (e.name, e.role) for i, e in roster.items()}
 
     def step(self, frame: Any) -> list[it.Intent]:
-        t = self.start + float(frame.predicted_display_time)
-        self.source.advance(t)
-        self.bridge.sync(self.source.state, t)
+        self.time = self.start + float(frame.predicted_display_time)
+        released = self.source.released
+        self.source.advance(self.time)
+        self.bridge.reconcile(force=self.source.released != released)
         applied = super().step(frame)
-        marks, labels = avatar_marks(self.source.poses.values(), self.names, self.skip)
-        self.scene.overlay = [*self.scene.overlay, *marks]
-        self.scene.overlay_labels = [*self.scene.overlay_labels, *labels]
+        twin = TwinFrame.of(self.scene)
+        for index, record in sorted(self.source.poses.items()):
+            if index == self.skip:
+                continue
+            name, role = self.names.get(index, (f"#{index}", ""))
+            marks, labels = avatar_marks(record, name, role, twin, self._pick)
+            self.scene.overlay = [*self.scene.overlay, *marks]
+            self.scene.overlay_labels = [*self.scene.overlay_labels, *labels]
         return applied
+
+    def _pick(self, origin: np.ndarray, direction: np.ndarray) -> float | None:
+        hit = self.picker.pick_scene(self.scene, origin, direction, POINTER_REACH_M)
+        return None if hit is None else float(hit.distance_m)
 
 
 @dataclass
@@ -320,7 +221,7 @@ def render(
         def follow(t: float) -> MotionSample:
             head = source.head_of(viewer_index, start + t)
             assert head is not None
-            return MotionSample(_pose(head))
+            return MotionSample(TwinFrame.of(scene).to_world(head))  # heads travel in twin coordinates
 
         motion: Motion = follow
     else:
@@ -349,45 +250,16 @@ def render(
 # ---------------------------------------------------------------------------------------------------
 
 
-def op_intents(op: StateOp, user: str, t: float) -> list[it.Intent]:
-    """The intents one op stands for (the inverse of what a consultation makes of intents); none for
-    a kind no intent expresses (a clip plane's removal, clear-my-marks)."""
-    p = op.payload
-    kind = op.kind
-    if kind is OpKind.LANDMARK_PLACE:
-        return [it.PlaceLandmark(user, t, p["id"], p["label"], _mm(p["position"]), p["structure"])]
-    if kind is OpKind.LANDMARK_MOVE:
-        return [it.MoveLandmark(user, t, p["id"], _mm(p["position"]))]
-    if kind is OpKind.LANDMARK_DELETE:
-        return [it.DeleteLandmark(user, t, p["id"])]
-    if kind is OpKind.STROKE_ADD:
-        return [it.AddStroke(user, t, p["id"], tuple(_mm(q) for q in p["points"]))]
-    if kind is OpKind.STROKE_ERASE:
-        return [it.EraseStroke(user, t, p["id"])]
-    if kind is OpKind.MEASURE:
-        return [it.Measure(user, t, p["id"], _v3(p["a_mm"]), _v3(p["b_mm"]), p["distance_mm"], p["geodesic_mm"])]
-    if kind is OpKind.MEASURE_DELETE:
-        return [it.DeleteMeasurement(user, t, p["id"])]
-    if kind is OpKind.CLIP_SET:
-        return [it.AddClipPlane(user, t, f"clip{p['index']}", _v3(p["normal"]), float(p["d"]) * 1000.0)]
-    if kind is OpKind.TRANSFORM:
-        return [it.SetTwinPose(user, t, _v3(p["position"]), tuple(p["orientation"]), float(p["scale"]))]
-    if kind is OpKind.SELECT:
-        return [it.Select(user, t, p["structure"])]
-    return []
-
-
 def intents_of(recording: Recording, participant: str) -> list[it.Intent]:
     """The intents participant ``participant`` (id, name or index) made, in time order, each at its
     time in the recording and made by the participant's id."""
     index = recording.index_of(participant)
     user = recording.roster()[index].id
-    seen: set[int] = set()
+    state = SharedState(0)  # a replica, so that a move's intent knows its landmark's structure
     out: list[it.Intent] = []
     for entry in sorted(recording.ops, key=lambda e: e.t):
-        if entry.op.participant == index and entry.op.seq not in seen:
-            seen.add(entry.op.seq)
-            out += op_intents(entry.op, user, entry.t)
+        if state.apply(entry.op).applied and entry.op.participant == index:
+            out += op_intents(entry.op, user, entry.t, state)
     return out
 
 
@@ -407,6 +279,5 @@ def score(recording: Recording, participant: str, module: Any, twin: Any = None)
 
 
 __all__ = [
-    "ReplayRun", "ReplaySession", "ReplaySource", "StateScene", "avatar_marks", "intents_of", "op_intents", "render",
-    "score", "state_at", "state_report",
+    "ReplayRun", "ReplaySession", "ReplaySource", "intents_of", "render", "score", "state_at", "state_report",
 ]

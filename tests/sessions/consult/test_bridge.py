@@ -8,7 +8,7 @@ from typing import Any
 from net.protocol import OpKind, StateOp, decode_state, encode_state
 from net.state import SharedState
 from sessions import intents as it
-from sessions.consult.bridge import StateBridge, workspace_view
+from sessions.consult.bridge import StateBridge, op_intents, workspace_view
 from sessions.sim import working_scene
 from sessions.workspace import Workspace
 
@@ -154,11 +154,26 @@ def test_a_refused_intent_is_feedback_and_changes_nothing(brain: Any) -> None:
     assert b.workspace.selection["structure"] == RIGHT
 
 
-def test_a_remote_value_the_workspace_cannot_show_is_counted_not_retried(brain: Any) -> None:
-    """A selection of a structure this twin lacks is counted once, left alone, and breaks nothing."""
+def test_a_structure_this_twin_lacks_is_shown_as_none(brain: Any) -> None:
+    """A selection of a structure this twin lacks shows nothing selected, a landmark on it is shown
+    without one; nothing is retried and nothing breaks."""
     room = LoopbackRoom()
     a, b = room.join("alice", brain), room.join("bob", brain)
     a.make_op(OpKind.SELECT, {"structure": "no such structure"})
+    a.make_op(OpKind.LANDMARK_PLACE, {"id": "alice:L1", "position": [0.01, 0.0, 0.0], "label": "x", "structure": "nope"})
     b.deliver()
-    b.bridge.reconcile(force=True)
-    assert b.bridge.counters.not_applicable == 1 and b.workspace.selection["structure"] is None
+    assert b.bridge.reconcile(force=True) == 0
+    assert b.workspace.selection["structure"] is None and b.bridge.counters.not_applicable == 0
+    assert b.workspace.landmarks["alice/L1"].structure is None and b.workspace.landmarks["alice/L1"].point_mm == (10.0, 0.0, 0.0)
+
+
+def test_op_intents_are_the_inverse_of_what_the_bridge_sends(brain: Any) -> None:
+    """A user's ops turned back into intents (as a recording is scored) rebuild the same workspace."""
+    room = LoopbackRoom()
+    a, b = room.join("alice", brain), room.join("bob", brain)
+    _work(a.workspace, "alice")
+    ws = Workspace(working_scene(brain))
+    for op in b.held:
+        for intent in op_intents(op, "alice", 1.0, a.state):
+            assert ws.apply(intent), intent
+    assert workspace_view(ws) == workspace_view(a.workspace)

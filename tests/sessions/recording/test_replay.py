@@ -15,8 +15,9 @@ from assets.twin import Twin
 from net.protocol import OpKind
 from net.state import SharedState
 from sessions.cli import main
+from sessions.consult.bridge import StateBridge, StateView
 from sessions.recording.format import read_recording
-from sessions.recording.replay import ReplaySource, StateScene, intents_of, render, score, state_at
+from sessions.recording.replay import ReplaySource, intents_of, render, score, state_at
 from sessions.sim import working_scene
 from sessions.training.loader import parse_module
 from sessions.workspace import Workspace
@@ -36,29 +37,33 @@ def test_state_at_follows_the_recorded_ops_in_time(make_recording: Callable[...,
     assert end.digest() == r.digests[-1].digest
 
 
-def test_state_scene_shows_the_shared_state_on_the_twin(brain: Twin) -> None:
-    """Landmarks, strokes, planes, measurements, transform and selection reach the workspace; removals too."""
+def test_watched_state_is_shown_on_the_twin_by_the_bridge(brain: Twin) -> None:
+    """Through the consultation's bridge over a watched state, landmarks, strokes, planes (twin metres,
+    n·p + d >= 0 kept), measurements, transform and selection reach the workspace; removals too; room
+    records never show."""
     scene = working_scene(brain)
-    bridge = StateScene(Workspace(scene))
     s = SharedState(1)
+    bridge = StateBridge(Workspace(scene), StateView(s), "replay", clock=lambda: 1.0)
     s.make_op(OpKind.LANDMARK_PLACE, {"id": "l1", "position": [0.01, 0.02, 0.03], "label": "A", "structure": "nowhere"}, 0.0)
     s.make_op(OpKind.STROKE_ADD, {"id": "s1", "points": [[0.0, 0.0, 0.0], [0.01, 0.0, 0.0]]}, 0.0)
     s.make_op(OpKind.CLIP_SET, {"index": 2, "normal": [1, 0, 0], "d": -0.01}, 0.0)
     s.make_op(OpKind.MEASURE, {"id": "m1", "a_mm": [0, 0, 0], "b_mm": [0, 0, 12], "distance_mm": 12}, 0.0)
     s.make_op(OpKind.SELECT, {"structure": brain.structures[0].name}, 0.0)
     s.make_op(OpKind.TRANSFORM, {"position": [0, 0.1, 0], "orientation": [0, 0, 0, 1], "scale": 2.0}, 0.0)
-    bridge.sync(s, 1.0)
+    s.make_op(OpKind.LANDMARK_PLACE, {"id": "room.twin.1", "position": [0, 0, 0], "label": "brain 0123"}, 0.0)
+    bridge.reconcile()
     ws = bridge.workspace
     assert ws.landmarks["l1"].point_mm == (10.0, 20.0, 30.0) and ws.landmarks["l1"].structure is None
-    assert [p.offset for p in scene.clip_planes] == [-0.01] and len(scene.strokes) == 1
+    assert list(ws.landmarks) == ["l1"]
+    assert [(p.normal, p.offset) for p in scene.clip_planes] == [((1.0, 0.0, 0.0), -0.01)] and len(scene.strokes) == 1
     assert ws.measurements["m1"].distance_mm == 12 and scene.twin_scale == 2.0
     assert scene.selected == {0}
-    assert bridge.sync(s, 1.1) == 0  # nothing changed, nothing applied
+    assert bridge.reconcile(force=True) == 0  # nothing changed, nothing applied
     s.make_op(OpKind.LANDMARK_MOVE, {"id": "l1", "position": [0.0, 0.0, 0.0]}, 0.0)
     s.make_op(OpKind.STROKE_ERASE, {"id": "s1"}, 0.0)
     s.make_op(OpKind.CLIP_CLEAR, {"index": 2}, 0.0)
     s.make_op(OpKind.CLEAR_MARKS, {}, 0.0)
-    bridge.sync(s, 2.0)
+    bridge.reconcile()
     assert ws.landmarks == {} and ws.measurements == {} and scene.strokes == [] and scene.clip_planes == []
 
 
