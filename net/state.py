@@ -13,7 +13,10 @@ the result is the same everywhere because
   that arrive later with an older stamp. A mark belongs to whoever created it (the stamp of its
   stroke, of its landmark's placement, of its measurement); a landmark someone else moved is still
   its placer's. As with deletes, a mark's id names one mark: an id created again after it was
-  removed stays removed.
+  removed stays removed;
+- a participant's role granted during the session (``SET_ROLE``) is a last-writer-wins register per
+  participant index (:attr:`SharedState.roles`); who may make which op is not the state's business
+  but ``net.roles``' (checked by ``net.participant.sync`` and ``net.relay`` before an op is applied).
 
 A late joiner asks for a :meth:`SharedState.snapshot` and :meth:`SharedState.merge_snapshot` s it: the
 merge takes the newer stamp of every register and the union of tombstones and applied op ids, so ops
@@ -27,19 +30,36 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from net.errors import ProtocolError
+from net.errors import NetError, ProtocolError
 from net.protocol import MAX_LAMPORT, OpKind, StateOp, canonical_json, parse_json, validate_payload
 
 log = logging.getLogger(__name__)
 
-#: Version of the snapshot layout (``SharedState.snapshot()``); 2 added measurements and clears.
-SNAPSHOT_VERSION = 2
+#: Version of the snapshot layout (``SharedState.snapshot()``); 2 added measurements and clears, 3 roles.
+SNAPSHOT_VERSION = 3
 
 Stamp = tuple[int, int, int]  # lamport, participant, seq: the total order of writes
+
+
+class OpRefusedError(NetError):
+    """A local op that the local role does not allow (``SharedState.make_op``'s ``permit``): not made, not sent.
+
+    Attributes
+    ----------
+    op : StateOp
+        The op as it would have been.
+    reason : str
+        One line saying why (``net.roles.check``).
+    """
+
+    def __init__(self, op: StateOp, reason: str) -> None:
+        self.op = op
+        self.reason = reason
+        super().__init__(f"{op.kind.name} refused: {reason}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,7 @@ class SharedState:
         self._measures: _Register = _Register()  # id -> {"stamp", "a_mm", "b_mm", "distance_mm", "label", "geodesic_mm"}
         self._measures_deleted: set[str] = set()
         self._cleared: dict[int, list[int]] = {}  # participant -> stamp of its latest CLEAR_MARKS
+        self._roles: dict[int, dict[str, Any]] = {}  # participant -> {"stamp", "role"}: the latest SET_ROLE
         # The digest is asked for on every digest message from every peer (15 a second in a room of 16):
         # cached until the state changes, and the large registers keep their entries' JSON text.
         self._digest: bytes | None = None
@@ -139,7 +160,13 @@ class SharedState:
         """True when op (participant, seq) is already applied."""
         return seq in self._applied.get(participant, ())
 
-    def make_op(self, kind: OpKind | int, payload: Mapping[str, Any], sender_time: float) -> StateOp:
+    def make_op(
+        self,
+        kind: OpKind | int,
+        payload: Mapping[str, Any],
+        sender_time: float,
+        permit: Callable[[StateOp], str | None] | None = None,
+    ) -> StateOp:
         """Make a local op (next seq, Lamport clock + 1), apply it, and return it for sending.
 
         Parameters
@@ -150,13 +177,18 @@ class SharedState:
             The op's payload (validated and normalised; ``ProtocolError`` when invalid).
         sender_time : float
             Local monotonic time, seconds.
+        permit : callable, optional
+            ``permit(op)`` -> a reason to refuse the op, or None (``net.roles.check`` with the local role):
+            a refused op raises :class:`OpRefusedError` and changes nothing, not even the seq or clock.
         """
         normalised = validate_payload(kind, payload)
         if self.lamport + 1 > MAX_LAMPORT:
             raise ProtocolError("Lamport clock exhausted", "state")
-        self.seq += 1
-        self.lamport += 1
-        op = StateOp(self.participant, self.seq, self.lamport, OpKind(kind), normalised, sender_time)
+        op = StateOp(self.participant, self.seq + 1, self.lamport + 1, OpKind(kind), normalised, sender_time)
+        reason = permit(op) if permit is not None else None
+        if reason is not None:
+            raise OpRefusedError(op, reason)
+        self.seq, self.lamport = op.seq, op.lamport
         self._apply(op)
         return op
 
@@ -217,6 +249,8 @@ class SharedState:
             if held is None or tuple(held) < stamp:
                 self._cleared[op.participant] = list(stamp)
             self._sweep()
+        elif kind is OpKind.SET_ROLE:
+            self._write(self._roles, p["participant"], stamp, {"role": p["role"]})
 
     def _erase_stroke(self, stroke_id: str) -> None:
         self._erased.add(stroke_id)
@@ -289,6 +323,25 @@ class SharedState:
         """Undeleted measurements: id -> {"a_mm", "b_mm", "distance_mm", "label", "geodesic_mm"} (twin mm)."""
         return {k: {f: v for f, v in m.items() if f != "stamp"} for k, m in self._measures.items()}
 
+    @property
+    def roles(self) -> dict[int, str]:
+        """Roles granted during the session (``SET_ROLE``): participant index -> role. A participant
+        not listed has the role of its join token."""
+        return {i: r["role"] for i, r in self._roles.items()}
+
+    def mark_owner(self, kind: OpKind, mark_id: str) -> int | None:
+        """Who created the mark an op of ``kind`` names (its stroke, landmark or measurement), or None
+        when no such mark is held (never created here, or removed)."""
+        if kind in (OpKind.STROKE_ADD, OpKind.STROKE_ERASE):
+            held = self._strokes.get(mark_id)
+        elif kind in (OpKind.LANDMARK_PLACE, OpKind.LANDMARK_MOVE, OpKind.LANDMARK_DELETE):
+            held = self._landmark_info.get(mark_id)
+        elif kind in (OpKind.MEASURE, OpKind.MEASURE_DELETE):
+            held = self._measures.get(mark_id)
+        else:
+            return None
+        return None if held is None else int(held["stamp"][1])
+
     # ------------------------------------------------------------------ snapshot and digest
 
     def _content(self) -> dict[str, Any]:
@@ -306,6 +359,7 @@ class SharedState:
             "measures": self._measures,
             "measures_deleted": sorted(self._measures_deleted),
             "cleared": {str(p): s for p, s in sorted(self._cleared.items())},
+            "roles": {str(p): r for p, r in sorted(self._roles.items())},
         }
 
     def _canonical(self, **extra: Any) -> bytes:
@@ -343,7 +397,7 @@ class SharedState:
             parsed = _parse_snapshot(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"malformed snapshot: {exc!r}"[:200], "state") from None
-        applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared = parsed
+        applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared, roles = parsed
         before = self.op_count
         self._digest = None
         for p, seqs in applied.items():
@@ -368,6 +422,8 @@ class SharedState:
             held = self._cleared.get(participant)
             if held is None or tuple(held) < tuple(stamp):
                 self._cleared[participant] = stamp
+        for participant, role in roles.items():
+            self._write(self._roles, participant, tuple(role["stamp"]), {"role": role["role"]})
         for stroke_id in self._erased:
             self._strokes.pop(stroke_id, None)
         for landmark_id in self._deleted:
@@ -446,4 +502,8 @@ def _parse_snapshot(data: Any) -> tuple[Any, ...]:
         measures[key] = {"stamp": _stamp(value["stamp"]), **{k: v for k, v in payload.items() if k != "id"}}
     gone = {validate_payload(OpKind.MEASURE_DELETE, {"id": k})["id"] for k in data["measures_deleted"]}
     cleared = {int(p): _stamp(stamp) for p, stamp in data["cleared"].items()}
-    return applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared
+    roles = {}
+    for p, value in data["roles"].items():
+        payload = validate_payload(OpKind.SET_ROLE, {"participant": int(p), "role": value["role"]})
+        roles[payload["participant"]] = {"stamp": _stamp(value["stamp"]), "role": payload["role"]}
+    return applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared, roles

@@ -43,6 +43,7 @@ from net.protocol import (
     OpKind,
     PoseRecord,
     StateOp,
+    StateRefusal,
     TrackedPoses,
     decode_clock,
     decode_state,
@@ -101,6 +102,10 @@ class Participant:
         self.room = ""
         self.on_pose: Callable[[PoseRecord, float | None], None] | None = None
         self.on_op: Callable[[StateOp, float | None], None] | None = None
+        #: Called once per own op that a peer or the relay refused (docs/roles.md), with the first refusal.
+        self.on_refused: Callable[[StateRefusal], None] | None = None
+        #: The role the join token gives (``role`` is the role now, after any grant during the session).
+        self.token_role = ""
         # Observers for a recorder: each message this participant sends (channel, bytes, its sender time),
         # and each signaling message before it is handled (peer-joined, peer-left...).
         self.on_sent: Callable[[str, bytes, float], None] | None = None
@@ -150,6 +155,11 @@ class Participant:
         return self.sync.state
 
     @property
+    def role(self) -> str:
+        """This participant's role now: the latest ``SET_ROLE`` for it, else its token's (docs/roles.md)."""
+        return self.sync.role_of(self.index)
+
+    @property
     def relay_clock(self) -> ClockEstimator:
         """Clock of the relay (participant 0), from its answers to our pings in a relay room."""
         return self.clock_sync.relay_clock
@@ -170,6 +180,7 @@ class Participant:
         self.index = int(welcome["index"])
         self.name = str(welcome["participant"])
         self.room = str(welcome["room"])
+        self.token_role = str(welcome.get("role", ""))
         self.roster.set_topology(str(welcome["topology"]))
         self.sync.joined(self.index)
         for peer in welcome["peers"]:
@@ -236,6 +247,8 @@ class Participant:
         ------
         ProtocolError
             The payload does not fit the op kind's schema.
+        OpRefusedError
+            This participant's role does not allow the op (``net.roles``): nothing applied or sent.
         """
         return self.sync.make_op(kind, payload)
 

@@ -15,6 +15,13 @@
 Snapshot requests carry the requester's index in the upper 16 bits of ``request_id`` and the
 participant whose snapshot is wanted in the lower 16 (0: any; ``net.protocol.routed_id``), so that
 the relay routes the chunks back and asks only one peer.
+
+Roles (docs/roles.md): a local op is made only if this participant's own role allows it
+(``net.roles.check``; ``OpRefusedError`` otherwise, nothing applied or sent), and a received op only
+if its sender's role does; a refused one is counted, answered to its sender with a
+``StateRefusal``, and kept a while to be checked again when a role changes or a snapshot is merged
+(a grant can arrive after an op its sender made once granted). Refusals of our own ops are counted
+and handed to ``Participant.on_refused``, once per op.
 """
 
 from __future__ import annotations
@@ -38,12 +45,15 @@ from net.protocol import (
     StateDigest,
     StateMessage,
     StateOp,
+    StateRefusal,
     chunk_snapshot,
     encode_state,
     parse_json,
+    refusal_reason,
     routed_id,
 )
-from net.state import SharedState
+from net.roles import check
+from net.state import OpRefusedError, SharedState
 from net.tokens import RELAY_ID
 
 if TYPE_CHECKING:
@@ -51,6 +61,13 @@ if TYPE_CHECKING:
     from net.participant.room import Participant
 
 log = logging.getLogger(__name__)
+
+#: Refused ops kept to be checked again when a role changes (a grant that arrives after the op), at most
+#: this many, for at most ``HELD_REFUSED_S`` seconds.
+HELD_REFUSED = 256
+HELD_REFUSED_S = 30.0
+#: Own ops whose refusal was handed to ``on_refused`` (a mesh refuses one op once per peer).
+REFUSALS_REMEMBERED = 1024
 
 
 class StateSync:
@@ -66,6 +83,24 @@ class StateSync:
         self._was_linked: set[str] = set()
         self._resuming: set[PeerLink] = set()
         self._last_request = -math.inf
+        # Ops refused on arrival: (link, op, when), checked again when a role changes or a snapshot is merged.
+        self._held: deque[tuple[PeerLink, StateOp, float]] = deque(maxlen=HELD_REFUSED)
+        self._refused_seqs: deque[int] = deque(maxlen=REFUSALS_REMEMBERED)
+
+    def role_of(self, index: int) -> str:
+        """The role of participant ``index`` now: the latest ``SET_ROLE`` for it, else its join token's."""
+        granted = self.state.roles.get(index)
+        if granted is not None:
+            return granted
+        host = self._host
+        if index == host.index:
+            return host.token_role
+        remote = host.roster.remotes.get(index)
+        return remote.role if remote is not None else ""
+
+    def permit(self, op: StateOp) -> str | None:
+        """Why ``op`` may not be applied here (its sender's role, ``net.roles.check``), or None."""
+        return check(self.role_of(op.participant), op, self.state)
 
     def joined(self, index: int) -> None:
         """Start the state afresh as participant ``index``."""
@@ -119,10 +154,20 @@ class StateSync:
     # ------------------------------------------------------------------ local ops
 
     def make_op(self, kind: OpKind | int, payload: Mapping[str, Any]) -> StateOp:
-        """Apply a local op to the shared state and send it to every open link (see ``Participant.make_op``)."""
+        """Apply a local op to the shared state and send it to every open link (see ``Participant.make_op``).
+
+        Raises ``OpRefusedError`` (counted, nothing applied or sent) when our own role does not allow it.
+        """
         host = self._host
-        op = self.state.make_op(kind, payload, host.clock())
+        try:
+            op = self.state.make_op(kind, payload, host.clock(), permit=self.permit)
+        except OpRefusedError as exc:
+            host.counters["ops_refused_local"] += 1
+            log.info("%s: %s", host.name, exc)
+            raise
         self._own_ops.append(op)
+        if op.kind is OpKind.SET_ROLE:
+            self.recheck_refused()
         data = encode_state(op)
         for link in host.link_set.open_links():
             if link not in self._resuming:  # a resuming link gets it with the resent ops, in order
@@ -148,7 +193,8 @@ class StateSync:
             counter += 1
             made = source(host.index, counter)
             if made is not None:
-                self.make_op(*made)
+                with contextlib.suppress(OpRefusedError):  # counted; the source goes on with its next op
+                    self.make_op(*made)
             await asyncio.sleep(period)
 
     def send_digests(self) -> None:
@@ -168,15 +214,17 @@ class StateSync:
             remote = host.roster.source(link, message.participant, "op")
             if remote is None:
                 return
-            if not self.state.apply(message).applied:
+            if self.state.has(message.participant, message.seq):
+                self.state.apply(message)  # moves the Lamport clock, as every receipt does
                 host.counters["ops_duplicate"] += 1
                 return
-            host.counters["ops_applied"] += 1
-            latency = host.one_way.latency(remote, message.sender_time, now)
-            if latency is not None:
-                host.monitor.record(remote.name, "state", latency, now)
-            if host.on_op is not None:
-                host.on_op(message, latency)
+            reason = self.permit(message)
+            if reason is not None:
+                self._refuse(link, message, reason, now)
+                return
+            self._apply(message, now)
+        elif isinstance(message, StateRefusal):
+            self._on_refusal(link, message)
         elif isinstance(message, SnapshotRequest):
             for chunk in chunk_snapshot(host.index, message.request_id, self.state.snapshot_bytes()):
                 link.send("state", encode_state(chunk))
@@ -192,6 +240,66 @@ class StateSync:
             # participants' digests a second would cost every receiver that many times over.
             remote.digest = (message.op_count, message.digest)
             remote.digest_link = link
+
+    def _apply(self, op: StateOp, now: float) -> None:
+        """Apply a received op that its sender's role allows; a role change re-checks the ops held back."""
+        host = self._host
+        self.state.apply(op)
+        host.counters["ops_applied"] += 1
+        remote = host.roster.remotes.get(op.participant)
+        latency = host.one_way.latency(remote, op.sender_time, now) if remote is not None else None
+        if latency is not None and remote is not None:
+            host.monitor.record(remote.name, "state", latency, now)
+        if host.on_op is not None:
+            host.on_op(op, latency)
+        if op.kind is OpKind.SET_ROLE:
+            self.recheck_refused()
+
+    def _refuse(self, link: PeerLink, op: StateOp, reason: str, now: float) -> None:
+        """Refuse a received op: apply nothing, count it, answer its sender, keep it to check again later."""
+        host = self._host
+        host.counters["ops_refused"] += 1
+        log.info("%s: refused op %d of participant %d (%s): %s", host.name, op.seq, op.participant, op.kind.name, reason)
+        refusal = StateRefusal(host.index, op.participant, op.seq, op.kind, refusal_reason(reason))
+        link.send("state", encode_state(refusal))
+        self._held.append((link, op, time.monotonic()))
+
+    def recheck_refused(self) -> None:
+        """Apply the held refused ops that are allowed now (a grant, or a snapshot, came after them)."""
+        host = self._host
+        if not self._held:
+            return
+        fresh = time.monotonic() - HELD_REFUSED_S
+        held, self._held = self._held, deque(maxlen=HELD_REFUSED)
+        for link, op, at in held:
+            if at < fresh or self.state.has(op.participant, op.seq):
+                continue
+            if self.permit(op) is None:
+                host.counters["ops_applied_late"] += 1
+                self._apply(op, host.clock())
+            else:
+                self._held.append((link, op, at))
+
+    def _on_refusal(self, link: PeerLink, refusal: StateRefusal) -> None:
+        """A peer (or the relay, as participant 0) refused one of our ops: count it, tell the caller once per op."""
+        host = self._host
+        if refusal.to != host.index:
+            host.counters["misrouted"] += 1
+            return
+        if refusal.participant == 0:
+            if link.remote != RELAY_ID:
+                host.counters["spoofed"] += 1
+                return
+        elif host.roster.source(link, refusal.participant, "refusal") is None:
+            return
+        host.counters["refusals_received"] += 1
+        if refusal.seq in self._refused_seqs:
+            return
+        self._refused_seqs.append(refusal.seq)
+        log.info("%s: op %d (%s) refused by %d: %s", host.name, refusal.seq, refusal.kind.name,
+                 refusal.participant, refusal.reason)  # fmt: skip
+        if host.on_refused is not None:
+            host.on_refused(refusal)
 
     def _on_chunk(self, link: PeerLink, message: SnapshotChunk) -> None:
         host = self._host
@@ -265,6 +373,7 @@ class StateSync:
             return
         host.counters["snapshots_merged"] += 1
         host.caught_up.set()
+        self.recheck_refused()
         log.info("%s: merged a snapshot from %d (%d new ops)", host.name, source, added)
 
 

@@ -52,8 +52,9 @@ _PREFIX = struct.Struct("<BBHI")
 MIN_MESSAGE_BYTES = SNAPSHOT_REQUEST.size
 _OP_PARTICIPANT = struct.Struct("<H")
 _OP_PARTICIPANT_AT = struct.calcsize("<BBBB")
-#: Replies routed to one requester, named by the upper 16 bits of their id (``routed_id``).
-REPLY_TYPES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG})
+#: Replies routed to one requester, named by the upper 16 bits of their id (``routed_id``); a refusal's
+#: ``to`` sits in those same bits (offset 6), so it is routed to the op's sender alike.
+REPLY_TYPES = frozenset({MessageType.SNAPSHOT_CHUNK, MessageType.CLOCK_PONG, MessageType.STATE_REFUSAL})
 
 
 def message_type(data: bytes, channel: str) -> MessageType:
@@ -85,7 +86,8 @@ def routed_id(requester: int, low: int) -> int:
 
 
 def reply_to(data: bytes) -> int:
-    """The requester a reply (``REPLY_TYPES``: pong, snapshot chunk) is for: the upper 16 bits of its id."""
+    """The requester a reply (``REPLY_TYPES``: pong, snapshot chunk, refusal) is for: the upper 16 bits of its id
+    (a refusal's ``to``)."""
     return int(_PREFIX.unpack_from(data)[3]) >> 16
 
 

@@ -17,8 +17,9 @@ from net.errors import ProtocolError
 
 #: Version byte of every message; any change of a layout, type or op kind takes a new number.
 #: Version 2 added the pose bundle (type 0x02), version 3 the clock share (type 0x22), version 4 the
-#: measurement, measurement-delete and clear-marks op kinds (10, 11, 12); every earlier layout is unchanged.
-PROTOCOL_VERSION = 4
+#: measurement, measurement-delete and clear-marks op kinds (10, 11, 12), version 5 the set-role op kind (13)
+#: and the state refusal (type 0x14); every earlier layout is unchanged.
+PROTOCOL_VERSION = 5
 
 
 class MessageType(enum.IntEnum):
@@ -30,6 +31,7 @@ class MessageType(enum.IntEnum):
     SNAPSHOT_REQUEST = 0x11
     SNAPSHOT_CHUNK = 0x12
     STATE_DIGEST = 0x13
+    STATE_REFUSAL = 0x14
     CLOCK_PING = 0x20
     CLOCK_PONG = 0x21
     CLOCK_SHARE = 0x22

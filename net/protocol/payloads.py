@@ -31,11 +31,18 @@ class OpKind(enum.IntEnum):
     MEASURE = 10
     MEASURE_DELETE = 11
     CLEAR_MARKS = 12
+    SET_ROLE = 13
 
 
 #: Op kinds that create a mark of their sender's (what ``CLEAR_MARKS`` removes).
 MARK_KINDS = frozenset({OpKind.STROKE_ADD, OpKind.LANDMARK_PLACE, OpKind.MEASURE})
 
+
+#: The roles of a consultation room, from most to least able (``net.roles`` says what each may do); the
+#: values a ``SET_ROLE`` payload's ``role`` may take.
+ROOM_ROLES: tuple[str, ...] = ("surgeon", "expert", "trainee", "observer")
+#: Participant indices a ``SET_ROLE`` may name (0 is the relay).
+MAX_PARTICIPANT = 0xFFFF
 
 #: Payload limits of state operations.
 MAX_STROKE_POINTS = 1024
@@ -107,6 +114,7 @@ _SCHEMA_KEYS: dict[OpKind, tuple[frozenset[str], frozenset[str]]] = {
     OpKind.MEASURE: (frozenset({"id", "a_mm", "b_mm", "distance_mm"}), frozenset({"label", "geodesic_mm"})),
     OpKind.MEASURE_DELETE: (frozenset({"id"}), frozenset()),
     OpKind.CLEAR_MARKS: (frozenset(), frozenset()),
+    OpKind.SET_ROLE: (frozenset({"participant", "role"}), frozenset()),
 }
 
 #: Defaults filled in by ``validate_payload`` for optional keys.
@@ -130,6 +138,7 @@ def validate_payload(kind: OpKind | int, payload: object) -> dict[str, Any]:
     - MEASURE ``{"id", "a_mm": [x, y, z], "b_mm": [x, y, z] (twin mm, rounded to 0.001 mm, |c| <= 10,000),
       "distance_mm": |b - a| within 0.01 mm, "label": text, "geodesic_mm": mm >= distance | null}``
     - MEASURE_DELETE ``{"id"}``; CLEAR_MARKS ``{}`` (the sender's strokes, landmarks and measurements)
+    - SET_ROLE ``{"participant": index 1..65535, "role": one of ROOM_ROLES}`` (a surgeon grants or revokes)
 
     Returns a new dict with numbers as floats, vectors as lists and defaults filled in, so that the
     sender's copy and every receiver's copy are equal value for value (the state digest depends on it).
@@ -192,6 +201,13 @@ def validate_payload(kind: OpKind | int, payload: object) -> dict[str, Any]:
         return {"structure": _text(p.get("structure"), "selected structure", optional=True)}
     if kind is OpKind.MEASURE:
         return _measurement(p)
+    if kind is OpKind.SET_ROLE:
+        who = p["participant"]
+        if isinstance(who, bool) or not isinstance(who, int) or not 1 <= who <= MAX_PARTICIPANT:
+            raise ProtocolError(f"SET_ROLE participant must be an integer in 1..{MAX_PARTICIPANT}", "state")
+        if p["role"] not in ROOM_ROLES:
+            raise ProtocolError(f"SET_ROLE role must be one of {', '.join(ROOM_ROLES)}, got {str(p['role'])[:40]!r}", "state")
+        return {"participant": who, "role": p["role"]}
     # CLEAR_MARKS: no keys
     return {}
 

@@ -1,8 +1,9 @@
-"""The ``state`` channel: state ops, snapshot requests and chunks, state digests.
+"""The ``state`` channel: state ops, snapshot requests and chunks, state digests, refusals.
 
 Ordered and reliable. A ``StateOp`` is an operation on the shared consultation state (its payload
 schema per kind in ``net.protocol.payloads``); a late joiner sends a ``SnapshotRequest`` and gets the
-state back in ``SnapshotChunk`` s; a ``StateDigest`` is a peer's state hash, to prove convergence.
+state back in ``SnapshotChunk`` s; a ``StateDigest`` is a peer's state hash, to prove convergence; a
+``StateRefusal`` tells an op's sender that its role did not allow it (``net.roles``), and why.
 Layouts and worked examples: docs/protocol.md.
 """
 
@@ -33,6 +34,7 @@ OP_HEADER = struct.Struct("<BBBBHHIQq")  # version, type, kind, reserved, partic
 SNAPSHOT_REQUEST = struct.Struct("<BBHI")  # version, type, participant, request_id
 SNAPSHOT_HEADER = struct.Struct("<BBHIHHI")  # version, type, participant, snapshot_id, index, count, total
 DIGEST = struct.Struct("<BBHIq32s")  # version, type, participant, op_count, time_us, sha256
+REFUSAL = struct.Struct("<BBHBBHIH")  # version, type, participant, kind, reserved, to, seq, reason length
 
 #: Largest message on the state channel (an op with its JSON payload, or one snapshot chunk).
 STATE_MAX_BYTES = 64 * 1024
@@ -44,6 +46,8 @@ MAX_SNAPSHOT_CHUNKS = 1024
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 #: Lamport clocks stay below 2**53 so that a browser can hold them in a JavaScript number.
 MAX_LAMPORT = 2**53 - 1
+#: Longest reason of a refusal, bytes of UTF-8 (``refusal_reason`` shortens a longer one).
+MAX_REASON_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -105,13 +109,46 @@ class StateDigest:
     digest: bytes
 
 
-StateMessage = StateOp | SnapshotRequest | SnapshotChunk | StateDigest
+@dataclass(frozen=True)
+class StateRefusal:
+    """``participant`` (0: the relay) refused op ``seq`` of kind ``kind`` from participant ``to``: ``reason``.
+
+    The answer to an op its sender's role does not allow (``net.roles``): it goes to the op's sender
+    alone (a relay routes it by ``to``, like a reply) and changes nothing anywhere.
+    """
+
+    participant: int
+    to: int
+    seq: int
+    kind: OpKind
+    reason: str
+
+
+StateMessage = StateOp | SnapshotRequest | SnapshotChunk | StateDigest | StateRefusal
 
 
 #: Message types of the state channel.
 STATE_TYPES: frozenset[int] = frozenset(
-    {MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST}
+    {MessageType.STATE_OP, MessageType.SNAPSHOT_REQUEST, MessageType.SNAPSHOT_CHUNK, MessageType.STATE_DIGEST,
+     MessageType.STATE_REFUSAL}
 )
+
+
+def refusal_reason(text: str) -> str:
+    """``text`` made fit for a refusal: printable, at most ``MAX_REASON_BYTES`` of UTF-8 (cut on a character)."""
+    clean = "".join(c if c.isprintable() else " " for c in text).strip() or "refused"
+    while len(clean.encode("utf-8")) > MAX_REASON_BYTES:
+        clean = clean[:-1]
+    return clean
+
+
+def _check_reason(reason: object) -> bytes:
+    if not isinstance(reason, str) or not reason or not reason.isprintable():
+        raise ProtocolError("refusal reason must be printable text", "state")
+    raw = reason.encode("utf-8")
+    if len(raw) > MAX_REASON_BYTES:
+        raise ProtocolError(f"refusal reason of {len(raw)} bytes exceeds {MAX_REASON_BYTES}", "state")
+    return raw
 
 
 def _check_lamport(value: object) -> int:
@@ -121,7 +158,8 @@ def _check_lamport(value: object) -> int:
 
 
 def encode_state(message: StateMessage) -> bytes:
-    """Encode a state-channel message (``StateOp``, ``SnapshotRequest``, ``SnapshotChunk``, ``StateDigest``).
+    """Encode a state-channel message (``StateOp``, ``SnapshotRequest``, ``SnapshotChunk``, ``StateDigest``,
+    ``StateRefusal``).
 
     A ``StateOp`` payload is validated and normalised with ``validate_payload`` and sent as canonical
     JSON (at most ``MAX_PAYLOAD_BYTES``). Raises ``ProtocolError`` for invalid fields.
@@ -152,6 +190,17 @@ def encode_state(message: StateMessage) -> bytes:
             message.index, message.count, message.total,
         )
         return header + bytes(message.data)
+    if isinstance(message, StateRefusal):
+        reason = _check_reason(message.reason)
+        try:
+            kind = OpKind(message.kind)
+        except ValueError:
+            raise ProtocolError(f"unknown op kind {message.kind!r}", "state") from None
+        to = uint(message.to, U16, "to", "state")
+        seq = uint(message.seq, U32, "seq", "state")
+        if seq == 0:
+            raise ProtocolError("a refusal names an op seq, which starts at 1", "state")
+        return REFUSAL.pack(v, MessageType.STATE_REFUSAL, participant, kind, 0, to, seq, len(reason)) + reason
     if isinstance(message, StateDigest):
         if not isinstance(message.digest, bytes) or len(message.digest) != 32:
             raise ProtocolError("digest must be 32 bytes (sha256)", "state")
@@ -211,6 +260,25 @@ def decode_state(data: bytes | bytearray | memoryview) -> StateMessage:
         chunk = buf[SNAPSHOT_HEADER.size :]
         _check_chunk(index, count, total, len(chunk))
         return SnapshotChunk(participant, snapshot_id, index, count, total, chunk)
+    if mtype is MessageType.STATE_REFUSAL:
+        if len(buf) < REFUSAL.size:
+            raise ProtocolError(f"truncated refusal: {len(buf)} bytes, need {REFUSAL.size}", "state")
+        _, _, participant, kind, reserved, to, seq, length = REFUSAL.unpack_from(buf)
+        if reserved:
+            raise ProtocolError(f"reserved refusal byte is {reserved}, must be 0", "state")
+        try:
+            kind = OpKind(kind)
+        except ValueError:
+            raise ProtocolError(f"unknown op kind {kind}", "state") from None
+        if seq == 0:
+            raise ProtocolError("refusal of op seq 0 (sequences start at 1)", "state")
+        check_size(buf, REFUSAL.size + length, f"refusal with a {length}-byte reason", "state")
+        try:
+            reason = buf[REFUSAL.size :].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("refusal reason is not UTF-8", "state") from None
+        _check_reason(reason)
+        return StateRefusal(participant, to, seq, kind, reason)
     check_size(buf, DIGEST.size, "state digest", "state")
     _, _, participant, op_count, time_us, digest = DIGEST.unpack(buf)
     return StateDigest(participant, op_count, time_us / 1e6, digest)

@@ -56,6 +56,7 @@ OPS: list[tuple[p.OpKind, dict[str, Any]]] = [
                         "label": "A-B", "geodesic_mm": 61.234}),
     (p.OpKind.MEASURE_DELETE, {"id": "3:3"}),
     (p.OpKind.CLEAR_MARKS, {}),
+    (p.OpKind.SET_ROLE, {"participant": 5, "role": "expert"}),
 ]
 
 
@@ -73,8 +74,10 @@ def messages() -> list[tuple[str, str, Message | tuple[bytes, ...]]]:
     out += [
         ("snapshot request: participant 4 asks participant 2", "state", p.SnapshotRequest(4, p.routed_id(4, 2))),
         ("snapshot chunk: the only chunk, for participant 4", "state",
-         p.chunk_snapshot(2, p.routed_id(4, 2), b'{"v":2}')[0]),
+         p.chunk_snapshot(2, p.routed_id(4, 2), b'{"v":3}')[0]),
         ("state digest", "state", p.StateDigest(4, 10, 2.0, bytes(range(32)))),
+        ("state refusal: the relay refuses op 42 of participant 7, a twin move", "state",
+         p.StateRefusal(0, 7, 42, p.OpKind.TRANSFORM, "observer may not move the twin")),
         ("clock ping", "clock", p.ClockPing(3, p.routed_id(3, 9), 1.0)),
         ("clock pong", "clock", p.ClockPong(5, p.routed_id(3, 9), 1.0, 101.0012, 101.0013)),
         ("clock share", "clock", p.ClockShare(7, 0.00025, 2.0, 101.5)),
@@ -120,6 +123,9 @@ def to_value(message: Message | tuple[bytes, ...]) -> dict[str, Any]:
     if isinstance(message, p.StateDigest):
         return {"participant": message.participant, "op_count": message.op_count, "sender_time": message.sender_time,
                 "digest": message.digest.hex()}
+    if isinstance(message, p.StateRefusal):
+        return {"participant": message.participant, "to": message.to, "seq": message.seq, "kind": message.kind.name,
+                "reason": message.reason}
     return {key: getattr(message, key) for key in message.__dataclass_fields__}
 
 
@@ -139,6 +145,8 @@ def from_value(kind: str, value: dict[str, Any]) -> Message | tuple[bytes, ...]:
         return p.SnapshotChunk(**{**value, "data": bytes.fromhex(value["data"])})
     if kind == "STATE_DIGEST":
         return p.StateDigest(**{**value, "digest": bytes.fromhex(value["digest"])})
+    if kind == "STATE_REFUSAL":
+        return p.StateRefusal(**{**value, "kind": p.OpKind[value["kind"]]})
     record = {"SNAPSHOT_REQUEST": p.SnapshotRequest, "CLOCK_PING": p.ClockPing, "CLOCK_PONG": p.ClockPong,
               "CLOCK_SHARE": p.ClockShare}[kind]
     return record(**value)  # type: ignore[no-any-return]

@@ -15,20 +15,20 @@ from net.errors import NetError, ProtocolError
 
 # The worked examples of docs/protocol.md: change one and the other must change with it.
 POSE_HEX = (
-    "04010700feffffff4e61bc000000000007070201"  # header: v4, pose, participant 7, seq, 12.345678 s, flags
+    "05010700feffffff4e61bc000000000007070201"  # header: v5, pose, participant 7, seq, 12.345678 s, flags
     "e803803e3cf6000000000000"  # head: (0.1, 1.6, -0.25) m, identity (largest w)
     "30f8f82a60f000000000ff7f"  # left: (-0.2, 1.1, -0.4) m, 90 degrees about +Y (largest y)
     "d007f82a60f07ea5825a825a"  # right: (0.2, 1.1, -0.4) m, (0.5, -0.5, 0.5, 0.5) (largest x)
 )
 OP_HEX = (
-    "0410060003002c002a000000e90300000000000020bcbe0000000000"
+    "0510060003002c002a000000e90300000000000020bcbe0000000000"
     "7b2264223a302e30352c22696e646578223a322c226e6f726d616c223a5b302e302c302e302c2d312e305d7d"
 )
-PING_HEX = "042003000900000040420f0000000000"
-PONG_HEX = "042105000900000040420f000000000034250506000000009825050600000000"
-SHARE_HEX = "04220700fa00000080841e0000000000a0061c0600000000"
-REQUEST_HEX = "041104004d000000"
-DIGEST_HEX = "041304000a00000080841e0000000000" + bytes(range(32)).hex()
+PING_HEX = "052003000900000040420f0000000000"
+PONG_HEX = "052105000900000040420f000000000034250506000000009825050600000000"
+SHARE_HEX = "05220700fa00000080841e0000000000a0061c0600000000"
+REQUEST_HEX = "051104004d000000"
+DIGEST_HEX = "051304000a00000080841e0000000000" + bytes(range(32)).hex()
 
 
 @pytest.fixture
@@ -158,6 +158,7 @@ def test_every_op_kind_round_trips() -> None:
         p.OpKind.MEASURE: {"id": "m:1", "a_mm": [0, 0, 0], "b_mm": [3, 4, 0.0001], "distance_mm": 5, "label": "AB"},
         p.OpKind.MEASURE_DELETE: {"id": "m:1"},
         p.OpKind.CLEAR_MARKS: {},
+        p.OpKind.SET_ROLE: {"participant": 7, "role": "expert"},
     }
     assert set(payloads) == set(p.OpKind)
     for n, (kind, payload) in enumerate(payloads.items(), start=1):
@@ -193,6 +194,63 @@ def test_bad_measurements_are_refused(payload: dict[str, Any], reason: str) -> N
     bad id or label is refused like every other payload."""
     with pytest.raises(ProtocolError, match=reason):
         p.validate_payload(p.OpKind.MEASURE, payload)
+
+
+REFUSAL_HEX = "05140300080007002a0000001e00" + b"observer may not move the twin".hex()
+
+
+def test_refusal_is_pinned_and_routed_to_the_ops_sender() -> None:
+    """A refusal (participant 3 refuses op 42 of participant 7, a twin move) encodes to the documented bytes,
+    decodes back, and a relay reads its sender and the participant it is for from the header alone."""
+    refusal = p.StateRefusal(3, 7, 42, p.OpKind.TRANSFORM, "observer may not move the twin")
+    data = p.encode_state(refusal)
+    assert data.hex() == REFUSAL_HEX and p.decode_state(data) == refusal
+    assert p.message_type(data, "state") is p.MessageType.STATE_REFUSAL
+    assert (p.sender(data), p.reply_to(data)) == (3, 7) and p.MessageType.STATE_REFUSAL in p.REPLY_TYPES
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (bytes.fromhex(REFUSAL_HEX)[:13], "truncated refusal"),
+        (bytes.fromhex(REFUSAL_HEX) + b"x", "trailing"),
+        (bytes.fromhex(REFUSAL_HEX[:10] + "01" + REFUSAL_HEX[12:]), "reserved refusal byte"),
+        (bytes.fromhex(REFUSAL_HEX[:8] + "63" + REFUSAL_HEX[10:]), "unknown op kind 99"),
+        (bytes.fromhex(REFUSAL_HEX[:16] + "00000000" + REFUSAL_HEX[24:]), "seq 0"),
+        (bytes.fromhex(REFUSAL_HEX[:24] + "0100") + b"\n", "printable"),
+        (bytes.fromhex(REFUSAL_HEX[:24] + "0200") + b"\xc3\x28", "not UTF-8"),
+        (bytes.fromhex(REFUSAL_HEX[:24] + "0000"), "printable"),
+    ],
+)
+def test_malformed_refusals_raise_protocol_error(data: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        p.decode_state(data)
+
+
+def test_refusal_reasons_are_made_to_fit() -> None:
+    """A long or unprintable reason is cut to MAX_REASON_BYTES of printable UTF-8 (never inside a character)."""
+    long = p.refusal_reason("é" * 300 + "\n")
+    assert len(long.encode("utf-8")) <= p.MAX_REASON_BYTES and long.isprintable()
+    p.encode_state(p.StateRefusal(0, 1, 1, p.OpKind.SELECT, long))
+    with pytest.raises(ProtocolError, match="exceeds"):
+        p.encode_state(p.StateRefusal(0, 1, 1, p.OpKind.SELECT, "x" * 201))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"participant": 0, "role": "expert"}, "participant must be"),
+        ({"participant": 65536, "role": "expert"}, "participant must be"),
+        ({"participant": True, "role": "expert"}, "participant must be"),
+        ({"participant": 2, "role": "instructor"}, "role must be one of"),
+        ({"participant": 2, "role": ["expert"]}, "role must be one of"),
+        ({"participant": 2}, "lacks"),
+    ],
+)
+def test_bad_set_role_payloads_are_refused(payload: dict[str, Any], reason: str) -> None:
+    """A role op names a participant index (1..65535; 0 is the relay) and one of the room's four roles."""
+    with pytest.raises(ProtocolError, match=reason):
+        p.validate_payload(p.OpKind.SET_ROLE, payload)
 
 
 def test_clear_marks_takes_no_keys() -> None:
@@ -270,7 +328,7 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
         (p.decode_pose, bytes.fromhex("01" + POSE_HEX[2:]), "unknown version 1"),
         (p.decode_pose, bytes.fromhex("02" + POSE_HEX[2:]), "unknown version 2"),
         (p.decode_pose, bytes.fromhex("03" + POSE_HEX[2:]), "unknown version 3"),
-        (p.decode_pose, bytes.fromhex("0410" + POSE_HEX[4:]), "unknown message type 0x10"),
+        (p.decode_pose, bytes.fromhex("0510" + POSE_HEX[4:]), "unknown message type 0x10"),
         (p.decode_pose, bytes.fromhex(POSE_HEX)[:-1], "truncated pose with 3 poses"),
         (p.decode_pose, bytes.fromhex(POSE_HEX) + b"\0", "trailing"),
         (p.decode_pose, bytes.fromhex(POSE_HEX) + bytes(20), "oversized"),
@@ -279,14 +337,14 @@ def test_snapshot_assembler_rejects_gap_and_recovers() -> None:
         (p.decode_pose, bytes.fromhex(POSE_HEX[:36] + "0240" + POSE_HEX[40:]), "reserved button"),
         (p.decode_pose, bytes.fromhex(POSE_HEX[:-12] + "ff7fff7fff7f"), "not a unit quaternion"),
         (p.decode_pose, "text", "text message"),
-        (p.split_pose_bundle, bytes.fromhex("04020000"), "empty pose bundle"),
-        (p.split_pose_bundle, bytes.fromhex("04020101") + bytes.fromhex("38" + POSE_HEX), "reserved pose bundle byte"),
-        (p.split_pose_bundle, bytes.fromhex("04020200") + bytes.fromhex("38" + POSE_HEX), "1 of 2 poses"),
-        (p.split_pose_bundle, bytes.fromhex("04020100") + bytes.fromhex("39" + POSE_HEX), "overruns"),
-        (p.split_pose_bundle, bytes.fromhex("04020100") + bytes.fromhex("13" + POSE_HEX), "19 bytes"),
-        (p.split_pose_bundle, bytes.fromhex("04020100") + bytes.fromhex("38" + POSE_HEX) + b"\0", "1 trailing"),
-        (p.split_pose_bundle, bytes.fromhex("04020100") + bytes(1200), "oversized"),
-        (p.decode_state, bytes.fromhex(OP_HEX[:4] + "0d" + OP_HEX[6:]), "unknown op kind 13"),
+        (p.split_pose_bundle, bytes.fromhex("05020000"), "empty pose bundle"),
+        (p.split_pose_bundle, bytes.fromhex("05020101") + bytes.fromhex("38" + POSE_HEX), "reserved pose bundle byte"),
+        (p.split_pose_bundle, bytes.fromhex("05020200") + bytes.fromhex("38" + POSE_HEX), "1 of 2 poses"),
+        (p.split_pose_bundle, bytes.fromhex("05020100") + bytes.fromhex("39" + POSE_HEX), "overruns"),
+        (p.split_pose_bundle, bytes.fromhex("05020100") + bytes.fromhex("13" + POSE_HEX), "19 bytes"),
+        (p.split_pose_bundle, bytes.fromhex("05020100") + bytes.fromhex("38" + POSE_HEX) + b"\0", "1 trailing"),
+        (p.split_pose_bundle, bytes.fromhex("05020100") + bytes(1200), "oversized"),
+        (p.decode_state, bytes.fromhex(OP_HEX[:4] + "0e" + OP_HEX[6:]), "unknown op kind 14"),
         (p.decode_state, bytes.fromhex(OP_HEX[:6] + "01" + OP_HEX[8:]), "reserved op byte"),
         (p.decode_state, bytes.fromhex(OP_HEX)[:-1], "truncated op"),
         (p.decode_state, bytes.fromhex(OP_HEX)[:27], "truncated op"),
@@ -406,7 +464,7 @@ def test_channel_specs() -> None:
 
 
 # A bundle of the example pose and a buttons-only pose of participant 9: header, then length-prefixed messages.
-BUNDLE_HEX = "04020200" + "38" + POSE_HEX + "14" + "0401090001000000a0860100000000000000" + "0000"
+BUNDLE_HEX = "05020200" + "38" + POSE_HEX + "14" + "0501090001000000a0860100000000000000" + "0000"
 
 
 def test_pose_bundle_is_pinned_byte_for_byte(pose_record: p.PoseRecord) -> None:
@@ -471,5 +529,5 @@ def test_a_bad_pose_in_a_bundle_costs_only_itself() -> None:
 def test_times_far_from_zero_come_back_to_the_same_microsecond() -> None:
     """A time read from the wire re-encodes to the same int64 microseconds, past 2^32 s too."""
     for us in (4294967296000009, 2**52 + 3, -(2**51) - 7, 123456789):
-        ping = bytes.fromhex("0420030009000000") + us.to_bytes(8, "little", signed=True)
+        ping = bytes.fromhex("0520030009000000") + us.to_bytes(8, "little", signed=True)
         assert p.encode_clock(p.decode_clock(ping)) == ping

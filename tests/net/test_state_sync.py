@@ -25,7 +25,7 @@ async def test_late_joiner_gets_snapshot_then_deltas(
     join: Callable[..., Participant], until: Callable[..., Awaitable[None]]
 ) -> None:
     """Ops made before, while and after a third peer joins all reach it once; all three digests agree."""
-    alice = await join("alice")
+    alice = await join("alice", role="surgeon")  # she moves bob's landmarks
     bob = await join("bob")
     await until(lambda: open_links(alice) == 1 and open_links(bob) == 1)
     for i in range(30):
