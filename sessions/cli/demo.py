@@ -11,14 +11,27 @@ orbited instead.
 Then a scripted trainee takes a training module on the skull three times, getting better each time
 (:data:`DEMO_MODULE`, scripts ``<module>-attempt1..3`` in ``sessions/training/scripts/``): every
 action goes as an xAPI statement into a fresh profile (``<out>/profiles.sqlite``), each attempt ends
-with its score table, and the trainee's HTML report is written (``<out>/report.html``). Everything it
-made, the intents and the attempts included, is listed in ``<out>/demo.json``.
+with its score table, and the trainee's HTML report is written (``<out>/report.html``).
+
+Last, a short consultation on loopback (:func:`consultation`, in ``<out>/consult/``): a signaling
+server on a free port with a fresh secret, and three ``medverse consult join --backend sim`` processes
+(real aiortc peers, each rendering the twin): the surgeon cuts a cross-section, the expert places two
+landmarks and measures between them, the trainee points (``sessions/consult/scripts/``); each writes
+its frames as PNG. A fourth, silent participant (an observer, ``join --backend none --pose-rate 0
+--record``) records the room; the recording is replayed (``consult replay``) to PNGs, and its final
+state digest is checked against the participants'. The latency report is ``<out>/consult/latency.json``.
+Everything it made, the intents and the attempts included, is listed in ``<out>/demo.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +43,12 @@ from assets.validate import is_watertight
 from sessions.cli.twin import console, progress_bar, summary
 from sessions.intents import describe
 
-USER_ERRORS: tuple[type[BaseException], ...] = (AssetError,)
+
+class DemoError(RuntimeError):
+    """A part of the demo did not finish (the message says which, and where its log is)."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (AssetError, DemoError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -107,6 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
     for path in run["written"]:
         console.print(f"  frame: {path}")
     report["training"] = _training(out)
+    report["consultation"] = consultation(out / "consult")
     path = out / "demo.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     console.print(f"demo output: {out.resolve()} (summary {path.name}, {len(run['written'])} stereo PNGs in frames/)")
@@ -148,3 +167,165 @@ def _training(out: Path) -> dict[str, Any]:
                   f"{'intact' if check.ok else 'BROKEN'}); report {html.resolve()}")  # fmt: skip
     return {"module": DEMO_MODULE, "trainee": DEMO_TRAINEE, "attempts": attempts, "profile": str(profile),
             "chain": check.reason, "report": str(html)}
+
+
+#: The demo's consultation: (participant id, role, script in ``sessions/consult/scripts/``).
+DEMO_CONSULT = (("surgeon", "surgeon", "surgeon-cut"), ("expert", "expert", "expert-measure"),
+                ("trainee", "trainee", "trainee-point"))  # fmt: skip
+CONSULT_SCRIPTS = Path(__file__).resolve().parents[1] / "consult" / "scripts"
+#: Who records the demo's room: a silent observer (no poses, no ops).
+RECORDER = ("recorder", "observer")
+#: Seconds after joining before latency counts: loading the twin and the GL context, links opening.
+WARMUP_S = 2.0
+
+
+def consultation(folder: Path, seconds: float = 7.0, size: int = 240) -> dict[str, Any]:
+    """A consultation of :data:`DEMO_CONSULT` on loopback for ``seconds``, recorded and replayed.
+
+    Runs ``medverse`` as commands (the server, each participant, the replay), as a user would, into
+    ``folder``: ``consult.secret`` (fresh each run), ``frames/<participant>/`` (``size`` x ``size``
+    pixels per eye at 30 Hz), ``<participant>.json`` (each one's report), ``session.mvr`` (the
+    recording), ``replay/`` (its PNGs), ``latency.json`` (the latency report), ``*.log``.
+
+    Returns
+    -------
+    dict
+        The latency report: per participant one-way latency of poses and ops after :data:`WARMUP_S`
+        (ms, and the share within 30 ms), frames, PNGs and state digest; whether everyone converged; the replay's digest and
+        whether it equals theirs.
+
+    Raises
+    ------
+    DemoError
+        A process failed or the server did not start (the message names its log).
+    """
+    from net.tokens import issue_token, load_secret  # noqa: PLC0415 - only the consultation needs them
+
+    medverse = str(Path(sys.executable).with_name("medverse"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in ("frames", "replay"):
+        shutil.rmtree(folder / made, ignore_errors=True)
+    recording = folder / "session.mvr"
+    recording.unlink(missing_ok=True)
+    secret_file = folder / "consult.secret"
+    secret_file.unlink(missing_ok=True)
+    descriptor = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    secret, _ = load_secret(str(secret_file))
+    room = "demo-consult"
+    console.print(f"consultation: {', '.join(f'{n} ({s})' for n, _, s in DEMO_CONSULT)} in room {room!r} on loopback, "
+                  f"{seconds:g} s, recorded by a silent {RECORDER[1]}")  # fmt: skip
+    logs: list[Any] = []
+
+    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(folder / f"{name}.log", "wb")  # noqa: SIM115 - closed once every process is done
+        logs.append(log)
+        return subprocess.Popen([medverse, "consult", *argv], stdout=log, stderr=subprocess.STDOUT)
+
+    def failed(name: str, what: str) -> DemoError:
+        return DemoError(f"consultation: {name} {what}; see {folder / (name + '.log')}")
+
+    server = subprocess.Popen([medverse, "consult", "serve", "--port", "0", "--secret-file", str(secret_file)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "serving on " not in line:
+            raise DemoError(f"consultation: the signaling server did not start: {line.strip() or 'no output'}")
+        url = line.split("serving on ")[1].split()[0]
+
+        def token(name: str, role: str) -> str:
+            return issue_token(secret, room, name, role, ttl_s=600)
+
+        procs[RECORDER[0]] = start(RECORDER[0], [
+            "join", "--backend", "none", "--server", url, "--token", token(*RECORDER), "--pose-rate", "0",
+            "--twin", "brain", "--duration", "600", "--warmup", f"{WARMUP_S:g}", "--record", str(recording),
+            "--report", str(folder / "recorder.json")])  # fmt: skip
+        for name, role, script in DEMO_CONSULT:
+            twin = ["--twin", "brain"] if role == "surgeon" else []
+            procs[name] = start(name, [
+                "join", "--backend", "sim", "--server", url, "--token", token(name, role), *twin,
+                "--script", str(CONSULT_SCRIPTS / f"{script}.json"), "--out", str(folder / "frames" / name),
+                "--width", str(size), "--height", str(size), "--rate", "30", "--every", "30",
+                "--duration", f"{seconds:g}", "--warmup", f"{WARMUP_S:g}", "--report", str(folder / f"{name}.json")])  # fmt: skip
+        for name, _, _ in DEMO_CONSULT:
+            if procs[name].wait(timeout=seconds + 120) != 0:
+                raise failed(name, f"exited with {procs[name].returncode}")
+        time.sleep(1.2)  # the recorder writes a digest record each second: one after the last op
+        procs[RECORDER[0]].send_signal(signal.SIGTERM)  # it leaves cleanly and writes its report
+        if procs[RECORDER[0]].wait(timeout=30) != 0:
+            raise failed(RECORDER[0], f"exited with {procs[RECORDER[0]].returncode}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        server.terminate()
+        server.wait(timeout=10)
+        for log in logs:
+            log.close()
+    replay_dir = folder / "replay"
+    with open(folder / "replay.log", "wb") as log:
+        replay = [medverse, "consult", "replay", str(recording), "--out", str(replay_dir), "--every", "1",
+                  "--width", str(size), "--height", str(size)]  # fmt: skip
+        if subprocess.run(replay, stdout=log, stderr=subprocess.STDOUT, check=False).returncode:
+            raise failed("replay", "failed")
+    state = subprocess.run([medverse, "consult", "replay", str(recording), "--json"], capture_output=True, text=True,
+                           check=False)  # fmt: skip
+    if state.returncode:
+        raise DemoError(f"consultation: consult replay --json failed: {state.stderr.strip()[-300:]}")
+    replayed = json.loads(state.stdout)
+    return _consult_report(folder, recording, replay_dir, replayed)
+
+
+def _consult_report(folder: Path, recording: Path, replay_dir: Path, replayed: dict[str, Any]) -> dict[str, Any]:
+    """The consultation's latency report (see :func:`consultation`), written to ``latency.json`` and printed."""
+    people: dict[str, Any] = {}
+    for name, role, _ in (*DEMO_CONSULT, (*RECORDER, "")):
+        r = json.loads((folder / f"{name}.json").read_text())
+        people[name] = {
+            "role": role,
+            "pose": r["latency"]["room"]["pose"],
+            "state": r["latency"]["room"]["state"],
+            "links": r["latency"]["links"],
+            "op_count": r["state"]["op_count"],
+            "digest": r["state"]["digest"],
+            "frames": r.get("consult", {}).get("frames"),
+            "pngs": r.get("consult", {}).get("written", []),
+            "report": str(folder / f"{name}.json"),
+        }
+    digests = {p["digest"] for p in people.values()}
+    report = {
+        "room": "demo-consult",
+        "budget_ms": 30.0,
+        "participants": people,
+        "converged": len(digests) == 1,
+        "recording": str(recording),
+        "replay": {
+            "folder": str(replay_dir),
+            "pngs": len(list(replay_dir.glob("*.png"))),
+            "digest": replayed["digest"],
+            "op_count": replayed["op_count"],
+            "problem": replayed["problem"],
+        },
+        "replay_matches": digests == {replayed["digest"]},
+    }
+    path = folder / "latency.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+    def ms(summary: dict[str, Any] | None) -> str:
+        if not summary:
+            return "-"
+        return f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms, {summary['within_budget']:.0%} within 30 ms"
+
+    for name, p in people.items():
+        frames = f"{p['frames']} frames, {len(p['pngs'])} PNGs in {folder / 'frames' / name}" if p["frames"] else "no frames"
+        console.print(f"  {name} ({p['role']}): poses {ms(p['pose'])}; ops {ms(p['state'])}; {frames}; "
+                      f"digest {p['digest'][:16]}")  # fmt: skip
+    console.print(f"consultation: {'converged' if report['converged'] else 'NOT converged'} ({len(digests)} digest(s)); "
+                  f"recording {recording}; replay {len(list(replay_dir.glob('*.png')))} PNGs in {replay_dir}, digest "
+                  f"{replayed['digest'][:16]} {'=' if report['replay_matches'] else '!='} the participants'; "
+                  f"latency report {path}")  # fmt: skip
+    return report
