@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import signal
@@ -23,11 +22,12 @@ from typing import Any
 from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
 from sessions.consult.bridge import workspace_view
-from sessions.consult.room import ConsultSession, Pump, TwinMismatchError, resolve_twin, start_participant, twin_hash
+from sessions.consult.network import FrameRoom, NetThread
+from sessions.consult.room import ConsultSession, Pump, TwinMismatchError, resolve_twin, twin_hash
 from sessions.run import FrameWriter, SessionConfig, run
 from sessions.sim import aim_resolver, working_scene
 from xrcore.input import Picker
-from xrcore.motion import load_script, procedural
+from xrcore.motion import ScriptError, load_script, procedural
 
 
 class JoinError(ValueError):
@@ -35,7 +35,10 @@ class JoinError(ValueError):
 
 
 def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: Any, duration: float) -> int:
-    """Run ``join`` with a rendering backend (see the module docstring); returns the exit code."""
+    """Run ``join`` with a rendering backend (see the module docstring); returns the exit code.
+
+    The participant joins first (its loop in its own thread, :class:`NetThread`), then the twin and the
+    GL context are made: the links open and stay alive while start-up blocks the frame thread."""
     if args.backend != "sim":
         raise JoinError(f"--backend {args.backend} is not joined to a room yet: use sim or none")
     if args.width < 1 or args.height < 1 or args.rate <= 0 or args.every < 0:
@@ -43,26 +46,41 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
     # poses go out once a frame, from the frame loop; the participant's own pose loop stays off
     config = dataclasses.replace(config, pose_rate_hz=0.0, ops_rate_hz=0.0)
     participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
-    loop = asyncio.new_event_loop()
+    net = NetThread(participant, getattr(args, "loop", "auto"))
+    recorder = None
+    if args.record:
+        from sessions.recording.recorder import SessionRecorder  # noqa: PLC0415 - only a recorded join needs it
+
+        recorder = SessionRecorder(args.record)
+        recorder.attach(participant)  # after the net thread's hooks: the recorder chains them
     stop = {"now": False}
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.update(now=True))
     try:
-        start_participant(loop, participant)
+        welcome = net.start()
+        room = FrameRoom(net)
         try:
-            twin = resolve_twin(participant, args.twin, _load_twin, "brain")
+            twin = resolve_twin(room, args.twin, _load_twin, "brain")
         except TwinMismatchError as exc:
             raise JoinError(str(exc)) from None
-        report = _render(args, participant, loop, twin, duration, stop)
+        if recorder is not None:
+            recorder.twin_name, recorder.twin_sha256 = twin.name, twin_hash(twin)
+            net.call(recorder.begin, welcome)
+        try:
+            report = _render(args, net, room, twin, duration, stop)
+        except ScriptError as exc:
+            raise JoinError(str(exc)) from None
     finally:
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(participant.stop())
-        loop.close()
+        net.stop()
+        if recorder is not None:
+            recorder.close()
+    if recorder is not None:
+        report["recording"] = args.record
     pose = report["latency"]["room"]["pose"] or {}
     print(f"medverse consult: {report['participant']} in {report['room']} with {report['consult']['twin']}: "
           f"{report['consult']['frames']} frames, {report['counters'].get('poses_applied', 0)} poses "
-          f"(p99 {pose.get('p99_ms', float('nan')):.2f} ms), {report['state']['op_count']} ops; "
-          f"digest {report['state']['digest'][:16]}", flush=True)  # fmt: skip
+          f"(p50 {pose.get('p50_ms', float('nan')):.2f} ms, p99 {pose.get('p99_ms', float('nan')):.2f} ms), "
+          f"{report['state']['op_count']} ops; digest {report['state']['digest'][:16]}", flush=True)  # fmt: skip
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1) + "\n")
     return 0
@@ -74,13 +92,14 @@ def _load_twin(name: str) -> Twin:
     return load_twin(name)
 
 
-def _render(args: argparse.Namespace, participant: Participant, loop: asyncio.AbstractEventLoop, twin: Twin,
-            duration: float, stop: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
+def _render(args: argparse.Namespace, net: NetThread, room: FrameRoom, twin: Twin, duration: float,
+            stop: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
     from xrcore.backends.sim import SimBackend, SimConfig  # noqa: PLC0415 - GL only when rendering
     from xrcore.render import Renderer, RendererConfig  # noqa: PLC0415
 
+    participant = net.participant
     scene = working_scene(twin)
-    session = ConsultSession(scene, SessionConfig(user=participant.name, hud=False), Picker(twin), participant)
+    session = ConsultSession(scene, SessionConfig(user=participant.name, hud=False), Picker(twin), net, room)
     if args.present:
         session.present()
     if args.follow:
@@ -100,7 +119,7 @@ def _render(args: argparse.Namespace, participant: Participant, loop: asyncio.Ab
             lines = session.presence.lines(participant.clock())
             print(f"heads-up {participant.name} t={elapsed:.1f}s: " + ("; ".join(lines) or "alone"), flush=True)
 
-    pump = Pump(loop, args.rate, duration, stop=lambda: stop["now"], tick=heads_up)
+    pump = Pump(args.rate, duration, stop=lambda: stop["now"], tick=heads_up)
     backend.start()
     try:
         renderer = Renderer(backend.context, RendererConfig(width=args.width, height=args.height, samples=1, rate_hz=args.rate))
@@ -112,9 +131,11 @@ def _render(args: argparse.Namespace, participant: Participant, loop: asyncio.Ab
     finally:
         backend.stop()
     # a last moment for ops in flight, then the state everyone should share
-    loop.run_until_complete(asyncio.sleep(0.3))
-    session.bridge.reconcile()
-    report = participant.report()
+    net.run(asyncio.sleep(0.3))
+    for op, name in room.take():
+        session.bridge.note_op(op, name)
+    session.bridge.reconcile(force=True)
+    report = net.call(participant.report)
     report["consult"] = {
         "twin": f"{twin.name} {twin_hash(twin)}",
         "frames": pump.frames,

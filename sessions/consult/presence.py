@@ -10,6 +10,7 @@ as current (a participant frozen for 8 s used to read "100% within budget").
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -53,25 +54,43 @@ class RemoteHealth:
         return f"{self.name}: {latency:.1f} ms, {share:.0%} within {BUDGET_S * 1e3:.0f} ms"
 
 
+@dataclass(frozen=True)
+class Health:
+    """What the frame shows of one remote: its name, heads-up line and whether it is STALE."""
+
+    name: str
+    line: str
+    stale: bool
+
+
 class Presence:
-    """The health of every remote participant, by index."""
+    """The health of every remote participant, by index. Arrivals are noted on the network thread and
+    read on the frame thread, so every method holds a lock."""
 
     def __init__(self) -> None:
         self.remotes: dict[int, RemoteHealth] = {}
+        self._lock = threading.Lock()
 
     def arrived(self, index: int, name: str, now: float, latency_s: float | None) -> None:
         """Something from remote ``index`` (called ``name``) arrived at ``now`` with ``latency_s``."""
-        health = self.remotes.get(index)
-        if health is None or health.name != name:
-            health = self.remotes[index] = RemoteHealth(name)
-        health.last = now
-        if latency_s is not None:
-            health.samples.append((now, latency_s))
+        with self._lock:
+            health = self.remotes.get(index)
+            if health is None or health.name != name:
+                health = self.remotes[index] = RemoteHealth(name)
+            health.last = now
+            if latency_s is not None:
+                health.samples.append((now, latency_s))
 
     def forget(self, index: int) -> None:
         """Remote ``index`` left the room."""
-        self.remotes.pop(index, None)
+        with self._lock:
+            self.remotes.pop(index, None)
+
+    def health(self, now: float) -> dict[int, Health]:
+        """Every remote's name, line and staleness at ``now``, by index."""
+        with self._lock:
+            return {i: Health(h.name, h.line(now), h.stale(now)) for i, h in sorted(self.remotes.items())}
 
     def lines(self, now: float) -> list[str]:
         """One heads-up line per remote, by index."""
-        return [h.line(now) for _, h in sorted(self.remotes.items())]
+        return [h.line for h in self.health(now).values()]

@@ -1,0 +1,212 @@
+"""The participant's network off the frame thread: :class:`NetThread` and the frame side's :class:`FrameRoom`.
+
+The participant's asyncio loop runs in a background thread, so a rendered frame (10-70 ms in software
+GL) or a slow start-up (loading the twin, making a GL context) never delays what arrives: every pose
+and op is handled, and its one-way latency stamped by the net layer, on receipt. The frame thread
+only reads what the net thread left for it:
+
+- **poses**: the newest record per remote (newest wins), with its name and role;
+- **ops**: each op the participant applied, with its sender's name, through a queue;
+- **presence**: arrival times and latencies, noted on receipt (:class:`~sessions.consult.presence.Presence`
+  is locked);
+- what goes out (a pose record, an op) is handed to the loop (``call_soon_threadsafe``); an op is made
+  on the loop and its result awaited, since the bridge compares the room's state with it at once.
+
+The room's :class:`~net.state.SharedState` is the net thread's; the frame thread's bridge works on a
+replica (:class:`FrameRoom`) fed by the op queue, and refreshed from a snapshot when the room's state
+changed other than by an op (a late joiner's merge, a resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from net.eventloop import loop_factory
+from net.protocol import OpKind, PoseRecord, StateOp, TrackedPoses
+from net.state import SharedState
+from sessions.consult.presence import Presence
+
+if TYPE_CHECKING:
+    from net.participant import Participant
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: How long the frame thread waits for the loop to do something for it (s).
+CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RemotePose:
+    """A remote's newest pose record, and who they are."""
+
+    record: PoseRecord
+    name: str
+    role: str
+
+
+class NetThread:
+    """Runs ``participant``'s event loop in a background thread (see the module docstring).
+
+    Its hooks (``on_pose``, ``on_op``) are set here; set a recorder's after, so that it chains them.
+    """
+
+    def __init__(self, participant: Participant, loop: str = "auto") -> None:
+        self.participant = participant
+        self.presence = Presence()
+        self.loop_name, factory = loop_factory(loop)
+        self.loop = factory()
+        self._ops: queue.SimpleQueue[tuple[StateOp, str]] = queue.SimpleQueue()
+        self._poses: dict[int, RemotePose] = {}
+        self._lock = threading.Lock()
+        participant.on_pose = self._on_pose
+        participant.on_op = self._on_op
+        self._thread = threading.Thread(target=self._run, name="consult-net", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    # --- on the net thread ----------------------------------------------------------------------------
+
+    def _name(self, index: int) -> tuple[str, str]:
+        remote = self.participant.remotes.get(index)
+        return (remote.name, remote.role) if remote is not None else (str(index), "")
+
+    def _on_pose(self, record: PoseRecord, latency: float | None) -> None:
+        name, role = self._name(record.participant)
+        with self._lock:
+            self._poses[record.participant] = RemotePose(record, name, role)
+        self.presence.arrived(record.participant, name, self.participant.clock(), latency)
+
+    def _on_op(self, op: StateOp, latency: float | None) -> None:
+        name, _ = self._name(op.participant)
+        self.presence.arrived(op.participant, name, self.participant.clock(), latency)
+        self._ops.put((op, name))
+
+    def _send_pose(self, poses: TrackedPoses) -> None:
+        if self.participant.link_set.open_links():
+            self.participant.send_pose(poses)
+
+    # --- from the frame thread ------------------------------------------------------------------------
+
+    def run(self, coro: Any, timeout: float | None = CALL_TIMEOUT_S) -> Any:
+        """Run coroutine ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = CALL_TIMEOUT_S) -> T:
+        """Run ``fn(*args)`` on the loop thread and wait for its result (its exception is raised here)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(work)
+        return future.result(timeout)
+
+    def start(self, wait_s: float = 3.0) -> dict[str, Any]:
+        """Join the room and wait (up to ``wait_s``) for its state; returns the welcome."""
+        welcome: dict[str, Any] = self.run(self.participant.start())
+
+        async def caught_up() -> None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.participant.caught_up.wait(), wait_s)
+
+        self.run(caught_up(), timeout=wait_s + CALL_TIMEOUT_S)
+        return welcome
+
+    def send_pose(self, poses: TrackedPoses) -> None:
+        """Hand one pose record to the loop (sent to every open link; nothing waits)."""
+        self.loop.call_soon_threadsafe(self._send_pose, poses)
+
+    def poses(self) -> dict[int, RemotePose]:
+        """Every remote's newest pose record."""
+        with self._lock:
+            return dict(self._poses)
+
+    def forget_left(self) -> None:
+        """Drop the poses of remotes no longer in the room."""
+        here = set(self.participant.remotes)
+        with self._lock:
+            for index in [i for i in self._poses if i not in here]:
+                del self._poses[index]
+
+    def ops(self) -> list[tuple[StateOp, str]]:
+        """The ops applied since the last call, in order, with their sender's name."""
+        out = []
+        while True:
+            try:
+                out.append(self._ops.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stop(self, linger_s: float = 0.0) -> None:
+        """(After ``linger_s`` seconds for ops in flight) leave the room, stop the loop and its thread."""
+        if not self._thread.is_alive():
+            return
+
+        async def leave() -> None:
+            await asyncio.sleep(linger_s)
+            await self.participant.stop()
+
+        try:
+            self.run(leave(), timeout=linger_s + CALL_TIMEOUT_S)
+        except Exception as exc:
+            logger.warning("%s: leaving the room: %r", self.participant.name, exc)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(CALL_TIMEOUT_S)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class FrameRoom:
+    """The room as the frame thread's bridge sees it (:class:`~sessions.consult.bridge.Room`): a replica
+    of the shared state, fed by the ops the net thread applied; ops made on the net thread."""
+
+    def __init__(self, net: NetThread) -> None:
+        self.net = net
+        self._state = self._copy()
+
+    def _copy(self) -> SharedState:
+        p = self.net.participant
+
+        def snapshot() -> tuple[int, bytes, int]:
+            return p.state.participant, p.state.snapshot_bytes(), p.state.op_count
+
+        index, data, _ = self.net.call(snapshot)
+        state = SharedState(index)
+        state.merge_snapshot(data)
+        return state
+
+    @property
+    def state(self) -> SharedState:
+        return self._state
+
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
+        """Make the op on the loop (sent to the room), then apply it here."""
+        op = self.net.call(self.net.participant.make_op, kind, payload)
+        self._state.apply(op)
+        return op
+
+    def take(self) -> list[tuple[StateOp, str]]:
+        """Apply the ops the net thread applied since the last call; returns them (sender's name too).
+        When the room's state changed other than by ops (a snapshot merged), the replica is made again."""
+        ops = self.net.ops()
+        for op, _ in ops:
+            self._state.apply(op)
+        if self.net.participant.state.op_count != self._state.op_count:
+            self._state = self._copy()
+        return ops
