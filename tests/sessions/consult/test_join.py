@@ -1,0 +1,156 @@
+"""Joining with the twin rendered: follow-me snaps the view to the presenter's head and back; a
+participant with another twin, or a script that fails, is turned away with one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from net.protocol import OpKind, PoseRecord, StateOp
+from net.state import SharedState
+from sessions.consult.avatars import TwinFrame
+from sessions.consult.network import RemotePose
+from sessions.consult.presence import Presence
+from sessions.consult.room import IPD_M, ConsultSession
+from sessions.recording.format import read_recording
+from sessions.run import SessionConfig
+from sessions.sim import working_scene
+from xrcore.input import Picker
+from xrcore.types import Fov, FrameState, Pose, View
+
+MEDVERSE = str(Path(sys.executable).with_name("medverse"))
+
+
+class _Room:
+    """A room of one shared state (ops made here are the presenter's, as they would arrive)."""
+
+    def __init__(self, index: int) -> None:
+        self.state = SharedState(index)
+
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
+        return self.state.make_op(kind, payload, 0.0)
+
+
+class _Participant:
+    name = "bob"
+
+    def clock(self) -> float:
+        return time.monotonic()
+
+
+class _Net:
+    """What the session reads of the network thread: the newest poses and presence."""
+
+    def __init__(self) -> None:
+        self.participant = _Participant()
+        self.presence = Presence()
+        self.newest: dict[int, RemotePose] = {}
+
+    def poses(self) -> dict[int, RemotePose]:
+        return dict(self.newest)
+
+    def send_pose(self, poses: Any) -> None:
+        pass
+
+
+def _views(head: Pose) -> list[View]:
+    fov = Fov(-0.7, 0.7, 0.7, -0.7)
+    return [View(head, fov, 64, 64, 0), View(head, fov, 64, 64, 1)]
+
+
+def test_follower_view_snaps_to_the_presenters_head_and_back(brain: Any) -> None:
+    """While ann presents and bob follows, bob's eyes are ann's head +- half the IPD, looking her way;
+    when bob stops following, or ann stops presenting, bob's own views stay."""
+    scene = working_scene(brain)
+    net, room = _Net(), _Room(2)
+    session = ConsultSession(scene, SessionConfig(user="bob", hud=False), Picker(brain), net, room)  # type: ignore[arg-type]
+    twin = TwinFrame.of(scene)
+    ann_head = Pose((0.4, 0.3, 0.1), (0.0, 0.38268343, 0.0, 0.92387953))
+    net.newest[1] = RemotePose(PoseRecord(1, 1, 0.0, head=twin.to_twin(ann_head)), "ann", "surgeon")
+    own = Pose((0.0, 0.25, 0.5))
+    frame = FrameState(0, 0.0, 1 / 30, _views(own))
+    ann = SharedState(1)  # ann's ops, as they arrive
+    op = ann.make_op(OpKind.LANDMARK_PLACE, {"id": "room.present.ann.1", "position": [0, 0, 0], "label": "ann"}, 0.0)
+    room.state.apply(op)
+    assert session._presenter_views(frame, twin) is None  # not following yet
+    session.follow("ann")
+    views = session._presenter_views(frame, twin)
+    assert views is not None and len(views) == 2
+    right = ann_head.rotation_matrix()[:, 0]
+    for view, side in zip(views, (-0.5, 0.5), strict=True):
+        expected = np.asarray(ann_head.position) + side * IPD_M * right
+        assert np.allclose(view.pose.position, expected, atol=2e-4)  # the wire's 0.1 mm steps
+        assert abs(abs(float(np.dot(view.pose.orientation, ann_head.orientation))) - 1.0) < 1e-4
+    session.follow(None)
+    assert session._presenter_views(frame, twin) is None
+    session.follow("ann")
+    room.state.apply(ann.make_op(OpKind.LANDMARK_DELETE, {"id": "room.present.ann.1"}, 0.0))
+    assert session._presenter_views(frame, twin) is None  # ann stopped presenting: back to one's own view
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MEDVERSE_SECRET"}
+    return {**env, "MEDVERSE_HOME": str(tmp_path / "home")}
+
+
+@pytest.fixture
+def served(env: dict[str, str]) -> Iterator[str]:
+    proc = subprocess.Popen([MEDVERSE, "consult", "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "serving on" in line, line
+    yield line.split("serving on ")[1].split()[0]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+def _join(env: dict[str, str], server: str, name: str, *extra: str) -> subprocess.Popen[str]:
+    token = subprocess.run([MEDVERSE, "consult", "token", "--room", "ward", "--participant", name, "--role", "expert"],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    return subprocess.Popen([MEDVERSE, "consult", "join", "--backend", "sim", "--server", server, "--token", token,
+                             "--width", "32", "--height", "32", "--rate", "10", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_another_twin_or_a_failing_script_is_refused_in_one_line(served: str, env: dict[str, str], tmp_path: Path) -> None:
+    """With the room's twin named brain, a participant naming another twin is refused, and one whose
+    motion script does not load ends, each with exit code 2 and one line on stderr, no traceback; the
+    first one's ``--record`` file names the twin and its content hash."""
+    first = _join(env, served, "ann", "--twin", "brain", "--duration", "20", "--record", str(tmp_path / "ann.mvr"))
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the room's twin is named once ann's first heads-up line is out
+            assert first.stdout is not None and time.monotonic() < deadline
+            if first.stdout.readline().startswith("heads-up"):
+                break
+        other = _join(env, served, "bob", "--twin", "skull", "--duration", "5")
+        _, err = other.communicate(timeout=30)
+        assert other.returncode == 2 and err.strip().splitlines() == [
+            "medverse: error: the room's twin is 'brain', not 'skull'"
+        ], err
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"version": 1, "keyframes": [{"t": 0.0, "head": {"position": [0, 0]}}]}')
+        scripted = _join(env, served, "cat", "--script", str(bad), "--duration", "5")
+        _, err = scripted.communicate(timeout=30)
+        lines = err.strip().splitlines()
+        assert scripted.returncode == 2 and len(lines) == 1 and lines[0].startswith("medverse: error: "), err
+        assert "Traceback" not in err and "bad.json" in lines[0]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    header = read_recording(tmp_path / "ann.mvr").header
+    hash_ = out.split("with brain ")[1].split(":")[0]
+    assert (header.twin_name, header.twin_sha256) == ("brain", hash_)
