@@ -22,8 +22,18 @@ The pongs also mean a participant always hears from a healthy relay link (alone 
 and can tell a dead one by its silence; and the relay closes a link it has heard nothing on for
 ``liveness_timeout_s`` (participants send poses at the display rate and pings every few seconds),
 so that it stops sending into a path that is gone, and tells the participant through signaling
-(``{"type": "closed"}``), who then offers a new connection. Payloads are never decoded, so the
-relay's cost per message is a few byte reads and one send per receiver.
+(``{"type": "closed"}``), who then offers a new connection. Payloads are never decoded (but a
+state op's, below), so the relay's cost per message is a few byte reads and one send per receiver.
+
+Roles (docs/roles.md): the server tells the relay each participant's token role (``role_of``); the
+relay keeps a ``SharedState`` of its own for the roles granted during the session (it applies the
+``SET_ROLE`` ops it forwards, and merges a snapshot it asks the first participant it hears from
+for, with the grants made while the room was a mesh). Once that snapshot is in, it decodes each
+state op and refuses, with ``net.roles.check`` and the role its sender had when it made it, an op
+whose kind that role does not allow: the op is not forwarded, is counted (``ops_refused``) and is
+answered to its sender with a ``StateRefusal`` from participant 0. Whose mark an op names is left
+to the receivers, who hold the marks. Refusals from participants are routed to the op's sender alone,
+like replies.
 
 Poses travel in bundles (protocol version 2, ``POSE_BUNDLE``): a received pose waits in a slot per
 sender, a newer pose from the same sender replacing it (newest wins), until the relay's next flush,
@@ -69,15 +79,27 @@ from net.protocol import (
     ClockPing,
     ClockPong,
     MessageType,
+    OpKind,
+    SnapshotAssembler,
+    SnapshotChunk,
+    SnapshotRequest,
+    StateOp,
+    StateRefusal,
     bundle_framed_poses,
     decode_clock,
+    decode_state,
     encode_clock,
+    encode_state,
     frame_pose,
     message_type,
+    refusal_reason,
     reply_to,
+    routed_id,
     sender,
     snapshot_asked,
 )
+from net.roles import check
+from net.state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +138,9 @@ class RelayPeer:
         flushes come at most every ``R / pose_budget_hz`` seconds (ticks are skipped).
     liveness_timeout_s : float
         A link the relay has heard nothing on for this long is closed (0 or inf: never).
+    role_of : callable or None
+        ``role_of(participant)`` -> the role its join token gives (the signaling server's roster); None:
+        the relay checks no role (docs/roles.md).
     """
 
     def __init__(
@@ -127,8 +152,16 @@ class RelayPeer:
         pose_subticks: int = DEFAULT_POSE_SUBTICKS,
         pose_budget_hz: float | None = DEFAULT_POSE_BUDGET_HZ,
         liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
+        role_of: Callable[[str], str] | None = None,
     ) -> None:
         self.room = room
+        self._role_of = role_of
+        # The roles granted during the session (SET_ROLE), from the ops forwarded and one snapshot: roles are
+        # checked once the snapshot is in (grants made while the room was a mesh are in it).
+        self.roles_state = SharedState(0)
+        self._roles_known = False
+        self._roles_asked = False
+        self._assembler = SnapshotAssembler()
         self._send_signal = send_signal
         self._pose_buffer_limit = pose_buffer_limit
         self.links: dict[str, PeerLink] = {}
@@ -282,6 +315,16 @@ class RelayPeer:
                 self._cancel_flush_timer()
                 self._schedule_flush(now)
             return
+        if self._role_of is not None and label == "state":
+            if mtype == MessageType.STATE_OP and not self._op_allowed(link, data):
+                return
+            if mtype == MessageType.SNAPSHOT_CHUNK and reply_to(data) == 0:
+                self._roles_chunk(data)
+                return
+            if not self._roles_asked:
+                # Ask the first participant heard from for the room's state: the roles granted so far.
+                self._roles_asked = True
+                link.send("state", encode_state(SnapshotRequest(0, routed_id(0, bound))))
         if mtype in REPLY_TYPES:
             target = self._by_index.get(reply_to(data))
             targets = [target] if target is not None and target is not link else []
@@ -310,6 +353,46 @@ class RelayPeer:
             for other in targets:  # what was held for them goes first: the channel is ordered
                 self._release(other)
         self._forward(label, data, targets)
+
+    def _op_allowed(self, link: PeerLink, data: bytes) -> bool:
+        """Check a state op against its sender's role; a refused one is answered and counted (False)."""
+        try:
+            op = decode_state(data)
+        except ProtocolError:
+            self.counters["malformed"] += 1
+            return False
+        assert isinstance(op, StateOp)  # the caller saw its type byte
+        if self._roles_known:
+            granted = self.roles_state.role_at(op.participant, (op.lamport, op.participant, op.seq))
+            role = granted if granted is not None else self._role_of(link.remote) if self._role_of else ""
+            reason = check(role, op, None)
+            if reason is not None:
+                self.counters["ops_refused"] += 1
+                self._per_participant.setdefault(link.remote, Counter())["ops_refused"] += 1
+                log.info("relay %s: refused op %d of %s (%s): %s", self.room, op.seq, link.remote, op.kind.name, reason)
+                self._release(link)  # what was held for it goes first: the channel is ordered
+                refusal = StateRefusal(0, op.participant, op.seq, op.kind, refusal_reason(reason))
+                link.send("state", encode_state(refusal))
+                return False
+        if op.kind is OpKind.SET_ROLE:
+            self.roles_state.apply(op)
+        return True
+
+    def _roles_chunk(self, data: bytes) -> None:
+        """A chunk of the snapshot the relay asked for: once whole, its roles are known."""
+        try:
+            chunk = decode_state(data)
+            assert isinstance(chunk, SnapshotChunk)
+            body = self._assembler.add(chunk)
+            if body is not None:
+                self.roles_state.merge_snapshot(body)
+        except ProtocolError:
+            self.counters["malformed"] += 1
+            self._roles_asked = False  # ask again, maybe someone else
+            return
+        if body is not None:
+            self._roles_known = True
+            log.info("relay %s: roles known (%d granted during the session)", self.room, len(self.roles_state.roles))
 
     def _hold(self, label: str, data: bytes, targets: list[PeerLink]) -> None:
         """Keep an op, digest or clock share for each target until the next flush, which sends it with the

@@ -537,7 +537,12 @@ class SignalingServer:
         async def send_signal(message: dict[str, Any]) -> None:
             self._relay_send(room, message)
 
-        room.relay = RelayPeer(room.name, send_signal, **self.config.relay_options)
+        def role_of(participant: str) -> str:
+            member = room.members.get(participant)
+            return member.role if member is not None else ""
+
+        # The relay checks each op against its sender's role (docs/roles.md): the token roles come from here.
+        room.relay = RelayPeer(room.name, send_signal, role_of=role_of, **self.config.relay_options)
         log.info("room %s: relay peer started", room.name)
 
     async def _close_relay(self, room: Room) -> None:

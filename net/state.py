@@ -145,6 +145,9 @@ class SharedState:
         self._measures_deleted: set[str] = set()
         self._cleared: dict[int, list[int]] = {}  # participant -> stamp of its latest CLEAR_MARKS
         self._roles: dict[int, dict[str, Any]] = {}  # participant -> {"stamp", "role"}: the latest SET_ROLE
+        # participant -> every (stamp, role) held, in stamp order: whose role an op had when it was made
+        # (``role_at``). Not state: a snapshot carries the latest grant only.
+        self._role_history: dict[int, list[tuple[Stamp, str]]] = {}
         # The digest is asked for on every digest message from every peer (15 a second in a room of 16):
         # cached until the state changes, and the large registers keep their entries' JSON text.
         self._digest: bytes | None = None
@@ -250,7 +253,14 @@ class SharedState:
                 self._cleared[op.participant] = list(stamp)
             self._sweep()
         elif kind is OpKind.SET_ROLE:
-            self._write(self._roles, p["participant"], stamp, {"role": p["role"]})
+            self._grant(p["participant"], stamp, p["role"])
+
+    def _grant(self, participant: int, stamp: Stamp, role: str) -> None:
+        self._write(self._roles, participant, stamp, {"role": role})
+        history = self._role_history.setdefault(participant, [])
+        if (stamp, role) not in history:
+            history.append((stamp, role))
+            history.sort()
 
     def _erase_stroke(self, stroke_id: str) -> None:
         self._erased.add(stroke_id)
@@ -328,6 +338,17 @@ class SharedState:
         """Roles granted during the session (``SET_ROLE``): participant index -> role. A participant
         not listed has the role of its join token."""
         return {i: r["role"] for i, r in self._roles.items()}
+
+    def role_at(self, participant: int, stamp: Stamp) -> str | None:
+        """The role granted to ``participant`` by the latest ``SET_ROLE`` held that is older than ``stamp``
+        (an op's (lamport, participant, seq)): the role it had when it made that op, as far as this state
+        knows; None when no such grant is held (its join token's role applies)."""
+        role = None
+        for held, granted in self._role_history.get(participant, ()):
+            if held >= stamp:
+                break
+            role = granted
+        return role
 
     def mark_owner(self, kind: OpKind, mark_id: str) -> int | None:
         """Who created the mark an op of ``kind`` names (its stroke, landmark or measurement), or None
@@ -423,7 +444,7 @@ class SharedState:
             if held is None or tuple(held) < tuple(stamp):
                 self._cleared[participant] = stamp
         for participant, role in roles.items():
-            self._write(self._roles, participant, tuple(role["stamp"]), {"role": role["role"]})
+            self._grant(participant, tuple(role["stamp"]), role["role"])
         for stroke_id in self._erased:
             self._strokes.pop(stroke_id, None)
         for landmark_id in self._deleted:

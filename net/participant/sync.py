@@ -87,20 +87,26 @@ class StateSync:
         self._held: deque[tuple[PeerLink, StateOp, float]] = deque(maxlen=HELD_REFUSED)
         self._refused_seqs: deque[int] = deque(maxlen=REFUSALS_REMEMBERED)
 
-    def role_of(self, index: int) -> str:
-        """The role of participant ``index`` now: the latest ``SET_ROLE`` for it, else its join token's."""
-        granted = self.state.roles.get(index)
-        if granted is not None:
-            return granted
+    def token_role(self, index: int) -> str:
+        """The role the join token of participant ``index`` gives (signaling's peer entry, or our welcome)."""
         host = self._host
         if index == host.index:
             return host.token_role
         remote = host.roster.remotes.get(index)
         return remote.role if remote is not None else ""
 
+    def role_of(self, index: int) -> str:
+        """The role of participant ``index`` now: the latest ``SET_ROLE`` for it, else its join token's."""
+        granted = self.state.roles.get(index)
+        return granted if granted is not None else self.token_role(index)
+
     def permit(self, op: StateOp) -> str | None:
-        """Why ``op`` may not be applied here (its sender's role, ``net.roles.check``), or None."""
-        return check(self.role_of(op.participant), op, self.state)
+        """Why ``op`` may not be applied here, or None: ``net.roles.check`` with the role its sender had when
+        it made it (the latest grant older than the op, ``SharedState.role_at``, else the token's), so that
+        an op made before a grant stays refused after it, and every peer decides alike."""
+        granted = self.state.role_at(op.participant, (op.lamport, op.participant, op.seq))
+        role = granted if granted is not None else self.token_role(op.participant)
+        return check(role, op, self.state)
 
     def joined(self, index: int) -> None:
         """Start the state afresh as participant ``index``."""
@@ -260,6 +266,9 @@ class StateSync:
         host = self._host
         host.counters["ops_refused"] += 1
         log.info("%s: refused op %d of participant %d (%s): %s", host.name, op.seq, op.participant, op.kind.name, reason)
+        # The clock moves as for any receipt: a grant made after this refusal is newer than the op, so that
+        # the op stays refused when it is checked again (``permit``).
+        self.state.lamport = max(self.state.lamport, op.lamport) + 1
         refusal = StateRefusal(host.index, op.participant, op.seq, op.kind, refusal_reason(reason))
         link.send("state", encode_state(refusal))
         self._held.append((link, op, time.monotonic()))
