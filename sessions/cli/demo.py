@@ -17,19 +17,19 @@ Last, a short consultation on loopback (:func:`consultation`, in ``<out>/consult
 server on a free port with a fresh secret, and three ``medverse consult join --backend sim`` processes
 (real aiortc peers, each rendering the twin): the surgeon cuts a cross-section, the expert places two
 landmarks and measures between them, the trainee points (``sessions/consult/scripts/``); each writes
-its frames as PNG. A fourth, silent participant (an observer, ``join --backend none --pose-rate 0
---record``) records the room; the recording is replayed (``consult replay``) to PNGs, and its final
-state digest is checked against the participants'. The latency report is ``<out>/consult/latency.json``.
+its frames as PNG, and the surgeon records the room (``--record``); the recording is replayed
+(``consult replay``) to PNGs, and its final state digest is checked against the participants'. The
+latency report is ``<out>/consult/latency.json``.
 Everything it made, the intents and the attempts included, is listed in ``<out>/demo.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -173,13 +173,13 @@ def _training(out: Path) -> dict[str, Any]:
 DEMO_CONSULT = (("surgeon", "surgeon", "surgeon-cut"), ("expert", "expert", "expert-measure"),
                 ("trainee", "trainee", "trainee-point"))  # fmt: skip
 CONSULT_SCRIPTS = Path(__file__).resolve().parents[1] / "consult" / "scripts"
-#: Who records the demo's room: a silent observer (no poses, no ops).
-RECORDER = ("recorder", "observer")
+#: Seconds the demo's surgeon waits before cutting, beyond its script: the others join after it.
+SURGEON_WAITS_S = 3.0
 #: Seconds after joining before latency counts: loading the twin and the GL context, links opening.
 WARMUP_S = 2.0
 
 
-def consultation(folder: Path, seconds: float = 7.0, size: int = 240) -> dict[str, Any]:
+def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[str, Any]:
     """A consultation of :data:`DEMO_CONSULT` on loopback for ``seconds``, recorded and replayed.
 
     Runs ``medverse`` as commands (the server, each participant, the replay), as a user would, into
@@ -215,7 +215,7 @@ def consultation(folder: Path, seconds: float = 7.0, size: int = 240) -> dict[st
     secret, _ = load_secret(str(secret_file))
     room = "demo-consult"
     console.print(f"consultation: {', '.join(f'{n} ({s})' for n, _, s in DEMO_CONSULT)} in room {room!r} on loopback, "
-                  f"{seconds:g} s, recorded by a silent {RECORDER[1]}")  # fmt: skip
+                  f"{seconds:g} s, recorded by the surgeon")  # fmt: skip
     logs: list[Any] = []
 
     def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -239,24 +239,29 @@ def consultation(folder: Path, seconds: float = 7.0, size: int = 240) -> dict[st
         def token(name: str, role: str) -> str:
             return issue_token(secret, room, name, role, ttl_s=600)
 
-        procs[RECORDER[0]] = start(RECORDER[0], [
-            "join", "--backend", "none", "--server", url, "--token", token(*RECORDER), "--pose-rate", "0",
-            "--twin", "brain", "--duration", "600", "--warmup", f"{WARMUP_S:g}", "--record", str(recording),
-            "--report", str(folder / "recorder.json")])  # fmt: skip
         for name, role, script in DEMO_CONSULT:
-            twin = ["--twin", "brain"] if role == "surgeon" else []
+            path = CONSULT_SCRIPTS / f"{script}.json"
+            if role == "surgeon":
+                # the surgeon joins first and cuts after the expert has measured: later by the others' head start
+                late = json.loads(path.read_text())
+                for keyframe in late["keyframes"][1:]:
+                    keyframe["t"] += SURGEON_WAITS_S
+                path = folder / f"{script}.json"
+                path.write_text(json.dumps(late))
+            # the surgeon names the room's twin and records
+            twin = ["--twin", "brain", "--record", str(recording)] if role == "surgeon" else []
             procs[name] = start(name, [
                 "join", "--backend", "sim", "--server", url, "--token", token(name, role), *twin,
-                "--script", str(CONSULT_SCRIPTS / f"{script}.json"), "--out", str(folder / "frames" / name),
+                "--script", str(path), "--out", str(folder / "frames" / name),
                 "--width", str(size), "--height", str(size), "--rate", "30", "--every", "30",
                 "--duration", f"{seconds:g}", "--warmup", f"{WARMUP_S:g}", "--report", str(folder / f"{name}.json")])  # fmt: skip
+            if role == "surgeon":
+                # The others join once the room's twin is named (the surgeon's first op, in its recording):
+                # whoever joins an unnamed room names it, and roles below the surgeon's may not.
+                _wait_for_first_op(recording, procs[name], timeout_s=60.0)
         for name, _, _ in DEMO_CONSULT:
             if procs[name].wait(timeout=seconds + 120) != 0:
                 raise failed(name, f"exited with {procs[name].returncode}")
-        time.sleep(1.2)  # the recorder writes a digest record each second: one after the last op
-        procs[RECORDER[0]].send_signal(signal.SIGTERM)  # it leaves cleanly and writes its report
-        if procs[RECORDER[0]].wait(timeout=30) != 0:
-            raise failed(RECORDER[0], f"exited with {procs[RECORDER[0]].returncode}")
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -280,10 +285,25 @@ def consultation(folder: Path, seconds: float = 7.0, size: int = 240) -> dict[st
     return _consult_report(folder, recording, replay_dir, replayed)
 
 
+def _wait_for_first_op(recording: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until ``recording`` holds an op its recorder sent (``proc`` writes it); DemoError if ``proc``
+    exits or time runs out. The recorder flushes every 0.25 s (docs/recording.md)."""
+    from sessions.recording.format import Direction, RecordingError, read_recording  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError, RecordingError):  # not created, or no header yet
+            if any(e.direction is Direction.SENT for e in read_recording(recording).ops):
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise DemoError(f"consultation: the surgeon did not name the room's twin; see {recording.parent / 'surgeon.log'}")
+        time.sleep(0.1)
+
+
 def _consult_report(folder: Path, recording: Path, replay_dir: Path, replayed: dict[str, Any]) -> dict[str, Any]:
     """The consultation's latency report (see :func:`consultation`), written to ``latency.json`` and printed."""
     people: dict[str, Any] = {}
-    for name, role, _ in (*DEMO_CONSULT, (*RECORDER, "")):
+    for name, role, _ in DEMO_CONSULT:
         r = json.loads((folder / f"{name}.json").read_text())
         people[name] = {
             "role": role,
@@ -321,7 +341,7 @@ def _consult_report(folder: Path, recording: Path, replay_dir: Path, replayed: d
         return f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms, {summary['within_budget']:.0%} within 30 ms"
 
     for name, p in people.items():
-        frames = f"{p['frames']} frames, {len(p['pngs'])} PNGs in {folder / 'frames' / name}" if p["frames"] else "no frames"
+        frames = f"{p['frames']} frames, {len(p['pngs'])} PNGs in {folder / 'frames' / name}"
         console.print(f"  {name} ({p['role']}): poses {ms(p['pose'])}; ops {ms(p['state'])}; {frames}; "
                       f"digest {p['digest'][:16]}")  # fmt: skip
     console.print(f"consultation: {'converged' if report['converged'] else 'NOT converged'} ({len(digests)} digest(s)); "

@@ -1,5 +1,5 @@
-"""The demo's consultation (``medverse demo``, last part): three rendering participants and a recorder on
-loopback, the recording replayed; run as the demo runs it, into a temporary folder."""
+"""The demo's consultation (``medverse demo``, last part): three rendering participants on
+loopback, the surgeon's recording replayed; run as the demo runs it, into a temporary folder."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_demo_consultation_converges_and_its_replay_reaches_the_same_state(tmp_p
     """Every participant writes frames and a report with the same state digest, and replaying the
     recording renders PNGs and ends at that digest."""
     folder = tmp_path / "consult"
-    report = consultation(folder, seconds=6.0, size=160)
+    report = consultation(folder, seconds=10.0, size=160)
     assert json.loads((folder / "latency.json").read_text()) == report
     assert (folder / "consult.secret").stat().st_mode & 0o077 == 0
     for name, _, _ in DEMO_CONSULT:
