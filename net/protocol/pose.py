@@ -30,7 +30,8 @@ from net.protocol.common import (
 
 
 class Buttons(enum.IntFlag):
-    """Button bits of a pose record (uint16); bits 6, 7, 14, 15 are reserved and must be 0."""
+    """Button bits of a pose record (uint16); bits 6, 7 and 14 are reserved and must be 0. Bit 15 is
+    not a button but a flag the sender states: it is presenting (others may follow its viewpoint)."""
 
     NONE = 0
     LEFT_TRIGGER = 1 << 0
@@ -45,9 +46,11 @@ class Buttons(enum.IntFlag):
     RIGHT_SECONDARY = 1 << 11  # B
     RIGHT_THUMBSTICK = 1 << 12
     RIGHT_SYSTEM = 1 << 13
+    #: the sender presents: followers render from its head (anyone may, observers too)
+    PRESENTING = 1 << 15
 
 
-_BUTTONS_MASK = 0x3F3F
+_BUTTONS_MASK = 0xBF3F
 
 #: Position quantum of a pose (metres): int16 steps of 0.1 mm, so |coordinate| <= 3.2767 m from the
 #: room origin (where the twin stands). Finer than headset tracking noise (about 1 mm).
@@ -86,12 +89,14 @@ class WirePose:
 
 
 class TrackedPoses(TypedDict, total=False):
-    """The poses of a `PoseRecord` by name, as keyword arguments; one left out is not tracked."""
+    """The poses of a `PoseRecord` by name, and its buttons, as keyword arguments; a pose left out is
+    not tracked, buttons left out are none."""
 
     head: WirePose
     left: WirePose
     right: WirePose
     pointer: WirePose
+    buttons: Buttons
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ class PoseRecord:
     head, left, right, pointer:
         Head, left and right grip poses and the pointer (aim) pose; ``None`` when not tracked.
     buttons:
-        ``Buttons`` bits held down.
+        ``Buttons`` bits held down, and ``Buttons.PRESENTING`` while the sender presents.
     """
 
     participant: int

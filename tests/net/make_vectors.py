@@ -38,6 +38,7 @@ _POSE = p.PoseRecord(
     buttons=p.Buttons.RIGHT_TRIGGER | p.Buttons.LEFT_GRIP,
 )
 _POINTER = p.PoseRecord(3, 1, 0.5, pointer=p.WirePose((0.0, 1.2, -0.3), (math.sin(math.pi / 8), 0.0, 0.0, math.cos(math.pi / 8))))
+_PRESENTING = p.PoseRecord(4, 2, 0.75, head=p.WirePose((0.0, 1.7, 0.4), (0.0, 0.0, 0.0, 1.0)), buttons=p.Buttons.PRESENTING)
 _BARE = p.PoseRecord(9, 1, 0.1)
 
 #: One op per kind: (kind, payload).
@@ -66,6 +67,7 @@ def messages() -> list[tuple[str, str, Message | tuple[bytes, ...]]]:
         ("pose: head and two hands, two buttons, sequence about to wrap", "pose", _POSE),
         ("pose: pointer only", "pose", _POINTER),
         ("pose: nothing tracked", "pose", _BARE),
+        ("pose: head only, presenting (buttons bit 15)", "pose", _PRESENTING),
         ("pose bundle: two senders", "pose", (p.encode_pose(_POSE), p.encode_pose(_BARE))),
     ]
     for seq, (kind, payload) in enumerate(OPS, start=1):
