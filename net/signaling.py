@@ -7,6 +7,11 @@ refused (401) instead of taking the participant to the token's room. Rooms large
 switch to relay mode: the server runs :class:`net.relay.RelayPeer` in process as participant
 ``"relay"`` and every participant connects to it instead of to each other. The message schema is in ``docs/signaling.md``.
 
+The room's twin is the room's: the server's configuration names it for every room (``twin``), else
+the first surgeon who joins announcing one (``?twin=NAME&twin_sha256=HASH``) names it for that room;
+``welcome`` carries it (null while none is named) and a ``twin`` message tells those already in the
+room when it gets named. The server stores and passes the strings; participants compare content.
+
 Hostile input never stops the server: every malformed, oversized, binary, unknown, spoofed or
 over-rate message is dropped, answered with an ``error`` message and counted in ``/stats``. Client
 messages are checked by the pure function :func:`parse_client_message` (which the fuzz tests drive);
@@ -32,6 +37,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from net.errors import NetError
 from net.rooms import Member, Room, RoomError, TokenBucket
+from net.signaling_client import RoomTwin, SignalingError
 from net.tokens import RELAY_ID, TokenClaims, TokenError, TokenExpiredError, verify_token
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,7 @@ COUNTERS: tuple[str, ...] = (
     "refused_expired_token",
     "refused_room_full",
     "refused_too_many_rooms",
+    "refused_bad_twin",
     "replaced",
     "messages",
     "malformed",
@@ -103,6 +110,9 @@ class ServerConfig:
         WebSocket ping interval; a connection that misses the pong for half of it is closed.
     relay_options : dict
         Keyword arguments for :class:`net.relay.RelayPeer`.
+    twin : RoomTwin or None
+        The twin of every room on this server (``serve --twin``); None: the first surgeon to join a
+        room announcing one names that room's.
     """
 
     secret: bytes
@@ -120,6 +130,7 @@ class ServerConfig:
     send_queue: int = 256
     heartbeat_s: float = 10.0
     relay_options: dict[str, Any] = field(default_factory=dict)
+    twin: RoomTwin | None = None
 
 
 def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -271,6 +282,7 @@ class _Connection:
     bucket: TokenBucket
     queue: asyncio.Queue[str | None]
     writer: asyncio.Task[None] | None = None
+    twin: RoomTwin | None = None  # the twin it announced on joining
 
 
 class SignalingServer:
@@ -298,6 +310,8 @@ class SignalingServer:
         self.config = config
         self.counters: Counter[str] = Counter({name: 0 for name in COUNTERS})
         self.rooms: dict[str, Room] = {}
+        #: each open room's twin, by room name (absent while none is named)
+        self.twins: dict[str, RoomTwin] = {}
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -417,6 +431,7 @@ class SignalingServer:
                     "participants": participants,
                     "links": links,
                     "relay_stats": relay_stats,
+                    "twin": _twin_message(self.twins.get(room.name)),
                 }
             )
         return {
@@ -457,6 +472,9 @@ class SignalingServer:
         claims = self._check_token(request)
         if isinstance(claims, web.Response):
             return claims
+        announced = self._announced_twin(request)
+        if isinstance(announced, web.Response):
+            return announced
         # Capacity is checked before the upgrade so refused clients get an HTTP status, and again
         # at admission because other joins may have happened while the handshake was awaited.
         room = self.rooms.get(claims.room)
@@ -472,6 +490,7 @@ class SignalingServer:
             claims=claims,
             bucket=TokenBucket(self.config.rate_per_s, self.config.burst),
             queue=asyncio.Queue(maxsize=self.config.send_queue),
+            twin=announced,
         )
         conn.writer = asyncio.ensure_future(self._write_loop(conn))
         admitted = self._admit(conn)
@@ -496,6 +515,8 @@ class SignalingServer:
                 return None
             room = Room(claims.room, self.config.mesh_limit, self.config.max_participants)
             self.rooms[claims.room] = room
+            if self.config.twin is not None:
+                self.twins[room.name] = self.config.twin
             log.info("room %s opened", room.name)
         try:
             member, replaced, switched = room.admit(claims.participant, claims.name, claims.role, conn)
@@ -513,9 +534,25 @@ class SignalingServer:
         if switched:
             self._open_relay(room)
             self._broadcast(room, {"type": "topology", "mode": "relay", "relay": RELAY_ID}, exclude=member.participant)
-        self._enqueue(conn, room.welcome(member))
+        named = room.name not in self.twins and conn.twin is not None and member.role == "surgeon"
+        if named and conn.twin is not None:
+            self.twins[room.name] = conn.twin
+            log.info("room %s: twin %s (%s), named by %s", room.name, conn.twin.name, conn.twin.sha256, member.participant)
+        self._enqueue(conn, {**room.welcome(member), "twin": _twin_message(self.twins.get(room.name))})
+        if named:
+            self._broadcast(room, {"type": "twin", "twin": _twin_message(conn.twin)}, exclude=member.participant)
         self._broadcast(room, {"type": "peer-joined", "peer": member.describe()}, exclude=member.participant)
         return room, member
+
+    def _announced_twin(self, request: web.Request) -> RoomTwin | web.Response | None:
+        """The twin a joining client announced (``?twin=NAME&twin_sha256=HASH``), None, or a 400 refusal."""
+        name, digest = request.query.get("twin"), request.query.get("twin_sha256")
+        if name is None and digest is None:
+            return None
+        try:
+            return RoomTwin(name or "", digest or "")
+        except SignalingError as exc:
+            return self._refuse("refused_bad_twin", 400, f"announced twin: {exc}")
 
     async def _leave(self, room: Room, member: Member) -> None:
         if not room.remove(member):
@@ -525,6 +562,7 @@ class SignalingServer:
         await self._relay_peer_left(room, member.participant)
         if not room.members and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            self.twins.pop(room.name, None)
             await self._close_relay(room)
             log.info("room %s closed", room.name)
 
@@ -663,6 +701,10 @@ class SignalingServer:
             except (ConnectionError, RuntimeError) as exc:
                 log.debug("%s/%s: send failed: %s", conn.claims.room, conn.claims.participant, exc)
                 return
+
+
+def _twin_message(twin: RoomTwin | None) -> dict[str, str] | None:
+    return None if twin is None else twin.message()
 
 
 def _error(reason: str) -> dict[str, Any]:

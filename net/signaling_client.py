@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl as ssl_module
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +30,47 @@ log = logging.getLogger(__name__)
 
 #: Response header in which the server names why it refused a join (mirrors ``net.signaling``).
 REASON_HEADER = "X-Medverse-Reason"
+
+
+_TWIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TWIN_HASH = re.compile(r"[0-9a-f]{16,64}")
+
+
+@dataclass(frozen=True)
+class RoomTwin:
+    """The room's twin as signaling knows it (docs/signaling.md, "The room's twin"): a ``name`` (1-64 of
+    ``[A-Za-z0-9_.-]``) and the content hash of the twin, ``sha256`` (16-64 lowercase hex digits; how
+    it is computed is the participants' business: the server only stores and passes the strings)."""
+
+    name: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _TWIN_NAME.fullmatch(self.name):
+            raise SignalingError(f"twin name must be 1-64 of [A-Za-z0-9_.-], got {str(self.name)[:80]!r}")
+        if not isinstance(self.sha256, str) or not _TWIN_HASH.fullmatch(self.sha256):
+            raise SignalingError(f"twin sha256 must be 16-64 lowercase hex digits, got {str(self.sha256)[:80]!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> RoomTwin:
+        """``NAME:SHA256`` (as ``medverse consult serve --twin`` takes it)."""
+        name, sep, digest = text.rpartition(":")
+        if not sep:
+            raise SignalingError(f"expected NAME:SHA256, got {text[:80]!r}")
+        return cls(name, digest)
+
+    @classmethod
+    def from_message(cls, value: Any) -> RoomTwin | None:
+        """The ``twin`` of a ``welcome`` or ``twin`` message (``{"name", "sha256"}`` or null)."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise SignalingError(f"twin must be an object or null, got {type(value).__name__}")
+        return cls(value.get("name"), value.get("sha256"))  # type: ignore[arg-type]
+
+    def message(self) -> dict[str, str]:
+        """As messages carry it."""
+        return {"name": self.name, "sha256": self.sha256}
 
 
 class SignalingError(NetError):
@@ -83,6 +126,16 @@ class SignalingClient:
         WebSocket ping interval, seconds (None: rely on the server's pings).
     room : str or None
         The room the caller means to join; the server refuses (401) a token for any other room.
+    twin : RoomTwin or None
+        The twin this participant announces on joining (sent as ``?twin=NAME&twin_sha256=HASH``): the
+        server makes it the room's twin when the room has none and the token's role is surgeon. May
+        be set (``client.twin = ...``) before ``connect``.
+
+    Attributes
+    ----------
+    room_twin : RoomTwin or None
+        The room's twin as the server last said (``welcome``, then ``twin`` messages as ``recv`` reads
+        them); None while nobody has named one.
     """
 
     def __init__(
@@ -94,16 +147,19 @@ class SignalingClient:
         timeout_s: float = 10.0,
         heartbeat_s: float | None = 10.0,
         room: str | None = None,
+        twin: RoomTwin | None = None,
     ) -> None:
         self.url = websocket_url(url)
         self._token = token
         self._ssl = True if ssl is None else ssl
         self._timeout_s = timeout_s
         self._heartbeat_s = heartbeat_s
-        self._params = {"room": room} if room is not None else {}
+        self._room = room
+        self.twin = twin
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.welcome: dict[str, Any] | None = None
+        self.room_twin: RoomTwin | None = None
 
     @property
     def connected(self) -> bool:
@@ -130,7 +186,7 @@ class SignalingClient:
             self._ws = await self._session.ws_connect(
                 self.url,
                 headers={"Authorization": f"Bearer {self._token}"},
-                params=self._params,
+                params=self._params(),
                 heartbeat=self._heartbeat_s,
                 ssl=self._ssl,
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
@@ -153,6 +209,7 @@ class SignalingClient:
             await self._ws.close()
             raise SignalingError(f"expected a welcome message, got {welcome.get('type')!r}: {welcome.get('reason', '')}")
         self.welcome = welcome
+        self._note_twin(welcome)
         log.info("joined room %s as %s (index %s, %s)",
                  welcome["room"], welcome["participant"], welcome["index"], welcome["topology"])
         return welcome
@@ -175,6 +232,8 @@ class SignalingClient:
                     log.warning("ignoring a non-JSON message from the signaling server")
                     continue
                 if isinstance(message, dict):
+                    if message.get("type") == "twin":
+                        self._note_twin(message)
                     return message
                 log.warning("ignoring a non-object message from the signaling server")
             elif msg.type == aiohttp.WSMsgType.CLOSE:
@@ -185,6 +244,18 @@ class SignalingClient:
                 raise SignalingClosedError(ws.close_code, str(msg.extra or ""))
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 raise SignalingClosedError(ws.close_code, str(ws.exception() or ""))
+
+    def _params(self) -> dict[str, str]:
+        params = {"room": self._room} if self._room is not None else {}
+        if self.twin is not None:
+            params |= {"twin": self.twin.name, "twin_sha256": self.twin.sha256}
+        return params
+
+    def _note_twin(self, message: dict[str, Any]) -> None:
+        try:
+            self.room_twin = RoomTwin.from_message(message.get("twin"))
+        except SignalingError as exc:
+            log.warning("ignoring the server's twin: %s", exc)
 
     async def send_signal(self, to: str, data: dict[str, Any]) -> None:
         """Send ``data`` (an SDP description, say) to participant ``to`` (or ``"relay"``)."""

@@ -30,7 +30,7 @@ from net.eventloop import LOOPS, EventLoopError, run_on_loop, running_loop_name
 from net.protocol import RELAY_POSE_LEAD_S
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
-from net.signaling_client import SignalingError
+from net.signaling_client import RoomTwin, SignalingError
 from net.tokens import ROLES, SecretError, TokenError, issue_token, load_secret
 from sessions.recording.format import RecordingError
 
@@ -92,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="relay flush ticks per 90 Hz period: a pose that misses a tick waits 1/(90 x this) s at most (default %(default)s)",
     )
     serve.add_argument("--max-rooms", type=int, default=64, help="rooms on the server (default %(default)s)")
+    serve.add_argument("--twin", metavar="NAME[:SHA256]",
+                       help="every room's twin: a twin name (its content hash computed as join does) or NAME:SHA256; "
+                       "default: the first surgeon to join a room names it")
     serve.add_argument("--max-participants", type=int, default=32, help="participants per room (default %(default)s)")
     _add_loop_option(serve)
     serve.set_defaults(func=_serve)
@@ -139,8 +142,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--backend", choices=("none", "sim", "openxr", "desktop", "auto"), default="none",
                       help="none: a headless participant streaming scripted poses and ops (benchmarks); sim: in the room "
                       "with the twin rendered in the simulator (default %(default)s)")
-    join.add_argument("--twin", help="the room's twin (the first participant names it; the others load the room's and "
-                      "are refused on a content mismatch); default: the room's, else brain")
+    join.add_argument("--twin", help="this participant's twin, announced to the room (the first surgeon's, or the "
+                      "server's --twin, is the room's; a different one is refused in one line); default: the room's")
+    join.add_argument("--twin-wait", type=float, default=10.0, metavar="S",
+                      help="with no twin named in the room yet, wait this long for one, then load --twin (or brain) "
+                      "unchecked (default %(default)s)")
     join.add_argument("--script", type=Path, help="with --backend sim: JSON motion script that plays this participant")
     join.add_argument("--out", type=Path, help="with --backend sim: folder for this participant's frames as PNG")
     join.add_argument("--every", type=int, default=30,
@@ -148,8 +154,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--width", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
     join.add_argument("--height", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
     join.add_argument("--rate", type=float, default=30.0, help="with --backend sim: frames per second (default %(default)s)")
-    join.add_argument("--present", action="store_true", help="present: the others may follow this participant's view")
-    join.add_argument("--follow", metavar="NAME", help="render from presenter NAME's viewpoint while they present")
+    join.add_argument("--present", action="store_true",
+                      help="present (any role): the others may follow this participant's view")
+    join.add_argument("--follow", metavar="NAME", nargs="?", const="*",
+                      help="render from presenter NAME's viewpoint while they present; without NAME, from whoever "
+                      "presents (the latest to start)")
     _add_loop_option(join)
     join.add_argument("--record", metavar="FILE.mvr", help="record the consultation as this participant sees it")
     join.set_defaults(func=_join)
@@ -169,10 +178,21 @@ def _serve(args: argparse.Namespace) -> int:
         max_rooms=args.max_rooms,
         max_participants=args.max_participants,
         relay_options={"pose_budget_hz": args.relay_pose_budget or None, "pose_subticks": args.relay_pose_subticks},
+        twin=_server_twin(args.twin) if args.twin else None,
     )
     server = SignalingServer(config)
     run_on_loop(lambda: _run_server(server, where), args.loop)
     return 0
+
+
+def _server_twin(text: str) -> RoomTwin:
+    """``serve --twin``: ``NAME:SHA256`` as given, or a twin name whose content hash is computed here."""
+    if ":" in text:
+        return RoomTwin.parse(text)
+    from sessions.cli.xr import load_twin  # noqa: PLC0415 - only a server that names the twin loads it
+    from sessions.consult.room import announced  # noqa: PLC0415
+
+    return announced(load_twin(text))
 
 
 async def _run_server(server: SignalingServer, secret_source: str) -> None:

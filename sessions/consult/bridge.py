@@ -13,11 +13,14 @@ The room's :class:`net.state.SharedState` is the truth everyone converges on; a 
   workspace*, as the intents of the mark's author (``remote`` intents): nothing bypasses it.
 - **no echo**: intents the bridge applies itself are never sent back (``_applying``), and a reconciled
   workspace has no difference left to send anyway.
-- **refusal** (a role policy, a room's answer): ``permit(intent)`` returns a reason to refuse a local
-  intent before any op is made; the optimistic change is then rolled back by reconciling the touched
-  keys from the shared state, which never saw it, and the reason is shown as feedback
-  (:attr:`feedback`). So a refused op is never sent and changes nothing locally. :meth:`refused`
-  does the same for a refusal that comes back from the room after sending.
+- **refusal** (the role policy, a room's answer): the ops a local intent needs are worked out first,
+  and ``permit(op)`` (``net.roles.check`` with the participant's role now) may refuse any of them
+  before one is made; the optimistic change is then rolled back by reconciling the touched keys from
+  the shared state, which never saw it, and the reason is shown as feedback (:attr:`feedback`) and
+  kept in :attr:`refusals`. So a refused intent is never sent and changes nothing locally. An
+  ``OpRefusedError`` from the room's ``make_op`` (a grant or revoke that reached the net thread
+  first) is handled the same way, and :meth:`refused` is also the way in for a refusal that comes back
+  from the room after sending (a peer's or the relay's ``STATE_REFUSAL``).
 
 Units on the wire (docs/protocol.md, "positions are metres in the twin's room frame"): landmark
 positions, stroke points and clip planes in the twin's own coordinates in **metres** (intents use
@@ -32,9 +35,7 @@ This is the one place that turns shared state into scene changes: a live partici
 of what the bridge sends, for scoring a recorded participant.
 
 Mark ids: a workspace id ``alice/L3`` travels as ``alice:L3`` (``/`` is not an op id character); the
-part before the first ``:`` names the author, who alone may erase the mark. Ids starting with
-``room.`` are the room's own records (the twin's identity, presenters: :mod:`sessions.consult.room`),
-never shown as landmarks.
+part before the first ``:`` names the author, who alone may erase the mark.
 """
 
 from __future__ import annotations
@@ -48,19 +49,18 @@ from typing import Any, Protocol
 
 from net.errors import ProtocolError
 from net.protocol import MAX_CLIP_PLANES, MAX_STROKE_POINTS, OpKind, StateOp, validate_payload
-from net.state import SharedState
+from net.state import OpRefusedError, SharedState
 from sessions import intents as it
 from sessions.workspace import Workspace
 from xrcore.scene import SceneError
 
 logger = logging.getLogger(__name__)
 
-#: Landmark ids with this prefix are room records, not marks (see the module docstring).
-RECORD_PREFIX = "room."
 #: Who a reconciled change is attributed to when the room does not say.
 ROOM_USER = "room"
 
 Key = tuple[str, str]  # (collection, key) of the workspace: ("landmarks", "alice/L1"), ("pose", "twin")
+Planned = tuple[OpKind, dict[str, Any]]  # an op to make: kind and payload
 
 
 class Room(Protocol):
@@ -151,7 +151,8 @@ class StateBridge:
     clock
         Session time for the intents the bridge applies, seconds.
     permit
-        ``permit(intent)`` -> a reason to refuse that local intent, or None to send it.
+        ``permit(op)`` -> a reason to refuse an op a local intent needs (the op as the room's state
+        would make it next), or None to allow it; one refused op refuses the whole intent.
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class StateBridge:
         user: str,
         *,
         clock: Callable[[], float] = time.monotonic,
-        permit: Callable[[it.Intent], str | None] | None = None,
+        permit: Callable[[StateOp], str | None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.room = room
@@ -171,6 +172,8 @@ class StateBridge:
         self.counters = BridgeCounters()
         #: the latest line to show the user (a remote change, a refusal)
         self.feedback = ""
+        #: every refusal's line, in order (the terminal prints them)
+        self.refusals: list[str] = []
         self._applying = False
         self._plane_index: dict[str, int] = {}  # workspace plane id -> room clip index
         self._authors: dict[Key, str] = {}  # who last changed a key, from the ops that came in
@@ -179,6 +182,9 @@ class StateBridge:
         self._skipped: dict[Key, str] = {}  # remote values the workspace refused, not retried
         self._seen_ops = -1
         self._structures = {st.name for st in workspace.scene.twin.structures}
+        # where the twin stands while the room has no transform (a refused move goes back here)
+        pose, scale = workspace.pose["twin"]
+        self._home = {"position": list(pose.position), "orientation": _unit(pose.orientation), "scale": scale}
         workspace.on_applied(self._on_applied)
 
     # --- outgoing -----------------------------------------------------------------------------------
@@ -189,12 +195,20 @@ class StateBridge:
         keys = self._touched(intent)
         if not keys:
             return
-        reason = self.permit(intent) if self.permit is not None else None
+        try:
+            planned = [op for key in keys for op in self._plan(key)]
+            reason = next((r for r in map(self._check, planned) if r is not None), None)
+        except ProtocolError as exc:  # a value the wire cannot carry: say so, put the room's back
+            reason = f"cannot share this: {exc}"
         if reason is not None:
             self.refused(reason, keys)
             return
-        for key in keys:
-            self._send(key)
+        try:
+            for kind, payload in planned:
+                self._op(kind, payload)
+        except OpRefusedError as exc:  # the net thread knew of a role change the replica did not yet
+            self.refused(exc.reason, keys)
+            return
         # the room has the last word: a removal is final there, so an undone delete stays a delete
         if self.reconcile(force=True, keys=keys):
             self.feedback = "removals are final in a consultation: that mark stays removed"
@@ -215,54 +229,46 @@ class StateBridge:
             return keys
         return []
 
-    def _send(self, key: Key) -> None:
-        """Send the op(s) that make the room's value of ``key`` the workspace's."""
+    def _plan(self, key: Key) -> list[Planned]:
+        """The op(s) that would make the room's value of ``key`` the workspace's (``ProtocolError`` for a
+        value the wire cannot carry)."""
         collection, name = key
         state, ws = self.room.state, self.workspace
-        try:
-            if collection == "landmarks":
-                self._send_landmark(name, ws.landmarks.get(name), state.landmarks.get(op_id(name)))
-            elif collection == "measurements":
-                m = ws.measurements.get(name)
-                if m is None:
-                    if op_id(name) in state.measurements:
-                        self._op(OpKind.MEASURE_DELETE, {"id": op_id(name)})
-                elif _measure_payload(m) != _held_measure(state, op_id(name)):
-                    self._op(OpKind.MEASURE, _measure_payload(m))
-            elif collection == "strokes":
-                st = ws.strokes.get(name)
-                if st is None:
-                    if op_id(name) in state.strokes:
-                        self._op(OpKind.STROKE_ERASE, {"id": op_id(name)})
-                elif op_id(name) not in state.strokes:
-                    points = _thin([_metres(p) for p in st.points_mm])
-                    self._op(OpKind.STROKE_ADD, {"id": op_id(name), "points": points})
-            elif collection == "planes":
-                self._send_plane(name)
-            elif collection == "pose":
-                pose, scale = ws.pose["twin"]
-                payload = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation),
-                           "scale": scale}  # fmt: skip
-                if _transform_differs(validate_payload(OpKind.TRANSFORM, payload), state.transform):
-                    self._op(OpKind.TRANSFORM, payload)
-            elif collection == "selection" and ws.selection["structure"] != state.selection:
-                self._op(OpKind.SELECT, {"structure": ws.selection["structure"]})
-        except ProtocolError as exc:  # a value the wire cannot carry: say so, put the room's back
-            self.refused(f"cannot share this: {exc}", [key])
+        if collection == "landmarks":
+            return _landmark_ops(name, ws.landmarks.get(name), state.landmarks.get(op_id(name)))
+        if collection == "measurements":
+            m = ws.measurements.get(name)
+            if m is None:
+                return [(OpKind.MEASURE_DELETE, {"id": op_id(name)})] if op_id(name) in state.measurements else []
+            return [(OpKind.MEASURE, _measure_payload(m))] if _measure_payload(m) != _held_measure(state, op_id(name)) else []
+        if collection == "strokes":
+            st = ws.strokes.get(name)
+            if st is None:
+                return [(OpKind.STROKE_ERASE, {"id": op_id(name)})] if op_id(name) in state.strokes else []
+            if op_id(name) in state.strokes:
+                return []
+            return [(OpKind.STROKE_ADD, {"id": op_id(name), "points": _thin([_metres(p) for p in st.points_mm])})]
+        if collection == "planes":
+            return self._plane_ops(name)
+        if collection == "pose":
+            pose, scale = ws.pose["twin"]
+            payload = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation), "scale": scale}
+            moved = _transform_differs(validate_payload(OpKind.TRANSFORM, payload), state.transform)
+            return [(OpKind.TRANSFORM, payload)] if moved else []
+        if collection == "selection" and ws.selection["structure"] != state.selection:
+            return [(OpKind.SELECT, {"structure": ws.selection["structure"]})]
+        return []
 
-    def _send_landmark(self, name: str, lm: it.PlaceLandmark | None, held: dict[str, Any] | None) -> None:
-        ident = op_id(name)
-        if lm is None:
-            if held is not None:
-                self._op(OpKind.LANDMARK_DELETE, {"id": ident})
-            return
-        position = _metres(lm.point_mm)
-        if held is None:
-            self._op(OpKind.LANDMARK_PLACE, {"id": ident, "position": position, "label": lm.label, "structure": lm.structure})
-        elif validate_payload(OpKind.LANDMARK_MOVE, {"id": ident, "position": position})["position"] != held["position"]:
-            self._op(OpKind.LANDMARK_MOVE, {"id": ident, "position": position})
+    def _check(self, planned: Planned) -> str | None:
+        """Why ``permit`` refuses the planned op, as the room's state would make it next; None when allowed."""
+        if self.permit is None:
+            return None
+        kind, payload = planned
+        state = self.room.state
+        op = StateOp(state.participant, state.seq + 1, state.lamport + 1, kind, validate_payload(kind, payload), self.clock())
+        return self.permit(op)
 
-    def _send_plane(self, plane_id: str) -> None:
+    def _plane_ops(self, plane_id: str) -> list[Planned]:
         state = self.room.state
         plane = self.workspace.planes.get(plane_id)
         index = self._plane_index.get(plane_id)
@@ -270,8 +276,8 @@ class StateBridge:
             if index is not None:
                 del self._plane_index[plane_id]
                 if index in state.clip_planes:
-                    self._op(OpKind.CLIP_CLEAR, {"index": index})
-            return
+                    return [(OpKind.CLIP_CLEAR, {"index": index})]
+            return []
         if index is None:
             taken = set(state.clip_planes) | set(self._plane_index.values())
             # each participant tries its own index first: two people cutting at once rarely collide
@@ -283,7 +289,8 @@ class StateBridge:
             index = self._plane_index[plane_id] = free[0]
         payload = {"index": index, "normal": list(plane.normal), "d": plane.offset_mm / 1000.0}
         if validate_payload(OpKind.CLIP_SET, payload) != {"index": index, **state.clip_planes.get(index, {})}:
-            self._op(OpKind.CLIP_SET, payload)
+            return [(OpKind.CLIP_SET, payload)]
+        return []
 
     def _op(self, kind: OpKind, payload: dict[str, Any]) -> None:
         self.room.make_op(kind, payload)
@@ -291,8 +298,17 @@ class StateBridge:
         self._seen_ops = self.room.state.op_count  # our own op: nothing to reconcile
 
     def clear_my_marks(self) -> None:
-        """Remove every stroke, landmark and measurement of the local user's, everywhere (``CLEAR_MARKS``)."""
-        self._op(OpKind.CLEAR_MARKS, {})
+        """Remove every stroke, landmark and measurement of the local user's, everywhere (``CLEAR_MARKS``);
+        a role that may not is told so, and nothing is sent."""
+        reason = self._check((OpKind.CLEAR_MARKS, {}))
+        try:
+            if reason is None:
+                self._op(OpKind.CLEAR_MARKS, {})
+        except OpRefusedError as exc:
+            reason = exc.reason
+        if reason is not None:
+            self.refused(reason, [])
+            return
         self.reconcile(force=True)
 
     def refused(self, reason: str, keys: list[Key] | None = None) -> None:
@@ -301,6 +317,7 @@ class StateBridge:
         self.counters.refused += 1
         self.reconcile(force=True, keys=keys)
         self.feedback = f"refused: {reason}"
+        self.refusals.append(reason)
         logger.info("%s: %s", self.user, self.feedback)
 
     # --- incoming -----------------------------------------------------------------------------------
@@ -375,8 +392,8 @@ class StateBridge:
         if want(key) and self._known(state.selection) != ws.selection["structure"]:
             out.append((it.Select(self._who(key), t, self._known(state.selection)), key))
         key = ("pose", "twin")
-        transform = state.transform
-        if want(key) and transform is not None:
+        transform = state.transform if state.transform is not None else self._home
+        if want(key):
             pose, scale = ws.pose["twin"]
             here = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation), "scale": scale}
             if _transform_differs(transform, here):
@@ -392,7 +409,7 @@ class StateBridge:
     def _landmark_differences(self, state: SharedState, want: Callable[[Key], bool], t: float) -> list[tuple[it.Intent, Key]]:
         ws = self.workspace
         out: list[tuple[it.Intent, Key]] = []
-        held = {mark_id(k): v for k, v in state.landmarks.items() if not k.startswith(RECORD_PREFIX)}
+        held = {mark_id(k): v for k, v in state.landmarks.items()}
         for name, value in held.items():
             key = ("landmarks", name)
             if not want(key):
@@ -475,6 +492,18 @@ class StateBridge:
         return out
 
 
+def _landmark_ops(name: str, lm: it.PlaceLandmark | None, held: dict[str, Any] | None) -> list[Planned]:
+    ident = op_id(name)
+    if lm is None:
+        return [(OpKind.LANDMARK_DELETE, {"id": ident})] if held is not None else []
+    position = _metres(lm.point_mm)
+    if held is None:
+        return [(OpKind.LANDMARK_PLACE, {"id": ident, "position": position, "label": lm.label, "structure": lm.structure})]
+    if validate_payload(OpKind.LANDMARK_MOVE, {"id": ident, "position": position})["position"] != held["position"]:
+        return [(OpKind.LANDMARK_MOVE, {"id": ident, "position": position})]
+    return []
+
+
 def _unit(q: tuple[float, float, float, float]) -> list[float]:
     n = math.sqrt(sum(c * c for c in q)) or 1.0
     return [c / n for c in q]
@@ -534,14 +563,12 @@ class StateView:
 
 def op_intents(op: StateOp, user: str, t: float, state: SharedState | None = None) -> list[it.Intent]:
     """The intents of ``user`` that one op of theirs stands for, at time ``t`` (the inverse of
-    :meth:`StateBridge._send`, in the same units and ids); none for a kind no intent expresses (a clip
-    plane's removal, clear-my-marks, the room's own records). ``state``, the room's state with the op
+    :meth:`StateBridge._plan`, in the same units and ids); none for a kind no intent expresses (a clip
+    plane's removal, clear-my-marks, a role grant). ``state``, the room's state with the op
     applied, gives a moved landmark its structure (a move op does not carry it)."""
     p = op.payload
     kind = op.kind
     ident = mark_id(p["id"]) if "id" in p else ""
-    if ident.startswith(RECORD_PREFIX):
-        return []
     if kind is OpKind.LANDMARK_PLACE:
         return [it.PlaceLandmark(user, t, ident, p["label"], _mm(p["position"]), p["structure"])]
     if kind is OpKind.LANDMARK_MOVE:

@@ -1,9 +1,14 @@
 """``medverse consult join --backend sim``: a participant in the room with the twin rendered.
 
-Joins the room, learns (or names) the room's twin and checks its content hash, then runs the session
+Joins the room, learns (or, as its first surgeon, names) the room's twin and checks its content hash:
+with ``--twin NAME`` the twin is loaded first and announced to signaling (name and content hash),
+which makes it the room's when the room has none and the token's role is surgeon. A participant that
+finds no twin named waits up to ``--twin-wait`` seconds for one (a surgeon joining a moment later),
+then loads its own ``--twin`` (or ``brain``) unchecked, saying so in one line. Then it runs the session
 loop in the simulator, played by ``--script`` (a motion script, as ``medverse sim`` takes), writing
 its frames as PNG to ``--out``. Once a second it prints the heads-up line of every remote
-(``heads-up NAME t=...: bob: 3.1 ms, 100% within 30 ms; carol: STALE (1.2 s)``). The JSON report
+(``heads-up NAME t=...: bob: 3.1 ms, 100% within 30 ms; carol: STALE (1.2 s)``), and one line per
+refusal of its own intents or ops (``refused NAME #n: observer may not move the twin``). The JSON report
 (``--report``) is the participant's, with a ``consult`` section: the twin, frames, PNGs written, the
 workspace as shown, heads-up lines, STALE transitions (UNIX times), the bridge's counters and every
 intent applied.
@@ -23,7 +28,14 @@ from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
 from sessions.consult.bridge import workspace_view
 from sessions.consult.network import FrameRoom, NetThread
-from sessions.consult.room import ConsultSession, Pump, TwinMismatchError, resolve_twin, twin_hash
+from sessions.consult.room import (
+    ConsultSession,
+    Pump,
+    TwinMismatchError,
+    announced,
+    resolve_twin,
+    twin_hash,
+)
 from sessions.run import FrameWriter, SessionConfig, run
 from sessions.sim import aim_resolver, working_scene
 from xrcore.input import Picker
@@ -56,13 +68,22 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
     stop = {"now": False}
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.update(now=True))
+    wait_s = getattr(args, "twin_wait", TWIN_WAIT_S)
     try:
+        mine = _load_twin(args.twin) if args.twin else None
+        if mine is not None:
+            participant.client.twin = announced(mine)
         welcome = net.start()
-        room = FrameRoom(net)
+        held = net.room_twin(wait_s)
+        if held is None:
+            name = mine.name if mine is not None else "brain"
+            print(f"medverse consult: no twin named in room {participant.room} after {wait_s:g} s: "
+                  f"loading {name} unchecked", flush=True)  # fmt: skip
         try:
-            twin = resolve_twin(room, args.twin, _load_twin, "brain")
+            twin = resolve_twin(held, args.twin, _load_twin, "brain", mine)
         except TwinMismatchError as exc:
             raise JoinError(str(exc)) from None
+        room = FrameRoom(net)
         if recorder is not None:
             recorder.twin_name, recorder.twin_sha256 = twin.name, twin_hash(twin)
             net.call(recorder.begin, welcome)
@@ -84,6 +105,10 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+#: How long a participant that finds no twin named in the room waits for one (s), by default.
+TWIN_WAIT_S = 10.0
 
 
 def _load_twin(name: str) -> Twin:
@@ -112,8 +137,13 @@ def _render(args: argparse.Namespace, net: NetThread, room: FrameRoom, twin: Twi
     backend = SimBackend(SimConfig(frames=None, rate_hz=args.rate, width=args.width, height=args.height, motion=motion))
     writer = FrameWriter(args.out, args.every) if args.out else None
     printed = [0.0]
+    told = [0]
 
     def heads_up(elapsed: float) -> None:
+        refusals = session.bridge.refusals
+        for n in range(told[0], len(refusals)):  # each refusal once, counted, as it happens
+            print(f"refused {participant.name} #{n + 1}: {refusals[n]}", flush=True)
+        told[0] = len(refusals)
         if elapsed - printed[0] >= 1.0:
             printed[0] = elapsed
             lines = session.presence.lines(participant.clock())

@@ -7,6 +7,8 @@ only reads what the net thread left for it:
 
 - **poses**: the newest record per remote (newest wins), with its name and role;
 - **ops**: each op the participant applied, with its sender's name, through a queue;
+- **refusals**: each refusal of one of our ops that came back from the room (a peer's or the relay's
+  ``STATE_REFUSAL``, ``Participant.on_refused``), through a queue;
 - **presence**: arrival times and latencies, noted on receipt (:class:`~sessions.consult.presence.Presence`
   is locked);
 - what goes out (a pose record, an op) is handed to the loop (``call_soon_threadsafe``); an op is made
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from net.eventloop import loop_factory
-from net.protocol import OpKind, PoseRecord, StateOp, TrackedPoses
+from net.protocol import Buttons, OpKind, PoseRecord, StateOp, StateRefusal, TrackedPoses
+from net.signaling_client import RoomTwin
 from net.state import SharedState
 from sessions.consult.presence import Presence
 
@@ -46,11 +49,13 @@ CALL_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class RemotePose:
-    """A remote's newest pose record, and who they are."""
+    """A remote's newest pose record, and who they are; ``presenting_since`` is when (our clock, s) its
+    records started to carry ``Buttons.PRESENTING``, None while they do not."""
 
     record: PoseRecord
     name: str
     role: str
+    presenting_since: float | None = None
 
 
 class NetThread:
@@ -65,10 +70,12 @@ class NetThread:
         self.loop_name, factory = loop_factory(loop)
         self.loop = factory()
         self._ops: queue.SimpleQueue[tuple[StateOp, str]] = queue.SimpleQueue()
+        self._refusals: queue.SimpleQueue[StateRefusal] = queue.SimpleQueue()
         self._poses: dict[int, RemotePose] = {}
         self._lock = threading.Lock()
         participant.on_pose = self._on_pose
         participant.on_op = self._on_op
+        participant.on_refused = self._refusals.put
         self._thread = threading.Thread(target=self._run, name="consult-net", daemon=True)
         self._thread.start()
 
@@ -84,9 +91,14 @@ class NetThread:
 
     def _on_pose(self, record: PoseRecord, latency: float | None) -> None:
         name, role = self._name(record.participant)
+        now = self.participant.clock()
         with self._lock:
-            self._poses[record.participant] = RemotePose(record, name, role)
-        self.presence.arrived(record.participant, name, self.participant.clock(), latency)
+            since = None
+            if record.buttons & Buttons.PRESENTING:
+                before = self._poses.get(record.participant)
+                since = before.presenting_since if before is not None and before.presenting_since is not None else now
+            self._poses[record.participant] = RemotePose(record, name, role, since)
+        self.presence.arrived(record.participant, name, now, latency)
 
     def _on_op(self, op: StateOp, latency: float | None) -> None:
         name, _ = self._name(op.participant)
@@ -127,6 +139,20 @@ class NetThread:
         self.run(caught_up(), timeout=wait_s + CALL_TIMEOUT_S)
         return welcome
 
+    def room_twin(self, wait_s: float) -> RoomTwin | None:
+        """The room's twin as signaling says it; when none is named yet, wait up to ``wait_s`` for one
+        (a surgeon, or the server, names it), then None."""
+
+        async def named() -> RoomTwin | None:
+            client = self.participant.client
+            deadline = self.loop.time() + wait_s
+            while client.room_twin is None and self.loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            return client.room_twin
+
+        twin: RoomTwin | None = self.run(named(), timeout=wait_s + CALL_TIMEOUT_S)
+        return twin
+
     def send_pose(self, poses: TrackedPoses) -> None:
         """Hand one pose record to the loop (sent to every open link; nothing waits)."""
         self.loop.call_soon_threadsafe(self._send_pose, poses)
@@ -149,6 +175,15 @@ class NetThread:
         while True:
             try:
                 out.append(self._ops.get_nowait())
+            except queue.Empty:
+                return out
+
+    def refusals(self) -> list[StateRefusal]:
+        """The refusals of our ops that came back from the room since the last call, in order."""
+        out = []
+        while True:
+            try:
+                out.append(self._refusals.get_nowait())
             except queue.Empty:
                 return out
 

@@ -12,11 +12,13 @@ the session reads what arrived (newest poses, applied ops, presence) and hands i
 the loop; the bridge and the workspace stay on the frame thread, over a replica of the room's state
 (:class:`~sessions.consult.network.FrameRoom`).
 
-The room's own records (docs/consult.md) are landmarks with ids under ``room.`` in the shared state,
-which the bridge never shows: ``room.twin.<n>`` (label ``<twin name> <content hash>``: the room's
-twin, written by the first participant that names one) and ``room.present.<name>.<n>`` (``name`` is
-presenting; deleted when they stop). A ``CLEAR_MARKS`` of their writer removes them too, so the
-writer puts them back under a new ``n``.
+The room's twin belongs to the room, so signaling holds it (docs/signaling.md: the server's
+configuration, else the first surgeon to join announcing one); :func:`resolve_twin` loads it and
+checks its content hash. Presenting is a pose-level fact: a presenter's pose records carry
+``Buttons.PRESENTING``, which anyone may set (observers too), and a follower renders from the head of
+the presenter it names, or of the latest to start presenting. Local intents are checked against the
+role policy (``net.roles.check`` with this participant's role now) before any op is made; refusals,
+local or from the room, become feedback and a counted line, never an exception.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from net.protocol import OpKind
-from net.state import SharedState
+from net import roles
+from net.protocol import Buttons, StateOp
+from net.signaling_client import RoomTwin
 from sessions.consult.avatars import TwinFrame, avatar_marks, local_poses
-from sessions.consult.bridge import RECORD_PREFIX, Room, StateBridge
-from sessions.consult.network import FrameRoom, NetThread
+from sessions.consult.bridge import StateBridge
+from sessions.consult.network import FrameRoom, NetThread, RemotePose
 from sessions.consult.presence import Health
 from sessions.run import HUD_PERIOD_S, LocalSession, SessionConfig
 from xrcore.input import Picker
@@ -47,8 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TWIN_RECORD = RECORD_PREFIX + "twin."
-PRESENT_RECORD = RECORD_PREFIX + "present."
+#: ``follow(ANY_PRESENTER)`` follows whoever presents (the latest to start, if several).
+ANY_PRESENTER = "*"
 #: Distance between the eyes when rendering from a presenter's head (m).
 IPD_M = 0.063
 
@@ -67,34 +70,18 @@ def twin_hash(twin: Twin) -> str:
     return digest.hexdigest()[:16]
 
 
-def room_twin(state: SharedState) -> tuple[str, str] | None:
-    """The room's twin as (name, content hash), from its record; None when nobody named one yet."""
-    for ident, value in sorted(state.landmarks.items()):
-        if ident.startswith(TWIN_RECORD):
-            name, _, digest = str(value["label"]).rpartition(" ")
-            return name, digest
-    return None
+def announced(twin: Twin) -> RoomTwin:
+    """What a participant tells signaling of ``twin``: its name and content hash."""
+    return RoomTwin(twin.name, twin_hash(twin))
 
 
-def record_twin(room: Room, twin: Twin) -> None:
-    """Write the room's twin record (name and content hash)."""
-    label = f"{twin.name} {twin_hash(twin)}"
-    room.make_op(OpKind.LANDMARK_PLACE, {"id": f"{TWIN_RECORD}{room.state.seq + 1}", "position": [0.0, 0.0, 0.0],
-                                         "label": label})  # fmt: skip
-
-
-def check_twin(state: SharedState, twin: Twin) -> None:
-    """Refuse (:class:`TwinMismatchError`) a twin whose content differs from the room's."""
-    held = room_twin(state)
-    if held is not None and held[1] != twin_hash(twin):
-        raise TwinMismatchError(f"the room's twin is {held[0]!r} (hash {held[1]}), "
-                                f"but {twin.name!r} here has hash {twin_hash(twin)}: join with --twin {held[0]}")  # fmt: skip
-
-
-def presenters(state: SharedState) -> list[str]:
-    """Who is presenting now (names), from the room's records."""
-    names = {str(v["label"]) for k, v in state.landmarks.items() if k.startswith(PRESENT_RECORD)}
-    return sorted(names)
+def presenter(poses: dict[int, RemotePose], name: str) -> RemotePose | None:
+    """Whom a follower of ``name`` (or of :data:`ANY_PRESENTER`) follows now: that remote while its
+    records carry ``Buttons.PRESENTING``, or the remote that started presenting last; None."""
+    live = [p for p in poses.values() if p.presenting_since is not None]
+    if name != ANY_PRESENTER:
+        live = [p for p in live if p.name == name]
+    return max(live, key=lambda p: p.presenting_since or 0.0, default=None)
 
 
 @dataclass
@@ -125,9 +112,11 @@ class ConsultSession(LocalSession):
         self.net = net
         self.participant = net.participant
         self.room = room if room is not None else FrameRoom(net)
-        self.bridge = StateBridge(self.workspace, self.room, self.config.user, clock=lambda: self.ctx.time)
+        self.bridge = StateBridge(self.workspace, self.room, self.config.user, clock=lambda: self.ctx.time,
+                                  permit=self._permit)  # fmt: skip
         self.presence = net.presence
         self.following: str | None = None
+        self.presenting = False
         self.stale_events: list[StaleEvent] = []
         self._stale: dict[str, bool] = {}
         self._hud_at = -math.inf
@@ -135,30 +124,36 @@ class ConsultSession(LocalSession):
 
     # --- presenting and following -----------------------------------------------------------------------
 
+    @property
+    def role(self) -> str:
+        """This participant's role now: the latest grant in the room's state, else its token's."""
+        state = self.room.state
+        return state.roles.get(state.participant) or self.participant.token_role
+
+    def _permit(self, op: StateOp) -> str | None:
+        return roles.check(self.role, op, self.room.state)
+
     def present(self, on: bool = True) -> None:
-        """Start (or stop) presenting: others may follow this participant's viewpoint."""
-        room, name = self.room, self.participant.name
-        mine = [k for k, v in room.state.landmarks.items() if k.startswith(PRESENT_RECORD) and v["label"] == name]
-        if on and not mine:
-            room.make_op(OpKind.LANDMARK_PLACE, {"id": f"{PRESENT_RECORD}{name}.{room.state.seq + 1}",
-                                                 "position": [0.0, 0.0, 0.0], "label": name})  # fmt: skip
-        elif not on:
-            for ident in mine:
-                room.make_op(OpKind.LANDMARK_DELETE, {"id": ident})
+        """Start (or stop) presenting: our pose records carry ``Buttons.PRESENTING``, so others may
+        follow our viewpoint. Anyone may present (it is a pose, not a state op)."""
+        self.presenting = on
+        self.feedback = "presenting" if on else "stopped presenting"
 
     def follow(self, name: str | None) -> None:
-        """Snap the view to presenter ``name``'s viewpoint, or back to one's own (None)."""
+        """Snap the view to presenter ``name``'s viewpoint (:data:`ANY_PRESENTER`: whoever presents, the
+        latest to start if several), or back to one's own (None)."""
         self.following = name
-        self.feedback = f"following {name}" if name else "back to my own view"
+        who = "whoever presents" if name == ANY_PRESENTER else name
+        self.feedback = f"following {who}" if name else "back to my own view"
 
     def presenter_head(self, twin: TwinFrame) -> Pose | None:
         """The followed presenter's head (world), or None when not following anyone who presents now."""
-        if self.following is None or self.following not in presenters(self.room.state):
+        if self.following is None:
             return None
-        record = next((p.record for p in self.net.poses().values() if p.name == self.following), None)
-        if record is None or record.head is None:
+        remote = presenter(self.net.poses(), self.following)
+        if remote is None or remote.record.head is None:
             return None
-        return twin.to_world(record.head)
+        return twin.to_world(remote.record.head)
 
     def _presenter_views(self, frame: FrameState, twin: TwinFrame) -> list[View] | None:
         head = self.presenter_head(twin)
@@ -180,11 +175,16 @@ class ConsultSession(LocalSession):
         applied = super().step(frame)
         for op, name in self.room.take():
             self.bridge.note_op(op, name)
+        for refusal in self.net.refusals():  # a peer or the relay refused an op we sent
+            self.bridge.refused(f"{refusal.reason} (said participant {refusal.participant})", [])
         self.bridge.reconcile()
         if self.bridge.feedback:
             self.feedback, self.bridge.feedback = self.bridge.feedback, ""
         twin = TwinFrame.of(self.scene)
-        self.net.send_pose(local_poses(frame, twin))
+        poses = local_poses(frame, twin)
+        if self.presenting:
+            poses["buttons"] = Buttons.PRESENTING
+        self.net.send_pose(poses)
         now = self.participant.clock()
         health = self.presence.health(now)
         self._note_staleness(health)
@@ -239,14 +239,18 @@ class Pump:
         return self.stop() or time.monotonic() - self.started >= self.duration_s
 
 
-def resolve_twin(room: Room, wanted: str | None, load: Callable[[str], Twin], default: str) -> Twin:
-    """The twin to load: the room's (checked against ``wanted`` when given), else ``wanted`` (recorded as
-    the room's), else ``default``. Raises :class:`TwinMismatchError`."""
-    held = room_twin(room.state)
-    if held is not None and wanted is not None and wanted != held[0]:
-        raise TwinMismatchError(f"the room's twin is {held[0]!r}, not {wanted!r}")
-    twin = load(held[0] if held is not None else wanted or default)
-    check_twin(room.state, twin)
+def resolve_twin(held: RoomTwin | None, wanted: str | None, load: Callable[[str], Twin], default: str,
+                 mine: Twin | None = None) -> Twin:  # fmt: skip
+    """The twin to load: the room's (``held``, as signaling names it), checked against ``wanted`` when
+    given and by content hash; with none named, ``mine`` (already loaded) or ``wanted`` or ``default``,
+    unchecked. Raises :class:`TwinMismatchError` in one line."""
     if held is None:
-        record_twin(room, twin)
+        return mine if mine is not None else load(wanted or default)
+    named = mine.name if mine is not None else wanted  # a twin loaded from a file is known by its own name
+    if named is not None and named != held.name:
+        raise TwinMismatchError(f"the room's twin is {held.name!r}, not {named!r}")
+    twin = mine if mine is not None and mine.name == held.name else load(held.name)
+    if twin_hash(twin) != held.sha256:
+        raise TwinMismatchError(f"the room's twin is {held.name!r} (hash {held.sha256}), but {twin.name!r} here "
+                                f"has hash {twin_hash(twin)}: another version of it")  # fmt: skip
     return twin

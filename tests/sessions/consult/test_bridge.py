@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from net import roles
 from net.protocol import OpKind, StateOp, decode_state, encode_state
-from net.state import SharedState
+from net.state import OpRefusedError, SharedState
 from sessions import intents as it
 from sessions.consult.bridge import StateBridge, op_intents, workspace_view
 from sessions.sim import working_scene
@@ -22,8 +23,8 @@ class LoopbackRoom:
     def __init__(self) -> None:
         self.members: list[Member] = []
 
-    def join(self, name: str, twin: Any) -> Member:
-        member = Member(self, name, len(self.members) + 1, twin)
+    def join(self, name: str, twin: Any, role: str = "surgeon") -> Member:
+        member = Member(self, name, len(self.members) + 1, twin, role)
         for other in self.members:  # a late joiner merges a snapshot
             member.state.merge_snapshot(other.state.snapshot_bytes())
         member.bridge.reconcile()
@@ -32,15 +33,19 @@ class LoopbackRoom:
 
 
 class Member:
-    def __init__(self, room: LoopbackRoom, name: str, index: int, twin: Any) -> None:
-        self.room, self.name = room, name
+    def __init__(self, room: LoopbackRoom, name: str, index: int, twin: Any, role: str) -> None:
+        self.room, self.name, self.role = room, name, role
         self.state = SharedState(index)
         self.workspace = Workspace(working_scene(twin))
-        self.bridge = StateBridge(self.workspace, self, name, clock=lambda: 1.0)
+        self.bridge = StateBridge(self.workspace, self, name, clock=lambda: 1.0, permit=self.permit)
         self.held: list[StateOp] = []  # ops not yet delivered (tests reorder them)
 
+    def permit(self, op: StateOp) -> str | None:
+        """The role policy, as a participant's sender side and the consultation's bridge run it."""
+        return roles.check(self.role, op, self.state)
+
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
-        op = self.state.make_op(kind, payload, 1.0)
+        op = self.state.make_op(kind, payload, 1.0, permit=self.permit)
         for other in self.room.members:
             if other is not self:
                 other.held.append(decode_state(encode_state(op)))  # type: ignore[arg-type]
@@ -139,19 +144,53 @@ def test_clear_my_marks_removes_only_mine_everywhere(brain: Any) -> None:
     assert workspace_view(a.workspace) == workspace_view(b.workspace)
 
 
-def test_a_refused_intent_is_feedback_and_changes_nothing(brain: Any) -> None:
-    """A local intent the policy refuses is never sent and is rolled back from the shared state."""
+def test_an_observers_landmark_and_twin_move_are_refused_locally_and_a_trainees_landmark_goes_everywhere(
+    brain: Any,
+) -> None:
+    """An observer's landmark and twin move are refused by its own bridge with the role's reason: nothing
+    is sent, its workspace is rolled back and the others are unchanged; a trainee's landmark (and the
+    observer's later attempts to move or delete it) go as the policy says, the same everywhere."""
+    room = LoopbackRoom()
+    bob, obs, tim = room.join("bob", brain), room.join("olga", brain, "observer"), room.join("tim", brain, "trainee")
+    before = workspace_view(obs.workspace)
+    assert obs.workspace.apply(it.PlaceLandmark("olga", 0.5, "olga/L1", "here", (10.0, 0.0, 0.0), None))
+    assert obs.bridge.feedback == "refused: observer may not place a landmark"
+    assert obs.workspace.apply(it.SetTwinPose("olga", 0.6, (0.0, 0.1, 0.0), (0.0, 0.0, 0.0, 1.0), 1.5))
+    assert obs.bridge.feedback == "refused: observer may not move the twin"
+    assert obs.bridge.refusals == ["observer may not place a landmark", "observer may not move the twin"]
+    assert workspace_view(obs.workspace) == before and obs.bridge.counters == obs.bridge.counters.__class__(
+        ops_sent=0, remote_applied=obs.bridge.counters.remote_applied, refused=2, not_applicable=0,
+        reconciles=obs.bridge.counters.reconciles)  # fmt: skip
+    assert obs.state.op_count == 0 and bob.held == [] and tim.held == []
+    assert workspace_view(bob.workspace) == workspace_view(tim.workspace) == before
+    # a trainee may place their own landmark: applied everywhere
+    assert tim.workspace.apply(it.PlaceLandmark("tim", 0.7, "tim/L1", "apex", (0.0, 12.0, 0.0), None))
+    assert tim.bridge.counters.ops_sent == 1 and tim.bridge.feedback == ""
+    for m in (bob, obs):
+        m.deliver()
+    views = [workspace_view(m.workspace) for m in (bob, obs, tim)]
+    assert views[0] == views[1] == views[2] and list(views[0]["landmarks"]) == ["tim/L1"]
+    # nor may the observer move another's landmark, nor clear marks
+    assert obs.workspace.apply(it.MoveLandmark("olga", 0.8, "tim/L1", (1.0, 12.0, 0.0), None))
+    obs.bridge.clear_my_marks()
+    assert obs.bridge.refusals[2:] == ["observer may not move a landmark", "observer may not clear their own marks"]
+    assert workspace_view(obs.workspace) == views[0] and bob.held == [] and tim.held == []
+
+
+def test_an_op_the_net_thread_refuses_is_rolled_back_like_a_local_refusal(brain: Any) -> None:
+    """When the room's ``make_op`` raises ``OpRefusedError`` (a revoke the net thread knew first), the
+    intent is rolled back and shown as refused, not raised."""
     room = LoopbackRoom()
     a, b = room.join("alice", brain), room.join("bob", brain)
-    a.bridge.permit = lambda intent: "observers may not cut" if intent.kind == "clip_plane" else None
-    before = workspace_view(a.workspace)
+    a.bridge.permit = None  # the frame side's replica still thinks alice may
+
+    def revoked(kind: OpKind | int, payload: Any) -> StateOp:
+        raise OpRefusedError(StateOp(1, 1, 1, OpKind(kind), payload, 0.0), "observer may not set a clip plane")
+
+    a.make_op = revoked  # type: ignore[method-assign]
     assert a.workspace.apply(it.AddClipPlane("alice", 0.5, "alice/P1", (0.0, 0.0, -1.0), 12.5))
-    assert workspace_view(a.workspace) == before and a.workspace.planes == {}
-    assert a.bridge.feedback == "refused: observers may not cut" and a.bridge.counters.refused == 1
-    assert b.held == [] and a.state.op_count == 0
-    assert a.workspace.apply(it.Select("alice", 0.6, RIGHT))  # what is allowed still goes
-    b.deliver()
-    assert b.workspace.selection["structure"] == RIGHT
+    assert a.workspace.planes == {} and a.bridge.feedback == "refused: observer may not set a clip plane"
+    assert b.held == []
 
 
 def test_a_structure_this_twin_lacks_is_shown_as_none(brain: Any) -> None:

@@ -1,5 +1,6 @@
-"""Joining with the twin rendered: follow-me snaps the view to the presenter's head and back; a
-participant with another twin, or a script that fails, is turned away with one line."""
+"""Joining with the twin rendered: follow-me snaps the view to the presenter's head (whoever sets the
+pose record's presenting bit, observers too) and back; a participant with another twin than the one
+signaling names for the room, or a script that fails, is turned away with one line."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from net.protocol import OpKind, PoseRecord, StateOp
+from net.protocol import Buttons, OpKind, PoseRecord, StateOp, StateRefusal
 from net.state import SharedState
 from sessions.consult.avatars import TwinFrame
 from sessions.consult.network import RemotePose
 from sessions.consult.presence import Presence
-from sessions.consult.room import IPD_M, ConsultSession
+from sessions.consult.room import ANY_PRESENTER, IPD_M, ConsultSession
 from sessions.recording.format import read_recording
 from sessions.run import SessionConfig
 from sessions.sim import working_scene
@@ -39,9 +40,13 @@ class _Room:
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
         return self.state.make_op(kind, payload, 0.0)
 
+    def take(self) -> list[tuple[StateOp, str]]:
+        return []
+
 
 class _Participant:
     name = "bob"
+    token_role = "observer"
 
     def clock(self) -> float:
         return time.monotonic()
@@ -54,12 +59,18 @@ class _Net:
         self.participant = _Participant()
         self.presence = Presence()
         self.newest: dict[int, RemotePose] = {}
+        self.sent: list[Any] = []
+        self.refused: list[StateRefusal] = []
 
     def poses(self) -> dict[int, RemotePose]:
         return dict(self.newest)
 
     def send_pose(self, poses: Any) -> None:
-        pass
+        self.sent.append(poses)
+
+    def refusals(self) -> list[StateRefusal]:
+        out, self.refused = self.refused, []
+        return out
 
 
 def _views(head: Pose) -> list[View]:
@@ -67,34 +78,70 @@ def _views(head: Pose) -> list[View]:
     return [View(head, fov, 64, 64, 0), View(head, fov, 64, 64, 1)]
 
 
+def _presenting(index: int, name: str, role: str, head: Pose, twin: TwinFrame, since: float | None) -> RemotePose:
+    """A remote's newest pose record as the net thread keeps it (``since``: when its bit came on)."""
+    bits = Buttons.PRESENTING if since is not None else Buttons.NONE
+    return RemotePose(PoseRecord(index, 1, 0.0, head=twin.to_twin(head), buttons=bits), name, role, since)
+
+
+def _assert_eyes_at(views: list[View] | None, head: Pose) -> None:
+    assert views is not None and len(views) == 2
+    right = head.rotation_matrix()[:, 0]
+    for view, side in zip(views, (-0.5, 0.5), strict=True):
+        expected = np.asarray(head.position) + side * IPD_M * right
+        assert np.allclose(view.pose.position, expected, atol=2e-4)  # the wire's 0.1 mm steps
+        assert abs(abs(float(np.dot(view.pose.orientation, head.orientation))) - 1.0) < 1e-4
+
+
 def test_follower_view_snaps_to_the_presenters_head_and_back(brain: Any) -> None:
-    """While ann presents and bob follows, bob's eyes are ann's head +- half the IPD, looking her way;
-    when bob stops following, or ann stops presenting, bob's own views stay."""
+    """While ann's pose records carry the presenting bit and bob follows her, bob's eyes are ann's head
+    +- half the IPD, looking her way; when bob stops following, or ann's bit goes off, bob's own views stay."""
     scene = working_scene(brain)
     net, room = _Net(), _Room(2)
     session = ConsultSession(scene, SessionConfig(user="bob", hud=False), Picker(brain), net, room)  # type: ignore[arg-type]
     twin = TwinFrame.of(scene)
     ann_head = Pose((0.4, 0.3, 0.1), (0.0, 0.38268343, 0.0, 0.92387953))
-    net.newest[1] = RemotePose(PoseRecord(1, 1, 0.0, head=twin.to_twin(ann_head)), "ann", "surgeon")
-    own = Pose((0.0, 0.25, 0.5))
-    frame = FrameState(0, 0.0, 1 / 30, _views(own))
-    ann = SharedState(1)  # ann's ops, as they arrive
-    op = ann.make_op(OpKind.LANDMARK_PLACE, {"id": "room.present.ann.1", "position": [0, 0, 0], "label": "ann"}, 0.0)
-    room.state.apply(op)
-    assert session._presenter_views(frame, twin) is None  # not following yet
+    net.newest[1] = _presenting(1, "ann", "surgeon", ann_head, twin, None)
+    frame = FrameState(0, 0.0, 1 / 30, _views(Pose((0.0, 0.25, 0.5))))
     session.follow("ann")
-    views = session._presenter_views(frame, twin)
-    assert views is not None and len(views) == 2
-    right = ann_head.rotation_matrix()[:, 0]
-    for view, side in zip(views, (-0.5, 0.5), strict=True):
-        expected = np.asarray(ann_head.position) + side * IPD_M * right
-        assert np.allclose(view.pose.position, expected, atol=2e-4)  # the wire's 0.1 mm steps
-        assert abs(abs(float(np.dot(view.pose.orientation, ann_head.orientation))) - 1.0) < 1e-4
+    assert session._presenter_views(frame, twin) is None  # ann does not present yet
+    net.newest[1] = _presenting(1, "ann", "surgeon", ann_head, twin, 5.0)
+    _assert_eyes_at(session._presenter_views(frame, twin), ann_head)
     session.follow(None)
     assert session._presenter_views(frame, twin) is None
     session.follow("ann")
-    room.state.apply(ann.make_op(OpKind.LANDMARK_DELETE, {"id": "room.present.ann.1"}, 0.0))
+    net.newest[1] = _presenting(1, "ann", "surgeon", ann_head, twin, None)
     assert session._presenter_views(frame, twin) is None  # ann stopped presenting: back to one's own view
+    assert room.state.op_count == 0  # following and presenting are poses, never state ops
+
+
+def test_an_observer_presents_and_a_follower_of_anyone_takes_the_latest_presenter(brain: Any) -> None:
+    """An observer's ``present()`` sets the presenting bit in its pose records (no state op, no refusal);
+    a follower of anyone renders from whoever presents, the latest to start when several do."""
+    scene = working_scene(brain)
+    net, room = _Net(), _Room(2)
+    observer = ConsultSession(scene, SessionConfig(user="bob", hud=False), Picker(brain), net, room)  # type: ignore[arg-type]
+    assert observer.role == "observer"
+    frame = FrameState(0, 0.0, 1 / 30, _views(Pose((0.0, 0.25, 0.5))))
+    observer.step(frame)
+    observer.present()
+    observer.step(frame)
+    observer.present(False)
+    observer.step(frame)
+    bits = [poses.get("buttons", Buttons.NONE) for poses in net.sent]
+    assert bits == [Buttons.NONE, Buttons.PRESENTING, Buttons.NONE]
+    assert room.state.op_count == 0 and observer.bridge.counters.refused == 0
+    # and the observer's records, as a follower of anyone receives them
+    twin = TwinFrame.of(scene)
+    ann_head, cat_head = Pose((0.4, 0.3, 0.1)), Pose((-0.3, 0.35, 0.2))
+    follower = ConsultSession(working_scene(brain), SessionConfig(user="dan", hud=False), Picker(brain), net, _Room(4))  # type: ignore[arg-type]
+    follower.follow(ANY_PRESENTER)
+    net.newest = {1: _presenting(1, "ann", "surgeon", ann_head, twin, 1.0)}
+    _assert_eyes_at(follower._presenter_views(frame, twin), ann_head)
+    net.newest[3] = _presenting(3, "cat", "observer", cat_head, twin, 2.0)  # cat starts presenting later
+    _assert_eyes_at(follower._presenter_views(frame, twin), cat_head)
+    net.newest[3] = _presenting(3, "cat", "observer", cat_head, twin, None)  # cat stops: ann again
+    _assert_eyes_at(follower._presenter_views(frame, twin), ann_head)
 
 
 @pytest.fixture
@@ -115,8 +162,8 @@ def served(env: dict[str, str]) -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-def _join(env: dict[str, str], server: str, name: str, *extra: str) -> subprocess.Popen[str]:
-    token = subprocess.run([MEDVERSE, "consult", "token", "--room", "ward", "--participant", name, "--role", "expert"],
+def _join(env: dict[str, str], server: str, name: str, *extra: str, role: str = "expert") -> subprocess.Popen[str]:
+    token = subprocess.run([MEDVERSE, "consult", "token", "--room", "ward", "--participant", name, "--role", role],
                            env=env, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     return subprocess.Popen([MEDVERSE, "consult", "join", "--backend", "sim", "--server", server, "--token", token,
                              "--width", "32", "--height", "32", "--rate", "10", *extra],
@@ -125,10 +172,11 @@ def _join(env: dict[str, str], server: str, name: str, *extra: str) -> subproces
 
 @pytest.mark.slow
 def test_another_twin_or_a_failing_script_is_refused_in_one_line(served: str, env: dict[str, str], tmp_path: Path) -> None:
-    """With the room's twin named brain, a participant naming another twin is refused, and one whose
+    """With the room's twin named brain (by its first surgeon), a participant naming another twin is refused, and one whose
     motion script does not load ends, each with exit code 2 and one line on stderr, no traceback; the
     first one's ``--record`` file names the twin and its content hash."""
-    first = _join(env, served, "ann", "--twin", "brain", "--duration", "20", "--record", str(tmp_path / "ann.mvr"))
+    first = _join(env, served, "ann", "--twin", "brain", "--duration", "20", "--record", str(tmp_path / "ann.mvr"),
+                  role="surgeon")  # fmt: skip
     try:
         deadline = time.monotonic() + 20
         while True:  # the room's twin is named once ann's first heads-up line is out

@@ -39,8 +39,7 @@ def test_state_at_follows_the_recorded_ops_in_time(make_recording: Callable[...,
 
 def test_watched_state_is_shown_on_the_twin_by_the_bridge(brain: Twin) -> None:
     """Through the consultation's bridge over a watched state, landmarks, strokes, planes (twin metres,
-    n·p + d >= 0 kept), measurements, transform and selection reach the workspace; removals too; room
-    records never show."""
+    n·p + d >= 0 kept), measurements, transform and selection reach the workspace; removals too."""
     scene = working_scene(brain)
     s = SharedState(1)
     bridge = StateBridge(Workspace(scene), StateView(s), "replay", clock=lambda: 1.0)
@@ -50,7 +49,6 @@ def test_watched_state_is_shown_on_the_twin_by_the_bridge(brain: Twin) -> None:
     s.make_op(OpKind.MEASURE, {"id": "m1", "a_mm": [0, 0, 0], "b_mm": [0, 0, 12], "distance_mm": 12}, 0.0)
     s.make_op(OpKind.SELECT, {"structure": brain.structures[0].name}, 0.0)
     s.make_op(OpKind.TRANSFORM, {"position": [0, 0.1, 0], "orientation": [0, 0, 0, 1], "scale": 2.0}, 0.0)
-    s.make_op(OpKind.LANDMARK_PLACE, {"id": "room.twin.1", "position": [0, 0, 0], "label": "brain 0123"}, 0.0)
     bridge.reconcile()
     ws = bridge.workspace
     assert ws.landmarks["l1"].point_mm == (10.0, 20.0, 30.0) and ws.landmarks["l1"].structure is None
