@@ -184,7 +184,7 @@ class StateBridge:
         self._structures = {st.name for st in workspace.scene.twin.structures}
         # where the twin stands while the room has no transform (a refused move goes back here)
         pose, scale = workspace.pose["twin"]
-        self._home = {"position": list(pose.position), "orientation": _unit(pose.orientation), "scale": scale}
+        self._home: dict[str, Any] = {"position": list(pose.position), "orientation": _unit(pose.orientation), "scale": scale}
         workspace.on_applied(self._on_applied)
 
     # --- outgoing -----------------------------------------------------------------------------------
