@@ -118,7 +118,7 @@ async def test_join_and_presence(connect: Connect) -> None:
     assert alice.welcome is not None
     assert alice.welcome == {
         "type": "welcome", "room": "ward-3", "participant": "alice", "index": 1, "role": "surgeon",
-        "name": "Dr Alice", "peers": [], "topology": "mesh", "relay": None,
+        "name": "Dr Alice", "peers": [], "topology": "mesh", "relay": None, "twin": None,
     }
     bob = await connect("bob", role="trainee")
     assert bob.welcome is not None
