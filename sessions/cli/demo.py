@@ -256,9 +256,9 @@ def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[s
                 "--width", str(size), "--height", str(size), "--rate", "30", "--every", "30",
                 "--duration", f"{seconds:g}", "--warmup", f"{WARMUP_S:g}", "--report", str(folder / f"{name}.json")])  # fmt: skip
             if role == "surgeon":
-                # The others join once the room's twin is named (the surgeon's first op, in its recording):
-                # whoever joins an unnamed room names it, and roles below the surgeon's may not.
-                _wait_for_first_op(recording, procs[name], timeout_s=60.0)
+                # The others join once the surgeon is in the room (its recording has begun), so the room's
+                # twin is named (by signaling, from the surgeon's announcement) when they arrive.
+                _wait_for_room(recording, procs[name], timeout_s=60.0)
         for name, _, _ in DEMO_CONSULT:
             if procs[name].wait(timeout=seconds + 120) != 0:
                 raise failed(name, f"exited with {procs[name].returncode}")
@@ -285,18 +285,19 @@ def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[s
     return _consult_report(folder, recording, replay_dir, replayed)
 
 
-def _wait_for_first_op(recording: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """Wait until ``recording`` holds an op its recorder sent (``proc`` writes it); DemoError if ``proc``
-    exits or time runs out. The recorder flushes every 0.25 s (docs/recording.md)."""
-    from sessions.recording.format import Direction, RecordingError, read_recording  # noqa: PLC0415
+def _wait_for_room(recording: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until the surgeon (``proc``) is in the room: its recording's header is written once it has
+    joined (and so named the room's twin, which signaling holds). DemoError if ``proc`` exits or time
+    runs out."""
+    from sessions.recording.format import RecordingError, read_recording  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout_s
     while True:
         with contextlib.suppress(OSError, RecordingError):  # not created, or no header yet
-            if any(e.direction is Direction.SENT for e in read_recording(recording).ops):
-                return
+            read_recording(recording)
+            return
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise DemoError(f"consultation: the surgeon did not name the room's twin; see {recording.parent / 'surgeon.log'}")
+            raise DemoError(f"consultation: the surgeon did not join; see {recording.parent / 'surgeon.log'}")
         time.sleep(0.1)
 
 
