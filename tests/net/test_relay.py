@@ -98,7 +98,7 @@ async def test_relay_bundles_poses_within_its_budget(until: Callable[..., Awaita
     people = []
     try:
         for name in ("alice", "bob", "carol", "dave"):
-            token = issue_token(srv.config.secret, "budget", name, "observer")
+            token = issue_token(srv.config.secret, "budget", name, "expert")
             people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3), poses=procedural_poses))
             await people[-1].start()
         await until(lambda: all(on_relay(p, 3) for p in people))
@@ -179,7 +179,7 @@ async def test_a_small_relay_room_forwards_each_pose_at_once(until: Callable[...
     people = []
     try:
         for name in ("alice", "bob", "carol"):
-            token = issue_token(srv.config.secret, "small", name, "observer")
+            token = issue_token(srv.config.secret, "small", name, "expert")
             people.append(Participant(srv.url, token, ParticipantConfig(report_interval_s=0.3), poses=procedural_poses))
             await people[-1].start()
         await until(lambda: all(on_relay(p, 2) for p in people))
