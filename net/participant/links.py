@@ -143,6 +143,9 @@ class Links:
     def _state_changed(self, link: PeerLink, state: str) -> None:
         host = self._host
         if state == "open":
+            # at once, not in the task: a rebuilt link must be marked as resuming before any live op can
+            # be sent on it (make_op sends on every open link), or a new op overtakes the resent ones
+            host.sync.link_opened(link)
             host.spawn(host.on_link_open(link))
         elif state in ("failed", "closed") and self.links.get(link.remote) is link and not host.stopping:
             host.sync.forget_link(link)

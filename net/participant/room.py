@@ -325,9 +325,8 @@ class Participant:
             log.info("%s: server said: %s", self.name, message.get("reason"))
 
     async def on_link_open(self, link: PeerLink) -> None:
-        """A link opened: ask it for the state, then keep its clock in step."""
+        """A link opened (state sync has already asked it for the state): keep its clock in step."""
         log.info("%s: link to %s open", self.name, link.remote)
-        self.sync.link_opened(link)
         await self.clock_sync.ping_loop(link)
 
     async def _report_loop(self) -> None:
