@@ -595,7 +595,11 @@ def _check_sqlite(conn: sqlite3.Connection, path: Path, quick_check: bool) -> No
         if not quick_check:
             problems = ["ok"]
         if problems != ["ok"]:
-            raise CorruptProfileError(f"{path}: the profile database is damaged (quick_check: {problems[0]})")
+            # a row may hold several lines ("*** in database main ***", then one per problem): one line out
+            lines = [line.strip() for row in problems for line in row.splitlines()]
+            found = [line for line in lines if line and not line.startswith("***")] or ["unknown damage"]
+            raise CorruptProfileError(f"{path}: the profile database is damaged (quick_check found {len(found)} "
+                                      f"problem{'s' if len(found) != 1 else ''}; first: {found[0]})")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "meta" not in tables:
             raise CorruptProfileError(f"{path}: not a medverse profile database (no meta table)")
