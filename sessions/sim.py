@@ -50,7 +50,10 @@ def aim_resolver(session: LocalSession) -> Any:
     """A :data:`xrcore.motion.AimResolver` over ``session``'s scene. It points a hand at the surface
     point a ray from the hand reaches first: for a structure, the one of its vertices nearest the hand
     that the hand can see; for a point (twin mm), the visible vertex of any structure nearest that
-    point (so an aim lands on the surface even when the point given is a little off it)."""
+    point (so an aim lands on the surface even when the point given is a little off it). When the twin
+    is cut and nothing near a point is visible (in a consultation someone else's cut may have taken that
+    part away), the hand aims straight at the point and its ray meets whatever is there now, as a
+    person's would."""
     scene, picker = session.scene, session.picker
 
     def resolve(side: str, hand: np.ndarray, aim: Aim) -> tuple[float, float, float, float]:
@@ -78,6 +81,9 @@ def aim_resolver(session: LocalSession) -> Any:
             # visible: the ray's first hit is this structure, within a millimetre of the vertex
             if hit is not None and hit.index == index and np.linalg.norm(hit.point_mm / 1000.0 - vertex) < 1e-3:
                 return look_rotation(hand.tolist(), world.tolist())
+        if target is not None and scene.clip_planes:
+            point = m[:3, :3] @ target + m[:3, 3]
+            return look_rotation(hand.tolist(), point.tolist())
         raise ValueError(f"no visible surface near {what} from the {side} hand at {np.round(hand, 3).tolist()} m")
 
     return resolve

@@ -73,7 +73,10 @@ def test_three_participants_converge_see_each_other_and_a_frozen_one_goes_stale(
     time.sleep(1.5)
     procs["trainee"].send_signal(signal.SIGCONT)
     outs = {name: p.communicate(timeout=60) for name, p in procs.items()}
-    assert all(p.returncode == 0 for p in procs.values()), outs
+    # on failure: who failed, and the end of what they said
+    assert all(p.returncode == 0 for p in procs.values()), {
+        name: (p.returncode, outs[name][1][-800:] or outs[name][0][-800:]) for name, p in procs.items() if p.returncode
+    }
     reports = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in PEOPLE}
     digests = {r["state"]["digest"] for r in reports.values()}
     assert len(digests) == 1
