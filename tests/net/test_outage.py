@@ -146,9 +146,6 @@ async def test_ten_second_outage_loses_no_op(join: Join, until: Until) -> None:
     assert run["last_outage_op_after_s"] < 8.0
 
 
-# asserts that the link is back within seconds of wall-clock time: run alone (make test's latency pass), where
-# the parallel pass's rendering consultations cannot starve its event loop
-@pytest.mark.latency
 async def test_long_outage_rebuilds_the_link_and_resyncs_within_five_seconds(join: Join, until: Until) -> None:
     """A 15 s outage outlives the link (4 s liveness timeout): it is rebuilt, nothing is lost, all in sync < 5 s after."""
     run = await _outage_run(join, until, "outage-15", 15.0, liveness_timeout_s=4.0)
