@@ -4,12 +4,10 @@ signaling server, real EGL): one cuts, one places two landmarks and measures, on
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +17,6 @@ from PIL import Image
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 SCRIPTS = Path(__file__).resolve().parents[3] / "sessions" / "consult" / "scripts"
 PEOPLE = {"surgeon": "surgeon-cut", "expert": "expert-measure", "trainee": "trainee-point"}
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MEDVERSE_SECRET"}
-    return {**env, "MEDVERSE_HOME": str(tmp_path / "home")}
-
-
-@pytest.fixture
-def served(env: dict[str, str]) -> Iterator[str]:
-    proc = subprocess.Popen([MEDVERSE, "consult", "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "serving on" in line, line
-    yield line.split("serving on ")[1].split()[0]
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
 
 
 def _token(env: dict[str, str], name: str) -> str:

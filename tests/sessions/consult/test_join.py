@@ -4,12 +4,10 @@ signaling names for the room, or a script that fails, is turned away with one li
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,24 +140,6 @@ def test_an_observer_presents_and_a_follower_of_anyone_takes_the_latest_presente
     _assert_eyes_at(follower._presenter_views(frame, twin), cat_head)
     net.newest[3] = _presenting(3, "cat", "observer", cat_head, twin, None)  # cat stops: ann again
     _assert_eyes_at(follower._presenter_views(frame, twin), ann_head)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MEDVERSE_SECRET"}
-    return {**env, "MEDVERSE_HOME": str(tmp_path / "home")}
-
-
-@pytest.fixture
-def served(env: dict[str, str]) -> Iterator[str]:
-    proc = subprocess.Popen([MEDVERSE, "consult", "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "serving on" in line, line
-    yield line.split("serving on ")[1].split()[0]
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
 
 
 def _join(env: dict[str, str], server: str, name: str, *extra: str, role: str = "expert") -> subprocess.Popen[str]:
