@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "(default: what the format states, else detected from the size)")
     p.add_argument("--threshold", type=float, help="iso-value for volumes (HU for CT; default 300 HU for CT, "
                    "Otsu otherwise)")
-    p.add_argument("--smooth", type=int, default=0, metavar="N", help="Taubin smoothing passes for volumes")
+    p.add_argument("--smooth", type=int, metavar="N", help="Taubin smoothing passes for volumes")
     p.add_argument("--decimate", type=int, metavar="TRIANGLES", help="simplify to about this many triangles")
     p.set_defaults(func=_import)
 
@@ -123,7 +123,7 @@ def _info(args: argparse.Namespace) -> int:
     twin = _load_named(args.name)
     console.print(summary(twin))
     for key in ("recipe", "data", "source", "format", "sha256", "threshold", "repair"):
-        if twin.provenance.get(key):
+        if twin.provenance.get(key) not in (None, "", [], {}):
             console.print(f"{key}: {twin.provenance[key]}")
     if twin.metadata:
         console.print("imaging metadata (de-identified): " + ", ".join(f"{k}={v}" for k, v in sorted(twin.metadata.items())))
@@ -143,9 +143,10 @@ def _import(args: argparse.Namespace) -> int:
     library = Library()
     options = {"units": args.units, "threshold": args.threshold, "smooth_iterations": args.smooth,
                "decimate_to": args.decimate}
+    # Only the options the user gave: None means "not given"; 0 is a value (--threshold 0 is water in HU).
+    given = {k: v for k, v in options.items() if v is not None}
     with progress_bar(f"import {args.path.name}") as progress:
-        twin = library.import_twin(args.path, name=args.name, progress=progress,
-                                   **{k: v for k, v in options.items() if v not in (None, 0)})
+        twin = library.import_twin(args.path, name=args.name, progress=progress, **given)
     console.print(summary(twin))
     for action in twin.provenance.get("repair", []):
         console.print(f"repaired: {action}")

@@ -63,6 +63,16 @@ def test_import_info_and_export_a_dicom_twin(home: Path, tmp_path: Path) -> None
     assert len(trimesh.load(out, force="scene").geometry) == 1
 
 
+def test_threshold_zero_is_used_not_dropped(home: Path) -> None:
+    """`--threshold 0` (water, in HU) reaches the loader: the CLI once dropped every option equal to 0,
+    so pydicom's CT_small silently got the 300 HU default."""
+    imported = medverse("twin", "import", str(DICOM_FILES / "CT_small.dcm"), "--name", "ct-zero", "--threshold", "0",
+                        home=home)
+    assert imported.returncode == 0, imported.stderr
+    info = medverse("twin", "info", "ct-zero", home=home)
+    assert info.returncode == 0 and "threshold: 0.0" in info.stdout.splitlines(), info.stdout
+
+
 def test_validate_reports_problems_with_exit_one(home: Path, tmp_path: Path) -> None:
     mesh = trimesh.creation.icosphere(subdivisions=2, radius=40.0)
     good = tmp_path / "ball.stl"
