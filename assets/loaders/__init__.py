@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
@@ -38,32 +39,57 @@ _DECLARED_UNITS = {"glb": "m", "gltf": "m", "gifti": "mm", "dicom": "mm"}
 Progress = Callable[[str, float], None]
 
 
-def detect_format(path: Path) -> str:
-    """The format of ``path``: by suffix, else by its first bytes; a directory is a DICOM series.
+def _sniff(head: bytes) -> str | None:
+    """The format whose signature ``head`` (a file's first bytes) carries, if any.
 
-    Raises
-    ------
-    UnsupportedFormatError
-        Neither the suffix nor the content is a known format.
+    Only signatures no other format starts with count here; STL has none (see ``_looks_like_stl``).
     """
-    if path.is_dir():
-        return "dicom"
-    name = path.name.lower()
-    for suffix, kind in SUFFIXES.items():
-        if name.endswith(suffix):
-            return kind
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(132)
-    except OSError as exc:
-        raise UnreadableAssetError(path, f"cannot be read ({exc.strerror or exc})") from None
     if head[128:132] == b"DICM":
         return "dicom"
     if head[:4] == b"glTF":
         return "glb"
     if head[:4] == b"ply\n" or head[:5] == b"ply\r\n":
         return "ply"
-    if head[:5].lower() == b"solid" or (len(head) >= 84 and not head[:80].isascii()):
+    return None
+
+
+def _looks_like_stl(head: bytes, size: int) -> bool:
+    """ASCII STL opens with ``solid`` and its first facet; binary STL's triangle count (bytes 80-84)
+    must account for the file's size exactly, 84 + 50 bytes per triangle. An arbitrary binary file
+    fails that test (it used to be read as an STL declaring billions of triangles)."""
+    if head[:5].lower() == b"solid" and b"facet" in head and b"\x00" not in head:
+        return True
+    if size < 84 or len(head) < 84:
+        return False
+    (count,) = struct.unpack_from("<I", head, 80)
+    return size == 84 + 50 * count
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path``: by an unambiguous signature in its first bytes, else by suffix, else
+    as STL when its content is one; a directory is a DICOM series.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        Neither the content nor the suffix is a known format.
+    """
+    if path.is_dir():
+        return "dicom"
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        raise UnreadableAssetError(path, f"cannot be read ({exc.strerror or exc})") from None
+    sniffed = _sniff(head)
+    if sniffed is not None:
+        return sniffed
+    name = path.name.lower()
+    for suffix, kind in SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    if _looks_like_stl(head, size):
         return "stl"
     raise UnsupportedFormatError(path, "is not a known format (glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI, DICOM)")
 

@@ -53,8 +53,10 @@ def preflight_stl(data: bytes, source: str | Path, limits: Limits = DEFAULT_LIMI
         return data
     if count < 0:
         raise UnreadableAssetError(source, f"is {len(data)} bytes, shorter than a binary STL header")
+    if expected > len(data):  # the size first: random bytes declare billions, which is no resource problem
+        raise UnreadableAssetError(source, f"is not an STL file: its header declares {count:,} triangles "
+                                   f"({expected:,} bytes), the file holds {len(data):,} (truncated or not STL)")
     check_count(source, "triangles", count, limits.max_faces)
-    check_fits(source, f"binary STL header's {count:,} triangles", expected, len(data))
     log.info("%s: ignoring %d bytes after the last triangle", source, len(data) - expected)
     return data[:expected]
 

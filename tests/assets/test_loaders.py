@@ -184,3 +184,33 @@ def test_gifti_copy_without_gzip_loads_identically(tmp_path: Path, pial_left: Tw
     shutil.copy(FSAVERAGE5 / "pial_left.gii.gz", copy)
     for path in (plain, copy):
         assert np.array_equal(load(path).structures[0].vertices, pial_left.structures[0].vertices)
+
+
+@pytest.mark.parametrize("source", [Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3"),
+                                    Path("/bin/true"), DICOM_FILES / "zipMR.gz"])
+def test_unknown_binary_file_is_an_unknown_format_not_an_stl(tmp_path: Path, source: Path) -> None:
+    """Real binary files under a suffix that says nothing (a gzipped tar, an executable, a gzip) are
+    refused as unknown: they used to be read as binary STL declaring billions of triangles."""
+    mystery = tmp_path / "scan.dat"
+    shutil.copy(source, mystery)
+    with pytest.raises(UnsupportedFormatError, match="not a known format"):
+        detect_format(mystery)
+    with pytest.raises(UnsupportedFormatError, match=r"scan\.dat: is not a known format"):
+        load(mystery)
+
+
+def test_binary_stl_is_recognised_by_its_size_and_a_forged_count_is_not_stl(
+        tmp_path: Path, pial_mesh_mm: trimesh.Trimesh) -> None:
+    """A real binary STL without a suffix is detected (84 + 50 bytes per triangle); one byte more or
+    less and it is not; under an .stl suffix a count the size cannot hold says so in one line."""
+    data = pial_mesh_mm.export(file_type="stl")
+    plain = tmp_path / "cortex"
+    plain.write_bytes(data)
+    assert detect_format(plain) == "stl" and load(plain).triangle_count == 20_480
+    plain.write_bytes(data[:-1])
+    with pytest.raises(UnsupportedFormatError):
+        detect_format(plain)
+    forged = tmp_path / "forged.stl"
+    forged.write_bytes(data[:80] + (2_898_971_850).to_bytes(4, "little") + data[84:])
+    with pytest.raises(AssetError, match="is not an STL file: its header declares 2,898,971,850 triangles"):
+        load(forged)
