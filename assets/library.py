@@ -296,8 +296,13 @@ class Library:
         report("caching", 0.9)
         self.cache.put(key, twin)
         twins = self._imported()
+        previous = twins.get(twin.name, {}).get("key")
         twins[twin.name] = {"key": key, "source": str(source.resolve()), "options": json.loads(option_text)}
         self._write_imported(twins)
+        if previous not in (None, key) and all(record["key"] != previous for record in twins.values()):
+            # Re-imported under the same name: the catalogue no longer reaches the old build.
+            self.cache.remove(previous)
+            log.info("replaced twin %s: its previous cache entry was removed", twin.name)
         report("imported", 1.0)
         return twin
 

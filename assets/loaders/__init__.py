@@ -193,7 +193,7 @@ def _repair_all(structures: list[Structure], source: Path, actions: list[str]) -
 
 def load(path: str | Path, *, name: str | None = None, units: str | None = None, threshold: float | None = None,
          smooth_iterations: int = 0, decimate_to: int | None = None, repair: bool = True,
-         limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None) -> Twin:
+         check: bool = True, limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None) -> Twin:
     """Load a mesh, surface, volume or DICOM series into a twin in metres.
 
     Parameters
@@ -207,6 +207,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
     decimate_to : simplify to about this many triangles in total.
     repair : repair each structure (``assets.validate.repair``) and validate the result; without it
         only the fatal problems (empty, non-finite, bad indices, implausible size) raise.
+    check : False: raise no geometry problem at all, only what makes the file unreadable (``twin
+        validate`` lists the problems of the file as it is, with ``repair=False``).
     limits : resource guards (``assets.loaders.limits.Limits``).
     progress : called with a stage name and a fraction 0..1.
 
@@ -248,9 +250,9 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         report("validating", 0.9)
         if repair and (smooth_iterations > 0 or decimate_to is not None):
             twin.structures = _repair_all(twin.structures, source, actions)
-        if repair and decimate_to is None:
+        if check and repair and decimate_to is None:
             validation.validate_twin(twin, source)
-        else:
+        elif check:
             # Without repair, or after a lossy simplification the user asked for (it can pinch a few
             # edges non-manifold, which repair cannot undo), only unusable meshes raise; what remains
             # is listed in provenance["remaining"].

@@ -157,11 +157,13 @@ def _import(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from assets.loaders import load  # noqa: PLC0415 - a command loads only what it needs
 
-    twin = load(args.path, units=args.units, repair=False)
+    # Problems are reported, not raised: exit 1 lists what import would repair (or refuse); exit 2 is
+    # left to files that cannot be read at all.
+    twin = load(args.path, units=args.units, repair=False, check=False)
     problems = [p for s in twin.structures for p in check(s, args.path)]
     console.print(summary(twin))
     for problem in problems:
-        console.print(f"{args.path}: {problem.message} [{problem.kind}]")
+        console.print(f"{args.path}: {problem.message} [{problem.kind}]", markup=False)  # [..] is not rich markup
     if problems:
         console.print(f"{len(problems)} problems; 'medverse twin import' repairs what can be repaired")
         return 1

@@ -92,3 +92,16 @@ def test_damaged_catalogue_is_a_clear_error(library: Library) -> None:
     library.catalogue_path.write_text("{not json")
     with pytest.raises(AssetError, match="catalogue"):
         library.entries()
+
+
+def test_reimport_under_the_same_name_replaces_the_old_cache_entry(library: Library, tmp_path: Path) -> None:
+    """Importing another file as 'ct' removes the first import's cache entry; only the new one is left."""
+    first = library.import_twin(DICOM_FILES / "CT_small.dcm", name="ct")
+    old = library.cache.path_for(library.key("ct"))
+    assert old.is_dir() and first.name == "ct"
+    library.import_twin(DICOM_FILES / "CT_small.dcm", name="ct", threshold=0.0)
+    new = library.cache.path_for(library.key("ct"))
+    assert new != old and new.is_dir() and not old.exists()
+    assert sorted(p.name for p in library.cache.root.iterdir() if not p.name.startswith(".")) == [new.name]
+    library.import_twin(DICOM_FILES / "CT_small.dcm", name="other")
+    assert new.is_dir()  # another name's import leaves it alone

@@ -86,6 +86,25 @@ def test_validate_reports_problems_with_exit_one(home: Path, tmp_path: Path) -> 
     assert bad.returncode == 1 and "boundary edges" in bad.stdout
 
 
+def test_validate_exits_one_on_a_file_that_import_repairs(home: Path, tmp_path: Path) -> None:
+    """A real surface (fsaverage5 pial, mm) with one NaN vertex: import repairs it (drops the faces on
+    it) and succeeds; validate lists the problem with exit 1, as the README says, not exit 2."""
+    import nibabel as nib
+    import nilearn
+
+    image = nib.load(Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5" / "pial_left.gii.gz")
+    vertices = np.array(image.darrays[0].data, dtype=np.float64)
+    vertices[100] = np.nan
+    path = tmp_path / "cortex.ply"
+    path.write_bytes(trimesh.Trimesh(vertices, image.darrays[1].data, process=False).export(file_type="ply"))
+    checked = medverse("twin", "validate", str(path), home=home)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "1 vertices are NaN or infinite [non-finite]" in checked.stdout
+    imported = medverse("twin", "import", str(path), "--name", "nan-cortex", home=home)
+    assert imported.returncode == 0, imported.stderr
+    assert "repaired: " in imported.stdout and "non-finite" in imported.stdout
+
+
 @pytest.mark.parametrize("args", [("twin", "info", "heart"), ("twin", "import", "/no/such/file.stl"),
                                   ("twin", "validate", "__garbage__")])
 def test_bad_input_is_one_line_on_stderr_with_exit_two(home: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
