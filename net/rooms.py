@@ -4,14 +4,23 @@ A :class:`Room` knows who is in it (participant id, small integer index, display
 connected), which topology it uses, and the latest stats report of each participant. The server
 (:mod:`net.signaling`) owns the connections; this module only keeps the bookkeeping, so that its rules
 (stable indices, the switch to relay mode, limits) are plain functions of their inputs.
+
+Indices outlive the server process in two ways (docs/signaling.md, "Restarts and outages"): a room's
+index table can be kept in a small file (:class:`IndexFile`) that a restarted server reloads, and a
+participant that rejoins claims the index it had (``claim``), which the room adopts when nobody else
+holds it. So a newcomer after a restart never gets an index that a participant still in the
+consultation holds: its ops and poses would be taken for that participant's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from net.errors import NetError
@@ -91,14 +100,21 @@ class Room:
     relay: Any = None
     # participant -> index, kept after a participant leaves so a reconnect gets its old index back.
     _indices: dict[str, int] = field(default_factory=dict)
+    #: Called after a new participant -> index entry is made (the server saves its index file then).
+    on_assign: Callable[[], None] | None = None
 
     @property
     def relay_id(self) -> str | None:
         """``"relay"`` in relay mode, else None."""
         return RELAY_ID if self.topology == "relay" else None
 
-    def index_for(self, participant: str) -> int:
-        """The participant's index, allocating the smallest free one for a newcomer."""
+    def index_for(self, participant: str, claim: int | None = None) -> int:
+        """The participant's index, allocating one for a participant the room does not know.
+
+        A participant the room knows keeps its index whatever it claims. One it does not know gets its
+        ``claim`` (the index it held before a server restart) when no other participant holds it, else
+        the smallest free index.
+        """
         index = self._indices.get(participant)
         if index is not None:
             return index
@@ -107,14 +123,30 @@ class Room:
             # Forget the absent participants; those connected keep theirs.
             self._indices = {p: i for p, i in self._indices.items() if p in self.members}
             taken = set(self._indices.values())
-        index = next(i for i in range(RELAY_INDEX + 1, MAX_INDEX + 1) if i not in taken)
+        if claim is not None and RELAY_INDEX < claim <= MAX_INDEX and claim not in taken:
+            index = claim
+        else:
+            index = next(i for i in range(RELAY_INDEX + 1, MAX_INDEX + 1) if i not in taken)
         self._indices[participant] = index
+        if self.on_assign is not None:
+            self.on_assign()
         return index
 
+    def index_table(self) -> dict[str, int]:
+        """Every participant -> index the room has handed out (a copy)."""
+        return dict(self._indices)
+
+    def restore(self, table: dict[str, int]) -> None:
+        """Take over the index table of the room as a previous server process left it (:class:`IndexFile`)."""
+        self._indices = {**table, **self._indices}
+
     def admit(
-        self, participant: str, name: str, role: str, connection: Any, *, now: float | None = None
+        self, participant: str, name: str, role: str, connection: Any, *, now: float | None = None,
+        claim: int | None = None,
     ) -> tuple[Member, Member | None, bool]:
         """Add a participant, replacing an existing connection of the same participant.
+
+        ``claim`` is the index a rejoining participant says it holds (see :meth:`index_for`).
 
         Returns
         -------
@@ -135,7 +167,7 @@ class Room:
             raise RoomError(f"room {self.name!r} is full ({self.max_participants} participants)")
         member = Member(
             participant=participant,
-            index=self.index_for(participant),
+            index=self.index_for(participant, claim),
             name=name,
             role=role,
             connected_at=time.time() if now is None else now,
@@ -172,6 +204,96 @@ class Room:
             "topology": self.topology,
             "relay": self.relay_id,
         }
+
+
+class IndexFile:
+    """The rooms' index tables in a small JSON file, so that a restarted server hands no index out twice.
+
+    ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "indices": {"<participant>": <index>}}}}``,
+    rewritten whole (a temporary file, fsynced, renamed over it) each time an index is handed out
+    (:meth:`put`) or a room closes (:meth:`drop`): joins are rare, so this costs nothing. The server
+    reads it once, at start (:meth:`load`), and a room opened again takes its old table back
+    (:meth:`take`). A table of a room nobody came back to within ``ttl_s`` of its last change is
+    forgotten.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; its folder is created if missing.
+    ttl_s : float
+        Seconds a room's table is kept after its last change while the room is not open.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: str | Path, ttl_s: float = 12 * 3600.0) -> None:
+        self.path = Path(path)
+        self.ttl_s = ttl_s
+        self._rooms: dict[str, tuple[float, dict[str, int]]] = {}  # room -> (updated, table)
+
+    def load(self, *, now: float | None = None) -> int:
+        """Read the file; returns how many rooms' tables it held that are still fresh.
+
+        A missing file is an empty one; a damaged file or entry is reported in one line and skipped:
+        a server that cannot read it still starts (rejoining participants then claim their indices).
+        """
+        now = time.time() if now is None else now
+        self._rooms = {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("index file %s unreadable, starting without it: %s", self.path, exc)
+            return 0
+        rooms = data.get("rooms") if isinstance(data, dict) and data.get("v") == self.VERSION else None
+        if not isinstance(rooms, dict):
+            log.warning("index file %s is not a version-%d index file; starting without it", self.path, self.VERSION)
+            return 0
+        for name, entry in rooms.items():
+            try:
+                updated = float(entry["updated"])
+                table = {str(p): int(i) for p, i in entry["indices"].items()}
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("index file %s: skipping the malformed entry of room %r", self.path, str(name)[:64])
+                continue
+            if not all(RELAY_INDEX < i <= MAX_INDEX for i in table.values()) or len(set(table.values())) != len(table):
+                log.warning("index file %s: skipping room %r (indices out of range or repeated)", self.path, str(name)[:64])
+                continue
+            if now - updated <= self.ttl_s:
+                self._rooms[str(name)] = (updated, table)
+        return len(self._rooms)
+
+    def take(self, room: str, *, now: float | None = None) -> dict[str, int]:
+        """The table the file holds for ``room`` (empty if none, or too old)."""
+        now = time.time() if now is None else now
+        updated, table = self._rooms.get(room, (now, {}))
+        return dict(table) if now - updated <= self.ttl_s else {}
+
+    def put(self, room: str, table: dict[str, int], *, now: float | None = None) -> None:
+        """Record ``room``'s table and write the file."""
+        self._rooms[room] = (time.time() if now is None else now, dict(table))
+        self._write()
+
+    def drop(self, room: str) -> None:
+        """Forget ``room`` (it closed: nobody holds its state any more) and write the file."""
+        if self._rooms.pop(room, None) is not None:
+            self._write()
+
+    def _write(self) -> None:
+        """Rewrite the file whole; an unwritable file is logged, never raised (the server keeps serving)."""
+        body = {"v": self.VERSION,
+                "rooms": {name: {"updated": updated, "indices": table} for name, (updated, table) in sorted(self._rooms.items())}}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as out:
+                json.dump(body, out, separators=(",", ":"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot write index file %s: %s", self.path, exc)
 
 
 class TokenBucket:

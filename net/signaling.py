@@ -30,13 +30,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
 
 from net.errors import NetError
-from net.rooms import Member, Room, RoomError, TokenBucket
+from net.rooms import MAX_INDEX, IndexFile, Member, Room, RoomError, TokenBucket
 from net.signaling_client import RoomTwin, SignalingError
 from net.tokens import RELAY_ID, TokenClaims, TokenError, TokenExpiredError, verify_token
 
@@ -60,6 +61,9 @@ COUNTERS: tuple[str, ...] = (
     "refused_room_full",
     "refused_too_many_rooms",
     "refused_bad_twin",
+    "refused_bad_claim",
+    "rejoined",
+    "index_claims_refused",
     "replaced",
     "messages",
     "malformed",
@@ -113,6 +117,11 @@ class ServerConfig:
     twin : RoomTwin or None
         The twin of every room on this server (``serve --twin``); None: the first surgeon to join a
         room announcing one names that room's.
+    state_file : str, Path or None
+        Where the rooms' index tables are kept (``net.rooms.IndexFile``), so that a restarted server
+        hands out no index twice; None: kept in memory only (rejoining participants still claim theirs).
+    state_ttl_s : float
+        Seconds the table of a room that nobody came back to is kept in ``state_file``.
     """
 
     secret: bytes
@@ -131,6 +140,8 @@ class ServerConfig:
     heartbeat_s: float = 10.0
     relay_options: dict[str, Any] = field(default_factory=dict)
     twin: RoomTwin | None = None
+    state_file: str | Path | None = None
+    state_ttl_s: float = 12 * 3600.0
 
 
 def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -283,6 +294,7 @@ class _Connection:
     queue: asyncio.Queue[str | None]
     writer: asyncio.Task[None] | None = None
     twin: RoomTwin | None = None  # the twin it announced on joining
+    claim: int | None = None  # the index it says it held (?index=, a rejoin after a server restart)
 
 
 class SignalingServer:
@@ -319,6 +331,12 @@ class SignalingServer:
         self._port: int | None = None
         # Background tasks (closing replaced sockets, relay start-up) kept referenced until done.
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        # The rooms' index tables, kept across restarts when there is a state file (docs/signaling.md).
+        self.index_file = IndexFile(config.state_file, config.state_ttl_s) if config.state_file is not None else None
+        if self.index_file is not None:
+            rooms = self.index_file.load()
+            log.info("index file %s: %d room(s) to resume", self.index_file.path, rooms)
         self.app = web.Application()
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/stats", self._stats)
@@ -344,7 +362,8 @@ class SignalingServer:
         log.info("signaling server listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection (1001), every relay, and the listening socket."""
+        """Close every connection (1001), every relay, and the listening socket; the index file keeps the rooms."""
+        self._stopping = True
         for room in list(self.rooms.values()):
             for member in list(room.members.values()):
                 await member.connection.ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down")
@@ -475,6 +494,9 @@ class SignalingServer:
         announced = self._announced_twin(request)
         if isinstance(announced, web.Response):
             return announced
+        claim = self._claimed_index(request)
+        if isinstance(claim, web.Response):
+            return claim
         # Capacity is checked before the upgrade so refused clients get an HTTP status, and again
         # at admission because other joins may have happened while the handshake was awaited.
         room = self.rooms.get(claims.room)
@@ -491,6 +513,7 @@ class SignalingServer:
             bucket=TokenBucket(self.config.rate_per_s, self.config.burst),
             queue=asyncio.Queue(maxsize=self.config.send_queue),
             twin=announced,
+            claim=claim,
         )
         conn.writer = asyncio.ensure_future(self._write_loop(conn))
         admitted = self._admit(conn)
@@ -515,11 +538,14 @@ class SignalingServer:
                 return None
             room = Room(claims.room, self.config.mesh_limit, self.config.max_participants)
             self.rooms[claims.room] = room
+            if self.index_file is not None:
+                room.restore(self.index_file.take(room.name))
+                room.on_assign = lambda: self._save_indices(room)
             if self.config.twin is not None:
                 self.twins[room.name] = self.config.twin
             log.info("room %s opened", room.name)
         try:
-            member, replaced, switched = room.admit(claims.participant, claims.name, claims.role, conn)
+            member, replaced, switched = room.admit(claims.participant, claims.name, claims.role, conn, claim=conn.claim)
         except RoomError as exc:
             self._violation(conn, "refused_room_full", str(exc))
             return None
@@ -541,8 +567,30 @@ class SignalingServer:
         self._enqueue(conn, {**room.welcome(member), "twin": _twin_message(self.twins.get(room.name))})
         if named:
             self._broadcast(room, {"type": "twin", "twin": _twin_message(conn.twin)}, exclude=member.participant)
-        self._broadcast(room, {"type": "peer-joined", "peer": member.describe()}, exclude=member.participant)
+        # A rejoin that kept its index (after a server restart, say) kept its peer connections too.
+        resumed = conn.claim is not None and conn.claim == member.index
+        if resumed:
+            self.counters["rejoined"] += 1
+        elif conn.claim is not None:
+            self.counters["index_claims_refused"] += 1
+            log.info("room %s: %s claimed index %d, held by another; given %d",
+                     room.name, member.participant, conn.claim, member.index)
+        joined = {"type": "peer-joined", "peer": member.describe(), **({"resumed": True} if resumed else {})}
+        self._broadcast(room, joined, exclude=member.participant)
         return room, member
+
+    def _claimed_index(self, request: web.Request) -> int | web.Response | None:
+        """The index a rejoining client says it held (``?index=N``), None, or a 400 refusal."""
+        text = request.query.get("index")
+        if text is None:
+            return None
+        if not (text.isdigit() and len(text) <= 5 and 1 <= int(text) <= MAX_INDEX):
+            return self._refuse("refused_bad_claim", 400, f"index claim must be an integer 1-{MAX_INDEX}, got {text[:16]!r}")
+        return int(text)
+
+    def _save_indices(self, room: Room) -> None:
+        if self.index_file is not None and self.rooms.get(room.name) is room:
+            self.index_file.put(room.name, room.index_table())
 
     def _announced_twin(self, request: web.Request) -> RoomTwin | web.Response | None:
         """The twin a joining client announced (``?twin=NAME&twin_sha256=HASH``), None, or a 400 refusal."""
@@ -563,6 +611,8 @@ class SignalingServer:
         if not room.members and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             self.twins.pop(room.name, None)
+            if self.index_file is not None and not self._stopping:
+                self.index_file.drop(room.name)
             await self._close_relay(room)
             log.info("room %s closed", room.name)
 
