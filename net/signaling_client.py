@@ -7,7 +7,9 @@
 
 After the connection drops (``recv`` raises :class:`SignalingClosedError`, iteration ends), calling
 :meth:`SignalingClient.connect` again rejoins with the same token; the server gives the participant
-the same index and tells the others ``peer-left`` then ``peer-joined``.
+the same index and tells the others ``peer-left`` then ``peer-joined``. A client that sets
+``claim_index`` first asks for that index back (a server restarted without its index file does not
+know it); :class:`Backoff` spaces the attempts while the server is away.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import ssl as ssl_module
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,6 +74,44 @@ class RoomTwin:
     def message(self) -> dict[str, str]:
         """As messages carry it."""
         return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with jitter for reconnecting: the n-th delay (from 0) is drawn uniformly
+    from [ceiling / 2, ceiling], ceiling = min(``cap_s``, ``initial_s`` * 2**n), never below ``initial_s``.
+
+    So clients that lost the server together (it restarted) do not come back in lockstep, and a server
+    that stays away costs one attempt every 2.5-5 s, not two a second.
+
+    Attributes
+    ----------
+    initial_s, cap_s : float
+        The first delay and the largest, seconds.
+    rng : random.Random
+        Source of the jitter (seeded in tests).
+    attempts : int
+        Delays drawn since the last :meth:`reset`.
+    """
+
+    initial_s: float = 0.25
+    cap_s: float = 5.0
+    rng: random.Random = field(default_factory=random.Random)
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_s <= self.cap_s:
+            raise ValueError(f"back-off needs 0 < initial_s <= cap_s, got {self.initial_s}, {self.cap_s}")
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt, seconds."""
+        ceiling = min(self.cap_s, self.initial_s * 2.0 ** min(self.attempts, 64))
+        self.attempts += 1
+        return self.rng.uniform(max(self.initial_s, ceiling / 2), ceiling)
+
+    def reset(self) -> None:
+        """Start again from ``initial_s`` (after a successful connection)."""
+        self.attempts = 0
 
 
 class SignalingError(NetError):
@@ -136,6 +177,9 @@ class SignalingClient:
     room_twin : RoomTwin or None
         The room's twin as the server last said (``welcome``, then ``twin`` messages as ``recv`` reads
         them); None while nobody has named one.
+    claim_index : int or None
+        The index to ask for on the next ``connect`` (``?index=N``): a rejoining participant's own,
+        which the server adopts when nobody else holds it (docs/signaling.md, "Restarts and outages").
     """
 
     def __init__(
@@ -160,6 +204,7 @@ class SignalingClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.welcome: dict[str, Any] | None = None
         self.room_twin: RoomTwin | None = None
+        self.claim_index: int | None = None
 
     @property
     def connected(self) -> bool:
@@ -249,6 +294,8 @@ class SignalingClient:
         params = {"room": self._room} if self._room is not None else {}
         if self.twin is not None:
             params |= {"twin": self.twin.name, "twin_sha256": self.twin.sha256}
+        if self.claim_index is not None:
+            params["index"] = str(self.claim_index)
         return params
 
     def _note_twin(self, message: dict[str, Any]) -> None:
