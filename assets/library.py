@@ -211,7 +211,8 @@ class Library:
         """Every twin by name: bundled first, then imported."""
         found = [Entry(r.name, "bundled", r.description) for r in BUNDLED.values()]
         for name, record in sorted(self._imported().items()):
-            found.append(Entry(name, "imported", f"imported from {record.get('source', '?')}", record["key"]))
+            found.append(Entry(name, "imported", f"imported {record.get('format', '?')} "
+                               f"(sha256 {str(record.get('sha256', '?'))[:12]})", record["key"]))
         return found
 
     def key(self, name: str) -> str:
@@ -257,8 +258,7 @@ class Library:
                 return cached
         recipe = BUNDLED.get(name)
         if recipe is None:
-            record = self._imported()[name]
-            raise AssetError(record.get("source", name), f"the cached build of imported twin {name!r} is gone;"
+            raise AssetError(name, f"the cached build of imported twin {name!r} is gone;"
                              " import it again")
         log.info("building bundled twin %s", name)
         twin = recipe.build(recipe.sources(), lambda stage, f: report(stage, 0.6 * f))
@@ -297,7 +297,9 @@ class Library:
         self.cache.put(key, twin)
         twins = self._imported()
         previous = twins.get(twin.name, {}).get("key")
-        twins[twin.name] = {"key": key, "source": str(source.resolve()), "options": json.loads(option_text)}
+        # Where it came from by content, never by path: file and folder names are patient data.
+        twins[twin.name] = {"key": key, "format": twin.provenance.get("format"), "sha256": twin.provenance.get("sha256"),
+                            "options": json.loads(option_text)}
         self._write_imported(twins)
         if previous not in (None, key) and all(record["key"] != previous for record in twins.values()):
             # Re-imported under the same name: the catalogue no longer reaches the old build.

@@ -22,6 +22,7 @@ import numpy as np
 from assets import units as units_mod
 from assets import validate as validation
 from assets.errors import AssetError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
+from assets.loaders import formats
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, read_source
 from assets.twin import Structure, Twin
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Suffixes (lower case, longest first) and the format each one means.
 SUFFIXES: dict[str, str] = {
+    **formats.SUFFIXES,
     ".gii.gz": "gifti", ".nii.gz": "nifti", ".gii": "gifti", ".nii": "nifti", ".dcm": "dicom",
     ".dicom": "dicom", ".glb": "glb", ".gltf": "gltf", ".obj": "obj", ".stl": "stl", ".ply": "ply",
 }
@@ -115,12 +117,20 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return path.stem or name
+#: Name of the structure a file without named parts becomes (never the file name: see ``neutral_name``).
+STRUCTURE_NAME = "surface"
+
+
+def neutral_name(kind: str, modality: str, sha256: str) -> str:
+    """A twin name that says what the data is and nothing about whom: the modality (else the format)
+    and the first 10 hex digits of the content's sha256, e.g. ``ct-3f9a1c2b7d``.
+
+    File and folder names are patient data (``Doe_John.dcm``, ``Smith^Jane/``): they never become a
+    twin's name, its structures' names or its provenance, so they reach neither the catalogue, the
+    cache nor an exported file.
+    """
+    label = "".join(c for c in (modality or kind).lower() if c.isascii() and c.isalnum()) or "twin"
+    return f"{label[:16]}-{sha256[:10]}"
 
 
 def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Limits,
@@ -139,9 +149,15 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
         structure = gifti.load_gifti(read_source(path, limits), path, default_name=stem, limits=limits)
         provenance["versions"] = _package_versions("nibabel")
         return [structure], "mm", {}
+    if kind in formats.STRUCTURES:
+        provenance["versions"] = _package_versions(*formats.LIBRARIES[kind])
+        return formats.read_structures(path, kind, limits, provenance)
     from assets.loaders import volume as volumes  # noqa: PLC0415 - as above
 
-    vol = volumes.read_nifti(path, limits) if kind == "nifti" else volumes.read_dicom(path, limits)
+    if kind in formats.VOLUMES:
+        vol = formats.read_volume(path, kind, limits)
+    else:
+        vol = volumes.read_nifti(path, limits) if kind == "nifti" else volumes.read_dicom(path, limits)
     level = volumes.default_threshold(vol, path) if threshold is None else float(threshold)
     vertices, faces = volumes.surface(vol, level, path)
     check_count(path, "surface triangles", len(faces), limits.max_faces)
@@ -199,7 +215,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
     Parameters
     ----------
     path : a .gltf/.glb/.obj/.stl/.ply/.gii/.gii.gz/.nii/.nii.gz/.dcm file or a DICOM folder.
-    name : twin name; default the file name without its suffix.
+    name : twin name; default ``neutral_name`` (modality or format and a content hash), never the
+        file name, which is patient data as often as not.
     units : unit of the file's coordinates (``"mm"``, ``"m"``, ...), overriding what the format states
         or what the extent suggests.
     threshold : iso-value for volumes (HU for CT); default 300 HU for CT, Otsu's threshold otherwise.
@@ -224,13 +241,12 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         if not source.exists():
             raise UnreadableAssetError(source, "does not exist")
         kind = detect_format(source)
-        stem = _stem(source)
-        provenance: dict[str, Any] = {"source": str(source), "format": kind, "sha256": _digest(source),
+        provenance: dict[str, Any] = {"format": kind, "sha256": _digest(source),
                                       "options": {"units": units, "threshold": threshold,
                                                   "smooth_iterations": smooth_iterations,
                                                   "decimate_to": decimate_to, "repair": repair}}
         report(f"reading {source.name}", 0.0)
-        structures, stated, metadata = _read(source, kind, stem, threshold, limits, provenance)
+        structures, stated, metadata = _read(source, kind, STRUCTURE_NAME, threshold, limits, provenance)
         report("converting units", 0.4)
         all_vertices = np.concatenate([s.vertices for s in structures])
         unit, detected = units_mod.resolve_units(units or stated, all_vertices, str(source))
@@ -245,7 +261,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         if decimate_to is not None:
             report("decimating", 0.7)
             structures = _decimate(structures, int(decimate_to), provenance)
-        twin = Twin(name or stem, structures, source_units=unit, units_detected=detected, metadata=metadata,
+        default = neutral_name(kind, str(provenance.get("modality", "")), provenance["sha256"])
+        twin = Twin(name or default, structures, source_units=unit, units_detected=detected, metadata=metadata,
                     provenance=provenance)
         report("validating", 0.9)
         if repair and (smooth_iterations > 0 or decimate_to is not None):
@@ -278,4 +295,4 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         raise UnreadableAssetError(source, f"cannot be parsed ({type(exc).__name__}: {detail})") from exc
 
 
-__all__ = ["SUFFIXES", "Limits", "detect_format", "load"]
+__all__ = ["STRUCTURE_NAME", "SUFFIXES", "Limits", "detect_format", "load", "neutral_name"]

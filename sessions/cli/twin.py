@@ -83,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                            description="Load glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI or DICOM (a file or a series "
                            "folder), repair it, de-identify imaging metadata, and store it as a named twin.")
     p.add_argument("path", type=Path, help="file or DICOM folder")
-    p.add_argument("--name", help="twin name (default: the file name without its suffix)")
+    p.add_argument("--name", help="twin name (default: the modality or format and a content hash, never the "
+                   "file name, which may name the patient)")
     p.add_argument("--units", choices=("m", "cm", "mm", "um"), help="unit of the file's coordinates "
                    "(default: what the format states, else detected from the size)")
     p.add_argument("--threshold", type=float, help="iso-value for volumes (HU for CT; default 300 HU for CT, "

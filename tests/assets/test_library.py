@@ -78,7 +78,8 @@ def test_import_records_a_named_twin_that_builds_from_the_cache(library: Library
     again = library.build("ct-slice")
     assert again.triangle_count == twin.triangle_count and again.metadata == twin.metadata
     catalogue = json.loads(library.catalogue_path.read_text())
-    assert catalogue["twins"]["ct-slice"]["source"].endswith("CT_small.dcm")
+    record = catalogue["twins"]["ct-slice"]
+    assert record["format"] == "dicom" and record["sha256"] == twin.provenance["sha256"]
 
 
 @pytest.mark.parametrize("name", ["brain", "../escape", "a b"])
@@ -105,3 +106,32 @@ def test_reimport_under_the_same_name_replaces_the_old_cache_entry(library: Libr
     assert sorted(p.name for p in library.cache.root.iterdir() if not p.name.startswith(".")) == [new.name]
     library.import_twin(DICOM_FILES / "CT_small.dcm", name="other")
     assert new.is_dir()  # another name's import leaves it alone
+
+
+def test_file_and_folder_names_reach_no_written_byte(library: Library, tmp_path: Path) -> None:
+    """`Doe_John/Doe_John.dcm` (a real CT slice whose PatientName is Doe^John too) and `Doe_John.stl`
+    import under neutral names; neither the catalogue, the cache entries nor the exported GLBs hold
+    any spelling of the name, and the twins' names say modality or format and a hash."""
+    import trimesh
+
+    from assets.export import export_glb
+
+    folder = tmp_path / "Doe_John"
+    folder.mkdir()
+    ds = pydicom.dcmread(DICOM_FILES / "CT_small.dcm")
+    ds.PatientName = "Doe^John"
+    ds.save_as(folder / "Doe_John.dcm")
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=40.0)
+    mesh.export(tmp_path / "Doe_John.stl")
+    twins = [library.import_twin(folder / "Doe_John.dcm"), library.import_twin(folder),
+             library.import_twin(tmp_path / "Doe_John.stl")]
+    assert [t.name.split("-")[0] for t in twins] == ["ct", "ct", "stl"]
+    assert all(s.name == "surface" for t in twins for s in t.structures)
+    out = tmp_path / "exports"
+    written = [export_glb(t, out / f"{i}.glb") for i, t in enumerate(twins)]
+    written += [library.catalogue_path, *(p for p in library.cache.root.rglob("*") if p.is_file())]
+    assert len(written) >= 3 + 1 + 4  # the folder and its one file are the same content: one twin
+    for path in written:
+        data = path.read_bytes().lower()
+        for spelling in (b"doe_john", b"doe^john", b"doe john", b"john"):
+            assert spelling not in data, f"{spelling!r} in {path.relative_to(tmp_path)}"
