@@ -1,0 +1,88 @@
+"""Hostile headers in the formats of issue 17 (NRRD, MetaImage, VTK, colour tables, DICOM SEG and
+RTSTRUCT): each is refused within a second with a one-line AssetError naming the file, before any
+allocation for what it declares and without reading outside the file's folder."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from assets.errors import AssetError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
+from assets.loaders import load
+
+#: Every bad file must be refused within this many seconds.
+DEADLINE_S = 1.0
+
+
+def _refused(path: Path, error: type[AssetError] = AssetError, match: str | None = None, **options: object) -> AssetError:
+    started = time.perf_counter()
+    with pytest.raises(error, match=match) as info:
+        load(path, **options)  # type: ignore[arg-type]
+    assert time.perf_counter() - started < DEADLINE_S
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message  # one line, naming the file
+    return info.value
+
+
+def _nrrd(sizes: str, extra: str = "", encoding: str = "raw", kind: str = "short") -> bytes:
+    return (f"NRRD0004\ntype: {kind}\ndimension: 3\nspace: left-posterior-superior\nsizes: {sizes}\n"
+            f"space directions: (1,0,0) (0,1,0) (0,0,1)\nendian: little\nencoding: {encoding}\n"
+            f"space origin: (0,0,0)\n{extra}").encode()
+
+
+# ------------------------------------------------------------------------------------------- NRRD
+
+
+def test_nrrd_declaring_a_billion_voxels_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.nrrd"
+    path.write_bytes(_nrrd("100000 100000 100000") + b"\n" + b"\0" * 64)
+    _refused(path, ResourceLimitError, "voxels")
+
+
+def test_nrrd_with_less_data_than_it_declares_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.nrrd"
+    path.write_bytes(_nrrd("64 64 64") + b"\n" + b"\0" * 1000)
+    _refused(path, UnreadableAssetError, "needs")
+
+
+@pytest.mark.parametrize("target", ["../outside.raw", "/etc/passwd", "sub/../../outside.raw"])
+def test_nhdr_data_file_outside_its_folder_is_refused(tmp_path: Path, target: str) -> None:
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    (tmp_path / "outside.raw").write_bytes(b"\0" * 2 * 8)
+    path = folder / "head.nhdr"
+    path.write_bytes(_nrrd("2 2 2", f"data file: {target}\n"))
+    _refused(path, UnreadableAssetError, "outside")
+
+
+def test_nhdr_data_file_that_is_a_link_out_of_its_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    (tmp_path / "outside.raw").write_bytes(b"\0" * 2 * 8)
+    os.symlink(tmp_path / "outside.raw", folder / "head.raw")
+    path = folder / "head.nhdr"
+    path.write_bytes(_nrrd("2 2 2", "data file: head.raw\n"))
+    _refused(path, UnreadableAssetError, "outside")
+
+
+def test_nhdr_with_a_list_of_data_files_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "head.nhdr"
+    path.write_bytes(_nrrd("2 2 2", "data file: LIST\nslice0.raw\nslice1.raw\n"))
+    _refused(path, UnsupportedFormatError, "several files")
+
+
+def test_nrrd_gzip_bomb_stops_at_the_declared_size(tmp_path: Path) -> None:
+    """A 10x10x10 volume whose gzip data inflates to 256 MiB: inflation stops after 2,000 bytes."""
+    path = tmp_path / "bomb.nrrd"
+    path.write_bytes(_nrrd("10 10 10", encoding="gzip") + b"\n" + gzip.compress(b"\0" * (256 << 20), 9))
+    _refused(path, ResourceLimitError, "expands beyond")
+
+
+def test_nrrd_with_a_malformed_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 2 2\nencoding: raw\n\n" + b"\0" * 16)
+    _refused(path, UnreadableAssetError)
