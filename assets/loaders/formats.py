@@ -11,22 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from assets.errors import UnsupportedFormatError
 from assets.loaders.limits import Limits
 from assets.loaders.volume import Volume
 from assets.twin import Structure
 
-#: Suffixes (lower case) of these formats and the kind each means.
+#: Suffixes (lower case) of these formats and the kind each means; ``.seg.nrrd`` before ``.nrrd``.
 SUFFIXES: dict[str, str] = {
-    ".nrrd": "nrrd", ".nhdr": "nrrd",
+    ".seg.nrrd": "seg-nrrd", ".nrrd": "nrrd", ".nhdr": "nrrd",
 }
 #: Kinds read as a scalar volume.
 VOLUMES = frozenset({"nrrd"})
 #: Kinds read as named structures.
-STRUCTURES: frozenset[str] = frozenset()
+STRUCTURES = frozenset({"seg-nrrd"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "nrrd": ("pynrrd",),
+    "nrrd": ("pynrrd",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
 }
 
 
@@ -40,7 +39,12 @@ def read_volume(path: Path, kind: str, limits: Limits) -> Volume:
 def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str, Any]
                     ) -> tuple[list[Structure], str | None, dict[str, str]]:
     """Structures (source units), the unit the file states and imaging metadata, for ``STRUCTURES`` kinds."""
-    raise UnsupportedFormatError(path, f"no reader for {kind}")
+    notes: list[str] = []
+    from assets.loaders import slicer_seg  # noqa: PLC0415 - as above
+
+    structures = slicer_seg.load_segmentation(path, limits, notes)
+    provenance["notes"] = notes
+    return structures, "mm", {}
 
 
 __all__ = ["LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume"]

@@ -39,6 +39,8 @@ class Limits:
         1,032x, which is what a bomb of zeros reaches, so a bomb fails within milliseconds instead of
         after inflating gigabytes.
     gzip_ratio_floor : output size below which the ratio is not checked (tiny files expand oddly).
+    max_structures : structures one file may make (labels of a label map, segments, ROIs); each is a
+        marching-cubes pass, and FreeSurfer's whole lookup table has about 1,300 entries.
     """
 
     max_file_bytes: int = 2 << 30
@@ -50,6 +52,7 @@ class Limits:
     max_header_bytes: int = 64 << 20
     max_gzip_ratio: int = 200
     gzip_ratio_floor: int = 64 << 20
+    max_structures: int = 4096
 
 
 DEFAULT_LIMITS = Limits()
