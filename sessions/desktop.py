@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from assets.twin import Twin
-from sessions.run import LocalSession, SessionConfig
+from sessions.run import LocalSession, SessionConfig, SessionFactory
 from sessions.sim import working_scene
 from sessions.tools import PALETTE
 from xrcore.input import Picker
@@ -195,6 +195,9 @@ class DesktopSession:
         MSAA samples.
     config
         The user's :class:`~sessions.run.SessionConfig` (the mouse's tool is its ``right_tool``).
+    session_factory
+        Makes the session from (scene, config, picker) instead of :class:`~sessions.run.LocalSession`
+        (a consultation's :class:`~sessions.consult.room.ConsultSession`).
 
     Raises :class:`~xrcore.gl.GLContextError` when no window can be opened. Close it (or use it as a
     context manager) to free the renderer and the window.
@@ -208,6 +211,7 @@ class DesktopSession:
         height: int = 800,
         samples: int = 4,
         config: SessionConfig | None = None,
+        session_factory: SessionFactory | None = None,
     ) -> None:
         from xrcore.backends.desktop import DesktopBackend, DesktopConfig  # noqa: PLC0415 - GL only for a window
         from xrcore.render import Renderer  # noqa: PLC0415 - GL only for a window
@@ -221,7 +225,7 @@ class DesktopSession:
             try:
                 # the mouse's ray runs along the line of sight: drawn, it would only blot out the cursor
                 config = dataclasses.replace(config or SessionConfig(), pointer_rays=False)
-                self.session = LocalSession(self.scene, config, Picker(twin))
+                self.session = (session_factory or LocalSession)(self.scene, config, Picker(twin))
             except BaseException:
                 self.renderer.close()
                 raise

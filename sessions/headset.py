@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets.twin import Twin
-from sessions.run import LocalSession, SessionConfig, run
+from sessions.run import LocalSession, SessionConfig, SessionFactory, run
 from sessions.sim import WORKING_SIZE_M, working_scene
 from xrcore.input import Picker
 from xrcore.stats import FrameStats
@@ -49,12 +49,16 @@ def run_headset(
     max_frames: int | None = None,
     renderer_class: Any = None,
     on_session: Callable[[LocalSession], None] | None = None,
+    session_factory: SessionFactory | None = None,
+    on_frame: Callable[[Any], bool | None] | None = None,
 ) -> HeadsetRun:
     """Start ``backend`` (an OpenXR backend, not yet started), run a session on ``twin`` until the
     runtime ends it (or ``max_frames``), stop the backend, and say what happened.
 
     ``renderer_class`` replaces :class:`xrcore.render.Renderer` (tests); ``on_session`` sees the
-    session before the first frame (a training runner or consultation hooks in there).
+    session before the first frame (a training runner hooks in there); ``session_factory`` makes the
+    session from (scene, config, picker) instead of :class:`~sessions.run.LocalSession` (a
+    consultation's); ``on_frame(frame)`` runs after each submit and ends the run by returning True.
     """
     from xrcore.render import Renderer  # noqa: PLC0415 - GL only when rendering
 
@@ -65,12 +69,12 @@ def run_headset(
         if info.blend_mode != "opaque":
             scene.background = CLEAR_FOR_THE_ROOM
             logger.info("blend mode %s: the twin is drawn over the room", info.blend_mode)
-        session = LocalSession(scene, config, Picker(twin))
+        session = (session_factory or LocalSession)(scene, config, Picker(twin))
         if on_session is not None:
             on_session(session)
         renderer = (renderer_class or Renderer)(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
         try:
-            stats = run(backend, session, renderer, max_frames=max_frames)
+            stats = run(backend, session, renderer, max_frames=max_frames, on_frame=on_frame)
             errors = int(renderer.gl_errors)
         finally:
             renderer.close()

@@ -289,6 +289,11 @@ class FrameWriter:
         self.written.append(WrittenFrame(frame.index, path, write_stereo_png(renderer, path), names))
 
 
+#: Makes a session from (scene, config, picker): :class:`LocalSession` itself, or a subclass's maker (a
+#: consultation's session, which also needs the room).
+SessionFactory = Callable[[Scene, "SessionConfig | None", Picker], LocalSession]
+
+
 def run(
     backend: Any,
     session: LocalSession,

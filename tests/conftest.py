@@ -7,7 +7,9 @@ pytest-xdist each worker is a process of its own, with its own folders.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,3 +155,21 @@ def desktop_display(start_xvfb: Callable[..., Xvfb]) -> Iterator[Xvfb]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def runtime_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The headless test OpenXR runtime (``tests/xrcore/test_openxr_runtime.c``) compiled into a shared
+    library, and the runtime manifest pointing at it (give it to the loader as ``XR_RUNTIME_JSON``)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the test OpenXR runtime (apt-get install gcc)"
+    root = tmp_path_factory.mktemp("xr-runtime")
+    library = root / "libmedverse_xr_test.so"
+    source = Path(__file__).parent / "xrcore" / "test_openxr_runtime.c"
+    build = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(library), str(source), "-lm"],
+                           check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert build.returncode == 0, f"building the test runtime failed (needs libopenxr-dev):\n{build.stderr[-2000:]}"
+    manifest = root / "runtime.json"
+    runtime = {"name": "medverse headless test runtime", "library_path": str(library)}
+    manifest.write_text(json.dumps({"file_format_version": "1.0.0", "runtime": runtime}))
+    return manifest

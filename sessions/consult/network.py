@@ -50,12 +50,15 @@ CALL_TIMEOUT_S = 10.0
 @dataclass(frozen=True)
 class RemotePose:
     """A remote's newest pose record, and who they are; ``presenting_since`` is when (our clock, s) its
-    records started to carry ``Buttons.PRESENTING``, None while they do not."""
+    records started to carry ``Buttons.PRESENTING``, None while they do not; ``sampled_at`` is when the
+    sender sampled it, on our clock (s; None outside the measurement window or before the sender's clock
+    is known): motion-to-display counts from there."""
 
     record: PoseRecord
     name: str
     role: str
     presenting_since: float | None = None
+    sampled_at: float | None = None
 
 
 class NetThread:
@@ -97,7 +100,8 @@ class NetThread:
             if record.buttons & Buttons.PRESENTING:
                 before = self._poses.get(record.participant)
                 since = before.presenting_since if before is not None and before.presenting_since is not None else now
-            self._poses[record.participant] = RemotePose(record, name, role, since)
+            sampled = None if latency is None else now - latency
+            self._poses[record.participant] = RemotePose(record, name, role, since, sampled)
         self.presence.arrived(record.participant, name, now, latency)
 
     def _on_op(self, op: StateOp, latency: float | None) -> None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from net import roles
+from net.latency import summarize
 from net.protocol import Buttons, StateOp
 from net.signaling_client import RoomTwin
 from sessions.consult.avatars import TwinFrame, avatar_marks, local_poses
@@ -120,6 +121,11 @@ class ConsultSession(LocalSession):
         self.stale_events: list[StaleEvent] = []
         self._stale: dict[str, bool] = {}
         self._hud_at = -math.inf
+        # motion-to-display: per remote, the sequence number of the record last drawn; the sample times
+        # (our clock) of the records this frame draws for the first time; the delays measured (s)
+        self._drawn_seq: dict[int, int] = {}
+        self._drawing: list[tuple[str, float]] = []
+        self.motion_to_display_s: dict[str, list[float]] = {}
         self.bridge.reconcile(force=True)
 
     # --- presenting and following -----------------------------------------------------------------------
@@ -193,6 +199,9 @@ class ConsultSession(LocalSession):
             h = health.get(index)
             if h is None:
                 continue
+            if remote.sampled_at is not None and self._drawn_seq.get(index) != remote.record.seq:
+                self._drawing.append((remote.name, remote.sampled_at))
+            self._drawn_seq[index] = remote.record.seq
             m, lab = avatar_marks(remote.record, remote.name, remote.role, twin, self._pick, h.line.split(": ", 1)[1])
             marks += m
             labels += lab
@@ -205,6 +214,25 @@ class ConsultSession(LocalSession):
         if views is not None:
             frame.views = views
         return applied
+
+    def displayed(self) -> None:
+        """The frame stepped last was shown (its submit returned): each remote pose record it drew for
+        the first time counts its motion-to-display, from when the remote sampled it to now."""
+        if self._drawing:
+            now = self.participant.clock()
+            for name, sampled in self._drawing:
+                self.motion_to_display_s.setdefault(name, []).append(now - sampled)
+            self._drawing.clear()
+
+    def motion_to_display(self) -> dict[str, Any] | None:
+        """Motion-to-display figures (``net.latency`` form, ms): ``room`` over every remote, ``by`` remote
+        name; None before any was measured."""
+        every = [d for delays in self.motion_to_display_s.values() for d in delays]
+        room = summarize(every)
+        if room is None:
+            return None
+        by = {name: summarize(delays) for name, delays in sorted(self.motion_to_display_s.items())}
+        return {"room": room.as_dict(), "by": {name: s.as_dict() for name, s in by.items() if s is not None}}
 
     def _pick(self, origin: np.ndarray, direction: np.ndarray) -> float | None:
         hit = self.picker.pick_scene(self.scene, origin, direction, 3.0)
@@ -221,19 +249,22 @@ class ConsultSession(LocalSession):
 @dataclass
 class Pump:
     """The frame loop's ``on_frame``: paces frames at ``rate_hz`` on the wall clock (the network runs in
-    its own thread meanwhile), and says when to stop (``duration_s`` over, or ``stop``)."""
+    its own thread meanwhile; ``pace`` False leaves the pace to a headset's runtime or a window's buffer
+    swap), and says when to stop (``duration_s`` over, or ``stop``)."""
 
     rate_hz: float
     duration_s: float
     stop: Callable[[], bool] = lambda: False
     tick: Callable[[float], None] | None = None
+    pace: bool = True
     started: float = field(default_factory=time.monotonic)
     frames: int = 0
 
     def __call__(self, frame: Any) -> bool:
         self.frames += 1
-        due = self.started + self.frames / self.rate_hz
-        time.sleep(max(0.0, due - time.monotonic()))
+        if self.pace:
+            due = self.started + self.frames / self.rate_hz
+            time.sleep(max(0.0, due - time.monotonic()))
         if self.tick is not None:
             self.tick(time.monotonic() - self.started)
         return self.stop() or time.monotonic() - self.started >= self.duration_s

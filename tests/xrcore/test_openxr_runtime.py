@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,7 +34,6 @@ from typing import Any
 
 import pytest
 
-SOURCE = Path(__file__).with_name("test_openxr_runtime.c")
 PERIOD_NS = 11_111_111
 RED, GREEN = "ff0000ff", "00ff00ff"
 
@@ -142,22 +140,6 @@ class Run:
 
     def rendered(self) -> list[str]:
         return [line for line in self.lines("end_frame ") if "layers=1" in line]
-
-
-@pytest.fixture(scope="module")
-def runtime_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test runtime compiled into a shared library, and the runtime manifest pointing at it."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed to build the test OpenXR runtime (apt-get install gcc)"
-    root = tmp_path_factory.mktemp("xr-runtime")
-    library = root / "libmedverse_xr_test.so"
-    build = subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(library), str(SOURCE), "-lm"],
-                           check=False, capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, f"building the test runtime failed (needs libopenxr-dev):\n{build.stderr[-2000:]}"
-    manifest = root / "runtime.json"
-    manifest.write_text(json.dumps({"file_format_version": "1.0.0",
-                                    "runtime": {"name": "medverse headless test runtime", "library_path": str(library)}}))
-    return manifest
 
 
 @pytest.fixture(scope="module")
