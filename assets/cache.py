@@ -46,7 +46,7 @@ from assets.twin import UNIT_SCALE, LevelOfDetail, Structure, Twin
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the entry layout or the meaning of a key changes; it is hashed into every key.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: twins imported from glTF are rotated from +Y up into RAS (+Z up)
 FORMAT_NAME = "medverse-twin-cache"
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.bin"

@@ -1,4 +1,8 @@
-"""glTF 2.0 export: a twin as one binary GLB file, in metres (glTF's unit).
+"""glTF 2.0 export: a twin as one binary GLB file, in metres (glTF's unit), +Y up.
+
+Twins are RAS (+Z up); glTF is +Y up with the front facing +Z. Positions and normals are rotated into
+glTF's frame on the way out (``assets.twin.GLTF_FROM_TWIN``: superior becomes +Y, anterior +Z), so
+other viewers show a head upright and facing them; the loader rotates them back on the way in.
 
 Written with numpy and json rather than through trimesh so that names, materials and extras are
 exactly ours. Layout:
@@ -30,7 +34,7 @@ import numpy as np
 
 from assets.errors import ExportError
 from assets.geometry import vertex_normals
-from assets.twin import Structure, Twin
+from assets.twin import GLTF_FROM_TWIN, Structure, Twin
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ _UNSIGNED_INT = 5125
 _ARRAY_BUFFER = 34962
 _ELEMENT_ARRAY_BUFFER = 34963
 _TRIANGLES = 4
+_ROTATION = GLTF_FROM_TWIN.astype(np.float32)
 #: Roughness of every material: tissue is matte-ish; metallic is 0 (it is not a metal).
 _ROUGHNESS = 0.6
 
@@ -136,12 +141,13 @@ def to_glb_bytes(twin: Twin) -> bytes:
     nodes, meshes, materials = [], [], []
     for structure in twin.structures:
         _check(structure, twin)
+        # A signed permutation of the axes: exact in float32, so a round trip gives the same bits.
         position = buffer.add(
-            structure.vertices.astype(np.float32, copy=False),
+            (structure.vertices.astype(np.float32, copy=False) @ _ROTATION.T).astype(np.float32),
             component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, bounds=True,
         )
         normal = buffer.add(
-            vertex_normals(structure.vertices, structure.faces),
+            (vertex_normals(structure.vertices, structure.faces) @ _ROTATION.T).astype(np.float32),
             component=_FLOAT, kind="VEC3", target=_ARRAY_BUFFER, bounds=False,
         )
         indices = buffer.add(
@@ -170,6 +176,7 @@ def to_glb_bytes(twin: Twin) -> bytes:
     scene: dict[str, Any] = {
         "name": twin.name,
         "extras": {
+            "frame": "glTF +Y up; the twin's RAS is x = -X, y = Z, z = Y",
             "source_units": twin.source_units,
             "units_detected": bool(twin.units_detected),
             "metadata": twin.metadata,

@@ -13,6 +13,12 @@ import numpy as np
 
 Color = tuple[float, float, float, float]
 
+#: The twin's frame to glTF's. Twins are RAS (+x the patient's right, +y anterior, +z superior: +Z up);
+#: glTF is +Y up with an asset's front facing +Z, so its right is -X. Hence x_gltf = -x, y_gltf = z,
+#: z_gltf = y: superior becomes up and anterior the front. A rotation (determinant +1: winding and
+#: handedness kept) and its own inverse, so the same matrix reads glTF in and writes it out.
+GLTF_FROM_TWIN = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
 #: Units a source file may be in, with the factor that converts them to metres.
 UNIT_SCALE: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "um": 1e-6}
 

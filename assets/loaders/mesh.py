@@ -1,5 +1,6 @@
 """Triangle-mesh files (glTF/GLB, OBJ, STL, PLY) through trimesh, one structure per scene node.
 
+glTF is +Y up: its coordinates are rotated into the twin's RAS (+Z up, ``assets.twin.GLTF_FROM_TWIN``).
 Every count a file declares is checked against the bytes present and against ``Limits`` before
 trimesh sees the data (``preflight_*``); textures and images are dropped from glTF before parsing,
 since a twin uses base colours only and an image is another decompression bomb. Names come from scene
@@ -22,7 +23,7 @@ import numpy as np
 
 from assets.errors import EmptyMeshError, UnreadableAssetError, UnsupportedFormatError
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits
-from assets.twin import Color, Structure
+from assets.twin import GLTF_FROM_TWIN, Color, Structure
 from assets.validate import merge_identical_vertices
 
 log = logging.getLogger(__name__)
@@ -408,6 +409,8 @@ def load_mesh_file(data: bytes, kind: str, source: str | Path, *, base: Path | N
             vertices = vertices @ transform[:3, :3].T + transform[:3, 3]
             if np.linalg.det(transform[:3, :3]) < 0:
                 faces = faces[:, ::-1]  # a mirroring transform turns the winding inside out
+        if kind in ("glb", "gltf"):
+            vertices = vertices @ GLTF_FROM_TWIN.T  # glTF's +Y up into the twin's RAS (the matrix is its own inverse)
         if kind == "stl":
             # STL stores every triangle's corners separately; sharing them is what the format means,
             # not a repair (without it every edge would look like a hole).

@@ -88,16 +88,28 @@ def test_validator_reports_errors_in_a_damaged_file(glb: Path) -> None:
     assert report["issues"]["numErrors"] > 0
 
 
+def y_up(ras: np.ndarray) -> np.ndarray:
+    """RAS (+Z up) points in glTF's frame, from the spec's words: +Y up, the front faces +Z, right is -X."""
+    right, anterior, superior = ras[:, 0], ras[:, 1], ras[:, 2]
+    return np.stack([-right, superior, anterior], axis=1)
+
+
 def test_trimesh_reads_back_names_counts_and_coordinates(brain: Twin, glb: Path) -> None:
-    """trimesh loads the GLB with every structure's name, vertices and faces unchanged."""
+    """trimesh loads the GLB with every structure's name, faces and vertices, the latter in glTF's
+    +Y-up frame; medverse's loader turns them back into the same RAS bits."""
+    from assets.loaders import load
+
     scene = trimesh.load(glb, process=False)
     assert sorted(scene.geometry) == sorted(s.name for s in brain.structures)
     assert sorted(scene.graph.nodes_geometry) == sorted(s.name for s in brain.structures)
     for s in brain.structures:
         mesh = scene.geometry[s.name]
         assert (len(mesh.vertices), len(mesh.faces)) == (s.vertex_count, s.triangle_count)
-        np.testing.assert_array_equal(mesh.vertices.astype(np.float32), s.vertices)
+        np.testing.assert_array_equal(mesh.vertices.astype(np.float32), y_up(s.vertices))
         np.testing.assert_array_equal(mesh.faces, s.faces)
+    again = load(glb)
+    for s in brain.structures:
+        np.testing.assert_array_equal(again.structure(s.name).vertices, s.vertices)
 
 
 def test_materials_follow_colour_and_alpha(brain: Twin, document: dict[str, Any]) -> None:
@@ -121,7 +133,8 @@ def test_accessors_views_and_extras(brain: Twin, document: dict[str, Any]) -> No
         assert node["name"] == s.name and node["extras"]["codes"] == s.codes
         primitive = document["meshes"][node["mesh"]]["primitives"][0]
         position = document["accessors"][primitive["attributes"]["POSITION"]]
-        np.testing.assert_allclose([position["min"], position["max"]], s.bounds(), rtol=1e-6)
+        gltf = y_up(s.vertices)
+        np.testing.assert_allclose([position["min"], position["max"]], [gltf.min(axis=0), gltf.max(axis=0)], rtol=1e-6)
         assert np.max(np.abs(position["max"])) < 0.2  # metres: a brain is about 0.17 m long
         indices = document["accessors"][primitive["indices"]]
         assert (indices["componentType"], indices["count"]) == (5125, 3 * s.triangle_count)
@@ -162,3 +175,74 @@ def test_empty_twin_is_a_valid_file() -> None:
     """A twin without structures exports as a valid GLB with an empty scene."""
     report = validate(to_glb_bytes(Twin("empty", [])))
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+
+
+@pytest.fixture(scope="module")
+def ct_head() -> Twin:
+    """The bony head of the real CT in Debian's Cranium.inv3 at 226 HU (every second voxel), in RAS
+    metres: +z superior, +y anterior (the face), the headrest behind."""
+    from assets.loaders.inv3 import read_inv3
+    from assets.loaders.volume import Volume, surface
+    from assets.skull import SOURCE
+
+    volume = read_inv3(SOURCE)
+    affine = volume.affine.copy()
+    affine[:3, :3] *= 2.0
+    vertices, faces = surface(Volume(volume.data[::2, ::2, ::2].copy(), affine, "mm"), 226.0, SOURCE)
+    return Twin("head", [Structure("bone", vertices / 1000.0, faces)], source_units="mm")
+
+
+def _upright_and_facing_front(up: np.ndarray, front: np.ndarray) -> None:
+    """The head's shape along an up and a front axis (mm): the face is the front and low, the vault top."""
+    lo, hi = up.min(), up.max()
+    assert 140 < hi - lo < 230, "vertex to the lowest teeth/headrest"
+    face = front > front.max() - 15  # the most anterior 15 mm: nasal bones, maxilla, teeth
+    assert up[face].mean() < (lo + hi) / 2, "the face lies in the lower half"
+    top = up > hi - 20  # the vault
+    assert abs(front[top].mean() - (front.min() + front.max()) / 2) < 40
+
+
+def test_exported_head_is_upright_and_faces_front_in_other_viewers(ct_head: Twin, tmp_path: Path) -> None:
+    """A CT head exported by medverse stands upright in glTF's frame (+Y up) and faces +Z, read by
+    trimesh (what a three.js or Blender user sees), and still passes the Khronos validator."""
+    path = export_glb(ct_head, tmp_path / "head.glb")
+    report = validate(path)
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    mesh = trimesh.load(path, force="mesh", process=False)
+    v = np.asarray(mesh.vertices) * 1000.0
+    _upright_and_facing_front(up=v[:, 1], front=v[:, 2])
+    ras = ct_head.structures[0].vertices.astype(np.float64) * 1000.0
+    _upright_and_facing_front(up=ras[:, 2], front=ras[:, 1])  # the twin itself, for comparison
+
+
+def test_a_y_up_gltf_from_another_writer_imports_upright(ct_head: Twin, tmp_path: Path) -> None:
+    """The head written Y-up by trimesh (not by medverse) imports as the same RAS twin: upright, not
+    lying on its back as when glTF was read as if Z were up."""
+    from assets.loaders import load
+
+    ras = ct_head.structures[0].vertices.astype(np.float64)
+    path = tmp_path / "head.glb"
+    path.write_bytes(trimesh.Trimesh(y_up(ras), ct_head.structures[0].faces, process=False).export(file_type="glb"))
+    twin = load(path)
+    np.testing.assert_allclose(twin.bounds(), ct_head.bounds(), atol=1e-7)
+    v = twin.structures[0].vertices.astype(np.float64) * 1000.0
+    _upright_and_facing_front(up=v[:, 2], front=v[:, 1])
+
+
+def test_twins_cached_before_the_y_up_fix_are_not_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GLB imported by the cache format before the fix (version 1: glTF read as Z-up) is never
+    mapped by the current code: its entry is not found, and the library says to import it again."""
+    from assets import cache as cache_module
+    from assets.cache import TwinCache
+    from assets.errors import AssetError
+    from assets.library import Library
+
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.05)
+    path = export_glb(Twin("ball", [Structure("ball", ball.vertices, ball.faces)]), tmp_path / "ball.glb")
+    library = Library(TwinCache(tmp_path / "cache"), tmp_path / "home")
+    monkeypatch.setattr(cache_module, "FORMAT_VERSION", 1)
+    library.import_twin(path, name="old-ball")
+    assert library.build("old-ball").triangle_count == len(ball.faces)  # the old code maps it
+    monkeypatch.setattr(cache_module, "FORMAT_VERSION", 2)
+    with pytest.raises(AssetError, match="import it again"):
+        library.build("old-ball")

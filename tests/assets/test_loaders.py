@@ -52,7 +52,8 @@ def test_mesh_formats_keep_geometry_and_detect_millimetres(tmp_path: Path, pial_
     written in mm are detected as mm, GLB is metres by definition."""
     mesh = pial_mesh_mm.copy()
     if suffix == ".glb":
-        mesh.apply_scale(0.001)  # glTF is metres
+        mesh.apply_scale(0.001)  # glTF is metres, +Y up with the front at +Z: RAS (x, y, z) is (-x, z, y)
+        mesh.vertices = mesh.vertices[:, [0, 2, 1]] * [-1.0, 1.0, 1.0]
     path = tmp_path / f"cortex{suffix}"
     mesh.export(path)
     twin = load(path)
