@@ -17,21 +17,25 @@ from assets.twin import Structure
 
 #: Suffixes (lower case) of these formats and the kind each means; ``.seg.nrrd`` before ``.nrrd``.
 SUFFIXES: dict[str, str] = {
-    ".seg.nrrd": "seg-nrrd", ".nrrd": "nrrd", ".nhdr": "nrrd",
+    ".seg.nrrd": "seg-nrrd", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage", ".mhd": "metaimage",
 }
 #: Kinds read as a scalar volume.
-VOLUMES = frozenset({"nrrd"})
+VOLUMES = frozenset({"nrrd", "metaimage"})
 #: Kinds read as named structures.
 STRUCTURES = frozenset({"seg-nrrd"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "nrrd": ("pynrrd",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
+    "nrrd": ("pynrrd",), "metaimage": ("metaimageio",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
 }
 
 
 def read_volume(path: Path, kind: str, limits: Limits) -> Volume:
     """The volume of a file of one of the ``VOLUMES`` kinds, in RAS."""
-    from assets.loaders import nrrd_image  # noqa: PLC0415 - each format's reader (and its library) on first use
+    if kind == "metaimage":
+        from assets.loaders import metaimage  # noqa: PLC0415 - each format's reader (and its library) on first use
+
+        return metaimage.read_metaimage(path, limits)
+    from assets.loaders import nrrd_image  # noqa: PLC0415 - as above
 
     return nrrd_image.read_nrrd(path, limits)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -76,9 +77,9 @@ def test_nhdr_with_a_list_of_data_files_is_refused(tmp_path: Path) -> None:
 
 
 def test_nrrd_gzip_bomb_stops_at_the_declared_size(tmp_path: Path) -> None:
-    """A 10x10x10 volume whose gzip data inflates to 256 MiB: inflation stops after 2,000 bytes."""
+    """A 10x10x10 volume whose gzip data inflates to 64 MiB: inflation stops after 2,000 bytes."""
     path = tmp_path / "bomb.nrrd"
-    path.write_bytes(_nrrd("10 10 10", encoding="gzip") + b"\n" + gzip.compress(b"\0" * (256 << 20), 9))
+    path.write_bytes(_nrrd("10 10 10", encoding="gzip") + b"\n" + gzip.compress(b"\0" * (64 << 20), 9))
     _refused(path, ResourceLimitError, "expands beyond")
 
 
@@ -86,3 +87,47 @@ def test_nrrd_with_a_malformed_header_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.nrrd"
     path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 2 2\nencoding: raw\n\n" + b"\0" * 16)
     _refused(path, UnreadableAssetError)
+
+
+# ------------------------------------------------------------------------------------------- MetaImage
+
+
+def _mha(sizes: str, data_file: str = "LOCAL", extra: str = "") -> bytes:
+    return (f"ObjectType = Image\nNDims = 3\nDimSize = {sizes}\nElementSpacing = 1 1 1\n{extra}"
+            f"ElementType = MET_SHORT\nElementDataFile = {data_file}\n").encode()
+
+
+def test_metaimage_declaring_a_billion_voxels_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.mha"
+    path.write_bytes(_mha("100000 100000 100000") + b"\0" * 64)
+    _refused(path, ResourceLimitError, "voxels")
+
+
+@pytest.mark.parametrize("target", ["../outside.raw", "/etc/passwd", "../../../../../../etc/passwd"])
+def test_metaimage_element_data_file_outside_its_folder_is_refused(tmp_path: Path, target: str) -> None:
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    (tmp_path / "outside.raw").write_bytes(b"\0" * 16)
+    path = folder / "head.mhd"
+    path.write_bytes(_mha("2 2 2", target))
+    _refused(path, UnreadableAssetError, "outside")
+
+
+def test_metaimage_file_pattern_with_a_huge_range_is_refused(tmp_path: Path) -> None:
+    """metaimageio would build a list of a trillion file names from this line."""
+    path = tmp_path / "head.mhd"
+    path.write_bytes(_mha("2 2 2", "slice%03d.raw 0 1000000000000 1"))
+    _refused(path, UnsupportedFormatError, "several files")
+
+
+def test_metaimage_compressed_bomb_is_refused(tmp_path: Path) -> None:
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    path = tmp_path / "bomb.mha"
+    path.write_bytes(_mha("10 10 10", extra=f"CompressedData = True\nCompressedDataSize = {len(bomb)}\n") + bomb)
+    _refused(path, ResourceLimitError, "expands beyond")
+
+
+def test_metaimage_with_less_data_than_it_declares_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.mha"
+    path.write_bytes(_mha("64 64 64") + b"\0" * 100)
+    _refused(path, UnreadableAssetError, "needs")
