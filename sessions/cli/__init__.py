@@ -27,6 +27,7 @@ _COMMANDS = {
     "demo": "sessions.cli.demo",
     "train": "sessions.cli.train",
     "profile": "sessions.cli.profile",
+    "pacs": "sessions.cli.pacs",
 }
 
 

@@ -20,6 +20,7 @@ from assets.errors import AssetError
 from assets.library import Library
 from assets.twin import Twin
 from assets.validate import check, is_watertight
+from sessions.cli.pacs import add_import_arguments, import_from_pacs
 
 USER_ERRORS: tuple[type[BaseException], ...] = (AssetError,)
 
@@ -82,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = actions.add_parser("import", help="load a file or DICOM folder into the library",
                            description="Load glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI or DICOM (a file or a series "
                            "folder), repair it, de-identify imaging metadata, and store it as a named twin.")
-    p.add_argument("path", type=Path, help="file or DICOM folder")
+    p.add_argument("path", type=Path, nargs="?", help="file or DICOM folder (or --pacs)")
     p.add_argument("--name", help="twin name (default: the modality or format and a content hash, never the "
                    "file name, which may name the patient)")
     p.add_argument("--units", choices=("m", "cm", "mm", "um"), help="unit of the file's coordinates "
@@ -91,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "Otsu otherwise)")
     p.add_argument("--smooth", type=int, metavar="N", help="Taubin smoothing passes for volumes")
     p.add_argument("--decimate", type=int, metavar="TRIANGLES", help="simplify to about this many triangles")
+    add_import_arguments(p)
     p.set_defaults(func=_import)
 
     p = actions.add_parser("validate", help="check a file's meshes without changing them (exit 1 on problems)")
@@ -146,8 +148,14 @@ def _import(args: argparse.Namespace) -> int:
                "decimate_to": args.decimate}
     # Only the options the user gave: None means "not given"; 0 is a value (--threshold 0 is water in HU).
     given = {k: v for k, v in options.items() if v is not None}
-    with progress_bar(f"import {args.path.name}") as progress:
-        twin = library.import_twin(args.path, name=args.name, progress=progress, **given)
+    if args.pacs is not None or args.study or args.series:
+        with progress_bar("import from PACS") as progress:
+            twin = import_from_pacs(args, library, progress, given)
+    elif args.path is None:
+        raise AssetError(None, "give a file or DICOM folder to import, or --pacs with --study or --series")
+    else:
+        with progress_bar(f"import {args.path.name}") as progress:
+            twin = library.import_twin(args.path, name=args.name, progress=progress, **given)
     console.print(summary(twin))
     for action in twin.provenance.get("repair", []):
         console.print(f"repaired: {action}")
