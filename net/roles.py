@@ -87,6 +87,12 @@ ACTIONS: Mapping[OpKind, str] = {
 }
 
 
+#: Who may read the signaling server's detailed ``/stats`` (names, roles, rooms, links), with a token in
+#: ``Authorization: Bearer``: a surgeon sees its own room (it runs the consultation); an instructor,
+#: who supervises and already reads every trainee's profile, sees every room. Any other role, and a
+#: request without a token, gets aggregates only (docs/signaling.md, "HTTP endpoints").
+STATS_SCOPE: Mapping[str, str] = {"surgeon": "room", "instructor": "server"}
+
 class MarkOwners(Protocol):
     """What :func:`check` needs of the state: who created a mark (``SharedState`` is one)."""
 

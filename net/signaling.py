@@ -35,9 +35,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
+from net.access import hide_versions, machine_names, origin_allowed
 from net.errors import NetError
-from net.rooms import MAX_INDEX, IndexFile, Member, Room, RoomError, TokenBucket
+from net.limits import ConnectionGuard, LimitBook, Limits, quiet_log
+from net.roles import STATS_SCOPE
+from net.rooms import MAX_INDEX, IndexFile, Member, Room, RoomError
+from net.seats import RESUME_HEADER, RevocationList, SeatBook, SeatError, Session, issue_ticket, verify_ticket
 from net.signaling_client import RoomTwin, SignalingError
 from net.tokens import RELAY_ID, TokenClaims, TokenError, TokenExpiredError, verify_token
 
@@ -52,6 +57,10 @@ CLOSE_REPLACED = 4001
 CLOSE_REFUSED = 4003
 #: Close code sent when the server shuts down.
 CLOSE_SHUTDOWN = WSCloseCode.GOING_AWAY
+#: Close code sent to a connection whose token or seat was revoked (``medverse consult revoke``).
+CLOSE_REVOKED = 4004
+#: Close code sent to a connection that kept sending past its rate limits (net.limits); it backs off.
+CLOSE_FLOODING = 4008
 #: Names of the counters in ``/stats``; all start at zero so a reader sees every one.
 COUNTERS: tuple[str, ...] = (
     "connections",
@@ -61,6 +70,17 @@ COUNTERS: tuple[str, ...] = (
     "refused_room_full",
     "refused_too_many_rooms",
     "refused_bad_twin",
+    "refused_token_reused",
+    "refused_seat_taken",
+    "refused_stale_resume",
+    "refused_revoked",
+    "refused_rate_limited",
+    "refused_origin",
+    "refused_connections",
+    "evicted_idle",
+    "malformed_http",
+    "revoked",
+    "flood_closed",
     "refused_bad_claim",
     "rejoined",
     "index_claims_refused",
@@ -107,7 +127,8 @@ class ServerConfig:
     max_report_bytes : int
         Largest ``stats`` report stored, as compact JSON.
     rate_per_s, burst : float
-        Token bucket per connection for incoming messages.
+        Token bucket of incoming messages per identity (room and participant), across all its
+        connections and reconnects (``net.limits``).
     send_queue : int
         Outgoing messages buffered per connection; beyond it messages to that connection are dropped.
     heartbeat_s : float
@@ -122,6 +143,14 @@ class ServerConfig:
         hands out no index twice; None: kept in memory only (rejoining participants still claim theirs).
     state_ttl_s : float
         Seconds the table of a room that nobody came back to is kept in ``state_file``.
+    limits : Limits
+        Per-address and per-identity limits, connection caps and timeouts (``net.limits``).
+    revocation_file : Path or None
+        The revocation list (``net.seats``; ``serve`` uses the file beside the secret).
+    allowed_origins : tuple of str
+        Browser origins allowed besides the server's own names (``net.access``).
+    server_names : tuple of str
+        Extra host names the server is reached by (its certificate's, say), for the Origin check.
     """
 
     secret: bytes
@@ -142,6 +171,10 @@ class ServerConfig:
     twin: RoomTwin | None = None
     state_file: str | Path | None = None
     state_ttl_s: float = 12 * 3600.0
+    limits: Limits = field(default_factory=Limits)
+    revocation_file: Path | None = None
+    allowed_origins: tuple[str, ...] = ()
+    server_names: tuple[str, ...] = ()
 
 
 def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -182,6 +215,24 @@ class _PathOnlyAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
+
+
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's per-connection logger: a malformed HTTP request (an oversized header, say) is one counted
+    line naming the problem's kind, not a traceback quoting the request (and the token in it)."""
+
+    def __init__(self, counters: Counter[str]) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.counters = counters
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self.counters["malformed_http"] += 1
+            quiet_log.info("malformed-http", f"refused a malformed HTTP request from {args[0] if args else '?'}: "
+                           f"{type(exc).__name__} ({exc.code})")
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 class SignalingMessageError(NetError):
@@ -286,12 +337,16 @@ def parse_client_message(
 
 @dataclass(eq=False)
 class _Connection:
-    """One accepted WebSocket: its outgoing queue, rate limiter and writer task."""
+    """One accepted WebSocket: who it is, its outgoing queue and writer task, what it has overspent."""
 
     ws: web.WebSocketResponse
     claims: TokenClaims
-    bucket: TokenBucket
+    address: str
     queue: asyncio.Queue[str | None]
+    resuming: Session | None = None  # the session its resume ticket named; None: it joined with a token
+    session: Session | None = None  # the seat's session once admitted
+    over_limit: int = 0  # messages refused for rate
+    limit_told_at: float = -1.0  # monotonic time of the last rate-limit error sent back
     writer: asyncio.Task[None] | None = None
     twin: RoomTwin | None = None  # the twin it announced on joining
     claim: int | None = None  # the index it says it held (?index=, a rejoin after a server restart)
@@ -321,6 +376,11 @@ class SignalingServer:
             raise ServerConfigError("mesh limit, max participants and max rooms must be at least 1")
         self.config = config
         self.counters: Counter[str] = Counter({name: 0 for name in COUNTERS})
+        self.seats = SeatBook()
+        self.revocations = RevocationList(config.revocation_file)
+        self.limits = LimitBook(config.limits, config.rate_per_s, config.burst)
+        self.guard = ConnectionGuard(config.limits, self.counters)
+        self._names = machine_names(config.host, config.server_names)
         self.rooms: dict[str, Room] = {}
         #: each open room's twin, by room name (absent while none is named)
         self.twins: dict[str, RoomTwin] = {}
@@ -337,7 +397,7 @@ class SignalingServer:
         if self.index_file is not None:
             rooms = self.index_file.load()
             log.info("index file %s: %d room(s) to resume", self.index_file.path, rooms)
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._requested])
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/stats", self._stats)
         self.app.router.add_get(WS_PATH, self._websocket)
@@ -346,8 +406,15 @@ class SignalingServer:
 
     async def start(self) -> None:
         """Bind and start serving."""
-        self._runner = web.AppRunner(self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0)
+        hide_versions()
+        self.revocations.refresh()
+        self._runner = web.AppRunner(
+            self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0,
+            keepalive_timeout=self.config.limits.header_timeout_s, logger=_ServerLog(self.counters),
+        )  # fmt: skip
         await self._runner.setup()
+        assert self._runner.server is not None
+        self.guard.install(self._runner.server)
         self._site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context
         )
@@ -359,7 +426,31 @@ class SignalingServer:
         server = self._site._server
         sockets = getattr(server, "sockets", None) or []
         self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self._spawn(self._watch_revocations())
         log.info("signaling server listening on %s", self.url)
+
+    async def _watch_revocations(self, every_s: float = 1.0) -> None:
+        """Read the revocation list when it changes and close the connections it now refuses."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.revocations.refresh():
+                self.apply_revocations()
+
+    def apply_revocations(self) -> int:
+        """Close (4004) every connection whose token or seat the revocation list refuses; how many."""
+        closed = 0
+        for room in list(self.rooms.values()):
+            for member in list(room.members.values()):
+                conn: _Connection = member.connection
+                opened = conn.session.opened_at if conn.session is not None else None
+                reason = self.revocations.reason(conn.claims, opened)
+                if reason is None:
+                    continue
+                closed += 1
+                self.counters["revoked"] += 1
+                log.info("room %s: closed %s's connection: %s", room.name, member.participant, reason)
+                self._spawn(conn.ws.close(code=CLOSE_REVOKED, message=reason.encode()[:120]))
+        return closed
 
     async def stop(self) -> None:
         """Close every connection (1001), every relay, and the listening socket; the index file keeps the rooms."""
@@ -403,25 +494,47 @@ class SignalingServer:
 
     # ------------------------------------------------------------------ HTTP endpoints
 
+    @web.middleware
+    async def _requested(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # A connection that sent a request is no longer an idle one to close when the server is full.
+        self.guard.requested(request.transport)
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "ok": True,
-                "version": _version(),
-                "uptime_s": round(time.monotonic() - self._started_mono, 3),
-                "rooms": len(self.rooms),
-                "participants": sum(len(r.members) for r in self.rooms.values()),
-            }
-        )
+        return web.json_response(self._aggregates())
+
+    def _aggregates(self) -> dict[str, Any]:
+        """What anyone may know: no names, no rooms, no versions."""
+        return {
+            "ok": True,
+            "uptime_s": round(time.monotonic() - self._started_mono, 3),
+            "rooms": len(self.rooms),
+            "participants": sum(len(r.members) for r in self.rooms.values()),
+        }
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        """Aggregates and counters for anyone; rooms in detail for a token that may read them (net.access)."""
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() != "bearer ":
+            return web.json_response({**self._aggregates(), "counters": dict(self.counters)})
+        try:
+            claims = verify_token(self.config.secret, header[7:].strip())
+        except TokenError as exc:
+            return self._refuse("refused_invalid_token", 401, f"invalid token for /stats: {exc}")
+        scope = STATS_SCOPE.get(claims.role)
+        if scope is None or self.revocations.reason(claims) is not None:
+            return self._refuse("refused_invalid_token", 403, f"role {claims.role!r} may not read /stats in detail")
+        return web.json_response(self.snapshot(None if scope == "server" else claims.room))
 
-    def snapshot(self) -> dict[str, Any]:
-        """What ``GET /stats`` returns: rooms, participants, links, relay stats and counters."""
+    def snapshot(self, room_name: str | None = None) -> dict[str, Any]:
+        """What ``GET /stats`` returns to a reader allowed to see rooms: rooms (all, or ``room_name``'s),
+        participants, links, relay stats and counters."""
         now = time.time()
         rooms = []
         for room in self.rooms.values():
+            if room_name is not None and room.name != room_name:
+                continue
             participants = []
             links = []
             for member in sorted(room.members.values(), key=lambda m: m.index):
@@ -469,28 +582,63 @@ class SignalingServer:
         # A header carries the detail too: WebSocket clients see the status and headers, not the body.
         return web.json_response({"error": reason}, status=status, headers={REASON_HEADER: reason})
 
-    def _check_token(self, request: web.Request) -> TokenClaims | web.Response:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token", "")
-        if not token:
-            return self._refuse("refused_missing_token", 401, "missing join token")
-        try:
-            claims = verify_token(self.config.secret, token)
-        except TokenExpiredError as exc:
-            return self._refuse("refused_expired_token", 401, f"expired join token: {exc}")
-        except TokenError as exc:
-            return self._refuse("refused_invalid_token", 401, f"invalid join token: {exc}")
+    def _credentials(self, request: web.Request) -> tuple[TokenClaims, Session | None] | web.Response:
+        """The claims of a join: from a resume ticket (and the session it names) or from a join token."""
+        ticket = request.headers.get(RESUME_HEADER) or request.query.get("resume")
+        if ticket:
+            try:
+                session = verify_ticket(self.config.secret, ticket)
+            except SeatError as exc:
+                return self._refuse("refused_stale_resume", 401, f"invalid resume ticket: {exc}")
+            claims: TokenClaims = session.claims
+        else:
+            header = request.headers.get("Authorization", "")
+            token = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token", "")
+            if not token:
+                return self._refuse("refused_missing_token", 401, "missing join token")
+            try:
+                claims, session = verify_token(self.config.secret, token), None
+            except TokenExpiredError as exc:
+                return self._refuse("refused_expired_token", 401, f"expired join token: {exc}")
+            except TokenError as exc:
+                return self._refuse("refused_invalid_token", 401, f"invalid join token: {exc}")
         # A client may name the room it means to join (?room=); a token for another room is refused
         # rather than silently taking the participant somewhere else.
         wanted = request.query.get("room")
         if wanted is not None and wanted != claims.room:
             return self._refuse("refused_invalid_token", 401, f"join token is for another room, not {wanted[:64]!r}")
-        return claims
+        self.revocations.refresh()
+        revoked = self.revocations.reason(claims, session.opened_at if session else None)
+        if revoked is not None:
+            return self._refuse("refused_revoked", 401, revoked)
+        return claims, session
+
+    def _seat_refusal(self, claims: TokenClaims, session: Session | None) -> tuple[str, str] | None:
+        """Why this join may not have the seat now (net.seats), or None."""
+        if session is not None:
+            return self.seats.check_ticket(session)
+        room = self.rooms.get(claims.room)
+        return self.seats.check_token(claims, room is not None and claims.participant in room.members)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        claims = self._check_token(request)
-        if isinstance(claims, web.Response):
-            return claims
+        origin = request.headers.get("Origin")
+        scheme = "https" if self.config.ssl_context else "http"
+        allowed = frozenset(self.config.allowed_origins)
+        if not origin_allowed(origin, scheme=scheme, port=self.port, names=self._names, allowed=allowed):
+            return self._refuse("refused_origin", 403, f"origin {str(origin)[:80]!r} is not served here")
+        address = request.remote or "?"
+        credentials = self._credentials(request)
+        if isinstance(credentials, web.Response):
+            return credentials
+        claims, resuming = credentials
+        wait = self.limits.join((claims.room, claims.participant), address)
+        if wait is not None:
+            refused = self._refuse("refused_rate_limited", 429, f"too many joins: retry in {wait:.1f} s")
+            refused.headers["Retry-After"] = str(max(1, round(wait)))
+            return refused
+        seat = self._seat_refusal(claims, resuming)
+        if seat is not None:
+            return self._refuse(seat[0], 409 if seat[0] == "refused_seat_taken" else 401, seat[1])
         announced = self._announced_twin(request)
         if isinstance(announced, web.Response):
             return announced
@@ -510,8 +658,9 @@ class SignalingServer:
         conn = _Connection(
             ws=ws,
             claims=claims,
-            bucket=TokenBucket(self.config.rate_per_s, self.config.burst),
+            address=address,
             queue=asyncio.Queue(maxsize=self.config.send_queue),
+            resuming=resuming,
             twin=announced,
             claim=claim,
         )
@@ -531,6 +680,12 @@ class SignalingServer:
     def _admit(self, conn: _Connection) -> tuple[Room, Member] | None:
         """Put an upgraded connection into its room and tell everyone; None when refused (error queued)."""
         claims = conn.claims
+        # Checked again now, with no await until the seat is taken: two joins with one token may both
+        # have passed the check before the upgrade.
+        seat = self._seat_refusal(claims, conn.resuming)
+        if seat is not None:
+            self._violation(conn, *seat)
+            return None
         room = self.rooms.get(claims.room)
         if room is None:
             if len(self.rooms) >= self.config.max_rooms:
@@ -550,7 +705,10 @@ class SignalingServer:
             self._violation(conn, "refused_room_full", str(exc))
             return None
         self.counters["connections"] += 1
-        log.info("room %s: %s joined as %s (index %d)", room.name, member.participant, member.role, member.index)
+        now = time.time()
+        conn.session = self.seats.open(claims, now) if conn.resuming is None else self.seats.resume(conn.resuming)
+        log.info("room %s: %s joined as %s (index %d, %s)", room.name, member.participant, member.role, member.index,
+                 "new session" if conn.resuming is None else "resumed session")
         if replaced is not None:
             self.counters["replaced"] += 1
             log.info("room %s: %s reconnected; closing the old connection", room.name, member.participant)
@@ -564,7 +722,9 @@ class SignalingServer:
         if named and conn.twin is not None:
             self.twins[room.name] = conn.twin
             log.info("room %s: twin %s (%s), named by %s", room.name, conn.twin.name, conn.twin.sha256, member.participant)
-        self._enqueue(conn, {**room.welcome(member), "twin": _twin_message(self.twins.get(room.name))})
+        welcome = {**room.welcome(member), "twin": _twin_message(self.twins.get(room.name)),
+                   "resume": issue_ticket(self.config.secret, conn.session, now=now)}  # fmt: skip
+        self._enqueue(conn, welcome)
         if named:
             self._broadcast(room, {"type": "twin", "twin": _twin_message(conn.twin)}, exclude=member.participant)
         # A rejoin that kept its index (after a server restart, say) kept its peer connections too.
@@ -606,7 +766,8 @@ class SignalingServer:
         if not room.remove(member):
             return  # replaced by a newer connection, which already told the others
         log.info("room %s: %s left", room.name, member.participant)
-        self._broadcast(room, {"type": "peer-left", "participant": member.participant})
+        if not self._stopping:  # shutting down, nobody left: the peers' links stay up through a restart
+            self._broadcast(room, {"type": "peer-left", "participant": member.participant})
         await self._relay_peer_left(room, member.participant)
         if not room.members and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
@@ -681,8 +842,8 @@ class SignalingServer:
 
     async def _on_text(self, conn: _Connection, room: Room, member: Member, text: str) -> None:
         self.counters["messages"] += 1
-        if not conn.bucket.take():
-            self._violation(conn, "rate_limited", f"rate limit exceeded ({self.config.rate_per_s:g} messages/s)")
+        if not self.limits.message((conn.claims.room, conn.claims.participant), conn.address):
+            self._over_limit(conn)
             return
         try:
             message = parse_client_message(text, self.config.max_message_bytes, self.config.max_report_bytes)
@@ -713,6 +874,23 @@ class SignalingServer:
             self._violation(conn, "unknown_target", f"signal: no participant {to[:64]!r} in room {room.name!r}")
             return
         self._enqueue(target.connection, forwarded)
+
+    def _over_limit(self, conn: _Connection) -> None:
+        """A message over its identity's or address's limit: counted, dropped, told at most once a second;
+        a connection that keeps on is closed and its identity and address back off (net.limits)."""
+        self.counters["rate_limited"] += 1
+        conn.over_limit += 1
+        if conn.over_limit == self.config.limits.flood_close_after:
+            self.counters["flood_closed"] += 1
+            backoff = self.limits.strike((conn.claims.room, conn.claims.participant))
+            quiet_log.info("flood", f"room {conn.claims.room}: closed {conn.claims.participant}'s connection from "
+                           f"{conn.address} for flooding; joins barred for {backoff:g} s")
+            self._spawn(conn.ws.close(code=CLOSE_FLOODING, message=b"rate limit: back off before rejoining"))
+            return
+        now = time.monotonic()
+        if now - conn.limit_told_at >= 1.0:
+            conn.limit_told_at = now
+            self._enqueue(conn, _error(f"rate limit exceeded ({self.config.rate_per_s:g} messages/s per participant)"))
 
     def _violation(self, conn: _Connection, counter: str, reason: str) -> None:
         self.counters[counter] += 1

@@ -6,7 +6,8 @@
 >>> async for message in client: ...                             # doctest: +SKIP
 
 After the connection drops (``recv`` raises :class:`SignalingClosedError`, iteration ends), calling
-:meth:`SignalingClient.connect` again rejoins with the same token; the server gives the participant
+:meth:`SignalingClient.connect` again rejoins with the session's resume ticket (the ``welcome`` gave it;
+the token was spent by the first join, ``net.seats``); the server gives the participant
 the same index and tells the others ``peer-left`` then ``peer-joined``. A client that sets
 ``claim_index`` first asks for that index back (a server restarted without its index file does not
 know it); :class:`Backoff` spaces the attempts while the server is away.
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from net.errors import NetError
+from net.seats import RESUME_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +207,9 @@ class SignalingClient:
         self.welcome: dict[str, Any] | None = None
         self.room_twin: RoomTwin | None = None
         self.claim_index: int | None = None
+        # The session's resume ticket (net.seats) from the last welcome: the token is spent by the first
+        # join, and every reconnect proves with this that it is the same session.
+        self._resume: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -230,7 +235,7 @@ class SignalingClient:
         try:
             self._ws = await self._session.ws_connect(
                 self.url,
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers={RESUME_HEADER: self._resume} if self._resume else {"Authorization": f"Bearer {self._token}"},
                 params=self._params(),
                 heartbeat=self._heartbeat_s,
                 ssl=self._ssl,
@@ -253,6 +258,8 @@ class SignalingClient:
         if welcome.get("type") != "welcome":
             await self._ws.close()
             raise SignalingError(f"expected a welcome message, got {welcome.get('type')!r}: {welcome.get('reason', '')}")
+        # Kept here, out of the welcome that callers store or record: it is this session's credential.
+        self._resume = welcome.pop("resume", None)
         self.welcome = welcome
         self._note_twin(welcome)
         log.info("joined room %s as %s (index %s, %s)",

@@ -5,13 +5,18 @@ JSON and ``signature = HMAC-SHA256(secret, first segment as ASCII)``. The signat
 constant time and checked before the payload is parsed, so a forged token never reaches the JSON
 parser. The claims are:
 
-``v``     format version (1)
+``v``     format version (2), an integer
+``jti``   token id: 16 random bytes, base64url (a revocation names it; a token is exchanged once)
 ``room``  room id
 ``sub``   participant id, unique in the room
 ``name``  display name
 ``role``  one of :data:`ROLES`
 ``iat``   issued at, Unix seconds
-``exp``   expires at, Unix seconds
+``exp``   expires at, Unix seconds; ``exp - iat`` at most :data:`MAX_TTL_S`
+
+Each segment has exactly one base64url spelling (unused low bits zero), so a token cannot be re-spelt
+into a second string that verifies: revocation lists and logs compare tokens by their id, never by
+text, but no second spelling should exist at all.
 
 The secret is shared by ``medverse consult serve`` and ``medverse consult token``: see
 :func:`load_secret`.
@@ -37,7 +42,7 @@ from net.errors import NetError
 
 log = logging.getLogger(__name__)
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2
 #: ``instructor`` is for trainee profiles (``sessions.profiles.access``): it reads every trainee's profile.
 ROLES: tuple[str, ...] = ("surgeon", "expert", "trainee", "observer", "instructor")
 #: Participant id the server uses for its own relay peer; no token may claim it.
@@ -49,6 +54,12 @@ MAX_NAME_CHARS = 64
 MAX_TOKEN_CHARS = 2048
 #: Shortest accepted secret, bytes (128 bits).
 MIN_SECRET_BYTES = 16
+#: Fewest distinct byte values in an accepted secret: 16 bytes of one repeated character (or of a short
+#: repeated pattern) have the right length and almost no entropy.
+MIN_SECRET_DISTINCT = 8
+#: Default lifetime, seconds: a token is needed to join, not to stay in the room (a session resumes
+#: with its resume ticket, ``net.seats``), so it need not outlive the minutes before the join.
+DEFAULT_TTL_S = 15 * 60.0
 #: Longest accepted lifetime, seconds (one week): tokens are bearer credentials.
 MAX_TTL_S = 7 * 24 * 3600
 #: Tolerated clock difference between the issuing and the checking machine, seconds.
@@ -83,6 +94,8 @@ class TokenClaims:
         One of :data:`ROLES`.
     issued_at, expires_at : float
         Unix time, seconds.
+    token_id : str
+        The token's ``jti`` (what a revocation names; never secret, never the token itself).
     """
 
     room: str
@@ -91,6 +104,7 @@ class TokenClaims:
     role: str
     issued_at: float
     expires_at: float
+    token_id: str = ""
 
 
 def _b64encode(raw: bytes) -> str:
@@ -98,12 +112,17 @@ def _b64encode(raw: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
+    """Decode unpadded base64url, accepting only its canonical spelling (the one ``_b64encode`` writes)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise TokenError("token is not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise TokenError("token is not base64url") from exc
+    # A last character with non-zero unused bits decodes to the same bytes as the canonical one.
+    if _b64encode(raw) != text:
+        raise TokenError("token is not canonical base64url")
+    return raw
 
 
 def _sign(secret: bytes, signing_input: bytes) -> bytes:
@@ -134,7 +153,7 @@ def issue_token(
     role: str,
     *,
     name: str | None = None,
-    ttl_s: float = 3600.0,
+    ttl_s: float = DEFAULT_TTL_S,
     now: float | None = None,
 ) -> str:
     """Sign a join token.
@@ -174,6 +193,7 @@ def issue_token(
     issued = time.time() if now is None else now
     payload = {
         "v": TOKEN_VERSION,
+        "jti": _b64encode(secrets.token_bytes(16)),
         "room": room,
         "sub": participant,
         "name": name,
@@ -185,7 +205,7 @@ def issue_token(
     return f"{body}.{_b64encode(_sign(secret, body.encode('ascii')))}"
 
 
-def verify_token(secret: bytes, token: str, *, now: float | None = None) -> TokenClaims:
+def verify_token(secret: bytes, token: str, *, now: float | None = None, expired_ok: bool = False) -> TokenClaims:
     """Check a token's signature and lifetime and return its claims.
 
     Parameters
@@ -196,6 +216,9 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None) -> Toke
         The compact token.
     now : float, optional
         Check time, Unix seconds (default: the wall clock).
+    expired_ok : bool
+        Return the claims of a genuine token even if it has expired (``consult revoke`` revokes the
+        session an expired token opened).
 
     Raises
     ------
@@ -219,8 +242,12 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None) -> Toke
         payload = json.loads(_b64decode(body).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise TokenError("token payload is not JSON") from exc
-    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
+    # type() and not ==: True == 1.0 == 1 in Python, and a version is an integer in JSON.
+    if not isinstance(payload, dict) or type(payload.get("v")) is not int or payload["v"] != TOKEN_VERSION:
         raise TokenError(f"token version is not {TOKEN_VERSION}")
+    jti = payload.get("jti")
+    if not isinstance(jti, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,32}", jti):
+        raise TokenError("token id (jti) must be 16-32 base64url characters")
     room, participant, name, role = (payload.get(k) for k in ("room", "sub", "name", "role"))
     _check_claims(room, participant, name, role)
     iat, exp = payload.get("iat"), payload.get("exp")
@@ -229,17 +256,24 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None) -> Toke
     current = time.time() if now is None else now
     if iat > current + CLOCK_SKEW_S:
         raise TokenError("token is issued in the future (check the clocks)")
-    if exp <= current:
+    if not 0 < exp - iat <= MAX_TTL_S:
+        raise TokenError(f"token lifetime must be 1-{MAX_TTL_S} s (it says {exp - iat} s)")
+    if exp <= current and not expired_ok:
         raise TokenExpiredError(f"token expired {current - exp:.0f} s ago")
     return TokenClaims(
         room=str(room), participant=str(participant), name=str(name), role=str(role),
-        issued_at=float(iat), expires_at=float(exp),
+        issued_at=float(iat), expires_at=float(exp), token_id=jti,
     )  # fmt: skip
 
 
 def _check_secret(secret: bytes) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise SecretError(f"secret must be at least {MIN_SECRET_BYTES} bytes")
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        raise SecretError(
+            f"secret is too weak: only {len(set(secret))} distinct byte values (at least {MIN_SECRET_DISTINCT}); "
+            "use the generated file, or e.g. 'python -c \"import secrets; print(secrets.token_hex(32))\"'"
+        )
     return secret
 
 

@@ -2,6 +2,7 @@
 
 - ``serve``: the signaling server (``net.signaling``), with a relay peer for rooms above the mesh limit;
 - ``token``: print a signed join token for one participant of one room;
+- ``revoke``: revoke a token, or every token and session of a seat (``net.seats``), on the running server too;
 - ``join``: take part in a consultation as a headless participant (``net.participant.Participant``):
   stream procedural poses at 90 Hz, optionally make scripted state ops (both from
   ``sessions.consult.scripted``), measure latency, write a report.
@@ -29,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 from net.eventloop import LOOPS, EventLoopError, run_on_loop, running_loop_name
 from net.protocol import RELAY_POSE_LEAD_S
 from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
+from net.seats import append_revocation, revocation_path
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import RoomTwin, SignalingError
-from net.tokens import ROLES, SecretError, TokenError, issue_token, load_secret
+from net.tokens import DEFAULT_TTL_S, ROLES, SecretError, TokenError, issue_token, load_secret, verify_token
 from sessions.recording.format import RecordingError
 
 if TYPE_CHECKING:
@@ -96,6 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="every room's twin: a twin name (its content hash computed as join does) or NAME:SHA256; "
                        "default: the first surgeon to join a room names it")
     serve.add_argument("--max-participants", type=int, default=32, help="participants per room (default %(default)s)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="a browser origin allowed besides the server's own names, e.g. https://portal.example.org "
+                       "(repeatable; clients without an Origin header are always allowed)")
+    serve.add_argument("--revocation-file",
+                       help="revocation list to read (default: consult.revoked beside the secret file)")
     _add_loop_option(serve)
     serve.set_defaults(func=_serve)
 
@@ -104,9 +111,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     token.add_argument("--participant", required=True, help="participant id, unique in the room")
     token.add_argument("--role", required=True, choices=ROLES, help="participant's role")
     token.add_argument("--name", help="display name (default: the participant id)")
-    token.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (default %(default)s)")
+    token.add_argument("--ttl", type=float, default=DEFAULT_TTL_S,
+                       help="lifetime in seconds: the time to join in, not to stay (default %(default)s)")
     token.add_argument("--secret-file", help="file holding the token secret (as for serve)")
     token.set_defaults(func=_token)
+    _register_revoke(actions)
 
     join = actions.add_parser("join", help="join a consultation as a headless participant and report latency")
     join.add_argument("--server", required=True, help="signaling server URL, e.g. http://127.0.0.1:8443")
@@ -179,6 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_participants=args.max_participants,
         relay_options={"pose_budget_hz": args.relay_pose_budget or None, "pose_subticks": args.relay_pose_subticks},
         twin=_server_twin(args.twin) if args.twin else None,
+        revocation_file=Path(args.revocation_file) if args.revocation_file else revocation_path(where),
+        allowed_origins=tuple(args.allow_origin),
     )
     server = SignalingServer(config)
     run_on_loop(lambda: _run_server(server, where), args.loop)
@@ -213,6 +224,34 @@ async def _run_server(server: SignalingServer, secret_source: str) -> None:
 def _token(args: argparse.Namespace) -> int:
     secret, _ = load_secret(args.secret_file)
     print(issue_token(secret, args.room, args.participant, args.role, name=args.name, ttl_s=args.ttl))
+    return 0
+
+
+def _register_revoke(actions: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    revoke = actions.add_parser("revoke", help="revoke a join token, or a seat's tokens and sessions (applies to "
+                                "live connections within a second)")
+    what = revoke.add_mutually_exclusive_group(required=True)
+    what.add_argument("--token", help="the token to revoke (expired ones too: the session it opened ends)")
+    what.add_argument("--participant", help="revoke every token of this participant issued until now, and its sessions")
+    revoke.add_argument("--room", help="with --participant: the room")
+    revoke.add_argument("--secret-file", help="file holding the token secret (as for serve)")
+    revoke.add_argument("--revocation-file", help="revocation list (default: consult.revoked beside the secret file)")
+    revoke.set_defaults(func=_revoke)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    secret, where = load_secret(args.secret_file, create=False)
+    path = Path(args.revocation_file) if args.revocation_file else revocation_path(where)
+    if args.token is not None:
+        claims = verify_token(secret, args.token.strip(), expired_ok=True)
+        append_revocation(path, f"token {claims.token_id}")
+        what = f"token {claims.token_id} of {claims.room}/{claims.participant}"
+    else:
+        if not args.room:
+            raise TokenError("--participant needs --room")
+        append_revocation(path, f"seat {args.room} {args.participant} {time.time():.3f}")
+        what = f"every token and session of {args.room}/{args.participant} until now"
+    print(f"medverse consult: revoked {what} (in {path})", flush=True)
     return 0
 
 

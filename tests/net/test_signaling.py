@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from net.seats import RESUME_HEADER
 from net.signaling import (
     CLOSE_REPLACED,
     REASON_HEADER,
@@ -102,7 +103,9 @@ async def raw_socket(http: aiohttp.ClientSession, server: SignalingServer, tok: 
 
 
 async def stats(http: aiohttp.ClientSession, server: SignalingServer) -> dict[str, Any]:
-    async with http.get(server.url + "/stats") as response:
+    """/stats as an instructor reads it: every room in detail (anyone else sees aggregates)."""
+    headers = {"Authorization": f"Bearer {token('any', 'inspector', 'instructor')}"}
+    async with http.get(server.url + "/stats", headers=headers) as response:
         assert response.status == 200 and response.content_type == "application/json"
         return await response.json()
 
@@ -163,18 +166,21 @@ async def test_stats_and_health_show_rooms_roles_and_links(
     assert snapshot["mesh_limit"] == 4
 
 
-async def test_reconnect_replaces_and_keeps_index(connect: Connect) -> None:
-    """A second connection with the same participant closes the first (4001) and keeps its index."""
+async def test_resume_replaces_and_keeps_index(connect: Connect, server: SignalingServer, http: aiohttp.ClientSession) -> None:
+    """A second connection presenting the session's resume ticket closes the first (4001) and keeps its index."""
     alice = await connect("alice")
     bob = await connect("bob")
     await next_message(alice, "peer-joined")
-    bob_again = await connect("bob")
-    assert bob_again.welcome is not None and bob_again.welcome["index"] == 2
+    assert bob._resume is not None and "resume" not in (bob.welcome or {})
+    again = await http.ws_connect(server.ws_url, headers={RESUME_HEADER: bob._resume})
+    welcome = await asyncio.wait_for(again.receive_json(), TIMEOUT_S)
+    assert welcome["participant"] == "bob" and welcome["index"] == 2 and welcome["resume"] != bob._resume
     with pytest.raises(SignalingClosedError) as closed:
         await next_message(bob, "never")
     assert closed.value.code == CLOSE_REPLACED
     assert (await next_message(alice, "peer-left"))["participant"] == "bob"
     assert (await next_message(alice, "peer-joined"))["peer"]["index"] == 2
+    await again.close()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,10 +273,11 @@ async def test_signals_never_leave_the_room(connect: Connect) -> None:
 async def test_room_full_is_refused_with_403(make_server: ServerFactory) -> None:
     """A join beyond max_participants gets 403; a reconnect of someone already in does not count."""
     server = await make_server(max_participants=2)
-    clients = [SignalingClient(server.url, token("r", p)) for p in ("a", "b", "a")]
+    clients = [SignalingClient(server.url, token("r", p)) for p in ("a", "b")]
     try:
         for client in clients:
             await client.connect()
+        await clients[0].connect()  # a reconnect (with its resume ticket)
         with pytest.raises(SignalingRefusedError) as refused:
             await SignalingClient(server.url, token("r", "c")).connect()
         assert refused.value.status == 403
@@ -288,8 +295,7 @@ async def test_room_full_is_refused_with_403(make_server: ServerFactory) -> None
 async def test_server_stamps_the_sender(connect: Connect, server: SignalingServer, http: aiohttp.ClientSession) -> None:
     """A signal arrives with 'from' set by the server; one that sets 'from' itself is refused as spoofed."""
     alice = await connect("alice")
-    mallory = await connect("mallory")
-    ws = await raw_socket(http, server, token("ward-3", "mallory"))  # replaces the client's connection
+    ws = await raw_socket(http, server, token("ward-3", "mallory"))
     await ws.send_json({"type": "signal", "to": "alice", "from": "bob", "data": {"type": "offer", "sdp": "x"}})
     error = await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
     assert error == {"type": "error", "reason": "'from' is set by the server, never by a client"}
@@ -298,7 +304,6 @@ async def test_server_stamps_the_sender(connect: Connect, server: SignalingServe
     assert signal == {"type": "signal", "from": "mallory", "data": {"type": "offer", "sdp": "y"}}
     assert server.counters["spoofed"] == 1
     await ws.close()
-    await mallory.close()
 
 
 async def test_signal_to_oneself_or_nobody_is_refused(connect: Connect, server: SignalingServer) -> None:
@@ -383,14 +388,18 @@ async def test_frame_over_the_hard_limit_closes_only_that_socket(
 
 
 async def test_flood_is_rate_limited(make_server: ServerFactory, http: aiohttp.ClientSession) -> None:
-    """Past the burst, messages are refused as rate_limited until the bucket refills."""
+    """Past the burst, messages are refused as rate_limited until the bucket refills; the sender is told
+    once (not once per message: answering a flood would be a flood)."""
     server = await make_server(burst=5, rate_per_s=0.5)
     ws = await raw_socket(http, server, token("ward-3", "mallory"))
     for _ in range(15):
         await ws.send_json({"type": "stats", "report": {}})
-    for _ in range(10):
-        reply = await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
-        assert reply["type"] == "error" and "rate limit" in reply["reason"]
+    reply = await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
+    assert reply["type"] == "error" and "rate limit" in reply["reason"]
+    while server.counters["rate_limited"] < 10:
+        await asyncio.sleep(0.01)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(ws.receive_json(), 0.3)
     assert server.counters["rate_limited"] == 10
     await ws.close()
 
