@@ -163,6 +163,11 @@ class SharedState:
         """True when op (participant, seq) is already applied."""
         return seq in self._applied.get(participant, ())
 
+    def renumber(self, participant: int) -> None:
+        """Make the next local ops as ``participant``, continuing after the ops of it the state holds."""
+        self.participant = participant
+        self.seq = max(0, *self._applied.get(participant, ()))
+
     def make_op(
         self,
         kind: OpKind | int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +26,45 @@ def peak_rss_kb() -> int:
     except OSError:
         pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+@dataclass
+class SignalingOutages:
+    """How long this participant was without its signaling server: each outage runs from the connection
+    dropping to the next successful rejoin (seconds, monotonic clock). Peer links carry on meanwhile."""
+
+    count: int = 0
+    total_s: float = 0.0
+    longest_s: float = 0.0
+    attempts: int = 0  # rejoin attempts that failed
+    since: float | None = None  # start of the outage going on now, else None
+
+    def begin(self, now: float) -> bool:
+        """The connection dropped at ``now``; True when that starts a new outage."""
+        if self.since is not None:
+            return False
+        self.since = now
+        self.count += 1
+        return True
+
+    def end(self, now: float) -> float:
+        """Rejoined at ``now``; returns the outage's length, seconds."""
+        length = 0.0 if self.since is None else now - self.since
+        self.since = None
+        self.total_s += length
+        self.longest_s = max(self.longest_s, length)
+        return length
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        """For the report: an outage still going on counts up to ``now``."""
+        current = 0.0 if self.since is None else now - self.since
+        return {
+            "outages": self.count,
+            "outage_total_s": round(self.total_s + current, 3),
+            "outage_longest_s": round(max(self.longest_s, current), 3),
+            "failed_attempts": self.attempts,
+            "connected": self.since is None,
+        }
 
 
 def stats_report(p: Participant) -> dict[str, Any]:
@@ -57,6 +96,8 @@ def session_report(p: Participant) -> dict[str, Any]:
         "links": {name: {"state": link.state, **link.counters.as_dict()} for name, link in p.links.items()},
         "counters": dict(p.counters),
         "state": {"op_count": state.op_count, "digest": state.digest().hex(), "lamport": state.lamport},
+        "signaling": p.outages.as_dict(time.monotonic()),
+        "state_splits": p.sync.splits.as_dict(),
         "remote_digests": {
             r.name: {"op_count": r.digest[0], "digest": r.digest[1].hex()} for r in p.remotes.values() if r.digest
         },

@@ -15,6 +15,11 @@ whose job it is, the way aiortc's ``RTCPeerConnection`` sits over its transports
 What the participant sends of its own comes from its caller: a pose source and an op source
 (``net.participant.config``). Bad input from a remote (malformed, spoofed, unknown) is dropped and
 counted in ``counters``.
+
+When the signaling server goes away (restarted, say), the peer links stay up and keep carrying poses
+and ops: the participant rejoins with a jittered exponential back-off (``net.signaling_client.Backoff``,
+0.25-5 s), claims its index back, offers only to peers it has no open link to, and counts the outage
+(``outages``, in the report as ``signaling``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from net.participant.clock import ClockSync
 from net.participant.config import OpSource, ParticipantConfig, PoseSource
 from net.participant.links import Links
 from net.participant.poses import OneWay, PoseStream
-from net.participant.report import session_report, stats_report
+from net.participant.report import SignalingOutages, session_report, stats_report
 from net.participant.roster import RemotePeer, Roster
 from net.participant.sync import StateSync
 from net.peer import PeerLink
@@ -51,7 +56,7 @@ from net.protocol import (
     pose_key,
     split_pose_bundle,
 )
-from net.signaling_client import SignalingClient, SignalingClosedError
+from net.signaling_client import Backoff, SignalingClient, SignalingClosedError
 from net.state import SharedState
 from net.tokens import RELAY_ID
 
@@ -131,6 +136,9 @@ class Participant:
         # Set once the room's state is in (first snapshot merged, or nobody else was there): a participant
         # that rejoins after a crash must learn its own last op sequence before making new ops.
         self.caught_up = asyncio.Event()
+        #: Time without the signaling server (its connection dropped until a rejoin succeeded).
+        self.outages = SignalingOutages()
+        self.backoff = Backoff()
 
     # ------------------------------------------------------------------ the parts' state, by its old names
 
@@ -273,10 +281,7 @@ class Participant:
             except SignalingClosedError as exc:
                 if self.stopping:
                     return
-                log.warning("%s: signaling closed (%s); rejoining", self.name, exc)
-                await asyncio.sleep(0.5)
-                with contextlib.suppress(NetError):
-                    await self._rejoin()
+                await self._reconnect(exc)
                 continue
             try:
                 if self.on_signal is not None:
@@ -287,20 +292,61 @@ class Participant:
                 self.counters["signal_errors"] += 1
                 log.warning("%s: bad signaling message %r: %s", self.name, message.get("type"), exc)
 
+    async def _reconnect(self, closed: SignalingClosedError) -> None:
+        """One rejoin attempt after the back-off's next delay; the outage is logged once at each end."""
+        if self.outages.begin(time.monotonic()):
+            log.warning("%s: signaling lost (%s); keeping %d open link(s), rejoining with back-off",
+                        self.name, closed, len(self.link_set.open_links()))
+        await asyncio.sleep(self.backoff.next_delay())
+        if self.stopping:
+            return
+        try:
+            await self._rejoin()
+        except NetError as exc:
+            log.debug("%s: rejoin failed: %s", self.name, exc)
+            if not self.client.connected:
+                self.outages.attempts += 1
+                return
+        took = self.outages.end(time.monotonic())
+        log.info("%s: signaling back after %.2f s (%d attempt(s)); %d link(s) kept",
+                 self.name, took, self.backoff.attempts, len(self.link_set.open_links()))
+        self.backoff.reset()
+
     async def _rejoin(self) -> None:
+        """Rejoin claiming our index; keep every open link (the peers are still there), offer where none is open."""
+        self.client.claim_index = self.index
         welcome = await self.client.connect()
-        self.roster.set_topology(str(welcome["topology"]))
+        index = int(welcome["index"])
+        if index != self.index:
+            # Someone else holds ours (a server restarted without its index file let a newcomer in first):
+            # our next ops go under the new index; a split this leaves is mended through the digests.
+            self.counters["index_reassigned"] += 1
+            log.warning("%s: signaling gave us index %d instead of our %d; continuing as %d", self.name, index, self.index, index)
+            self.index = index
+            self.sync.renumbered(index)
+        topology = str(welcome["topology"])
+        # The relay runs inside the server: after a restart it is a new one, and a topology change
+        # replaces every connection anyway.
+        rebuild = topology == "relay" or topology != self.topology
+        self.roster.set_topology(topology)
         for peer in welcome["peers"]:
             self.roster.remember(peer)
-        await self.link_set.drop_all()
+        if rebuild:
+            await self.link_set.drop_all()
         targets = [RELAY_ID] if self.topology == "relay" else [p["participant"] for p in welcome["peers"]]
         for target in targets:
-            await self.link_set.offer(target)
+            link = self.links.get(target)
+            if link is None or not link.is_open:
+                await self.link_set.drop(target)
+                await self.link_set.offer(target)
 
     async def _on_signaling(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "peer-joined":
             remote = self.roster.remember(message["peer"])
+            link = self.links.get(remote.name)
+            if message.get("resumed") is True and link is not None and link.is_open:
+                return  # it only lost signaling (a server restart) and keeps its open links, as we do
             self.poses.newest.forget(remote.index)
             if self.topology == "mesh":
                 # It (re)joined later than us, so it offers; an old connection to it is stale.

@@ -29,6 +29,8 @@ class RemotePeer:
     digest: tuple[int, bytes] | None = None
     digest_link: PeerLink | None = None  # where the latest digest came from, not yet compared with ours
     behind: int = 0  # consecutive digests showing this remote ahead of us
+    split_reports: int = 0  # consecutive digests at our op count that differ from ours
+    split_at: float | None = None  # when a split with this remote was seen (monotonic s), until mended
     _pose: PoseRecord | None = field(default=None, repr=False)
 
     @property
@@ -67,7 +69,13 @@ class Roster:
         """The remote of a signaling ``peer`` entry (``index``, ``participant``), new if its name changed."""
         index, name = int(peer["index"]), str(peer["participant"])
         remote = self.remotes.get(index)
+        if remote is not None and remote.name != name:
+            # Indices are never reused in a room: two participants under one index split the state.
+            self._counters["index_conflicts"] += 1
+            log.warning("signaling gives index %d to %s, which we know as %s's", index, name, remote.name)
         if remote is None or remote.name != name:
+            for other in [r for r in self.remotes.values() if r.name == name and r.index != index]:
+                del self.remotes[other.index]  # renumbered: its old index is no longer its own
             remote = self.remotes[index] = RemotePeer(name, index, clock=self._remote_clock())
         remote.role = str(peer.get("role", ""))
         return remote

@@ -4,6 +4,12 @@
 - every link that opens is asked for a snapshot; a late joiner merges it (``caught_up``);
 - state digests go to the peers every report; a remote ahead of us twice in a row is asked for a
   snapshot again (anti-entropy);
+- a remote whose digest differs from ours at the same op count for ``SPLIT_REPORTS`` reports in a row,
+  resyncing notwithstanding, holds a different state under the same op ids (a split: two participants
+  once made ops under one index). That is counted, logged in one line and kept in the report
+  (``splits``); a participant that is not the room's authority (the surgeon with the lowest index,
+  else the lowest index) then asks the authority for its snapshot and adopts it whole instead of
+  merging it, resending those of its own ops that the authority lacks: the room converges on one state;
 - when a link to a remote (or to the relay) it was linked with before opens, the participant holds
   its live ops back from that link, asks for a snapshot (the remote's; through the relay, any
   participant's), resends (in sequence order, from a log of its last ``resend_log`` ops) those of its
@@ -33,6 +39,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from net.errors import ProtocolError
@@ -59,6 +66,7 @@ from net.tokens import RELAY_ID
 if TYPE_CHECKING:
     from net.participant.config import OpSource
     from net.participant.room import Participant
+    from net.participant.roster import RemotePeer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,24 @@ HELD_REFUSED = 256
 HELD_REFUSED_S = 30.0
 #: Own ops whose refusal was handed to ``on_refused`` (a mesh refuses one op once per peer).
 REFUSALS_REMEMBERED = 1024
+#: Digests in a row at our op count but differing from ours that make a split (anti-entropy has asked for
+#: a snapshot after two: ops in flight explain one or two such reports, not three).
+SPLIT_REPORTS = 3
+
+
+@dataclass
+class StateSplits:
+    """Splits seen with remotes (same op count, different digest, past resyncing) and how they were mended."""
+
+    detected: int = 0
+    adopted: int = 0  # the authority's snapshot taken whole
+    resolved: int = 0  # a split remote's digest equal to ours again
+    longest_s: float = 0.0  # from detection to equal digests
+
+    def as_dict(self) -> dict[str, float]:
+        """For the report."""
+        return {"detected": self.detected, "adopted": self.adopted, "resolved": self.resolved,
+                "longest_s": round(self.longest_s, 3)}
 
 
 class StateSync:
@@ -86,6 +112,8 @@ class StateSync:
         # Ops refused on arrival: (link, op, when), checked again when a role changes or a snapshot is merged.
         self._held: deque[tuple[PeerLink, StateOp, float]] = deque(maxlen=HELD_REFUSED)
         self._refused_seqs: deque[int] = deque(maxlen=REFUSALS_REMEMBERED)
+        self.splits = StateSplits()
+        self._adopt_from: int | None = None  # the authority whose next snapshot replaces our state
 
     def token_role(self, index: int) -> str:
         """The role the join token of participant ``index`` gives (signaling's peer entry, or our welcome)."""
@@ -111,6 +139,17 @@ class StateSync:
     def joined(self, index: int) -> None:
         """Start the state afresh as participant ``index``."""
         self.state = SharedState(index)
+
+    def renumbered(self, index: int) -> None:
+        """Make our next ops as participant ``index`` (the server could not give our old index back):
+        the ops made under the old one stay what they are; the new sequence continues what the state holds."""
+        self.state.renumber(index)
+
+    def authority(self) -> int:
+        """The index whose state a split is mended with: the lowest-indexed surgeon, else the lowest index."""
+        indices = sorted({self._host.index, *self._host.roster.remotes})
+        surgeons = [i for i in indices if self.role_of(i) == "surgeon"]
+        return (surgeons or indices)[0]
 
     def forget_link(self, link: PeerLink) -> None:
         """``link`` is gone: it no longer waits to resume."""
@@ -319,6 +358,10 @@ class StateSync:
         body = assembler.add(message)
         if body is None:
             return
+        if message.participant == self._adopt_from:
+            self._adopt_from = None
+            self._adopt(link, message.participant, body)
+            return
         source = host.roster.remotes.get(message.participant)
         resuming = link in self._resuming and source is not None and link.remote in (source.name, RELAY_ID)
         # A mesh remote resumes too and resends its own ops: wait for them before merging.
@@ -330,14 +373,17 @@ class StateSync:
 
     def _compare_digests(self) -> None:
         """Compare every digest received since the last report with our state (digested once): a remote
-        ahead of us (more ops, or as many but others) twice in a row is asked for a snapshot."""
+        ahead of us (more ops, or as many but others) twice in a row is asked for a snapshot; one at our
+        op count but with another digest ``SPLIT_REPORTS`` times in a row is split from us."""
         count = self.state.op_count
         for remote in self._host.roster.remotes.values():
             link, remote.digest_link = remote.digest_link, None
             if link is None or remote.digest is None:
                 continue
             their_count, theirs = remote.digest
-            ahead = their_count > count or (their_count == count and theirs != self.state.digest())
+            ours = self.state.digest()
+            ahead = their_count > count or (their_count == count and theirs != ours)
+            self._watch_split(remote, their_count == count and theirs != ours, theirs == ours)
             remote.behind = remote.behind + 1 if ahead else 0
             # Two digests in a row: ops in flight explain one, not two a second apart.
             if remote.behind >= 2 and time.monotonic() - self._last_request > 2.0 and link.is_open:
@@ -345,7 +391,60 @@ class StateSync:
                 self.request_snapshot(link, remote.index)
                 remote.behind = 0
 
+    def _watch_split(self, remote: RemotePeer, differs: bool, equal: bool) -> None:
+        """Count digests at our op count that differ from ours; at ``SPLIT_REPORTS`` in a row, mend the split."""
+        host = self._host
+        if equal:
+            if remote.split_at is not None:
+                took = time.monotonic() - remote.split_at
+                self.splits.resolved += 1
+                self.splits.longest_s = max(self.splits.longest_s, took)
+                log.info("%s: state equal to %s's again, %.2f s after the split was seen", host.name, remote.name, took)
+            remote.split_reports, remote.split_at = 0, None
+            return
+        if not differs:
+            return  # op counts differ: ops in flight, or anti-entropy's job
+        remote.split_reports += 1
+        if remote.split_reports != SPLIT_REPORTS:
+            return
+        remote.split_at = time.monotonic()
+        self.splits.detected += 1
+        host.counters["state_splits"] += 1
+        authority = self.authority()
+        source = host.links.get(RELAY_ID) if host.topology == "relay" else None
+        if source is None and authority in host.roster.remotes:
+            source = host.links.get(host.roster.remotes[authority].name)
+        mend = "we hold the authoritative state" if authority == host.index else f"adopting the state of participant {authority}"
+        log.warning("%s: state split from %s: %d ops each, different digests %d reports in a row; %s",
+                    host.name, remote.name, self.state.op_count, SPLIT_REPORTS, mend)
+        if authority != host.index and source is not None and source.is_open:
+            self._adopt_from = authority
+            self.request_snapshot(source, authority)
+
     # ------------------------------------------------------------------ resuming and merging
+
+    def _adopt(self, link: PeerLink, source: int, body: bytes) -> None:
+        """Replace our state with the authority's snapshot (a split), keeping and resending our own ops it lacks."""
+        host = self._host
+        fresh = SharedState(host.index)
+        try:
+            fresh.merge_snapshot(body)
+        except ProtocolError as exc:
+            host.counters["malformed_state"] += 1
+            log.debug("%s: dropped a snapshot from %d: %s", host.name, source, exc)
+            return
+        missing = [op for op in self._own_ops if not fresh.has(op.participant, op.seq)]
+        for op in missing:
+            fresh.apply(op)
+            link.send("state", encode_state(op))
+        fresh.seq = max(fresh.seq, self.state.seq)
+        fresh.lamport = max(fresh.lamport, self.state.lamport)
+        self.state = fresh
+        self.splits.adopted += 1
+        host.counters["states_adopted"] += 1
+        host.caught_up.set()
+        log.info("%s: adopted the state of participant %d (%d ops; %d own ops resent)",
+                 host.name, source, fresh.op_count, len(missing))
 
     def _resume(self, link: PeerLink, remote: int, body: bytes) -> bool:
         """Resend, in order, our ops that the snapshot ``body`` from ``remote`` lacks; open ``link`` to live ops.
