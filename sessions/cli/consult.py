@@ -103,6 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "(repeatable; clients without an Origin header are always allowed)")
     serve.add_argument("--revocation-file",
                        help="revocation list to read (default: consult.revoked beside the secret file)")
+    serve.add_argument("--state-file", metavar="FILE",
+                       help="the rooms' index tables, kept so that a restarted server gives no index twice (default: "
+                       "signaling-PORT.rooms.json beside the secret file; none with --port 0; 'none' to keep them in memory)")
     _add_loop_option(serve)
     serve.set_defaults(func=_serve)
 
@@ -190,10 +193,20 @@ def _serve(args: argparse.Namespace) -> int:
         twin=_server_twin(args.twin) if args.twin else None,
         revocation_file=Path(args.revocation_file) if args.revocation_file else revocation_path(where),
         allowed_origins=tuple(args.allow_origin),
+        state_file=_state_file(args, where),
     )
     server = SignalingServer(config)
     run_on_loop(lambda: _run_server(server, where), args.loop)
     return 0
+
+
+def _state_file(args: argparse.Namespace, secret_source: str) -> Path | None:
+    """``serve --state-file``: as given, None for 'none', else beside the secret (per port: one per server)."""
+    if args.state_file is not None:
+        return None if args.state_file == "none" else Path(args.state_file)
+    if args.port == 0:
+        return None  # a server on a free port is not restarted on the same one
+    return revocation_path(secret_source).with_name(f"signaling-{args.port}.rooms.json")
 
 
 def _server_twin(text: str) -> RoomTwin:
