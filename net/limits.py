@@ -200,16 +200,18 @@ class ConnectionGuard:
         ``max_connections_per_address`` and ``max_connections``.
     counters : mapping
         The server's counters; refusals go to ``refused_connections``.
+    quiet : QuietLog
+        The server's rate-limited log.
     """
 
-    def __init__(self, limits: Limits, counters: MutableMapping[str, int]) -> None:
+    def __init__(self, limits: Limits, counters: MutableMapping[str, int], quiet: QuietLog) -> None:
         self.limits = limits
         self.counters = counters
         self.by_address: dict[str, int] = {}
         self.total = 0
         self._address_of: dict[asyncio.BaseTransport, str] = {}
         self._waiting: OrderedDict[asyncio.BaseTransport, None] = OrderedDict()  # no request yet, oldest first
-        self._quiet = _QuietLog()
+        self._quiet = quiet
 
     def install(self, server: web.Server) -> None:
         """Count the connections of ``server`` (an ``aiohttp.web.Server``, ``AppRunner.server``)."""
@@ -273,7 +275,7 @@ class ConnectionGuard:
         return False
 
 
-class _QuietLog:
+class QuietLog:
     """One log line per kind of event per ``every_s``, with how many were not logged: an attack that
     repeats an event ten thousand times a second must not write ten thousand lines."""
 
@@ -291,5 +293,3 @@ class _QuietLog:
         self._last[kind] = now
         log.info("%s%s", line, f" (and {skipped} more like it since the last line)" if skipped else "")
 
-
-quiet_log = _QuietLog()

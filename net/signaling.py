@@ -39,7 +39,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from net.access import hide_versions, machine_names, origin_allowed
 from net.errors import NetError
-from net.limits import ConnectionGuard, LimitBook, Limits, quiet_log
+from net.limits import ConnectionGuard, LimitBook, Limits, QuietLog
 from net.roles import STATS_SCOPE
 from net.rooms import MAX_INDEX, IndexFile, Member, Room, RoomError
 from net.seats import RESUME_HEADER, RevocationList, SeatBook, SeatError, Session, issue_ticket, verify_ticket
@@ -221,15 +221,16 @@ class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp's per-connection logger: a malformed HTTP request (an oversized header, say) is one counted
     line naming the problem's kind, not a traceback quoting the request (and the token in it)."""
 
-    def __init__(self, counters: Counter[str]) -> None:
+    def __init__(self, counters: Counter[str], quiet: QuietLog) -> None:
         super().__init__(logging.getLogger("aiohttp.server"), {})
         self.counters = counters
+        self.quiet = quiet
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             self.counters["malformed_http"] += 1
-            quiet_log.info("malformed-http", f"refused a malformed HTTP request from {args[0] if args else '?'}: "
+            self.quiet.info("malformed-http", f"refused a malformed HTTP request from {args[0] if args else '?'}: "
                            f"{type(exc).__name__} ({exc.code})")
             return
         super().log(level, msg, *args, **kwargs)
@@ -379,7 +380,9 @@ class SignalingServer:
         self.seats = SeatBook()
         self.revocations = RevocationList(config.revocation_file)
         self.limits = LimitBook(config.limits, config.rate_per_s, config.burst)
-        self.guard = ConnectionGuard(config.limits, self.counters)
+        #: one line per kind of repeated event per 10 s (an attack must not write a line per message)
+        self.quiet = QuietLog()
+        self.guard = ConnectionGuard(config.limits, self.counters, self.quiet)
         self._names = machine_names(config.host, config.server_names)
         self.rooms: dict[str, Room] = {}
         #: each open room's twin, by room name (absent while none is named)
@@ -410,7 +413,7 @@ class SignalingServer:
         self.revocations.refresh()
         self._runner = web.AppRunner(
             self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0,
-            keepalive_timeout=self.config.limits.header_timeout_s, logger=_ServerLog(self.counters),
+            keepalive_timeout=self.config.limits.header_timeout_s, logger=_ServerLog(self.counters, self.quiet),
         )  # fmt: skip
         await self._runner.setup()
         assert self._runner.server is not None
@@ -883,7 +886,7 @@ class SignalingServer:
         if conn.over_limit == self.config.limits.flood_close_after:
             self.counters["flood_closed"] += 1
             backoff = self.limits.strike((conn.claims.room, conn.claims.participant))
-            quiet_log.info("flood", f"room {conn.claims.room}: closed {conn.claims.participant}'s connection from "
+            self.quiet.info("flood", f"room {conn.claims.room}: closed {conn.claims.participant}'s connection from "
                            f"{conn.address} for flooding; joins barred for {backoff:g} s")
             self._spawn(conn.ws.close(code=CLOSE_FLOODING, message=b"rate limit: back off before rejoining"))
             return

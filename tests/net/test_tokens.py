@@ -86,9 +86,63 @@ def test_every_single_character_change_is_refused() -> None:
             verify_token(SECRET, mutated, now=NOW)
         except TokenError:
             refused += 1
-    # The last character of each base64 segment carries a few unused padding bits; changing those
-    # can decode to the same bytes, which is still the same, genuine token.
-    assert refused >= len(token) - 2
+    # Even where a change only touches the unused low bits of a segment's last character (the same
+    # bytes once decoded), the token is refused: only the canonical spelling verifies.
+    assert refused == len(token)
+
+
+def test_a_second_spelling_of_the_signature_is_refused() -> None:
+    """Flipping the unused low bits of the signature's last base64 character decodes to the same HMAC; it
+    is refused anyway, so a token has exactly one string (issue 16, item 7)."""
+    token = issue_token(SECRET, "r", "eve", "observer", now=NOW)
+    body, sig = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelt = sig[:-1] + alphabet[alphabet.index(sig[-1]) ^ 1]  # 32 bytes: the last character has 2 unused bits
+    assert base64.urlsafe_b64decode(respelt + "=") == base64.urlsafe_b64decode(sig + "=")
+    with pytest.raises(TokenError, match="canonical"):
+        verify_token(SECRET, f"{body}.{respelt}", now=NOW)
+
+
+def _signed(payload: dict) -> str:
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+    return f"{body}.{_b64(hmac.new(SECRET, body.encode(), hashlib.sha256).digest())}"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"v": True}, "version"),
+        ({"v": 2.0}, "version"),
+        ({"v": 1}, "version"),
+        ({"jti": "short"}, "jti"),
+        ({"iat": int(NOW), "exp": int(NOW) + 8 * 24 * 3600}, "lifetime"),
+        ({"iat": int(NOW), "exp": int(NOW)}, "lifetime"),
+    ],
+    ids=["version-true", "version-float", "version-1", "bad-jti", "longer-than-a-week", "zero-lifetime"],
+)
+def test_signed_claims_outside_the_rules_are_refused(change: dict, match: str) -> None:
+    """A genuinely signed token whose version is not the integer 2, whose id is malformed, or whose
+    lifetime exceeds the one-week cap (or is empty) is refused on verify, not only on issue."""
+    payload = _payload(issue_token(SECRET, "r", "eve", "expert", now=NOW)) | change
+    with pytest.raises(TokenError, match=match):
+        verify_token(SECRET, _signed(payload), now=NOW + 1)
+
+
+def test_default_lifetime_is_fifteen_minutes() -> None:
+    """A token is for joining, not for staying: 15 minutes unless asked otherwise."""
+    claims = verify_token(SECRET, issue_token(SECRET, "r", "a", "expert", now=NOW), now=NOW)
+    assert claims.expires_at - claims.issued_at == 15 * 60
+
+
+@pytest.mark.parametrize("weak", [b"a" * 16, b"ab" * 16, b"0123456" * 4])
+def test_weak_secrets_are_refused(weak: bytes, secret_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret of the right length but few distinct bytes (one repeated character, a short pattern) is refused,
+    when signing and when loaded from the environment."""
+    with pytest.raises(SecretError, match="too weak"):
+        issue_token(weak, "r", "a", "expert")
+    monkeypatch.setenv("MEDVERSE_SECRET", weak.decode())
+    with pytest.raises(SecretError, match="too weak"):
+        load_secret()
 
 
 def test_expired_token_is_refused_with_its_own_error() -> None:
@@ -118,8 +172,8 @@ def test_malformed_tokens_are_refused(token: str) -> None:
 
 def test_signed_garbage_payload_is_refused() -> None:
     """A correctly signed payload that is not a version-1 claims object is refused."""
-    bad_role = b'{"v":1,"room":"r","sub":"a","name":"a","role":"king","iat":1,"exp":9999999999}'
-    for payload in (b"[1,2]", b"not json", b'{"v":2}', bad_role):
+    bad_role = b'{"v":2,"jti":"AAAAAAAAAAAAAAAAAAAAAA","room":"r","sub":"a","name":"a","role":"king","iat":1,"exp":9999}'
+    for payload in (b"[1,2]", b"not json", b'{"v":2}', b'{"v":3}', bad_role):
         body = _b64(payload)
         sig = _b64(hmac.new(SECRET, body.encode(), hashlib.sha256).digest())
         with pytest.raises(TokenError):

@@ -28,6 +28,9 @@ from net.signaling_client import SignalingClient
 from net.tokens import issue_token
 from sessions.consult.scripted import ScriptedOps, procedural_poses
 
+#: A browser origin the module's server allows besides its own names.
+PORTAL = "https://portal.example.org"
+
 
 @dataclass
 class Home:
@@ -61,7 +64,7 @@ def limits() -> Limits:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(home: Home, limits: Limits) -> AsyncIterator[SignalingServer]:
     srv = SignalingServer(ServerConfig(secret=home.secret, port=0, revocation_file=home.revocation_file,
-                                       limits=limits, heartbeat_s=5.0))  # fmt: skip
+                                       limits=limits, heartbeat_s=5.0, allowed_origins=(PORTAL,)))  # fmt: skip
     await srv.start()
     yield srv
     await srv.stop()
