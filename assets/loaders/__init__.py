@@ -64,7 +64,7 @@ def _looks_like_stl(head: bytes, size: int) -> bool:
     if size < 84 or len(head) < 84:
         return False
     (count,) = struct.unpack_from("<I", head, 80)
-    return size == 84 + 50 * count
+    return size == 84 + 50 * int(count)
 
 
 def detect_format(path: Path) -> str:

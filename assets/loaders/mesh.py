@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import EmptyMeshError, UnreadableAssetError, UnsupportedFormatError
+from assets.loaders import gltf
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits
 from assets.twin import GLTF_FROM_TWIN, Color, Structure
 from assets.validate import merge_identical_vertices
@@ -316,33 +317,28 @@ def prepare(data: bytes, kind: str, source: str | Path, base: Path | None,
     if kind == "obj":
         preflight_obj(data, source, limits)
         return data
-    if kind == "glb":
-        document, binary = split_glb(data, source, limits)
-        sizes = []
+    if kind in ("glb", "gltf"):
+        if kind == "glb":
+            document, binary = split_glb(data, source, limits)
+        else:
+            check_count(source, "bytes of glTF JSON", len(data), limits.max_header_bytes)
+            document, binary = parse_gltf_json(data, source), b""
+        gltf.check_required_extensions(document, source)
+        sizes, uris = [], []
         for buffer in _list(document, "buffers", source):
             uri = buffer.get("uri")
-            if uri is None:
-                sizes.append(len(binary))
-            elif not isinstance(uri, str):
-                raise UnreadableAssetError(source, "glTF buffer uri is not a string")
-            elif uri.startswith("data:"):
-                sizes.append(_data_uri_size(uri))
-            else:
-                sizes.append(_external(base, uri, source, limits).stat().st_size)
-        preflight_gltf(document, sizes, source, limits)
-        return _pack_glb(strip_images(document), binary)
-    if kind == "gltf":
-        check_count(source, "bytes of glTF JSON", len(data), limits.max_header_bytes)
-        document = parse_gltf_json(data, source)
-        sizes = []
-        for buffer in _list(document, "buffers", source):
-            uri = buffer.get("uri")
-            if not isinstance(uri, str):
+            if uri is None and kind == "gltf":
                 raise UnreadableAssetError(source, "glTF buffer has no uri (only GLB may embed one)")
-            sizes.append(_data_uri_size(uri) if uri.startswith("data:")
+            if uri is not None and not isinstance(uri, str):
+                raise UnreadableAssetError(source, "glTF buffer uri is not a string")
+            uris.append(uri)
+            sizes.append(len(binary) if uri is None else _data_uri_size(uri) if uri.startswith("data:")
                          else _external(base, uri, source, limits).stat().st_size)
         preflight_gltf(document, sizes, source, limits)
-        return json.dumps(strip_images(document)).encode()
+        buffers = [gltf.buffer_bytes(uri, binary, lambda name: _external(base, name, source, limits).read_bytes())
+                   for uri in uris]
+        document, binary = gltf.normalise(strip_images(document), buffers, source)
+        return _pack_glb(document, binary)
     raise UnsupportedFormatError(source, f"mesh format {kind!r} is not one of {', '.join(FORMATS)}")
 
 
@@ -390,7 +386,9 @@ def load_mesh_file(data: bytes, kind: str, source: str | Path, *, base: Path | N
     import trimesh  # noqa: PLC0415 - trimesh only when a mesh file is read
 
     prepared = prepare(data, kind, source, base, limits)
-    scene = trimesh.load_scene(io.BytesIO(prepared), file_type=kind, resolver=_resolver(base, source, limits),
+    # glTF comes back from prepare as one self-contained GLB
+    file_type = "glb" if kind == "gltf" else kind
+    scene = trimesh.load_scene(io.BytesIO(prepared), file_type=file_type, resolver=_resolver(base, source, limits),
                                process=False)
     structures: list[Structure] = []
     taken: set[str] = set()
