@@ -18,14 +18,16 @@ from assets.twin import Structure
 #: Suffixes (lower case) of these formats and the kind each means; ``.seg.nrrd`` before ``.nrrd``.
 SUFFIXES: dict[str, str] = {
     ".seg.nrrd": "seg-nrrd", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage", ".mhd": "metaimage",
+    ".vtk": "vtk", ".vtp": "vtp",
 }
 #: Kinds read as a scalar volume.
 VOLUMES = frozenset({"nrrd", "metaimage"})
 #: Kinds read as named structures.
-STRUCTURES = frozenset({"seg-nrrd"})
+STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "nrrd": ("pynrrd",), "metaimage": ("metaimageio",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
+    "vtk": ("vtk",), "vtp": ("vtk",),
 }
 
 
@@ -44,11 +46,14 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
                     ) -> tuple[list[Structure], str | None, dict[str, str]]:
     """Structures (source units), the unit the file states and imaging metadata, for ``STRUCTURES`` kinds."""
     notes: list[str] = []
+    provenance["notes"] = notes
+    if kind in ("vtk", "vtp"):
+        from assets.loaders import vtk_polydata  # noqa: PLC0415 - each format's reader (and its library) on first use
+
+        return vtk_polydata.load_polydata(path, kind, limits, notes), None, {}
     from assets.loaders import slicer_seg  # noqa: PLC0415 - as above
 
-    structures = slicer_seg.load_segmentation(path, limits, notes)
-    provenance["notes"] = notes
-    return structures, "mm", {}
+    return slicer_seg.load_segmentation(path, limits, notes), "mm", {}
 
 
 __all__ = ["LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume"]

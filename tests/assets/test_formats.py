@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nilearn
 import numpy as np
 import pytest
 
@@ -22,6 +23,7 @@ from assets.skull import SOURCE
 from assets.twin import Twin
 from assets.validate import check
 
+FSAVERAGE5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
 #: The bone threshold InVesalius used on this CT (HU).
 BONE_HU = 226.0
 #: Rows of the CT crop: the lower 40 slices (maxilla, teeth, rami), rows and columns trimmed to the head.
@@ -213,3 +215,96 @@ def test_metaimage_ct_lands_in_ras(tmp_path: Path, ct: tuple[np.ndarray, np.ndar
     twin = load(path, threshold=BONE_HU)
     _bone_twin_matches(twin, ct)
     assert twin.provenance["modality"] == "CT"
+
+
+# ------------------------------------------------------------------------------------------- VTK polydata
+
+
+@pytest.fixture(scope="module")
+def pial_mm() -> tuple[np.ndarray, np.ndarray]:
+    """(vertices mm, faces) of a bundled twin's surface: fsaverage5's left pial surface (nilearn)."""
+    twin = load(FSAVERAGE5 / "pial_left.gii.gz")
+    structure = twin.structures[0]
+    return structure.vertices.astype(np.float64) * 1000.0, structure.faces
+
+
+def _polydata(vertices: np.ndarray, faces: np.ndarray) -> object:
+    from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(vertices, dtype=np.float32), deep=True))
+    cells = vtkCellArray()
+    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
+    cells.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True),
+                  numpy_to_vtkIdTypeArray(np.ascontiguousarray(faces.ravel(), dtype=np.int64), deep=True))
+    polydata = vtkPolyData()
+    polydata.SetPoints(points)
+    polydata.SetPolys(cells)
+    return polydata
+
+
+@pytest.mark.parametrize(("suffix", "mode"), [(".vtk", "ascii"), (".vtk", "binary"), (".vtp", "appended"),
+                                              (".vtp", "ascii")])
+def test_vtk_polydata_keeps_a_bundled_surface(tmp_path: Path, pial_mm: tuple[np.ndarray, np.ndarray],
+                                              suffix: str, mode: str) -> None:
+    """The brain twin's pial surface written by VTK's own writers, legacy and XML, each encoding:
+    the same 20,480 triangles, the same bounds in mm, stated as detected millimetres."""
+    from vtkmodules.vtkIOLegacy import vtkPolyDataWriter
+    from vtkmodules.vtkIOXML import vtkXMLPolyDataWriter
+
+    vertices, faces = pial_mm
+    path = tmp_path / f"cortex{suffix}"
+    if suffix == ".vtk":
+        writer = vtkPolyDataWriter()
+        writer.SetFileTypeToBinary() if mode == "binary" else writer.SetFileTypeToASCII()
+    else:
+        writer = vtkXMLPolyDataWriter()
+        writer.SetDataModeToAppended() if mode == "appended" else writer.SetDataModeToAscii()
+    writer.SetFileName(str(path))
+    writer.SetInputData(_polydata(vertices, faces))
+    assert writer.Write() == 1
+    assert detect_format(path) == suffix[1:]
+    twin = load(path)
+    assert twin.triangle_count == len(faces) and (twin.source_units, twin.units_detected) == ("mm", True)
+    np.testing.assert_allclose(twin.bounds() * 1000.0, [vertices.min(axis=0), vertices.max(axis=0)], atol=1e-3)
+
+
+def test_slicer_lps_model_is_flipped_to_ras(tmp_path: Path, pial_mm: tuple[np.ndarray, np.ndarray]) -> None:
+    """3D Slicer saves models in LPS and says so (``SPACE=LPS`` in the header): x and y change sign."""
+    from vtkmodules.vtkIOLegacy import vtkPolyDataWriter
+
+    vertices, faces = pial_mm
+    lps = vertices * [-1.0, -1.0, 1.0]
+    path = tmp_path / "model.vtk"
+    writer = vtkPolyDataWriter()
+    writer.SetHeader("vtk output SPACE=LPS")
+    writer.SetFileName(str(path))
+    writer.SetInputData(_polydata(lps, faces))
+    assert writer.Write() == 1
+    twin = load(path)
+    np.testing.assert_allclose(twin.bounds() * 1000.0, [vertices.min(axis=0), vertices.max(axis=0)], atol=1e-3)
+    assert any("SPACE=LPS" in note for note in twin.provenance["notes"])
+
+
+def test_invesalius_skull_surface_vtp_imports(tmp_path: Path) -> None:
+    """The skull surface InVesalius saved inside Cranium.inv3 (zlib-compressed, base64 XML, triangle
+    strips): the strips give back every triangle they were made from, and the skull measures as a
+    skull in mm."""
+    import re
+    import tarfile
+
+    with tarfile.open(SOURCE) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("surface_1.vtp"))
+        data = archive.extractfile(member).read()  # type: ignore[union-attr]
+    path = tmp_path / "skull.vtp"
+    path.write_bytes(data)
+    # 53,543 triangle strips; the field data keeps the ids of the 280,251 triangles they were made from
+    strips = int(re.findall(rb'NumberOfStrips="(\d+)"', data)[0])
+    triangles = int(re.findall(rb'Name="vtkOriginalCellIds" NumberOfTuples="(\d+)"', data)[0])
+    twin = load(path)
+    assert twin.provenance["format"] == "vtp" and twin.source_units == "mm"
+    assert strips > 50_000 and twin.triangle_count == triangles
+    size = np.ptp(twin.bounds(), axis=0) * 1000.0
+    assert 120 < size.max() < 260

@@ -131,3 +131,41 @@ def test_metaimage_with_less_data_than_it_declares_is_refused(tmp_path: Path) ->
     path = tmp_path / "short.mha"
     path.write_bytes(_mha("64 64 64") + b"\0" * 100)
     _refused(path, UnreadableAssetError, "needs")
+
+
+# ------------------------------------------------------------------------------------------- VTK
+
+
+@pytest.mark.parametrize("line", ["POINTS 4000000000 float", "POLYGONS 3000000000 12000000000",
+                                  "POINTS 3 float\n0 0 0 1 0 0 0 1 0\nTRIANGLE_STRIPS 900000000 900000000"])
+def test_legacy_vtk_declaring_huge_counts_is_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "huge.vtk"
+    path.write_bytes(f"# vtk DataFile Version 3.0\nsurface\nASCII\nDATASET POLYDATA\n{line}\n0 0 0\n".encode())
+    _refused(path, ResourceLimitError)
+
+
+def test_legacy_vtk_declaring_more_points_than_it_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.vtk"
+    path.write_bytes(b"# vtk DataFile Version 3.0\nsurface\nBINARY\nDATASET POLYDATA\nPOINTS 1000000 float\n" + b"\0" * 64)
+    _refused(path, UnreadableAssetError, "needs")
+
+
+def test_xml_vtp_declaring_huge_counts_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.vtp"
+    path.write_bytes(b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">'
+                     b'<PolyData><Piece NumberOfPoints="3000000000" NumberOfPolys="1"></Piece></PolyData></VTKFile>')
+    _refused(path, ResourceLimitError)
+
+
+def test_vtk_of_another_dataset_kind_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "grid.vtk"
+    path.write_bytes(b"# vtk DataFile Version 3.0\ngrid\nASCII\nDATASET STRUCTURED_POINTS\nDIMENSIONS 2 2 2\n")
+    _refused(path, UnsupportedFormatError, "POLYDATA")
+
+
+def test_malformed_vtp_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.vtp"
+    path.write_bytes(b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1"><PolyData><Piece NumberOfPoints="3" '
+                     b'NumberOfPolys="1"><Points><DataArray type="Float32" NumberOfComponents="3" format="ascii">0 0 0 1'
+                     b'</DataArray></Points><Polys>')
+    _refused(path)
