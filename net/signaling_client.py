@@ -84,7 +84,8 @@ class Backoff:
     from [ceiling / 2, ceiling], ceiling = min(``cap_s``, ``initial_s`` * 2**n), never below ``initial_s``.
 
     So clients that lost the server together (it restarted) do not come back in lockstep, and a server
-    that stays away costs one attempt every 2.5-5 s, not two a second.
+    that stays away costs one attempt every 2-4 s, not two a second; the cap keeps a participant's return
+    within about 4 s of the server's.
 
     Attributes
     ----------
@@ -97,7 +98,7 @@ class Backoff:
     """
 
     initial_s: float = 0.25
-    cap_s: float = 5.0
+    cap_s: float = 4.0
     rng: random.Random = field(default_factory=random.Random)
     attempts: int = 0
 

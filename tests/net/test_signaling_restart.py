@@ -9,6 +9,9 @@ alice's: its poses were dropped as "unknown participant", its ops as duplicates,
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -111,3 +114,24 @@ async def test_restart_with_newcomer_keeps_indices_unique_and_state_whole(
     assert eve.counters["unknown_participant"] == 0 and all(p.counters["ops_duplicate"] < 50 for p in room)
     print(f"restart with a newcomer: indices {sorted(p.index for p in room)}, digests agreed {agreed_after:.2f} s "
           f"after the newcomer joined, lost ops {_lost_ops(room)}")
+
+
+@pytest.mark.latency
+def test_killed_server_figure(tmp_path: Path) -> None:
+    """The issue's figure (bench/restart.py, one run): signaling SIGKILLed under four, restarted from its index
+    file, a newcomer first in: five distinct indices, digests agree within 5 s of the restart, no op lost."""
+    out = tmp_path / "restart.json"
+    bench = Path(__file__).parents[2] / "bench" / "restart.py"
+    done = subprocess.run([sys.executable, str(bench), "--out", str(out)], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert out.exists(), done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    run = result["runs"][0]
+    print(done.stdout.splitlines()[-2] if done.stdout else done.stderr[-500:])
+    assert sorted(run["indices"].values()) == [1, 2, 3, 4, 5] and run["newcomer_index"] == 5
+    assert run["agree_after_restart_s"] is not None and run["agree_after_restart_s"] < 5.0
+    assert run["lost_ops"] == 0 and run["ops_made_while_down"] > 0
+    assert run["links_kept"] == run["links_before"] == 12  # no peer link was torn down by the restart
+    assert all(o["outages"] == 1 and o["connected"] for o in run["outages"].values())
+    assert run["unknown_participant"] == run["index_conflicts"] == run["state_splits"] == 0
+    assert done.returncode == 0
