@@ -12,6 +12,7 @@ written atomically; a damaged catalogue is reported as an ``AssetError`` naming 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -273,7 +274,8 @@ class Library:
                     **options: Any) -> Twin:
         """Load ``path`` (any format ``assets.loaders.load`` reads), cache it and record it by name.
 
-        ``options`` go to ``load`` (``units``, ``threshold``, ``smooth_iterations``, ``decimate_to``).
+        ``options`` go to ``load`` (``units``, ``threshold``, ``smooth_iterations``, ``decimate_to``,
+        ``labels``).
         DICOM metadata is de-identified by the loader before it reaches the twin.
 
         Raises
@@ -291,7 +293,10 @@ class Library:
             raise AssetError(source, f"{twin.name!r} is a bundled twin; import under another --name")
         report("levels of detail", 0.7)
         twin = add_lods(twin)
-        option_text = json.dumps(options, sort_keys=True, default=str)
+        recorded = dict(options)
+        if recorded.get("labels") is not None:  # a colour table by its content too: its path may name the patient
+            recorded["labels"] = "sha256:" + hashlib.sha256(Path(recorded["labels"]).read_bytes()).hexdigest()
+        option_text = json.dumps(recorded, sort_keys=True, default=str)
         key = content_key(f"import/{twin.name}", option_text, source.resolve())
         report("caching", 0.9)
         self.cache.put(key, twin)

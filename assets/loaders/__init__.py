@@ -134,8 +134,11 @@ def neutral_name(kind: str, modality: str, sha256: str) -> str:
 
 
 def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Limits,
-          provenance: dict[str, Any]) -> tuple[list[Structure], str | None, dict[str, str]]:
+          provenance: dict[str, Any], labels: Path | None = None) -> tuple[list[Structure], str | None, dict[str, str]]:
     """Structures in source units, the unit the file states (None: unknown) and imaging metadata."""
+    if kind in formats.STRUCTURES or labels is not None:
+        provenance["versions"] = _package_versions(*formats.LIBRARIES.get(kind, ()))
+        return formats.read_structures(path, kind, limits, provenance, labels)
     if kind in ("glb", "gltf", "obj", "stl", "ply"):
         from assets.loaders import mesh  # noqa: PLC0415 - each format's reader (and its parser library) on first use
 
@@ -149,9 +152,6 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
         structure = gifti.load_gifti(read_source(path, limits), path, default_name=stem, limits=limits)
         provenance["versions"] = _package_versions("nibabel")
         return [structure], "mm", {}
-    if kind in formats.STRUCTURES:
-        provenance["versions"] = _package_versions(*formats.LIBRARIES[kind])
-        return formats.read_structures(path, kind, limits, provenance)
     from assets.loaders import volume as volumes  # noqa: PLC0415 - as above
 
     if kind in formats.VOLUMES:
@@ -209,7 +209,8 @@ def _repair_all(structures: list[Structure], source: Path, actions: list[str]) -
 
 def load(path: str | Path, *, name: str | None = None, units: str | None = None, threshold: float | None = None,
          smooth_iterations: int = 0, decimate_to: int | None = None, repair: bool = True,
-         check: bool = True, limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None) -> Twin:
+         check: bool = True, labels: str | Path | None = None, limits: Limits = DEFAULT_LIMITS,
+         progress: Progress | None = None) -> Twin:
     """Load a mesh, surface, volume or DICOM series into a twin in metres.
 
     Parameters
@@ -226,6 +227,9 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         only the fatal problems (empty, non-finite, bad indices, implausible size) raise.
     check : False: raise no geometry problem at all, only what makes the file unreadable (``twin
         validate`` lists the problems of the file as it is, with ``repair=False``).
+    labels : a colour table (3D Slicer ``.ctbl``, FreeSurfer LUT, ITK-SNAP label file) naming the values
+        of a label-map volume (NIfTI, NRRD, MetaImage): one named, coloured structure per label
+        instead of one threshold surface (``assets.loaders.labels``).
     limits : resource guards (``assets.loaders.limits.Limits``).
     progress : called with a stage name and a fraction 0..1.
 
@@ -244,9 +248,11 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         provenance: dict[str, Any] = {"format": kind, "sha256": _digest(source),
                                       "options": {"units": units, "threshold": threshold,
                                                   "smooth_iterations": smooth_iterations,
-                                                  "decimate_to": decimate_to, "repair": repair}}
+                                                  "decimate_to": decimate_to, "repair": repair,
+                                                  "labels": labels is not None}}
         report(f"reading {source.name}", 0.0)
-        structures, stated, metadata = _read(source, kind, STRUCTURE_NAME, threshold, limits, provenance)
+        structures, stated, metadata = _read(source, kind, STRUCTURE_NAME, threshold, limits, provenance,
+                                             None if labels is None else Path(labels))
         report("converting units", 0.4)
         all_vertices = np.concatenate([s.vertices for s in structures])
         unit, detected = units_mod.resolve_units(units or stated, all_vertices, str(source))

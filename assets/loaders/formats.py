@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from assets.errors import UnsupportedFormatError
 from assets.loaders.limits import Limits
 from assets.loaders.volume import Volume
 from assets.twin import Structure
@@ -24,6 +25,8 @@ SUFFIXES: dict[str, str] = {
 VOLUMES = frozenset({"nrrd", "metaimage"})
 #: Kinds read as named structures.
 STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp"})
+#: Kinds that may be label maps, read with a colour table.
+LABEL_MAPS = frozenset({"nifti", "nrrd", "metaimage"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "nrrd": ("pynrrd",), "metaimage": ("metaimageio",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
@@ -42,11 +45,14 @@ def read_volume(path: Path, kind: str, limits: Limits) -> Volume:
     return nrrd_image.read_nrrd(path, limits)
 
 
-def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str, Any]
+def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str, Any], labels: Path | None = None
                     ) -> tuple[list[Structure], str | None, dict[str, str]]:
-    """Structures (source units), the unit the file states and imaging metadata, for ``STRUCTURES`` kinds."""
+    """Structures (source units), the unit the file states and imaging metadata, for ``STRUCTURES``
+    kinds, or for a label-map volume of a ``LABEL_MAPS`` kind named by the colour table ``labels``."""
     notes: list[str] = []
     provenance["notes"] = notes
+    if labels is not None:
+        return _label_map(path, kind, labels, limits, notes)
     if kind in ("vtk", "vtp"):
         from assets.loaders import vtk_polydata  # noqa: PLC0415 - each format's reader (and its library) on first use
 
@@ -56,4 +62,20 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
     return slicer_seg.load_segmentation(path, limits, notes), "mm", {}
 
 
-__all__ = ["LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume"]
+def _label_map(path: Path, kind: str, table_path: Path, limits: Limits, notes: list[str]
+               ) -> tuple[list[Structure], str | None, dict[str, str]]:
+    from assets.loaders import labels  # noqa: PLC0415 - as above
+    from assets.loaders.volume import read_nifti  # noqa: PLC0415 - as above
+
+    if kind not in LABEL_MAPS:
+        raise UnsupportedFormatError(path, f"a colour table names the values of a label-map volume (NIfTI, NRRD, "
+                                     f"MetaImage), not of a {kind} file")
+    table = labels.read_colour_table(table_path, limits)
+    volume = read_nifti(path, limits) if kind == "nifti" else read_volume(path, kind, limits)
+    notes.extend(volume.notes)
+    values = labels.as_labels(volume.data, path)
+    structures = labels.label_structures(values, volume.affine, table, path, limits, notes=notes)
+    return structures, volume.units, volume.metadata
+
+
+__all__ = ["LABEL_MAPS", "LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume"]

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_build)
 
     p = actions.add_parser("import", help="load a file or DICOM folder into the library",
-                           description="Load glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI or DICOM (a file or a series "
+                           description="Load glTF/GLB, OBJ, STL, PLY, VTK, GIFTI, NIfTI, NRRD, MetaImage, Slicer "
+                           "segmentations or DICOM (images, SEG or RTSTRUCT; a file or a series "
                            "folder), repair it, de-identify imaging metadata, and store it as a named twin.")
     p.add_argument("path", type=Path, nargs="?", help="file or DICOM folder (or --pacs)")
     p.add_argument("--name", help="twin name (default: the modality or format and a content hash, never the "
@@ -92,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "Otsu otherwise)")
     p.add_argument("--smooth", type=int, metavar="N", help="Taubin smoothing passes for volumes")
     p.add_argument("--decimate", type=int, metavar="TRIANGLES", help="simplify to about this many triangles")
+    p.add_argument("--labels", type=Path, metavar="TABLE", help="colour table (Slicer .ctbl, FreeSurfer LUT, "
+                   "ITK-SNAP label file) naming a label-map volume's values: one structure per label")
     add_import_arguments(p)
     p.set_defaults(func=_import)
 
@@ -145,7 +148,7 @@ def _build(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     library = Library()
     options = {"units": args.units, "threshold": args.threshold, "smooth_iterations": args.smooth,
-               "decimate_to": args.decimate}
+               "decimate_to": args.decimate, "labels": args.labels}
     # Only the options the user gave: None means "not given"; 0 is a value (--threshold 0 is water in HU).
     given = {k: v for k, v in options.items() if v is not None}
     if args.pacs is not None or args.study or args.series:

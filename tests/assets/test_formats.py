@@ -14,7 +14,7 @@ import nilearn
 import numpy as np
 import pytest
 
-from assets.atlas import AAL_SOURCES, read_labels
+from assets.atlas import AAL_SOURCES, read_labels, read_lut
 from assets.loaders import detect_format, load
 from assets.loaders.inv3 import read_inv3
 from assets.loaders.labels import rgb_color
@@ -308,3 +308,55 @@ def test_invesalius_skull_surface_vtp_imports(tmp_path: Path) -> None:
     assert strips > 50_000 and twin.triangle_count == triangles
     size = np.ptp(twin.bounds(), axis=0) * 1000.0
     assert 120 < size.max() < 260
+
+
+# ------------------------------------------------------------------------------------------- label maps
+
+
+def _colour_table(kind: str, names: dict[int, str], lut: np.ndarray) -> str:
+    """AAL's names and MRIcron colours as each tool writes its colour table."""
+    if kind == "ctbl":  # 3D Slicer's vtkMRMLColorTableStorageNode
+        lines = ["# Color table file aal.ctbl", f"# {len(names) + 1} values", "0 Background 0 0 0 0"]
+        lines += [f"{v} {names[v]} {lut[v][0]} {lut[v][1]} {lut[v][2]} 255" for v in sorted(names)]
+    elif kind == "freesurfer":  # FreeSurferColorLUT.txt's columns
+        lines = ["#$Id: FreeSurferColorLUT.txt $", "", "#No. Label Name:                            R   G   B   A", "",
+                 f"{0:<5d}{'Unknown':<40s}{0:>4d}{0:>4d}{0:>4d}{0:>4d}"]
+        lines += [f"{v:<5d}{names[v]:<40s}{lut[v][0]:>4d}{lut[v][1]:>4d}{lut[v][2]:>4d}{0:>4d}" for v in sorted(names)]
+    else:  # ITK-SNAP's label description file
+        lines = ["################################################", "# ITK-SnAP Label Description File",
+                 "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL", "################################################",
+                 '    0     0    0    0        0  0  0    "Clear Label"']
+        lines += [f'{v:5d} {lut[v][0]:5d} {lut[v][1]:4d} {lut[v][2]:4d} {1:8d} {1:2d} {1:2d}    "{names[v]} region"'
+                  for v in sorted(names)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("table", "volume"), [("ctbl", ".nii.gz"), ("freesurfer", ".nii.gz"), ("itksnap", ".nii.gz"),
+                                               ("ctbl", ".nrrd")])
+def test_label_map_with_a_colour_table_gives_named_coloured_structures(
+        tmp_path: Path, aal: tuple[np.ndarray, np.ndarray], table: str, volume: str) -> None:
+    """Three AAL regions as a label map (NIfTI or NRRD) with the whole atlas's colour table in each
+    tool's format: one structure per label present, named and coloured by the table, where the
+    voxels are."""
+    import nibabel as nib
+    import nrrd
+
+    labels, affine = aal
+    names = read_labels(AAL_SOURCES[1])
+    lut = read_lut(AAL_SOURCES[2])
+    path = tmp_path / f"regions{volume}"
+    if volume == ".nrrd":
+        nrrd.write(str(path), labels.astype(np.uint8), {**_nrrd_header(affine, "left-posterior-superior"),
+                                                        "encoding": "gzip"})
+    else:
+        nib.save(nib.Nifti1Image(labels, affine), path)
+    colours = tmp_path / f"aal-colours.{'ctbl' if table == 'ctbl' else 'txt'}"
+    colours.write_text(_colour_table(table, names, lut))
+    twin = load(path, labels=colours)
+    suffix = " region" if table == "itksnap" else ""
+    assert [s.name for s in twin.structures] == [names[v] + suffix for v in sorted(AAL_VALUES)]
+    for structure, value in zip(twin.structures, sorted(AAL_VALUES), strict=True):
+        assert structure.color == rgb_color(lut[value], 255.0)
+        assert structure.codes["label"] == str(value)
+        _assert_bounds_near(structure.bounds() * 1000.0, _box_mm(labels == value, affine), 1.5)
+    assert twin.source_units == "mm" and twin.provenance["options"]["labels"]

@@ -19,13 +19,15 @@ from assets.loaders import load
 DEADLINE_S = 1.0
 
 
-def _refused(path: Path, error: type[AssetError] = AssetError, match: str | None = None, **options: object) -> AssetError:
+def _refused(path: Path, error: type[AssetError] = AssetError, match: str | None = None, *, named: Path | None = None,
+             **options: object) -> AssetError:
+    """Load ``path`` and expect ``error``, within the deadline, in one line naming ``named`` (default ``path``)."""
     started = time.perf_counter()
     with pytest.raises(error, match=match) as info:
         load(path, **options)  # type: ignore[arg-type]
     assert time.perf_counter() - started < DEADLINE_S
     message = str(info.value)
-    assert "\n" not in message and str(path) in message  # one line, naming the file
+    assert "\n" not in message and str(named or path) in message  # one line, naming the file
     return info.value
 
 
@@ -169,3 +171,50 @@ def test_malformed_vtp_is_refused_in_one_line(tmp_path: Path) -> None:
                      b'NumberOfPolys="1"><Points><DataArray type="Float32" NumberOfComponents="3" format="ascii">0 0 0 1'
                      b'</DataArray></Points><Polys>')
     _refused(path)
+
+
+# ------------------------------------------------------------------------------------------- colour tables
+
+
+@pytest.fixture
+def label_map(tmp_path: Path) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    labels = np.zeros((12, 12, 12), dtype=np.int16)
+    labels[3:9, 3:9, 3:9] = 7
+    path = tmp_path / "labels.nii.gz"
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), path)
+    return path
+
+
+def test_colour_table_with_a_malformed_line_is_refused_naming_the_line(tmp_path: Path, label_map: Path) -> None:
+    table = tmp_path / "bad.ctbl"
+    table.write_text("0 Background 0 0 0 0\n7 Liver 200 100\n")
+    _refused(label_map, UnreadableAssetError, "line 2", named=table, labels=table)
+
+
+def test_colour_table_with_too_many_labels_is_refused(tmp_path: Path, label_map: Path) -> None:
+    table = tmp_path / "huge.txt"
+    table.write_text("".join(f"{v} L{v} 1 2 3 0\n" for v in range(5000)))
+    _refused(label_map, ResourceLimitError, "labels", named=table, labels=table)
+
+
+def test_colour_table_for_a_mesh_is_refused(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh.ply"
+    mesh.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+                     b"element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n10 0 0\n0 10 0\n3 0 1 2\n")
+    table = tmp_path / "t.ctbl"
+    table.write_text("1 One 1 2 3 255\n")
+    _refused(mesh, UnsupportedFormatError, "label-map volume", labels=table)
+
+
+def test_a_volume_of_fractions_is_not_a_label_map(tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    path = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.linspace(0, 1, 1000, dtype=np.float32).reshape(10, 10, 10), np.eye(4)), path)
+    table = tmp_path / "t.ctbl"
+    table.write_text("1 One 1 2 3 255\n")
+    _refused(path, UnreadableAssetError, "not a label map", labels=table)
