@@ -1,0 +1,274 @@
+"""A real PACS for the PACS tests: Orthanc with its DICOMweb plugin, started as a plain process.
+
+Each pytest worker starts its own Orthanc (``/usr/sbin/Orthanc CONFIG.json``) on free loopback ports,
+with its storage in a temporary folder, HTTP basic authentication, and medverse's AE title registered
+(``DicomModalities``) for C-FIND, C-GET and C-MOVE. It is filled with one study of a real CT head: the
+volume inside Debian's ``invesalius-examples`` ``Cranium.inv3``, downsampled to 54 axial slices of
+86 x 86 voxels and written as a DICOM series with a made-up identity (name, ID, birth date, accession
+number, institution, referring physician), plus a 4-slice scout series in the same study; uploaded
+through ``POST /instances``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+ORTHANC = Path("/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+
+#: Downsampling of the CT (slices, rows, columns): 108 x 256 x 256 voxels become 54 x 86 x 86.
+STEP = (2, 3, 3)
+#: Bone threshold the tests import at, HU.
+BONE_HU = 300.0
+#: The identity written into every instance; none of it may reach anything medverse stores.
+IDENTITY = {
+    "PatientName": "Doe^Jane^Quincy",
+    "PatientID": "MV-PACS-4711",
+    "PatientBirthDate": "19580317",
+    "AccessionNumber": "ACC99812",
+    "InstitutionName": "St Elsewhere General",
+    "ReferringPhysicianName": "House^Gregory",
+    "StudyDate": "20260115",
+    "StudyID": "STUDY7731",
+}
+PASSWORD_ENV = "MEDVERSE_TEST_PACS_PASSWORD"
+WRONG_PASSWORD_ENV = "MEDVERSE_TEST_PACS_WRONG_PASSWORD"
+
+
+@dataclass(frozen=True)
+class CtStudy:
+    """The study as written: its files, UIDs, and where its bone is (RAS mm, from the voxels)."""
+
+    files: tuple[bytes, ...]
+    identity: dict[str, str]  # IDENTITY
+    bone_hu: float  # BONE_HU
+    study_uid: str
+    series_uid: str
+    scout_uid: str
+    other_uids: tuple[str, ...]  # every SOP instance UID and the frame of reference
+    bone_box_mm: np.ndarray  # (2, 3): min and max RAS corner of the voxels >= BONE_HU
+    voxel_mm: np.ndarray  # (3,): voxel size along the slices, rows, columns
+
+    @property
+    def identifiers(self) -> list[str]:
+        """Every identifying value: the identity, and each original UID (the profile replaces them all)."""
+        return [*self.identity.values(), "Quincy", self.study_uid, self.series_uid, self.scout_uid, *self.other_uids]
+
+
+def _slice(volume: np.ndarray, k: int, lps: np.ndarray, uids: dict[str, str], number: int, description: str) -> bytes:
+    """One CT slice as a DICOM file: slice ``k`` of ``volume`` (HU), placed by the LPS affine ``lps``."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = uids["sop"]
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, uids["sop"]
+    for keyword, value in IDENTITY.items():
+        setattr(ds, keyword, value)
+    ds.PatientSex, ds.StudyTime = "F", "101500"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uids["study"], uids["series"], uids["frame"]
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = "CT", number, k + 1, description
+    ds.ImageOrientationPatient = [float(v) for v in (*(lps[:3, 2] / np.linalg.norm(lps[:3, 2])),
+                                                      *(lps[:3, 1] / np.linalg.norm(lps[:3, 1])))]
+    ds.ImagePositionPatient = [float(v) for v in (lps @ np.array([k, 0.0, 0.0, 1.0]))[:3]]
+    ds.PixelSpacing = [float(np.linalg.norm(lps[:3, 1])), float(np.linalg.norm(lps[:3, 2]))]
+    ds.SliceThickness = float(np.linalg.norm(lps[:3, 0]))
+    ds.Rows, ds.Columns = volume.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    ds.PixelData = np.ascontiguousarray(volume[k].astype("<i2")).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def ct_study() -> CtStudy:
+    from assets.loaders.inv3 import read_inv3
+
+    source = read_inv3(CRANIUM)
+    volume = source.data[:: STEP[0], :: STEP[1], :: STEP[2]]
+    affine = source.affine.copy()
+    affine[:3, :3] = affine[:3, :3] * np.array(STEP, dtype=float)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # DICOM positions are LPS
+    study, frame = generate_uid(), generate_uid()
+    series, scout = generate_uid(), generate_uid()
+    files, sops = [], []
+    for k in range(volume.shape[0]):
+        sops.append(generate_uid())
+        files.append(_slice(volume, k, lps, {"sop": sops[-1], "study": study, "series": series, "frame": frame},
+                            2, "Head 3 mm"))
+    middle = volume.shape[0] // 2
+    for k in range(middle, middle + 4):  # a scout: 4 adjacent slices, 12 mm of the head
+        sops.append(generate_uid())
+        files.append(_slice(volume, k, lps, {"sop": sops[-1], "study": study, "series": scout, "frame": frame},
+                            1, "Scout"))
+    inside = np.argwhere(volume >= BONE_HU)
+    lo, hi = inside.min(0), inside.max(0)
+    corners = np.array([[i, j, k, 1.0] for i in (lo[0], hi[0]) for j in (lo[1], hi[1]) for k in (lo[2], hi[2])])
+    ras = (affine @ corners.T).T[:, :3]
+    return CtStudy(tuple(files), dict(IDENTITY), BONE_HU, study, series, scout, (*sops, frame),
+                   np.array([ras.min(0), ras.max(0)]), np.linalg.norm(affine[:3, :3], axis=0))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc: its ports and credentials."""
+
+    http_port: int
+    dicom_port: int
+    move_port: int
+    user: str = "medverse"
+    password: str = "s3cret-pacs"
+    aet: str = "TESTPACS"
+    calling_aet: str = "MEDVERSE"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], url: str, auth: tuple[str, str], log: Path) -> None:
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {process.returncode}:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            if requests.get(url, auth=auth, timeout=1.0).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"Orthanc did not answer within 30 s:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory, ct_study: CtStudy) -> Iterator[Orthanc]:
+    """Orthanc on free ports, holding ``ct_study``; stopped (and its storage dropped) at the end."""
+    import json
+
+    root = tmp_path_factory.mktemp("orthanc")
+    server = Orthanc(http_port=free_port(), dicom_port=free_port(), move_port=free_port())
+    config = {
+        "Name": "TESTPACS", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+        "HttpPort": server.http_port, "DicomPort": server.dicom_port, "DicomAet": server.aet,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+        "RegisteredUsers": {server.user: server.password},
+        "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        # medverse's AE title: C-FIND, C-GET and C-MOVE are refused to callers not listed here
+        "DicomModalities": {"medverse": [server.calling_aet, "127.0.0.1", server.move_port]},
+        "StorageCompression": False, "SaveJobs": False, "HttpTimeout": 10, "DicomScuTimeout": 10,
+    }
+    path = root / "orthanc.json"
+    path.write_text(json.dumps(config))
+    log = root / "orthanc.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(ORTHANC), str(path)], stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        auth = (server.user, server.password)
+        base = f"http://127.0.0.1:{server.http_port}"
+        _wait_until_up(process, f"{base}/system", auth, log)
+        with requests.Session() as session:
+            session.auth = auth
+            for data in ct_study.files:
+                session.post(f"{base}/instances", data=data, headers={"Content-Type": "application/dicom"},
+                             timeout=10).raise_for_status()
+        yield server
+    finally:
+        process.terminate()  # Orthanc takes about 4 s to stop; its storage is thrown away anyway
+        try:
+            process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def pacs_config(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Path]:
+    """A medverse configuration naming the Orthanc several ways, right and wrong.
+
+    ``web`` (DICOMweb), ``dimse`` (C-GET) and ``move`` (C-MOVE) reach it; ``web-wrong-password``,
+    ``dimse-unknown-ae`` (a calling AE title it does not know), ``web-down`` and ``dimse-down`` (ports
+    nothing listens on) do not. The passwords are in the environment, as the configuration asks.
+    """
+    down = free_port()
+    text = f"""
+[pacs]
+default = "web"
+
+[pacs.web]
+url = "{orthanc.url}"
+user = "{orthanc.user}"
+password_env = "{PASSWORD_ENV}"
+timeout = 10
+
+[pacs.web-wrong-password]
+url = "{orthanc.url}"
+user = "{orthanc.user}"
+password_env = "{WRONG_PASSWORD_ENV}"
+
+[pacs.web-down]
+url = "http://127.0.0.1:{down}/dicom-web"
+
+[pacs.dimse]
+host = "127.0.0.1"
+port = {orthanc.dicom_port}
+called_aet = "{orthanc.aet}"
+calling_aet = "{orthanc.calling_aet}"
+timeout = 10
+
+[pacs.move]
+host = "127.0.0.1"
+port = {orthanc.dicom_port}
+called_aet = "{orthanc.aet}"
+calling_aet = "{orthanc.calling_aet}"
+retrieve = "move"
+move_host = "127.0.0.1"
+move_port = {orthanc.move_port}
+timeout = 10
+
+[pacs.dimse-unknown-ae]
+host = "127.0.0.1"
+port = {orthanc.dicom_port}
+called_aet = "{orthanc.aet}"
+calling_aet = "STRANGER"
+timeout = 10
+
+[pacs.dimse-down]
+host = "127.0.0.1"
+port = {down}
+called_aet = "{orthanc.aet}"
+"""
+    path = tmp_path_factory.mktemp("config") / "config.toml"
+    path.write_text(text)
+    saved = {k: os.environ.get(k) for k in (PASSWORD_ENV, WRONG_PASSWORD_ENV)}
+    os.environ[PASSWORD_ENV] = orthanc.password
+    os.environ[WRONG_PASSWORD_ENV] = "not-" + orthanc.password
+    yield path
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
