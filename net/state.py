@@ -166,7 +166,7 @@ class SharedState:
     def renumber(self, participant: int) -> None:
         """Make the next local ops as ``participant``, continuing after the ops of it the state holds."""
         self.participant = participant
-        self.seq = max(0, *self._applied.get(participant, ()))
+        self.seq = max(self._applied.get(participant, ()), default=0)
 
     def make_op(
         self,

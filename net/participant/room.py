@@ -317,7 +317,8 @@ class Participant:
         self.client.claim_index = self.index
         welcome = await self.client.connect()
         index = int(welcome["index"])
-        if index != self.index:
+        renumbered = index != self.index
+        if renumbered:
             # Someone else holds ours (a server restarted without its index file let a newcomer in first):
             # our next ops go under the new index; a split this leaves is mended through the digests.
             self.counters["index_reassigned"] += 1
@@ -326,8 +327,9 @@ class Participant:
             self.sync.renumbered(index)
         topology = str(welcome["topology"])
         # The relay runs inside the server: after a restart it is a new one, and a topology change
-        # replaces every connection anyway.
-        rebuild = topology == "relay" or topology != self.topology
+        # replaces every connection anyway. Renumbered, we are a newcomer to the others (peer-joined
+        # without "resumed": they drop their links to us), so we offer to everyone afresh.
+        rebuild = renumbered or topology == "relay" or topology != self.topology
         self.roster.set_topology(topology)
         for peer in welcome["peers"]:
             self.roster.remember(peer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import time
@@ -20,7 +21,10 @@ from typing import Any
 import pytest
 
 from net.participant import Participant, ParticipantConfig
+from net.protocol import OpKind, StateOp
+from net.rooms import IndexFile, Room
 from net.signaling import ServerConfig, SignalingServer
+from net.signaling_client import Backoff, SignalingClient, SignalingRefusedError
 from net.tokens import issue_token
 from sessions.consult.scripted import ScriptedOps, procedural_poses
 
@@ -135,3 +139,122 @@ def test_killed_server_figure(tmp_path: Path) -> None:
     assert all(o["outages"] == 1 and o["connected"] for o in run["outages"].values())
     assert run["unknown_participant"] == run["index_conflicts"] == run["state_splits"] == 0
     assert done.returncode == 0
+
+
+# ---------------------------------------------------------------------- the parts, one by one
+
+
+def test_backoff_grows_exponentially_with_jitter_within_bounds() -> None:
+    """Delays double from 0.25 s up to the 4 s cap, each drawn from the upper half of its ceiling, and reset."""
+    backoff = Backoff(rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(12)]
+    ceilings = [min(4.0, 0.25 * 2**n) for n in range(12)]
+    assert all(max(0.25, c / 2) <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert delays[0] == 0.25 and delays[-1] >= 2.0
+    other = Backoff(rng=random.Random(8))
+    assert [other.next_delay() for _ in range(12)][3:] != delays[3:]  # two clients do not retry in lockstep
+    backoff.reset()
+    assert backoff.next_delay() == 0.25
+    with pytest.raises(ValueError, match="initial_s"):
+        Backoff(initial_s=5.0, cap_s=1.0)
+
+
+def test_room_adopts_a_free_claimed_index_and_refuses_a_taken_one() -> None:
+    """A rejoiner unknown to the room gets the index it claims if free; a taken claim gets the smallest free one;
+    a participant the room knows keeps its own whatever it claims."""
+    room = Room("ward", mesh_limit=8, max_participants=8)
+    assert room.admit("bob", "B", "expert", None, claim=2)[0].index == 2
+    assert room.admit("eve", "E", "expert", None)[0].index == 1  # a newcomer: smallest free
+    assert room.admit("alice", "A", "surgeon", None, claim=1)[0].index == 3  # 1 is eve's
+    assert room.admit("bob", "B", "expert", None, claim=7)[0].index == 2  # known: keeps its own
+    assert room.admit("cat", "C", "expert", None, claim=0)[0].index == 4  # 0 is the relay's: not adoptable
+
+
+def test_index_file_survives_a_restart_expires_and_shrugs_off_damage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Tables written by one IndexFile are read by the next; old, dropped, damaged or repeated ones are not."""
+    path = tmp_path / "rooms.json"
+    first = IndexFile(path, ttl_s=100.0)
+    first.put("ward", {"alice": 1, "bob": 2}, now=1000.0)
+    first.put("lab", {"x": 1}, now=1000.0)
+    first.put("old", {"y": 1}, now=800.0)
+    first.drop("lab")
+    again = IndexFile(path, ttl_s=100.0)
+    assert again.load(now=1050.0) == 1  # ward; lab dropped, old expired
+    assert again.take("ward", now=1050.0) == {"alice": 1, "bob": 2} and again.take("lab", now=1050.0) == {}
+    assert again.take("ward", now=1200.0) == {}  # nobody came back in time
+    path.write_text('{"v": 1, "rooms": {"a": {"updated": 1000, "indices": {"p": 1, "q": 1}}, "b": 5}}')
+    assert IndexFile(path).load(now=1000.0) == 0
+    path.write_text("{not json")
+    assert IndexFile(path).load() == 0
+    assert sum("unreadable" in r.message or "skipping" in r.message for r in caplog.records) == 3
+
+
+async def test_rejoin_claims_its_index_on_a_server_that_forgot_it(servers: Callable[..., Awaitable[SignalingServer]]) -> None:
+    """Without an index file, a rejoin claiming its index gets it back and is announced as resumed; a newcomer
+    after it gets a fresh index; a malformed claim is refused with 400, counted."""
+    first = await servers(state_file=None)
+    alice, bob = (SignalingClient(first.url, issue_token(SECRET, "ward", n, "expert")) for n in ("alice", "bob"))
+    await alice.connect()
+    await bob.connect()
+    await first.stop()
+    second = await servers(port=first.port, state_file=None)
+    bob.claim_index = 2
+    assert (await bob.connect())["index"] == 2
+    alice.claim_index = 1
+    assert (await alice.connect())["index"] == 1
+    assert (await bob.recv()) == {"type": "peer-joined", "resumed": True,
+                                  "peer": {"participant": "alice", "index": 1, "name": "alice", "role": "expert"}}
+    eve = SignalingClient(second.url, issue_token(SECRET, "ward", "eve", "expert"))
+    assert (await eve.connect())["index"] == 3
+    assert second.counters["rejoined"] == 2
+    bad = SignalingClient(second.url, issue_token(SECRET, "ward", "fay", "expert"))
+    bad.claim_index = 0
+    with pytest.raises(SignalingRefusedError, match="index claim"):
+        await bad.connect()
+    assert second.counters["refused_bad_claim"] == 1
+    for client in (alice, bob, eve, bad):
+        await client.close()
+
+
+async def test_split_state_is_detected_reported_and_mended_from_the_surgeon(
+    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+) -> None:
+    """Two different ops under one id (what two participants on one index make): the digests differ at equal op
+    counts; the expert counts and logs the split and adopts the surgeon's state (never the other way round), and the
+    digests agree again."""
+    srv = await servers()
+    alice = await people(srv.url, "alice", "surgeon", ops_rate_hz=0.0)
+    bob = await people(srv.url, "bob", ops_rate_hz=0.0)
+    await _wait(lambda: _all_linked([alice, bob]) and bob.caught_up.is_set(), 20.0)
+    for p, x in ((alice, 0.1), (bob, 0.2)):  # the same id, stamp and kind; different positions
+        payload = {"id": "m9", "position": [x, 1.0, 0.0], "label": "apex", "structure": None}
+        p.state.apply(StateOp(9, 1, 1, OpKind.LANDMARK_PLACE, payload, 0.0))
+    assert alice.state.op_count == bob.state.op_count and alice.state.digest() != bob.state.digest()
+    await _wait(lambda: alice.state.digest() == bob.state.digest(), 10.0)
+    assert bob.state.landmarks["m9"]["position"] == [0.1, 1.0, 0.0]  # the surgeon's
+    assert bob.sync.splits.detected >= 1 and bob.sync.splits.adopted == 1 and alice.sync.splits.adopted == 0
+    await _wait(lambda: bob.report()["state_splits"]["resolved"] >= 1, 5.0)
+    assert 0 < bob.report()["state_splits"]["longest_s"] < 5.0
+
+
+async def test_server_without_index_file_and_newcomer_first_renumbers_and_mends(
+    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+) -> None:
+    """The fallback: a restart without the index file lets a newcomer take index 1 first; alice, claiming 1, is
+    renumbered (and so is bob, whose 2 alice now holds), the others count the conflict, all link up again and
+    end with one state holding every op."""
+    first = await servers(state_file=None)
+    alice = await people(first.url, "alice", "surgeon")
+    bob = await people(first.url, "bob")
+    await _wait(lambda: _all_linked([alice, bob]), 20.0)
+    await asyncio.sleep(1.0)
+    await first.stop()
+    await servers(port=first.port, state_file=None)
+    eve = await people(first.url, "eve")
+    room = [alice, bob, eve]
+    await _wait(lambda: _all_linked(room) and len({p.index for p in room}) == 3, 20.0)
+    assert eve.index == 1 and alice.counters["index_reassigned"] == 1 and alice.index != 1
+    assert bob.counters["index_conflicts"] >= 1  # signaling gave alice's old index to eve
+    for p in room:
+        p.config.ops_stop_at = time.time()
+    await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 15.0)
