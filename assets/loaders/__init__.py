@@ -244,7 +244,7 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
     try:
         if not source.exists():
             raise UnreadableAssetError(source, "does not exist")
-        kind = detect_format(source)
+        kind = formats.refine(source, detect_format(source))
         provenance: dict[str, Any] = {"format": kind, "sha256": _digest(source),
                                       "options": {"units": units, "threshold": threshold,
                                                   "smooth_iterations": smooth_iterations,

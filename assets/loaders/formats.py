@@ -24,14 +24,31 @@ SUFFIXES: dict[str, str] = {
 #: Kinds read as a scalar volume.
 VOLUMES = frozenset({"nrrd", "metaimage"})
 #: Kinds read as named structures.
-STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp"})
+STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp", "dicom-seg"})
 #: Kinds that may be label maps, read with a colour table.
 LABEL_MAPS = frozenset({"nifti", "nrrd", "metaimage"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "nrrd": ("pynrrd",), "metaimage": ("metaimageio",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
-    "vtk": ("vtk",), "vtp": ("vtk",),
+    "vtk": ("vtk",), "vtp": ("vtk",), "dicom-seg": ("pydicom", "highdicom", "scipy", "scikit-image"),
 }
+
+
+#: DICOM SOP classes that hold structures rather than an image, and the kind each is.
+_DICOM_OBJECTS = {"1.2.840.10008.5.1.4.1.1.66.4": "dicom-seg"}
+
+
+def refine(path: Path, kind: str) -> str:
+    """A DICOM file's kind by its SOP class: a segmentation is not read as an image."""
+    if kind != "dicom" or path.is_dir():
+        return kind
+    import pydicom  # noqa: PLC0415 - pydicom only for DICOM files
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True)
+    except Exception:  # the image reader reports what is wrong with the file
+        return kind
+    return _DICOM_OBJECTS.get(str(ds.get("SOPClassUID", "")), kind)
 
 
 def read_volume(path: Path, kind: str, limits: Limits) -> Volume:
@@ -53,8 +70,13 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
     provenance["notes"] = notes
     if labels is not None:
         return _label_map(path, kind, labels, limits, notes)
+    if kind == "dicom-seg":
+        from assets.loaders import dicom_seg  # noqa: PLC0415 - each format's reader (and its library) on first use
+
+        structures, metadata = dicom_seg.load_dicom_seg(path, limits, notes)
+        return structures, "mm", metadata
     if kind in ("vtk", "vtp"):
-        from assets.loaders import vtk_polydata  # noqa: PLC0415 - each format's reader (and its library) on first use
+        from assets.loaders import vtk_polydata  # noqa: PLC0415 - as above
 
         return vtk_polydata.load_polydata(path, kind, limits, notes), None, {}
     from assets.loaders import slicer_seg  # noqa: PLC0415 - as above
@@ -78,4 +100,4 @@ def _label_map(path: Path, kind: str, table_path: Path, limits: Limits, notes: l
     return structures, volume.units, volume.metadata
 
 
-__all__ = ["LABEL_MAPS", "LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume"]
+__all__ = ["LABEL_MAPS", "LIBRARIES", "STRUCTURES", "SUFFIXES", "VOLUMES", "read_structures", "read_volume", "refine"]

@@ -8,10 +8,12 @@ mricron-data, and pydicom's test files. Bounds are checked in mm against the vox
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import nilearn
 import numpy as np
+import pydicom
 import pytest
 
 from assets.atlas import AAL_SOURCES, read_labels, read_lut
@@ -23,6 +25,7 @@ from assets.skull import SOURCE
 from assets.twin import Twin
 from assets.validate import check
 
+DICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 FSAVERAGE5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
 #: The bone threshold InVesalius used on this CT (HU).
 BONE_HU = 226.0
@@ -360,3 +363,64 @@ def test_label_map_with_a_colour_table_gives_named_coloured_structures(
         assert structure.codes["label"] == str(value)
         _assert_bounds_near(structure.bounds() * 1000.0, _box_mm(labels == value, affine), 1.5)
     assert twin.source_units == "mm" and twin.provenance["options"]["labels"]
+
+
+# ------------------------------------------------------------------------------------------- DICOM SEG and RTSTRUCT
+
+
+@pytest.fixture(scope="module")
+def ct_series(ct: tuple[np.ndarray, np.ndarray]) -> list[pydicom.Dataset]:
+    """The first 20 slices of the CT crop as a DICOM CT series (pydicom's CT_small as the template):
+    rows run posterior, columns to the patient's left, in LPS as DICOM states positions."""
+    data, affine = ct
+    template = pydicom.dcmread(DICOM_FILES / "CT_small.dcm")
+    study, series, frame = (pydicom.uid.generate_uid() for _ in range(3))
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    images = []
+    for k in range(20):
+        ds = copy.deepcopy(template)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.Rows, ds.Columns = data.shape[1], data.shape[2]
+        ds.PixelSpacing = [float(np.linalg.norm(lps[:3, 1])), float(np.linalg.norm(lps[:3, 2]))]
+        ds.ImageOrientationPatient = [*(lps[:3, 2] / np.linalg.norm(lps[:3, 2])), *(lps[:3, 1] / np.linalg.norm(lps[:3, 1]))]
+        ds.ImagePositionPatient = [float(x) for x in (lps @ [k, 0, 0, 1])[:3]]
+        ds.SliceThickness = ds.SpacingBetweenSlices = float(np.linalg.norm(lps[:3, 0]))
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.ascontiguousarray(data[k]).tobytes()
+        images.append(ds)
+    return images
+
+
+def test_dicom_seg_gives_one_named_coloured_coded_structure_per_segment(
+        tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset]) -> None:
+    """Bone and dense bone of the CT head, overlapping, as a binary DICOM SEG written by highdicom
+    (empty frames left out, as it does by default): names, colours, SCT codes and bounds in RAS,
+    metadata de-identified."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    data, affine = ct
+    part = data[:20]
+    masks = np.stack([part >= BONE_HU, part >= 1200], axis=-1)
+    colours = [(230, 220, 180), (250, 250, 250)]
+    descriptions = [
+        hd.seg.SegmentDescription(number, label, codes.SCT.Tissue, kind, hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+                                  display_color=hd.color.CIELabColor.from_rgb(*colour))
+        for number, label, kind, colour in ((1, "Bone", codes.SCT.Bone, colours[0]),
+                                            (2, "Dense bone", codes.SCT.Bone, colours[1]))]
+    seg = hd.seg.Segmentation(ct_series, masks, hd.seg.SegmentationTypeValues.BINARY, descriptions,
+                              pydicom.uid.generate_uid(), 2, pydicom.uid.generate_uid(), 1, "medverse", "tests", "1",
+                              "1")
+    path = tmp_path / "bone.dcm"
+    seg.save_as(path)
+    twin = load(path)
+    assert twin.provenance["format"] == "dicom-seg"
+    assert [s.name for s in twin.structures] == ["Bone", "Dense bone"]
+    for structure, mask, colour in zip(twin.structures, np.moveaxis(masks, -1, 0), colours, strict=True):
+        assert structure.codes["SCT"] == "272673000"  # bone
+        np.testing.assert_allclose(structure.color, rgb_color(list(colour), 255.0), atol=0.02)
+        _assert_bounds_near(structure.bounds() * 1000.0, _box_mm(mask, affine), 1.6)
+    assert twin.metadata["PatientIdentityRemoved"] == "YES" and "PatientName" not in twin.metadata

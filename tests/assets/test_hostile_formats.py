@@ -218,3 +218,31 @@ def test_a_volume_of_fractions_is_not_a_label_map(tmp_path: Path) -> None:
     table = tmp_path / "t.ctbl"
     table.write_text("1 One 1 2 3 255\n")
     _refused(path, UnreadableAssetError, "not a label map", labels=table)
+
+
+# ------------------------------------------------------------------------------------------- DICOM SEG
+
+
+def _seg_header(path: Path, rows: int, columns: int, frames: int, pixel_bytes: int) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "SEG"
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.BitsAllocated = rows, columns, frames, 1
+    ds.PixelData = b"\0" * pixel_bytes
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_seg_declaring_huge_frames_is_refused(tmp_path: Path) -> None:
+    _refused(_seg_header(tmp_path / "huge.dcm", 60000, 60000, 5000, 64), ResourceLimitError, "voxels")
+
+
+def test_dicom_seg_with_fewer_bytes_than_its_frames_need_is_refused(tmp_path: Path) -> None:
+    _refused(_seg_header(tmp_path / "short.dcm", 512, 512, 40, 64), UnreadableAssetError, "needs")
