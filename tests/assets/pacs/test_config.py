@@ -86,3 +86,16 @@ def test_a_malformed_search_is_refused_before_any_connection(fields: dict[str, s
     with pytest.raises(PacsQueryError, match=message):
         StudyQuery(**fields)
     assert StudyQuery(study_date="20260101-").filters() == {"StudyDate": "20260101-"}
+
+
+def test_pacs_servers_lists_every_server_and_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`medverse pacs servers` names each server, its protocol and address, the default, and no password."""
+    from sessions.cli import main
+
+    monkeypatch.setenv("PW", "hunter2-secret")
+    path = write(tmp_path, '[pacs]\ndefault = "ris"\n' + WEB + DIMSE)
+    assert main(["pacs", "servers", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ris (default)" in out and "PACS@10.0.0.5:104 as MEDVERSE (C-GET)" in out
+    assert "https://pacs.example.org/dicom-web" in out and "u / $PW" in out and "hunter2" not in out
