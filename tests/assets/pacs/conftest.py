@@ -12,7 +12,6 @@ through ``POST /instances``.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import time
@@ -263,12 +262,7 @@ called_aet = "{orthanc.aet}"
 """
     path = tmp_path_factory.mktemp("config") / "config.toml"
     path.write_text(text)
-    saved = {k: os.environ.get(k) for k in (PASSWORD_ENV, WRONG_PASSWORD_ENV)}
-    os.environ[PASSWORD_ENV] = orthanc.password
-    os.environ[WRONG_PASSWORD_ENV] = "not-" + orthanc.password
-    yield path
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PASSWORD_ENV, orthanc.password)
+        env.setenv(WRONG_PASSWORD_ENV, "not-" + orthanc.password)
+        yield path
