@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from pydicom import Dataset
 
@@ -43,6 +43,28 @@ def _reason(exc: BaseException) -> str:
     """The useful end of a requests error ("Connection refused", "Name or service not known")."""
     found = _ERRNO.findall(str(exc))
     return found[-1].strip() if found else type(exc).__name__
+
+
+#: Characters a query value can carry as they are: requests sends them unchanged and no server has
+#: to decode them. ``*`` and ``?`` are the DICOM wildcards.
+_PLAIN = frozenset(string.ascii_letters + string.digits + "-._~!$'(),/:;@*?")
+
+
+def query_value(value: str) -> str:
+    """``value`` for a QIDO-RS query string: every other character becomes the ``?`` wildcard.
+
+    Why: requests percent-encodes ``^`` (the PN component separator), spaces and non-ASCII letters,
+    as RFC 3986 wants, but Orthanc's DICOMweb plugin (1.7, Debian 12) matches query values without
+    decoding them, so ``PatientName=Doe%5EJane`` found nothing where ``Doe^Jane`` is stored. A ``?``
+    matches the same character on every server; ``matches`` then drops what the wider pattern let in.
+    """
+    return "".join(c if c in _PLAIN else "?" for c in value)
+
+
+def matches(pattern: str, value: str) -> bool:
+    """Whether ``value`` matches the DICOM pattern (``*`` any run, ``?`` one character), ignoring case."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.IGNORECASE | re.DOTALL) is not None
 
 
 class DicomWebClient:
@@ -98,18 +120,17 @@ class DicomWebClient:
             raise PacsConnectionError(name, f"{what}: cannot connect to {url} ({_reason(exc)})") from None
         except requests.exceptions.RequestException as exc:
             raise PacsRequestError(name, f"{what}: {type(exc).__name__}: {_reason(exc)}") from None
-        except (ValueError, KeyError) as exc:  # a malformed answer: JSON, multipart, DICOM
+        except (ValueError, KeyError, TypeError) as exc:  # a malformed answer: JSON, multipart, DICOM
             detail = (str(exc).splitlines() or [""])[0][:160]
             raise PacsRequestError(name, f"{what}: malformed answer from {url} ({type(exc).__name__}: {detail})") from None
 
     def _qido(self, resource: str, filters: dict[str, str], keys: tuple[str, ...]) -> list[Dataset]:
         """A QIDO-RS search of ``resource`` (``studies``, ``studies/UID/series``, ``series``).
 
-        Not through dicomweb-client: it percent-encodes the ``*`` and ``?`` wildcards, which RFC 3986
-        allows in a query as they are, and Orthanc then matches them literally (``Doe%2A`` finds nothing).
+        Text values go as ``query_value`` makes them and the answers are filtered by the values as given.
         """
-        pairs = [*filters.items(), *(("includefield", key) for key in keys)]
-        query = "&".join(f"{quote(k)}={quote(v, safe='*?-')}" for k, v in pairs)
+        pairs = [*((k, query_value(v)) for k, v in filters.items()), *(("includefield", key) for key in keys)]
+        query = "&".join(f"{k}={v}" for k, v in pairs)
         response = self._session.get(f"{self.server.url.rstrip('/')}/{resource}?{query}", timeout=self.server.timeout,
                                      headers={"Accept": "application/dicom+json", **self._headers})
         response.raise_for_status()
@@ -118,7 +139,9 @@ class DicomWebClient:
         found = response.json() if response.content.strip() else []
         if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
             raise ValueError("a QIDO-RS answer is not a JSON array of datasets")
-        return [Dataset.from_json(item) for item in found]
+        datasets = [Dataset.from_json(item) for item in found]
+        widened = {k: v for k, v in filters.items() if query_value(v) != v}
+        return [ds for ds in datasets if all(matches(v, str(ds.get(k, "") or "")) for k, v in widened.items())]
 
     def find_studies(self, query: StudyQuery) -> list[Dataset]:
         with self._errors("QIDO-RS study search"):

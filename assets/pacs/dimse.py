@@ -147,8 +147,9 @@ class DimseClient:
     def _fail(self, error: type[PacsError], message: str) -> PacsError:
         return error(self.server.name, message)
 
-    def _unreachable(self, what: str) -> PacsError:
-        """Why no association: nothing listening (the socket says why), or something that never answered."""
+    def _unreachable(self, what: str, aborted: bool) -> PacsError:
+        """Why no association: nothing listening (the socket says why; pynetdicom reports a refused
+        connection as an abort), an abort, or a port that never answered."""
         s = self.server
         try:
             with socket.create_connection((s.host, s.port), timeout=min(s.timeout, 5.0)):
@@ -156,6 +157,8 @@ class DimseClient:
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             return self._fail(PacsConnectionError, f"{what}: cannot connect to {s.host}:{s.port} ({reason})")
+        if aborted:
+            return self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request")
         return self._fail(PacsConnectionError, f"{what}: {s.host}:{s.port} accepted the connection but no association "
                           f"within {s.timeout:g} s (is it a DICOM port?)")
 
@@ -176,10 +179,8 @@ class DimseClient:
         if assoc.is_rejected:
             raise self._fail(PacsAuthError, f"{what}: the PACS rejected the association (called AE title "
                              f"{s.called_aet!r}, calling AE title {s.calling_aet!r}: does it know both?)")
-        if assoc.is_aborted:
-            raise self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request")
         if not assoc.is_established:
-            raise self._unreachable(what)
+            raise self._unreachable(what, aborted=assoc.is_aborted)
         try:
             yield assoc
         finally:

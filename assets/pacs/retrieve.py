@@ -53,27 +53,29 @@ def find(server: PacsServer, query: StudyQuery) -> list[SeriesMatch]:
         return list(iter_matches(client, query))
 
 
+#: What each de-identification action did, for the summary line.
+_ACTION_WORDS = {"X": "removed", "Z": "emptied", "D": "given dummy values", "U": "given new UIDs", "K": "kept"}
+
+
 @dataclass
 class Retrieval:
-    """What one retrieval did: counts, and the series as stored (de-identified UIDs only).
+    """What one retrieval did, counted over all its instances.
 
     ``instances``: received and stored; ``malformed``: elements removed because they could not be
-    read; ``uids_replaced``: distinct UIDs given new values; ``actions``: attributes per de-identification
-    action (X, Z, D, U, K) over all instances.
+    read; ``actions``: attributes per de-identification action (X, Z, D, U, K).
     """
 
     server: str
     modality: str = ""
     instances: int = 0
     malformed: int = 0
-    uids_replaced: int = 0
     actions: dict[str, int] = field(default_factory=dict)
-    series_uid: str = ""
 
     def summary(self) -> str:
-        counts = " ".join(f"{k}={v}" for k, v in sorted(self.actions.items()))
+        """One line: ``54 instances of CT from pacs web, de-identified (attributes: 108 removed, ...)``."""
+        counts = ", ".join(f"{self.actions[a]} {w}" for a, w in _ACTION_WORDS.items() if self.actions.get(a))
         return (f"{self.instances} instances of {self.modality or '?'} from pacs {self.server}, de-identified "
-                f"({counts}; {self.uids_replaced} UIDs replaced, {self.malformed} malformed elements removed)")
+                f"(attributes: {counts}; {self.malformed} malformed elements removed)")
 
 
 def choose_series(client: PacsClient, server: PacsServer, study_uid: str = "", series_uid: str = "") -> SeriesMatch:
@@ -136,10 +138,8 @@ def retrieve_series(server: PacsServer, folder: Path, *, study_uid: str = "", se
             done = deid.deidentify(instance, salt=key)
             result.instances += 1
             result.malformed += len(done.malformed)
-            result.uids_replaced = max(result.uids_replaced, done.uids_replaced)
             for action, count in done.counts.items():
                 result.actions[action] = result.actions.get(action, 0) + count
-            result.series_uid = result.series_uid or str(instance.get("SeriesInstanceUID", ""))
             dcmwrite(folder / f"{result.instances:05d}.dcm", instance, enforce_file_format=True)
             if expected:
                 report(f"retrieved {result.instances} of {expected}", min(1.0, result.instances / expected))

@@ -45,7 +45,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("from a PACS (instead of PATH; see docs/pacs.md)")
     _add_server_arguments(group, optional_name=True)  # type: ignore[arg-type] # a group takes the same calls
     group.add_argument("--study", metavar="UID", help="Study Instance UID: its largest CT (else MR, PET, NM) series")
-    group.add_argument("--series", metavar="UID", help="Series Instance UID")
+    group.add_argument("--series", metavar="UID", help="Series Instance UID (with --study too for a PACS that "
+                       "answers only hierarchical queries)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -116,8 +117,8 @@ def import_from_pacs(args: argparse.Namespace, library: Library, progress: Any, 
 
     if args.path is not None:
         raise PacsQueryError("", f"give either a path ({args.path}) or --pacs, not both")
-    if bool(args.study) == bool(args.series):
-        raise PacsQueryError("", "give --study UID or --series UID (one of them) with --pacs")
+    if not (args.study or args.series):
+        raise PacsQueryError("", "give --study UID or --series UID (or both) with --pacs")
     server = resolve_server(args.pacs or None, args.config)
     twin, retrieval = import_series(server, study_uid=args.study or "", series_uid=args.series or "", name=args.name,
                                     library=library, progress=progress, **options)

@@ -58,7 +58,7 @@ def test_twin_import_from_the_pacs_by_series(home: Path, pacs_config: Path, ct_s
 @pytest.mark.parametrize(("args", "message"), [
     (("pacs", "find", "--pacs", "web-wrong-password", "--patient", "Doe*"), "HTTP 401"),
     (("pacs", "find", "--pacs", "nowhere"), "no [pacs.nowhere] table"),
-    (("twin", "import", "--pacs", "web"), "give --study UID or --series UID"),
+    (("twin", "import", "--pacs", "web"), "give --study UID or --series UID (or both)"),
 ])
 def test_mistakes_end_in_one_line(home: Path, pacs_config: Path, args: tuple[str, ...], message: str) -> None:
     """Wrong credentials, an unknown server, a missing UID: exit 2 and one line (the library's tests cover

@@ -105,12 +105,13 @@ def test_import_makes_the_skull_and_stores_nothing_identifying(server: str, by: 
 
 def test_retrieved_instances_are_deidentified_with_consistent_uids(pacs_config: Path, ct_study: Any,
                                                                   tmp_path: Path) -> None:
-    """What retrieval writes (here by C-MOVE) is already de-identified: Patient Identity Removed, no
-    identifying value, and new UIDs that still tie the series together (one study, one series, one frame
-    of reference)."""
-    retrieval = retrieve_series(resolve_server("move", pacs_config), tmp_path, series_uid=ct_study.series_uid)
+    """What retrieval writes (here by C-MOVE, the series named within its study) is already
+    de-identified: Patient Identity Removed, no identifying value, and new UIDs that still tie the
+    series together (one study, one series, one frame of reference)."""
+    retrieval = retrieve_series(resolve_server("move", pacs_config), tmp_path, study_uid=ct_study.study_uid,
+                                series_uid=ct_study.series_uid)
     files = sorted(tmp_path.iterdir())
-    assert len(files) == retrieval.instances == 54 and retrieval.uids_replaced >= 4
+    assert len(files) == retrieval.instances == 54 and retrieval.actions["U"] >= 4 * 54
     datasets = [pydicom.dcmread(p) for p in files]
     for path in files:
         data = path.read_bytes()
