@@ -216,13 +216,16 @@ class ConnectionGuard:
     def install(self, server: web.Server) -> None:
         """Count the connections of ``server`` (an ``aiohttp.web.Server``, ``AppRunner.server``)."""
         made, lost = server.connection_made, server.connection_lost
+        # By connection_lost the handler may have dropped its transport (a timed-out socket): keep the pair.
+        transports: dict[Any, asyncio.BaseTransport] = {}
 
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
             if self.admit(transport):
+                transports[handler] = transport
                 made(handler, transport)
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            transport = getattr(handler, "transport", None)
+            transport = transports.pop(handler, None)
             if transport is not None:
                 self.release(transport)
             lost(handler, exc)
@@ -271,7 +274,9 @@ class ConnectionGuard:
     def _refuse(self, transport: asyncio.BaseTransport, reason: str) -> bool:
         self.counters["refused_connections"] += 1
         self._quiet.info("refused-connection", f"refused connection: {reason}")
-        transport.abort()  # type: ignore[attr-defined]
+        # Aborted on the next turn of the loop: aiohttp starts the connection's task right after this
+        # call, and that task expects the connection to still be there when it starts.
+        asyncio.get_running_loop().call_soon(transport.abort)  # type: ignore[attr-defined]
         return False
 
 

@@ -277,7 +277,10 @@ class SignalingClient:
         """
         ws = self._require_ws()
         while True:
-            msg = await ws.receive()
+            try:
+                msg = await ws.receive()
+            except ConnectionError as exc:  # answering a ping (autoping) on a socket the server is closing
+                raise SignalingClosedError(ws.close_code, str(exc)) from None
             if msg.type == aiohttp.WSMsgType.TEXT:
                 try:
                     message = json.loads(msg.data)
