@@ -158,9 +158,12 @@ async def measure_floor(count: int, paced_s: float, loop: str) -> dict[str, Any]
 
 
 def _relay_counters(url: str, room: str) -> dict[str, Any] | None:
-    """The relay's counters of ``room`` from the server's ``/stats`` (None when it cannot be read)."""
+    """The relay's counters of ``room`` from the server's ``/stats`` (None when it cannot be read); the
+    room's detail needs a reader's token (a surgeon's of that room)."""
+    reader = issue_token(SECRET.encode(), room, "bench-reader", "surgeon")
+    request = urllib.request.Request(f"{url.rstrip('/')}/stats", headers={"Authorization": f"Bearer {reader}"})
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/stats", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             stats = json.loads(response.read())
     except (OSError, ValueError):
         return None
