@@ -24,18 +24,19 @@ SUFFIXES: dict[str, str] = {
 #: Kinds read as a scalar volume.
 VOLUMES = frozenset({"nrrd", "metaimage"})
 #: Kinds read as named structures.
-STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp", "dicom-seg"})
+STRUCTURES = frozenset({"seg-nrrd", "vtk", "vtp", "dicom-seg", "rtstruct"})
 #: Kinds that may be label maps, read with a colour table.
 LABEL_MAPS = frozenset({"nifti", "nrrd", "metaimage"})
 #: Libraries whose versions a twin's provenance records, by kind.
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "nrrd": ("pynrrd",), "metaimage": ("metaimageio",), "seg-nrrd": ("pynrrd", "scipy", "scikit-image"),
     "vtk": ("vtk",), "vtp": ("vtk",), "dicom-seg": ("pydicom", "highdicom", "scipy", "scikit-image"),
+    "rtstruct": ("pydicom", "scipy", "scikit-image"),
 }
 
 
 #: DICOM SOP classes that hold structures rather than an image, and the kind each is.
-_DICOM_OBJECTS = {"1.2.840.10008.5.1.4.1.1.66.4": "dicom-seg"}
+_DICOM_OBJECTS = {"1.2.840.10008.5.1.4.1.1.66.4": "dicom-seg", "1.2.840.10008.5.1.4.1.1.481.3": "rtstruct"}
 
 
 def refine(path: Path, kind: str) -> str:
@@ -74,6 +75,11 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
         from assets.loaders import dicom_seg  # noqa: PLC0415 - each format's reader (and its library) on first use
 
         structures, metadata = dicom_seg.load_dicom_seg(path, limits, notes)
+        return structures, "mm", metadata
+    if kind == "rtstruct":
+        from assets.loaders import rtstruct  # noqa: PLC0415 - as above
+
+        structures, metadata = rtstruct.load_rtstruct(path, limits, notes)
         return structures, "mm", metadata
     if kind in ("vtk", "vtp"):
         from assets.loaders import vtk_polydata  # noqa: PLC0415 - as above

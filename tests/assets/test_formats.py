@@ -424,3 +424,83 @@ def test_dicom_seg_gives_one_named_coloured_coded_structure_per_segment(
         np.testing.assert_allclose(structure.color, rgb_color(list(colour), 255.0), atol=0.02)
         _assert_bounds_near(structure.bounds() * 1000.0, _box_mm(mask, affine), 1.6)
     assert twin.metadata["PatientIdentityRemoved"] == "YES" and "PatientName" not in twin.metadata
+
+
+def _rtstruct(series: list[pydicom.Dataset], regions: list[tuple[str, tuple[int, int, int], list[np.ndarray]]]
+              ) -> pydicom.Dataset:
+    """An RT Structure Set as planning systems write one: one ROI per region, CLOSED_PLANAR contours."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "RTSTRUCT"
+    ds.PatientName, ds.PatientID, ds.StructureSetLabel = "Doe^John", "12345678", "head"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series[0].StudyInstanceUID, generate_uid()
+    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = Sequence(), Sequence(), Sequence()
+    for number, (name, colour, contours) in enumerate(regions, start=1):
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, series[0].FrameOfReferenceUID
+        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        ds.StructureSetROISequence.append(roi)
+        region = Dataset()
+        region.ReferencedROINumber, region.ROIDisplayColor = number, list(colour)
+        region.ContourSequence = Sequence()
+        for points in contours:
+            item = Dataset()
+            item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
+            item.ContourData = [round(float(v), 4) for v in points.ravel()]
+            region.ContourSequence.append(item)
+        ds.ROIContourSequence.append(region)
+        observation = Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber, observation.RTROIInterpretedType = number, number, "ORGAN"
+        ds.RTROIObservationsSequence.append(observation)
+    return ds
+
+
+def test_rtstruct_contours_of_the_ct_head_become_closed_surfaces(
+        tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset]) -> None:
+    """The head outline and the bone of 12 CT slices, contoured slice by slice (bone with its holes:
+    the inner contours) and written as an RTSTRUCT: each region becomes a surface whose bounds match
+    its voxels in RAS, named and coloured; the patient's name does not come through."""
+    from skimage import measure
+
+    data, affine = ct
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    masks = {"Head": data[:12] > -300, "Bone": data[:12] >= BONE_HU}
+    regions = []
+    for (name, mask), colour in zip(masks.items(), [(255, 200, 150), (240, 230, 200)], strict=True):
+        contours = []
+        for k in range(mask.shape[0]):
+            for traced in measure.find_contours(np.pad(mask[k], 1).astype(np.float32), 0.5):
+                line = traced[::2] if len(traced) > 16 else traced  # thinned, as planning systems store them
+                index = np.column_stack([np.full(len(line), k), line - 1.0, np.ones(len(line))])  # (slice, row, col, 1)
+                contours.append((index @ lps.T)[:, :3])
+        regions.append((name, colour, contours))
+    path = tmp_path / "structures.dcm"
+    _rtstruct(ct_series, regions).save_as(path, enforce_file_format=True)
+    twin = load(path)
+    assert twin.provenance["format"] == "rtstruct"
+    assert [s.name for s in twin.structures] == ["Head", "Bone"]
+    for structure, (name, colour, _) in zip(twin.structures, regions, strict=True):
+        assert structure.color == rgb_color(list(colour), 255.0)
+        _assert_bounds_near(structure.bounds() * 1000.0, _box_mm(masks[name], affine), 2.0)
+    assert "Doe" not in repr(twin.metadata) and twin.metadata["PatientIdentityRemoved"] == "YES"
+
+
+def test_pydicom_rtstruct_outline_and_its_markers() -> None:
+    """pydicom's own RTSTRUCT: the 'patient' outline (three contours 10 mm apart) becomes a surface
+    over the contours' extent; the two isocentre markers (POINT contours) are noted, not surfaced."""
+    twin = load(DICOM_FILES / "rtstruct.dcm")
+    assert [s.name for s in twin.structures] == ["patient"]
+    assert twin.structures[0].color == rgb_color([220, 160, 120], 255.0)
+    lo, hi = twin.bounds() * 1000.0
+    np.testing.assert_allclose(lo[:2], [-200.0, -150.0], atol=2.0)  # LPS (+-200, +-150) is symmetric in RAS
+    np.testing.assert_allclose(hi[:2], [200.0, 150.0], atol=2.0)
+    assert -205.0 < lo[2] < -200.0 and -180.0 < hi[2] < -175.0  # planes -200..-180, closed within half a gap
+    assert sum("Isocenter" in note for note in twin.provenance["notes"]) == 2

@@ -246,3 +246,40 @@ def test_dicom_seg_declaring_huge_frames_is_refused(tmp_path: Path) -> None:
 
 def test_dicom_seg_with_fewer_bytes_than_its_frames_need_is_refused(tmp_path: Path) -> None:
     _refused(_seg_header(tmp_path / "short.dcm", 512, 512, 40, 64), UnreadableAssetError, "needs")
+
+
+# ------------------------------------------------------------------------------------------- RTSTRUCT
+
+
+def _rtstruct(path: Path, points: list[float], declared: int | None = None) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "RTSTRUCT"
+    roi, region, contour = Dataset(), Dataset(), Dataset()
+    roi.ROINumber, roi.ROIName = 1, "target"
+    contour.ContourGeometricType = "CLOSED_PLANAR"
+    contour.NumberOfContourPoints = declared if declared is not None else len(points) // 3
+    contour.ContourData = points
+    region.ReferencedROINumber, region.ContourSequence = 1, Sequence([contour])
+    ds.StructureSetROISequence, ds.ROIContourSequence = Sequence([roi]), Sequence([region])
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_rtstruct_declaring_billions_of_points_is_refused(tmp_path: Path) -> None:
+    path = _rtstruct(tmp_path / "huge.dcm", [0, 0, 0, 10, 0, 0, 0, 10, 0], declared=2_000_000_000)
+    _refused(path, ResourceLimitError, "contour points")
+
+
+def test_rtstruct_contour_spanning_kilometres_is_refused_before_filling(tmp_path: Path) -> None:
+    """A triangle a million mm across would need a grid of 10^10 cells."""
+    path = _rtstruct(tmp_path / "vast.dcm", [0, 0, 0, 1e6, 0, 0, 0, 1e6, 0, 0, 0, 5, 1e6, 0, 5, 0, 1e6, 5])
+    _refused(path, ResourceLimitError, "voxels")
