@@ -40,7 +40,8 @@ async def servers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Signa
 
     async def start(port: int = 0, **options: Any) -> SignalingServer:
         options.setdefault("state_file", tmp_path / "signaling-state.json")
-        srv = SignalingServer(ServerConfig(secret=SECRET, port=port, mesh_limit=8, **options))
+        options.setdefault("mesh_limit", 8)
+        srv = SignalingServer(ServerConfig(secret=SECRET, port=port, **options))
         await srv.start()
         started.append(srv)
         return srv
@@ -255,6 +256,27 @@ async def test_server_without_index_file_and_newcomer_first_renumbers_and_mends(
     await _wait(lambda: _all_linked(room) and len({p.index for p in room}) == 3, 20.0)
     assert eve.index == 1 and alice.counters["index_reassigned"] == 1 and alice.index != 1
     assert bob.counters["index_conflicts"] >= 1  # signaling gave alice's old index to eve
+    for p in room:
+        p.config.ops_stop_at = time.time()
+    await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 15.0)
+
+
+async def test_relay_room_comes_back_through_the_new_relay(
+    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+) -> None:
+    """In a relay room the relay dies with the server: after the restart everyone offers to the new relay, keeps
+    its index, and the states agree again with every op of the outage's ends."""
+    first = await servers(mesh_limit=1)
+    room = [await people(first.url, "alice", "surgeon"), await people(first.url, "bob")]
+    await _wait(lambda: all(p.topology == "relay" and p.link_set.open_links() for p in room), 20.0)
+    await asyncio.sleep(1.0)
+    indices = [p.index for p in room]
+    await first.stop()
+    second = await servers(port=first.port, mesh_limit=1)
+    await _wait(lambda: all(p.outages.since is None for p in room), 20.0)
+    await _wait(lambda: second.rooms["ward"].relay is not None
+                and all(p.topology == "relay" and p.link_set.open_links() for p in room), 20.0)
+    assert [p.index for p in room] == indices
     for p in room:
         p.config.ops_stop_at = time.time()
     await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 15.0)
