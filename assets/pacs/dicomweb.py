@@ -51,14 +51,21 @@ _PLAIN = frozenset(string.ascii_letters + string.digits + "-._~!$'(),/:;@*?")
 
 
 def query_value(value: str) -> str:
-    """``value`` for a QIDO-RS query string: every other character becomes the ``?`` wildcard.
+    """``value`` for a QIDO-RS query string: other ASCII characters become the ``?`` wildcard, and
+    runs of other characters ``*``.
 
     Why: requests percent-encodes ``^`` (the PN component separator), spaces and non-ASCII letters,
     as RFC 3986 wants, but Orthanc's DICOMweb plugin (1.7, Debian 12) matches query values without
     decoding them, so ``PatientName=Doe%5EJane`` found nothing where ``Doe^Jane`` is stored. A ``?``
-    matches the same character on every server; ``matches`` then drops what the wider pattern let in.
+    matches the same character on every server, a ``*`` a letter that UTF-8 makes several bytes (a
+    server may match ``?`` against one byte); ``matches`` then drops what the wider pattern let in.
     """
-    return "".join(c if c in _PLAIN else "?" for c in value)
+    out: list[str] = []
+    for c in value:
+        wide = "*" if not c.isascii() else c if c in _PLAIN else "?"
+        if not (wide == "*" and out and out[-1] == "*"):
+            out.append(wide)
+    return "".join(out)
 
 
 def matches(pattern: str, value: str) -> bool:

@@ -171,7 +171,6 @@ class DimseClient:
         ae = _application_entity(s.calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = s.timeout
         ae.connection_timeout = s.timeout
-        ae.maximum_pdu_size = 0  # unlimited: a slice in one PDU
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, list(syntaxes))
         assoc = ae.associate(s.host, s.port, ae_title=s.called_aet, ext_neg=[build_role(c, scp_role=True) for c in roles],
@@ -183,9 +182,12 @@ class DimseClient:
             raise self._unreachable(what, aborted=assoc.is_aborted)
         try:
             yield assoc
-        finally:
-            if assoc.is_established:
-                assoc.release()
+        except BaseException:
+            if assoc.is_established:  # mid-operation: an orderly release would wait for the PACS to finish
+                assoc.abort()
+            raise
+        if assoc.is_established:
+            assoc.release()
 
     def _refused(self, what: str) -> PacsError:
         s = self.server
@@ -220,6 +222,8 @@ class DimseClient:
             setattr(identifier, keyword, "")
         for keyword, value in query.filters().items():
             setattr(identifier, keyword, value)
+        if not all(v.isascii() for v in query.filters().values()):
+            identifier.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, for names beyond the default repertoire
         return self._find("C-FIND (studies)", identifier)
 
     def find_series(self, study_uid: str = "", series_uid: str = "", modality: str = "") -> list[Dataset]:
@@ -261,7 +265,6 @@ class DimseClient:
         s = self.server
         what = "C-MOVE"
         scp = _application_entity(s.calling_aet)
-        scp.maximum_pdu_size = 0
         scp.network_timeout = scp.dimse_timeout = scp.acse_timeout = s.timeout
         for abstract in STORAGE_CLASSES:
             scp.add_supported_context(abstract, list(TRANSFER_SYNTAXES))

@@ -5,8 +5,9 @@ with its storage in a temporary folder, HTTP basic authentication, and medverse'
 (``DicomModalities``) for C-FIND, C-GET and C-MOVE. It is filled with one study of a real CT head: the
 volume inside Debian's ``invesalius-examples`` ``Cranium.inv3``, downsampled to 54 axial slices of
 86 x 86 voxels and written as a DICOM series with a made-up identity (name, ID, birth date, accession
-number, institution, referring physician), plus a 4-slice scout series in the same study; uploaded
-through ``POST /instances``.
+number, institution, referring physician), plus a 4-slice scout series in the same study and one
+slice of another patient (a name beyond ASCII) in a study of its own; uploaded through
+``POST /instances``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ IDENTITY = {
     "StudyDate": "20260115",
     "StudyID": "STUDY7731",
 }
+#: A second patient, whose name is beyond ASCII (one slice, in a study of its own).
+OTHER_PATIENT = {**IDENTITY, "PatientName": "Müller^Jürgen", "PatientID": "MV-PACS-0815"}
 PASSWORD_ENV = "MEDVERSE_TEST_PACS_PASSWORD"
 WRONG_PASSWORD_ENV = "MEDVERSE_TEST_PACS_WRONG_PASSWORD"
 
@@ -68,7 +71,8 @@ class CtStudy:
         return [*self.identity.values(), "Quincy", self.study_uid, self.series_uid, self.scout_uid, *self.other_uids]
 
 
-def _slice(volume: np.ndarray, k: int, lps: np.ndarray, uids: dict[str, str], number: int, description: str) -> bytes:
+def _slice(volume: np.ndarray, k: int, lps: np.ndarray, uids: dict[str, str], number: int, description: str,
+           identity: dict[str, str] = IDENTITY) -> bytes:
     """One CT slice as a DICOM file: slice ``k`` of ``volume`` (HU), placed by the LPS affine ``lps``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -76,7 +80,8 @@ def _slice(volume: np.ndarray, k: int, lps: np.ndarray, uids: dict[str, str], nu
     ds.file_meta.MediaStorageSOPInstanceUID = uids["sop"]
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, uids["sop"]
-    for keyword, value in IDENTITY.items():
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8
+    for keyword, value in identity.items():
         setattr(ds, keyword, value)
     ds.PatientSex, ds.StudyTime = "F", "101500"
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uids["study"], uids["series"], uids["frame"]
@@ -117,6 +122,8 @@ def ct_study() -> CtStudy:
         sops.append(generate_uid())
         files.append(_slice(volume, k, lps, {"sop": sops[-1], "study": study, "series": scout, "frame": frame},
                             1, "Scout"))
+    other = {"sop": generate_uid(), "study": generate_uid(), "series": generate_uid(), "frame": generate_uid()}
+    files.append(_slice(volume, middle, lps, other, 1, "Axial", OTHER_PATIENT))  # another patient, another study
     inside = np.argwhere(volume >= BONE_HU)
     lo, hi = inside.min(0), inside.max(0)
     corners = np.array([[i, j, k, 1.0] for i in (lo[0], hi[0]) for j in (lo[1], hi[1]) for k in (lo[2], hi[2])])

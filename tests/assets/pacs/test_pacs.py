@@ -48,6 +48,15 @@ def test_find_by_patient_and_modality(server: str, pacs_config: Path, ct_study: 
 
 
 @pytest.mark.parametrize("server", PROTOCOLS)
+def test_find_a_name_beyond_ascii(server: str, pacs_config: Path) -> None:
+    """'Müller^J*' finds Jürgen Müller and nobody else (DICOMweb sends what HTTP would encode as
+    wildcards and filters the answers; DIMSE declares UTF-8)."""
+    found = find(resolve_server(server, pacs_config), StudyQuery(patient="Müller^J*"))
+    assert [(m.patient_name, m.patient_id, m.instances) for m in found] == [("Müller^Jürgen", "MV-PACS-0815", 1)]
+    assert find(resolve_server(server, pacs_config), StudyQuery(patient="Müllers*")) == []
+
+
+@pytest.mark.parametrize("server", PROTOCOLS)
 def test_find_by_patient_id_and_study_date_range(server: str, pacs_config: Path, ct_study: Any) -> None:
     """The patient ID with a date range around the study finds it; a range that misses it finds nothing."""
     pacs = resolve_server(server, pacs_config)
