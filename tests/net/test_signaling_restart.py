@@ -20,53 +20,48 @@ from typing import Any
 
 import pytest
 
-from net.participant import Participant, ParticipantConfig
+from net.participant import Participant
 from net.protocol import OpKind, StateOp
 from net.rooms import IndexFile, Room
 from net.signaling import ServerConfig, SignalingServer
 from net.signaling_client import Backoff, SignalingClient, SignalingRefusedError
 from net.tokens import issue_token
-from sessions.consult.scripted import ScriptedOps, procedural_poses
 
 pytestmark = pytest.mark.slow
 
-SECRET = b"restart-tests-secret-0123456789ab"
+Join = Callable[..., Awaitable[Participant]]
+Until = Callable[..., Awaitable[None]]
+Restart = Callable[[], Awaitable[SignalingServer]]
 
 
 @pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[SignalingServer]]]:
-    """``await servers(port=0)`` starts a server with the test's state file; all are stopped at the end."""
+def server_options(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """An index file (none for the tests named ``*forgot*``/``*without_index_file*``), mesh up to 8 (1: ``*relay*``)."""
+    name = request.node.name
+    forgetful = "forgot" in name or "without_index_file" in name
+    return {"mesh_limit": 1 if "relay" in name else 8, "state_file": None if forgetful else tmp_path / "rooms.json"}
+
+
+@pytest.fixture
+def participant_options() -> dict[str, Any]:
+    """Digests every 0.3 s, 10 ops and 30 poses a second."""
+    return {"report_interval_s": 0.3, "ops_rate_hz": 10.0, "pose_rate_hz": 30.0}
+
+
+@pytest.fixture
+async def restart(server: SignalingServer, server_options: dict[str, Any]) -> AsyncIterator[Restart]:
+    """``await restart()``: a new server on the test server's port, with its options and secret (stop that one first)."""
     started: list[SignalingServer] = []
 
-    async def start(port: int = 0, **options: Any) -> SignalingServer:
-        options.setdefault("state_file", tmp_path / "signaling-state.json")
-        options.setdefault("mesh_limit", 8)
-        srv = SignalingServer(ServerConfig(secret=SECRET, port=port, **options))
-        await srv.start()
-        started.append(srv)
-        return srv
+    async def start() -> SignalingServer:
+        again = SignalingServer(ServerConfig(secret=server.config.secret, port=server.port, **server_options))
+        await again.start()
+        started.append(again)
+        return again
 
     yield start
-    for srv in started:
-        await srv.stop()
-
-
-@pytest.fixture
-async def people() -> AsyncIterator[Callable[..., Awaitable[Participant]]]:
-    """``await people(url, name, role)``: a participant streaming scripted poses and 10 ops/s."""
-    started: list[Participant] = []
-
-    async def start(url: str, name: str, role: str = "expert", **config: Any) -> Participant:
-        token = issue_token(SECRET, "ward", name, role)
-        cfg = ParticipantConfig(**{"report_interval_s": 0.3, "ops_rate_hz": 10.0, "pose_rate_hz": 30.0, **config})
-        p = Participant(url, token, cfg, poses=procedural_poses, ops=ScriptedOps())
-        started.append(p)
-        await p.start()
-        return p
-
-    yield start
-    for p in started:
-        await p.stop()
+    for again in started:
+        await again.stop()
 
 
 def _all_linked(room: list[Participant]) -> bool:
@@ -78,33 +73,24 @@ def _lost_ops(room: list[Participant]) -> int:
     return sum(not q.state.has(p.index, seq) for p in room for q in room for seq in range(1, p.state.seq + 1))
 
 
-async def _wait(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition()`` holds (polled every 20 ms); fails after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, "condition not met in time"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
-
-
 async def test_restart_with_newcomer_keeps_indices_unique_and_state_whole(
-    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+    server: SignalingServer, join: Join, until: Until, restart: Restart
 ) -> None:
     """Restart under four participants, a newcomer first in: five distinct indices, links kept, one state, no op lost."""
-    first = await servers()
-    url, port = first.url, first.port
-    room = [await people(url, "alice", "surgeon")] + [await people(url, n) for n in ("bob", "cat", "dan")]
-    await _wait(lambda: _all_linked(room), 20.0)
+    room = [await join("alice", role="surgeon")] + [await join(n) for n in ("bob", "cat", "dan")]
+    await until(lambda: _all_linked(room), timeout=20.0)
     await asyncio.sleep(1.5)  # ops flow
     links_before = {p.name: dict(p.links) for p in room}
-    await first.stop()
+    await server.stop()
     await asyncio.sleep(1.0)  # the four notice and back off; their links carry on
     seq_at_restart = {p.name: p.state.seq for p in room}
-    second = await servers(port=port)
-    eve = await people(url, "eve")  # first in after the restart
+    second = await restart()
+    eve = await join("eve")  # first in after the restart
+    joined = time.monotonic()
     room.append(eve)
     assert len({p.index for p in room}) == 5, {p.name: p.index for p in room}
-    agreed_after = await _wait(lambda: _all_linked(room) and len({p.state.digest() for p in room}) == 1, 20.0)
+    await until(lambda: _all_linked(room) and len({p.state.digest() for p in room}) == 1, timeout=20.0)
+    agreed_after = time.monotonic() - joined
     for p in room[:4]:  # made ops while the server was away, over links that stayed up
         assert p.state.seq > seq_at_restart[p.name] - 5
         assert all(p.links[name] is link for name, link in links_before[p.name].items()), p.name
@@ -115,7 +101,7 @@ async def test_restart_with_newcomer_keeps_indices_unique_and_state_whole(
     # Stop making ops, let them settle, and check every op of everyone is everywhere.
     for p in room:
         p.config.ops_stop_at = time.time()
-    await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 10.0)
+    await until(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, timeout=10.0)
     assert eve.counters["unknown_participant"] == 0 and all(p.counters["ops_duplicate"] < 50 for p in room)
     print(f"restart with a newcomer: indices {sorted(p.index for p in room)}, digests agreed {agreed_after:.2f} s "
           f"after the newcomer joined, lost ops {_lost_ops(room)}")
@@ -190,25 +176,25 @@ def test_index_file_survives_a_restart_expires_and_shrugs_off_damage(tmp_path: P
     assert sum("unreadable" in r.message or "skipping" in r.message for r in caplog.records) == 3
 
 
-async def test_rejoin_claims_its_index_on_a_server_that_forgot_it(servers: Callable[..., Awaitable[SignalingServer]]) -> None:
+async def test_rejoin_claims_its_index_on_a_server_that_forgot_it(server: SignalingServer, restart: Restart) -> None:
     """Without an index file, a rejoin claiming its index gets it back and is announced as resumed; a newcomer
     after it gets a fresh index; a malformed claim is refused with 400, counted."""
-    first = await servers(state_file=None)
-    alice, bob = (SignalingClient(first.url, issue_token(SECRET, "ward", n, "expert")) for n in ("alice", "bob"))
+    secret = server.config.secret
+    alice, bob = (SignalingClient(server.url, issue_token(secret, "ward", n, "expert")) for n in ("alice", "bob"))
     await alice.connect()
     await bob.connect()
-    await first.stop()
-    second = await servers(port=first.port, state_file=None)
+    await server.stop()
+    second = await restart()
     bob.claim_index = 2
     assert (await bob.connect())["index"] == 2
     alice.claim_index = 1
     assert (await alice.connect())["index"] == 1
     assert (await bob.recv()) == {"type": "peer-joined", "resumed": True,
                                   "peer": {"participant": "alice", "index": 1, "name": "alice", "role": "expert"}}
-    eve = SignalingClient(second.url, issue_token(SECRET, "ward", "eve", "expert"))
+    eve = SignalingClient(second.url, issue_token(secret, "ward", "eve", "expert"))
     assert (await eve.connect())["index"] == 3
     assert second.counters["rejoined"] == 2
-    bad = SignalingClient(second.url, issue_token(SECRET, "ward", "fay", "expert"))
+    bad = SignalingClient(second.url, issue_token(secret, "ward", "fay", "expert"))
     bad.claim_index = 0
     with pytest.raises(SignalingRefusedError, match="index claim"):
         await bad.connect()
@@ -218,65 +204,62 @@ async def test_rejoin_claims_its_index_on_a_server_that_forgot_it(servers: Calla
 
 
 async def test_split_state_is_detected_reported_and_mended_from_the_surgeon(
-    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+    server: SignalingServer, join: Join, until: Until, restart: Restart
 ) -> None:
     """Two different ops under one id (what two participants on one index make): the digests differ at equal op
     counts; the expert counts and logs the split and adopts the surgeon's state (never the other way round), and the
     digests agree again."""
-    srv = await servers()
-    alice = await people(srv.url, "alice", "surgeon", ops_rate_hz=0.0)
-    bob = await people(srv.url, "bob", ops_rate_hz=0.0)
-    await _wait(lambda: _all_linked([alice, bob]) and bob.caught_up.is_set(), 20.0)
+    alice = await join("alice", role="surgeon", ops_rate_hz=0.0)
+    bob = await join("bob", ops_rate_hz=0.0)
+    await until(lambda: _all_linked([alice, bob]) and bob.caught_up.is_set(), timeout=20.0)
     for p, x in ((alice, 0.1), (bob, 0.2)):  # the same id, stamp and kind; different positions
         payload = {"id": "m9", "position": [x, 1.0, 0.0], "label": "apex", "structure": None}
         p.state.apply(StateOp(9, 1, 1, OpKind.LANDMARK_PLACE, payload, 0.0))
     assert alice.state.op_count == bob.state.op_count and alice.state.digest() != bob.state.digest()
-    await _wait(lambda: alice.state.digest() == bob.state.digest(), 10.0)
+    await until(lambda: alice.state.digest() == bob.state.digest(), timeout=10.0)
     assert bob.state.landmarks["m9"]["position"] == [0.1, 1.0, 0.0]  # the surgeon's
     assert bob.sync.splits.detected >= 1 and bob.sync.splits.adopted == 1 and alice.sync.splits.adopted == 0
-    await _wait(lambda: bob.report()["state_splits"]["resolved"] >= 1, 5.0)
+    await until(lambda: bob.report()["state_splits"]["resolved"] >= 1, timeout=5.0)
     assert 0 < bob.report()["state_splits"]["longest_s"] < 5.0
 
 
 async def test_server_without_index_file_and_newcomer_first_renumbers_and_mends(
-    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+    server: SignalingServer, join: Join, until: Until, restart: Restart
 ) -> None:
     """The fallback: a restart without the index file lets a newcomer take index 1 first; alice, claiming 1, is
     renumbered (and so is bob, whose 2 alice now holds), the others count the conflict, all link up again and
     end with one state holding every op."""
-    first = await servers(state_file=None)
-    alice = await people(first.url, "alice", "surgeon")
-    bob = await people(first.url, "bob")
-    await _wait(lambda: _all_linked([alice, bob]), 20.0)
+    alice = await join("alice", role="surgeon")
+    bob = await join("bob")
+    await until(lambda: _all_linked([alice, bob]), timeout=20.0)
     await asyncio.sleep(1.0)
-    await first.stop()
-    await servers(port=first.port, state_file=None)
-    eve = await people(first.url, "eve")
+    await server.stop()
+    await restart()
+    eve = await join("eve")
     room = [alice, bob, eve]
-    await _wait(lambda: _all_linked(room) and len({p.index for p in room}) == 3, 20.0)
+    await until(lambda: _all_linked(room) and len({p.index for p in room}) == 3, timeout=20.0)
     assert eve.index == 1 and alice.counters["index_reassigned"] == 1 and alice.index != 1
     assert bob.counters["index_conflicts"] >= 1  # signaling gave alice's old index to eve
     for p in room:
         p.config.ops_stop_at = time.time()
-    await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 15.0)
+    await until(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, timeout=15.0)
 
 
 async def test_relay_room_comes_back_through_the_new_relay(
-    servers: Callable[..., Awaitable[SignalingServer]], people: Callable[..., Awaitable[Participant]]
+    server: SignalingServer, join: Join, until: Until, restart: Restart
 ) -> None:
     """In a relay room the relay dies with the server: after the restart everyone offers to the new relay, keeps
     its index, and the states agree again with every op of the outage's ends."""
-    first = await servers(mesh_limit=1)
-    room = [await people(first.url, "alice", "surgeon"), await people(first.url, "bob")]
-    await _wait(lambda: all(p.topology == "relay" and p.link_set.open_links() for p in room), 20.0)
+    room = [await join("alice", role="surgeon"), await join("bob")]
+    await until(lambda: all(p.topology == "relay" and p.link_set.open_links() for p in room), timeout=20.0)
     await asyncio.sleep(1.0)
     indices = [p.index for p in room]
-    await first.stop()
-    second = await servers(port=first.port, mesh_limit=1)
-    await _wait(lambda: all(p.outages.since is None for p in room), 20.0)
-    await _wait(lambda: second.rooms["ward"].relay is not None
-                and all(p.topology == "relay" and p.link_set.open_links() for p in room), 20.0)
+    await server.stop()
+    second = await restart()
+    await until(lambda: all(p.outages.since is None for p in room), timeout=20.0)
+    await until(lambda: second.rooms["ward"].relay is not None
+                and all(p.topology == "relay" and p.link_set.open_links() for p in room), timeout=20.0)
     assert [p.index for p in room] == indices
     for p in room:
         p.config.ops_stop_at = time.time()
-    await _wait(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, 15.0)
+    await until(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, timeout=15.0)
