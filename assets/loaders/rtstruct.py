@@ -6,8 +6,9 @@ OpenCV), and the contours become surfaces here the way planning systems make the
 is a hole, as DICOM draws them), the filled planes are stacked at the spacing between them, and the
 stack becomes a surface by the label-map path (``assets.loaders.labels``: smoothed a little, cut at
 one half, so the surface closes half a slice beyond the first and last contour, as a voxelised
-structure does). The in-plane grid step is 1/128 of the region's extent, between 0.25 mm (small
-regions) and 2 mm (a body outline).
+structure does). The in-plane grid has 192 cells across the region's extent (a body outline at
+about 2.5 mm, an organ at under 1 mm), never finer than 0.25 mm, so a region costs about the same
+whatever its size.
 
 Contours must share one plane orientation per region (axial, sagittal, coronal or oblique); a
 region whose contours do not is skipped with a note, as are ``POINT`` and open contours (markers
@@ -36,9 +37,12 @@ log = logging.getLogger(__name__)
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 _CONTOUR_DATA = 0x30060050
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-#: Finest and coarsest in-plane grid step, mm; between them, 1/128 of the region's extent.
-_FINEST_MM, _COARSEST_MM = 0.25, 2.0
-_CELLS_ACROSS = 128
+#: The in-plane grid: this many cells across a region's extent, but no finer than this many mm.
+_CELLS_ACROSS, _FINEST_MM = 192, 0.25
+#: Depth given to a region contoured on one plane only, mm.
+_SINGLE_PLANE_MM = 1.0
+#: Largest extent a region may have, mm (what a body outline can measure).
+_MAX_EXTENT_MM = 3000.0
 #: Two contours closer than this along the normal lie on the same plane, mm.
 _SAME_PLANE_MM = 0.01
 
@@ -111,16 +115,23 @@ def _stack(contours: list[np.ndarray], path: Path, limits: Limits, notes: list[s
     depths = np.array([float(np.median(c @ normal)) for c in contours])
     planes = np.unique(np.round(depths / _SAME_PLANE_MM) * _SAME_PLANE_MM)
     gaps = np.diff(planes)
-    spacing = float(np.median(gaps)) if len(gaps) else _COARSEST_MM
+    spacing = float(np.median(gaps)) if len(gaps) else _SINGLE_PLANE_MM
+    if not len(gaps):
+        notes.append(f"{name}: one contour plane: a slab {_SINGLE_PLANE_MM:g} mm deep")
     if len(gaps) and gaps.max() > 1.1 * gaps.min():
         notes.append(f"{name}: contour planes {gaps.min():.3g} to {gaps.max():.3g} mm apart; {spacing:.3g} mm used")
     flat = [np.stack([c @ u, c @ v], axis=1) for c in contours]
     every = np.concatenate(flat)
     low, high = every.min(axis=0), every.max(axis=0)
-    step = float(np.clip(float((high - low).max()) / _CELLS_ACROSS, _FINEST_MM, _COARSEST_MM))
+    extent = max(float((high - low).max()), float(planes[-1] - planes[0]))
+    if extent > _MAX_EXTENT_MM:
+        raise UnreadableAssetError(path, f"{name}: its contours span {extent:,.0f} mm, more than a body measures")
+    step = max(float((high - low).max()) / _CELLS_ACROSS, _FINEST_MM)
     low -= 2 * step
     size = np.ceil((high + 2 * step - low) / step).astype(int) + 1
     slices = round((planes[-1] - planes[0]) / spacing) + 1 if len(planes) > 1 else 1
+    if slices > 4 * len(planes):  # a few tiny gaps among large ones: the planes are not a stack
+        raise UnreadableAssetError(path, f"{name}: its {len(planes)} contour planes are not evenly spaced")
     check_count(path, "voxels of a contour stack", int(slices * size[0] * size[1]), limits.max_voxels)
     volume = np.zeros((slices, int(size[0]), int(size[1])), dtype=np.uint8)
     for points, depth in zip(flat, depths, strict=True):

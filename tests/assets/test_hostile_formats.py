@@ -280,6 +280,6 @@ def test_rtstruct_declaring_billions_of_points_is_refused(tmp_path: Path) -> Non
 
 
 def test_rtstruct_contour_spanning_kilometres_is_refused_before_filling(tmp_path: Path) -> None:
-    """A triangle a million mm across would need a grid of 10^10 cells."""
+    """A triangle a kilometre across is not anatomy (and would need a grid of 10^12 cells at 1 mm)."""
     path = _rtstruct(tmp_path / "vast.dcm", [0, 0, 0, 1e6, 0, 0, 0, 1e6, 0, 0, 0, 5, 1e6, 0, 5, 0, 1e6, 5])
-    _refused(path, ResourceLimitError, "voxels")
+    _refused(path, UnreadableAssetError, "span")
