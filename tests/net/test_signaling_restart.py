@@ -82,8 +82,11 @@ async def test_restart_with_newcomer_keeps_indices_unique_and_state_whole(
     await asyncio.sleep(1.5)  # ops flow
     links_before = {p.name: dict(p.links) for p in room}
     await server.stop()
+    poses_at_stop = {p.name: p.counters["poses_applied"] for p in room}
     await asyncio.sleep(1.0)  # the four notice and back off; their links carry on
     seq_at_restart = {p.name: p.state.seq for p in room}
+    # 30 poses a second from each of three others for a second, while nobody could reach signaling
+    assert all(p.counters["poses_applied"] - poses_at_stop[p.name] > 30 for p in room), "poses stopped"
     second = await restart()
     eve = await join("eve")  # first in after the restart
     joined = time.monotonic()
