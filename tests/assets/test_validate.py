@@ -140,3 +140,67 @@ def test_validate_twin_names_the_structure_and_rejects_an_empty_twin(ball: Struc
         validate_twin(Twin("t", [ball, bad]))
     with pytest.raises(errors.EmptyMeshError):
         validate_twin(Twin("t", []))
+
+
+def test_winding_repair_settles_a_tie_consistently() -> None:
+    """Two triangles of a square, one flipped: one of the two is turned (either), never both or none."""
+    square = Structure("square", [[0, 0, 0], [0.01, 0, 0], [0.01, 0.01, 0], [0, 0.01, 0]], [[0, 1, 2], [0, 2, 3][::-1]])
+    assert "winding" in kinds(square)
+    fixed, report = repair(square)
+    assert "winding" not in kinds(fixed) and "flipped 1 faces" in report.actions[0]
+
+
+@pytest.fixture(scope="module")
+def invesalius_skull(tmp_path_factory: pytest.TempPathFactory) -> trimesh.Trimesh:
+    """The skull surface InVesalius made from the Cranium CT (surface_0.vtp in Debian's Cranium.inv3),
+    triangulated by VTK, in mm. Made by marching cubes on integer HU, it has vertices on grid points:
+    different vertices at one position, where thin sheets touch. No edge has more than two faces."""
+    import tarfile
+
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkFiltersCore import vtkTriangleFilter
+    from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
+
+    from assets.skull import SOURCE
+
+    folder = tmp_path_factory.mktemp("inv3")
+    with tarfile.open(SOURCE) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("surface_0.vtp"))
+        (folder / "surface_0.vtp").write_bytes(archive.extractfile(member).read())  # type: ignore[union-attr]
+    reader = vtkXMLPolyDataReader()
+    reader.SetFileName(str(folder / "surface_0.vtp"))
+    triangles = vtkTriangleFilter()
+    triangles.SetInputConnection(reader.GetOutputPort())
+    triangles.Update()
+    polydata = triangles.GetOutput()
+    vertices = numpy_support.vtk_to_numpy(polydata.GetPoints().GetData()).astype(np.float64)
+    faces = numpy_support.vtk_to_numpy(polydata.GetPolys().GetConnectivityArray()).reshape(-1, 3)
+    # A 10 mm slab of the skull base (a tenth of the skull) holds one of the places where sheets
+    # touch, and keeps the four imports below quick.
+    inside = ((vertices[faces, 2] > 22.0) & (vertices[faces, 2] < 32.0)).all(axis=1)
+    used, kept = np.unique(faces[inside], return_inverse=True)
+    return trimesh.Trimesh(vertices[used], kept.reshape(-1, 3), process=False)
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".stl", ".obj", ".glb"])
+def test_a_valid_skull_is_imported_without_new_non_manifold_edges(tmp_path: Path, suffix: str,
+                                                                  invesalius_skull: trimesh.Trimesh) -> None:
+    """InVesalius' skull written as PLY, STL, OBJ and GLB imports: merging vertices at identical
+    positions used to join its touching sheets into 8 edges of four faces, and import refused it."""
+    from assets.loaders import load
+    from assets.twin import GLTF_FROM_TWIN
+
+    mesh = invesalius_skull.copy()
+    source = Structure("skull", mesh.vertices / 1000.0, mesh.faces)
+    assert "non-manifold" not in kinds(source)
+    plain = np.unique(source.vertices, axis=0, return_inverse=True)[1].reshape(-1)
+    assert "non-manifold" in kinds(Structure("merged", source.vertices, plain[source.faces]))  # the old merge
+    if suffix == ".glb":
+        mesh.vertices = mesh.vertices @ GLTF_FROM_TWIN.T / 1000.0
+    path = tmp_path / f"skull{suffix}"
+    mesh.export(path)
+    twin = load(path, units=None if suffix == ".glb" else "mm")
+    (skull,) = twin.structures
+    assert not {p.kind for p in check(skull)} & {"non-manifold", "winding", "degenerate", "duplicate"}
+    assert skull.triangle_count > 0.98 * len(mesh.faces)  # only faces of zero area went
+    np.testing.assert_allclose(twin.bounds(), source.bounds(), atol=1e-6)
