@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -147,10 +148,14 @@ class DimseClient:
     def _fail(self, error: type[PacsError], message: str) -> PacsError:
         return error(self.server.name, message)
 
-    def _unreachable(self, what: str, aborted: bool) -> PacsError:
-        """Why no association: nothing listening (the socket says why; pynetdicom reports a refused
-        connection as an abort), an abort, or a port that never answered."""
+    def _unreachable(self, what: str, aborted: bool, timed_out: bool) -> PacsError:
+        """Why no association: no answer in time (pynetdicom then aborts, and says so), nothing
+        listening (the socket says why; pynetdicom reports a refused connection as an abort too), or the
+        PACS's abort."""
         s = self.server
+        if timed_out:
+            return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port} within "
+                              f"{s.timeout:g} s (is it a DICOM port, and does the PACS answer?)")
         try:
             with socket.create_connection((s.host, s.port), timeout=min(s.timeout, 5.0)):
                 pass
@@ -159,8 +164,7 @@ class DimseClient:
             return self._fail(PacsConnectionError, f"{what}: cannot connect to {s.host}:{s.port} ({reason})")
         if aborted:
             return self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request")
-        return self._fail(PacsConnectionError, f"{what}: {s.host}:{s.port} accepted the connection but no association "
-                          f"within {s.timeout:g} s (is it a DICOM port?)")
+        return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port}")
 
     @contextmanager
     def _association(self, what: str, contexts: Sequence[tuple[str, Sequence[str]]], roles: tuple[str, ...] = (),
@@ -173,13 +177,15 @@ class DimseClient:
         ae.connection_timeout = s.timeout
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, list(syntaxes))
+        start = time.monotonic()
         assoc = ae.associate(s.host, s.port, ae_title=s.called_aet, ext_neg=[build_role(c, scp_role=True) for c in roles],
                              evt_handlers=handlers or [])
+        waited = time.monotonic() - start
         if assoc.is_rejected:
             raise self._fail(PacsAuthError, f"{what}: the PACS rejected the association (called AE title "
                              f"{s.called_aet!r}, calling AE title {s.calling_aet!r}: does it know both?)")
         if not assoc.is_established:
-            raise self._unreachable(what, aborted=assoc.is_aborted)
+            raise self._unreachable(what, aborted=assoc.is_aborted, timed_out=waited >= 0.9 * s.timeout)
         try:
             yield assoc
         except BaseException:

@@ -6,6 +6,7 @@ the CT study built from ``Cranium.inv3``).
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -165,3 +166,21 @@ def test_unknown_series_is_not_found(server: str, pacs_config: Path, tmp_path: P
     with pytest.raises(PacsNotFoundError, match=r"no series with UID 2\.25\.1234"):
         retrieve_series(resolve_server(server, pacs_config), tmp_path / "out", series_uid="2.25.1234")
     assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_pacs_that_never_answers_times_out_in_one_line(protocol: str) -> None:
+    """A port that accepts connections and never answers (a hung PACS): one line once the configured
+    timeout has passed, saying that no answer came."""
+    from assets.pacs import PacsServer
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        where = ({"url": f"http://127.0.0.1:{port}/dicom-web"} if protocol == "web"
+                 else {"host": "127.0.0.1", "port": port, "called_aet": "PACS"})
+        start = time.perf_counter()
+        with pytest.raises(PacsConnectionError, match=r"no (answer|association) .*within 1 s") as caught:
+            find(PacsServer(name="hung", timeout=1, **where), StudyQuery(patient="Doe*"))
+    assert "\n" not in str(caught.value) and 0.9 < time.perf_counter() - start < 4.0
