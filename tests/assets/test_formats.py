@@ -9,6 +9,7 @@ mricron-data, and pydicom's test files. Bounds are checked in mm against the vox
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import nilearn
@@ -426,45 +427,9 @@ def test_dicom_seg_gives_one_named_coloured_coded_structure_per_segment(
     assert twin.metadata["PatientIdentityRemoved"] == "YES" and "PatientName" not in twin.metadata
 
 
-def _rtstruct(series: list[pydicom.Dataset], regions: list[tuple[str, tuple[int, int, int], list[np.ndarray]]]
-              ) -> pydicom.Dataset:
-    """An RT Structure Set as planning systems write one: one ROI per region, CLOSED_PLANAR contours."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "RTSTRUCT"
-    ds.PatientName, ds.PatientID, ds.StructureSetLabel = "Doe^John", "12345678", "head"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = series[0].StudyInstanceUID, generate_uid()
-    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = Sequence(), Sequence(), Sequence()
-    for number, (name, colour, contours) in enumerate(regions, start=1):
-        roi = Dataset()
-        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, series[0].FrameOfReferenceUID
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
-        ds.StructureSetROISequence.append(roi)
-        region = Dataset()
-        region.ReferencedROINumber, region.ROIDisplayColor = number, list(colour)
-        region.ContourSequence = Sequence()
-        for points in contours:
-            item = Dataset()
-            item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", len(points)
-            item.ContourData = [round(float(v), 4) for v in points.ravel()]
-            region.ContourSequence.append(item)
-        ds.ROIContourSequence.append(region)
-        observation = Dataset()
-        observation.ObservationNumber, observation.ReferencedROINumber, observation.RTROIInterpretedType = number, number, "ORGAN"
-        ds.RTROIObservationsSequence.append(observation)
-    return ds
-
-
 def test_rtstruct_contours_of_the_ct_head_become_closed_surfaces(
-        tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset]) -> None:
+        tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset],
+        write_rtstruct: Callable[..., Path]) -> None:
     """The head outline and the bone of 12 CT slices, contoured slice by slice (bone with its holes:
     the inner contours) and written as an RTSTRUCT: each region becomes a surface whose bounds match
     its voxels in RAS, named and coloured; the patient's name does not come through."""
@@ -482,8 +447,7 @@ def test_rtstruct_contours_of_the_ct_head_become_closed_surfaces(
                 index = np.column_stack([np.full(len(line), k), line - 1.0, np.ones(len(line))])  # (slice, row, col, 1)
                 contours.append((index @ lps.T)[:, :3])
         regions.append((name, colour, contours))
-    path = tmp_path / "structures.dcm"
-    _rtstruct(ct_series, regions).save_as(path, enforce_file_format=True)
+    path = write_rtstruct(tmp_path / "structures.dcm", regions, frame_of_reference=ct_series[0].FrameOfReferenceUID)
     twin = load(path)
     assert twin.provenance["format"] == "rtstruct"
     assert [s.name for s in twin.structures] == ["Head", "Bone"]

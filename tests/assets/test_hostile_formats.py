@@ -8,8 +8,10 @@ import gzip
 import os
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assets.errors import AssetError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
@@ -251,35 +253,15 @@ def test_dicom_seg_with_fewer_bytes_than_its_frames_need_is_refused(tmp_path: Pa
 # ------------------------------------------------------------------------------------------- RTSTRUCT
 
 
-def _rtstruct(path: Path, points: list[float], declared: int | None = None) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "RTSTRUCT"
-    roi, region, contour = Dataset(), Dataset(), Dataset()
-    roi.ROINumber, roi.ROIName = 1, "target"
-    contour.ContourGeometricType = "CLOSED_PLANAR"
-    contour.NumberOfContourPoints = declared if declared is not None else len(points) // 3
-    contour.ContourData = points
-    region.ReferencedROINumber, region.ContourSequence = 1, Sequence([contour])
-    ds.StructureSetROISequence, ds.ROIContourSequence = Sequence([roi]), Sequence([region])
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def test_rtstruct_declaring_billions_of_points_is_refused(tmp_path: Path) -> None:
-    path = _rtstruct(tmp_path / "huge.dcm", [0, 0, 0, 10, 0, 0, 0, 10, 0], declared=2_000_000_000)
+def test_rtstruct_declaring_billions_of_points_is_refused(tmp_path: Path, write_rtstruct: Callable[..., Path]) -> None:
+    triangle = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0]], dtype=float)
+    path = write_rtstruct(tmp_path / "huge.dcm", [("target", (255, 0, 0), [triangle])], declared=2_000_000_000)
     _refused(path, ResourceLimitError, "contour points")
 
 
-def test_rtstruct_contour_spanning_kilometres_is_refused_before_filling(tmp_path: Path) -> None:
+def test_rtstruct_contour_spanning_kilometres_is_refused_before_filling(tmp_path: Path,
+                                                                       write_rtstruct: Callable[..., Path]) -> None:
     """A triangle a kilometre across is not anatomy (and would need a grid of 10^12 cells at 1 mm)."""
-    path = _rtstruct(tmp_path / "vast.dcm", [0, 0, 0, 1e6, 0, 0, 0, 1e6, 0, 0, 0, 5, 1e6, 0, 5, 0, 1e6, 5])
+    vast = np.array([[0, 0, 0], [1e6, 0, 0], [0, 1e6, 0]])
+    path = write_rtstruct(tmp_path / "vast.dcm", [("target", (255, 0, 0), [vast, vast + [0, 0, 5]])])
     _refused(path, UnreadableAssetError, "span")
