@@ -33,6 +33,7 @@ from net.relay import DEFAULT_POSE_BUDGET_HZ, DEFAULT_POSE_SUBTICKS
 from net.seats import append_revocation, revocation_path
 from net.signaling import ServerConfig, ServerConfigError, SignalingServer, server_ssl_context
 from net.signaling_client import RoomTwin, SignalingError
+from net.tls import TlsError, client_ssl, machine_tls_names, self_signed
 from net.tokens import DEFAULT_TTL_S, ROLES, SecretError, TokenError, issue_token, load_secret, verify_token
 from sessions.recording.format import RecordingError
 
@@ -54,6 +55,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     JoinArgumentError,
     EventLoopError,
     RecordingError,
+    TlsError,
 )
 
 
@@ -77,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.add_argument("--port", type=int, default=8443, help="TCP port, 0 for any free one (default %(default)s)")
     serve.add_argument("--cert", help="TLS certificate chain (PEM); with --key serves HTTPS/WSS")
     serve.add_argument("--key", help="TLS private key (PEM)")
+    serve.add_argument("--tls-self-signed", action="store_true",
+                       help="serve HTTPS/WSS with a self-signed certificate for this machine's names (made beside the "
+                       "secret file, reused while valid; its fingerprint is printed; clients use join --ca-file)")
     serve.add_argument("--secret-file",
                        help="file holding the token secret (default: $MEDVERSE_SECRET, else $MEDVERSE_HOME/consult.secret)")
     serve.add_argument("--mesh-limit", type=int, default=4,
@@ -146,6 +151,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--clock-offset", type=float, default=0.0,
                       help="seconds added to this participant's clock (tests clock sync)")
     join.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate (testing only)")
+    join.add_argument("--ca-file", help="trust this CA or certificate file (PEM) for the server's TLS, e.g. the one "
+                      "'serve --tls-self-signed' printed")
     join.add_argument("--liveness-timeout", type=float, default=12.0, metavar="S",
                       help="a mesh link silent this long is closed and rebuilt through signaling; 0 never "
                       "(default %(default)s)")
@@ -180,7 +187,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _serve(args: argparse.Namespace) -> int:
     if bool(args.cert) != bool(args.key):
         raise ServerConfigError("give both --cert and --key for TLS, or neither")
+    if args.tls_self_signed and args.cert:
+        raise ServerConfigError("give --cert/--key or --tls-self-signed, not both")
     secret, where = load_secret(args.secret_file)
+    names: list[str] = []
+    tls_line = ""
+    if args.tls_self_signed:
+        names = machine_tls_names(args.host)
+        cert, key, print_ = self_signed(revocation_path(where).parent, names)
+        args.cert, args.key = str(cert), str(key)
+        tls_line = f"medverse consult: TLS certificate {cert} (self-signed, SHA-256 {print_}) for {', '.join(names)}"
     config = ServerConfig(
         secret=secret,
         host=args.host,
@@ -194,9 +210,10 @@ def _serve(args: argparse.Namespace) -> int:
         revocation_file=Path(args.revocation_file) if args.revocation_file else revocation_path(where),
         allowed_origins=tuple(args.allow_origin),
         state_file=_state_file(args, where),
+        server_names=tuple(names),
     )
     server = SignalingServer(config)
-    run_on_loop(lambda: _run_server(server, where), args.loop)
+    run_on_loop(lambda: _run_server(server, where, tls_line), args.loop)
     return 0
 
 
@@ -219,7 +236,7 @@ def _server_twin(text: str) -> RoomTwin:
     return announced(load_twin(text))
 
 
-async def _run_server(server: SignalingServer, secret_source: str) -> None:
+async def _run_server(server: SignalingServer, secret_source: str, tls_line: str = "") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -228,6 +245,8 @@ async def _run_server(server: SignalingServer, secret_source: str) -> None:
     # One line on stdout with the bound URL: scripts (and tests) started with --port 0 read it.
     print(f"medverse consult: serving on {server.url} (token secret from {secret_source}; "
           f"event loop {running_loop_name()})", flush=True)
+    if tls_line:
+        print(tls_line, flush=True)
     try:
         await stop.wait()
     finally:
@@ -307,7 +326,7 @@ def _join(args: argparse.Namespace) -> int:
             return join_rendered(args, config, clock, duration)
         except JoinError as exc:
             raise JoinArgumentError(str(exc)) from None
-    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None,
+    participant = Participant(args.server, args.token, config, clock=clock, ssl=client_ssl(args.ca_file, args.insecure),
                               poses=procedural_poses, ops=ScriptedOps())
     if args.record:
         report = run_on_loop(lambda: _run_recorded(participant, duration, args.record, getattr(args, "twin", None)), args.loop)

@@ -37,6 +37,7 @@ from typing import Any
 
 from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
+from net.tls import client_ssl
 from sessions.consult.bridge import workspace_view
 from sessions.consult.network import FrameRoom, NetThread
 from sessions.consult.room import (
@@ -67,7 +68,7 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
         raise JoinError("--width, --height and --rate must be positive and --every >= 0")
     # poses go out once a frame, from the frame loop; the participant's own pose loop stays off
     config = dataclasses.replace(config, pose_rate_hz=0.0, ops_rate_hz=0.0)
-    participant = Participant(args.server, args.token, config, clock=clock, ssl=False if args.insecure else None)
+    participant = Participant(args.server, args.token, config, clock=clock, ssl=client_ssl(args.ca_file, args.insecure))
     net = NetThread(participant, getattr(args, "loop", "auto"))
     recorder = None
     if args.record:
