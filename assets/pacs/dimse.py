@@ -82,7 +82,7 @@ class _QuickAckSocket:
 
     Why: a PACS that writes a C-STORE request's command and data set as two PDUs without TCP_NODELAY
     (Orthanc does) sends the second only once the first is acknowledged, and Linux delays that
-    acknowledgement by 40 ms: 54 CT slices took 2.6 s by C-GET, 0.27 s with this.
+    acknowledgement by up to 40 ms: 54 CT slices of 33 kB took 3.2 s by C-GET or C-MOVE, 0.7 s with this.
     """
 
     def __init__(self, sock: socket.socket) -> None:
