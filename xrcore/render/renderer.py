@@ -8,7 +8,9 @@ What it draws
     drawn as a flat lit surface facing out of it), instanced markers: landmarks, annotation strokes,
     avatars' heads, hands and pointer rays and the session's overlay, and text labels (avatars'
     names, landmark texts, the selected structure's name, the session's panels and readouts) as
-    head-facing billboards after all geometry, alpha-blended, in one instanced draw.
+    head-facing billboards after all geometry, alpha-blended, in one instanced draw: over the resolved
+    (single-sampled) image when they are drawn on top of everything, as they are by default (no depth
+    needed there, and a quarter of the samples to blend at 4x MSAA), else into the multisampled one.
 
 Who does what
     :mod:`~xrcore.render.frame` the GL-free maths (eye matrices, levels of detail, placement, draw
@@ -293,6 +295,10 @@ class Renderer:
         transparent = far_first(transparent, g.centers, transform.model, mid_eye)
         markers = marker_records(scene, transform.model)
         labels = self._labels.prepare(scene.labels(), views) if scene.show_labels else 0
+        # Labels drawn over everything need no depth, so they go over the resolved image, one sample a
+        # pixel: their plates and glyphs have smooth edges of their own, and blending them into 4x MSAA
+        # samples cost a software rasteriser as much as a tenth of the frame.
+        late_labels = bool(labels) and scene.label_style.on_top and self.samples > 1
         twin.begin(view_proj, eye_pos, transform)
         for eye in passes:
             if eye is not None:
@@ -303,13 +309,21 @@ class Renderer:
                 twin.draw_transparent(transparent, levels)
             if markers is not None:
                 self._markers.draw(markers, view_proj, eye_pos, eye)
-            if labels:
+            if labels and not late_labels:
                 self._labels.draw(scene, view_proj, eye)
-        # CPU time stops before the resolve: on a GPU the blit is only queued, but llvmpipe runs it on
-        # this thread after waiting for its rasteriser, which is GPU time, not the frame's CPU cost
-        # (nor the waits for a software rasteriser to draw older batches: see TwinPass._draw_opaque)
-        self.stats.record_cpu((time.perf_counter() - t0 - twin.waited_s) * 1000.0)
+        # CPU time leaves out the resolve: on a GPU the blit is only queued, but llvmpipe runs it on this
+        # thread after waiting for its rasteriser, which is GPU time, not the frame's CPU cost (nor the
+        # waits for a software rasteriser to draw older batches: see TwinPass._draw_opaque)
+        cpu_s = time.perf_counter() - t0 - twin.waited_s
         self._targets.resolve()
+        if late_labels:
+            t1 = time.perf_counter()
+            for eye in passes:
+                self._targets.bind_resolved(eye)
+                self._labels.draw(scene, view_proj, eye)
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+            cpu_s += time.perf_counter() - t1
+        self.stats.record_cpu(cpu_s * 1000.0)
         self._timers.end(query)
         self._errors.check("frame")
         self.frame_index += 1

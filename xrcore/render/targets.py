@@ -88,6 +88,16 @@ class RenderTargets:
         else:
             GL.glFramebufferTexture(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self._color, 0)
             GL.glFramebufferTexture(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_STENCIL_ATTACHMENT, self._depth, 0)
+        # the resolved layers as one framebuffer, colour only: what is drawn after the resolve (labels)
+        self._fbo_resolved_stereo = self._fbo_stereo
+        if s > 1:
+            self._fbo_resolved_stereo = int(GL.glGenFramebuffers(1))
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_resolved_stereo)
+            if stereo == "multiview":
+                glFramebufferTextureMultiviewOVR(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self.resolved, 0, 0, 2)
+                GL.glGetError()
+            else:
+                GL.glFramebufferTexture(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, self.resolved, 0)
         self._fbo_eye = [int(f) for f in np.atleast_1d(GL.glGenFramebuffers(2))]
         self._fbo_resolved = [int(f) for f in np.atleast_1d(GL.glGenFramebuffers(2))]
         for eye in (0, 1):
@@ -124,6 +134,14 @@ class RenderTargets:
         (to the current clear colour), depth and stencil."""
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo if eye is None else self._fbo_eye[eye])
         GL.glClear(_CLEAR_BITS)
+
+    def bind_resolved(self, eye: int | None) -> None:
+        """Bind the resolved (single-sampled) colour of ``eye`` (None: both layers) to draw over it after
+        :meth:`resolve`: there is no depth buffer there. Without MSAA it is the frame's own target."""
+        if self.samples <= 1:
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo if eye is None else self._fbo_eye[eye])
+            return
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_resolved_stereo if eye is None else self._fbo_resolved[eye])
 
     def resolve(self) -> None:
         """Resolve the multisampled layers into the single-sampled array (nothing to do without MSAA).
@@ -227,6 +245,7 @@ class RenderTargets:
 
     def delete(self) -> None:
         """Delete the framebuffers and textures (the context must be current)."""
-        GL.glDeleteFramebuffers(5, [self._fbo_stereo, *self._fbo_eye, *self._fbo_resolved])
+        fbos = {self._fbo_stereo, self._fbo_resolved_stereo, *self._fbo_eye, *self._fbo_resolved}
+        GL.glDeleteFramebuffers(len(fbos), list(fbos))
         textures = {self._color, self._depth, self.resolved}
         GL.glDeleteTextures(len(textures), list(textures))
