@@ -7,6 +7,7 @@ import gzip
 import json
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -142,8 +143,12 @@ def test_nifti_declaring_more_voxels_than_allowed_is_refused(tmp_path: Path) -> 
 
 # ------------------------------------------------------------------------------------------------ fuzz
 
-#: Mutants per seed file; six seed files make the 1,000+ the issue asks for per run.
-MUTANTS_PER_SEED = 180
+#: Mutants per seed file; thirteen seed files make the 1,000+ the issue asks for per run.
+MUTANTS_PER_SEED = 78
+#: Seeds, each named by the end of its file name: meshes, GIFTI, a CT slice, and the imaging formats of
+#: issue 17 (NRRD, a Slicer segmentation, MetaImage, legacy and XML VTK, DICOM SEG and RTSTRUCT).
+SEED_NAMES = [".glb", ".stl", ".ply", ".obj", ".gii", ".dcm", ".nrrd", ".seg.nrrd", ".mha", ".vtk", ".vtp",
+              "-seg.dcm", "-rtstruct.dcm"]
 
 
 def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -172,9 +177,11 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory, small_mesh: trimesh.Trimesh) -> dict[str, bytes]:
-    """Small real files of every mesh format, the same surface as ASCII GIFTI (so mutations reach the
-    numbers, not only a checksum) and a real DICOM slice."""
+def seeds(tmp_path_factory: pytest.TempPathFactory, small_mesh: trimesh.Trimesh,
+          write_rtstruct: Callable[..., Path]) -> dict[str, bytes]:
+    """Small real files of every mesh format, the same surface as ASCII GIFTI and VTK (so mutations
+    reach the numbers, not only a checksum), a real DICOM slice, and the imaging formats made from
+    real data (``_imaging_seeds``)."""
     out = {f".{kind}": small_mesh.export(file_type=kind) for kind in ("stl", "ply", "obj")}
     out = {k: v.encode() if isinstance(v, str) else v for k, v in out.items()}
     metres = small_mesh.copy()
@@ -190,11 +197,82 @@ def seeds(tmp_path_factory: pytest.TempPathFactory, small_mesh: trimesh.Trimesh)
     nib.save(gifti, folder / "seed.gii")
     out[".gii"] = (folder / "seed.gii").read_bytes()
     out[".dcm"] = (DICOM_FILES / "CT_small.dcm").read_bytes()
+    out.update(_imaging_seeds(folder, small_mesh, write_rtstruct))
+    assert sorted(out) == sorted(SEED_NAMES)
+    return out
+
+
+def _imaging_seeds(folder: Path, small_mesh: trimesh.Trimesh, write_rtstruct: Callable[..., Path]) -> dict[str, bytes]:
+    """Uncompressed, small files (so a mutant reaches the header and the values): a 12 x 32 x 32 crop
+    of the Cranium CT (maxilla and nasal cavity) as NRRD, MetaImage and a two-segment Slicer
+    segmentation; the CT_small surface as ASCII VTK; a DICOM SEG and an RTSTRUCT of CT_small's bone."""
+    import highdicom as hd
+    import metaimageio
+    import nrrd
+    from pydicom.sr.codedict import codes
+    from skimage import measure
+    from vtkmodules.vtkIOLegacy import vtkPolyDataWriter
+    from vtkmodules.vtkIOXML import vtkXMLPolyDataWriter
+
+    from assets.loaders.inv3 import read_inv3
+    from assets.skull import SOURCE
+
+    volume = read_inv3(SOURCE)
+    crop = volume.data[20:32, 100:132, 100:132].astype(np.int16)
+    affine = volume.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ [20.0, 100.0, 100.0] + affine[:3, 3]
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    geometry = {"space": "left-posterior-superior", "space directions": lps[:3, :3].T, "space origin": lps[:3, 3],
+                "encoding": "raw"}
+    nrrd.write(str(folder / "seed.nrrd"), crop, geometry)
+    labels = np.where(crop >= 226, 1, np.where(crop > -300, 2, 0)).astype(np.uint8)
+    segments = {"Segment0_Name": "bone", "Segment0_Color": "0.9 0.85 0.7", "Segment0_LabelValue": "1",
+                "Segment0_Layer": "0", "Segment1_Name": "soft tissue", "Segment1_Color": "0.8 0.4 0.3",
+                "Segment1_LabelValue": "2", "Segment1_Layer": "0"}
+    nrrd.write(str(folder / "seed.seg.nrrd"), labels, {**geometry, **segments})
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    metaimageio.write(folder / "seed.mha", crop.transpose(2, 1, 0), ElementSpacing=spacing,
+                      TransformMatrix=lps[:3, :3] / spacing, Offset=lps[:3, 3], Modality="MET_MOD_CT")
+    out = {suffix: (folder / f"seed{suffix}").read_bytes() for suffix in (".nrrd", ".seg.nrrd", ".mha")}
+    # VTK: the CT_small surface, ASCII legacy and ASCII XML, written by VTK itself
+    reader_input = trimesh.Trimesh(small_mesh.vertices, small_mesh.faces, process=False)
+    reader_input.export(folder / "seed.ply")
+    from vtkmodules.vtkIOPLY import vtkPLYReader
+
+    ply = vtkPLYReader()
+    ply.SetFileName(str(folder / "seed.ply"))
+    ply.Update()
+    legacy = vtkPolyDataWriter()
+    legacy.SetFileTypeToASCII()
+    xml = vtkXMLPolyDataWriter()
+    xml.SetDataModeToAscii()
+    for writer, suffix in ((legacy, ".vtk"), (xml, ".vtp")):
+        writer.SetFileName(str(folder / f"seed{suffix}"))
+        writer.SetInputData(ply.GetOutput())
+        assert writer.Write() == 1
+        out[suffix] = (folder / f"seed{suffix}").read_bytes()
+    # DICOM SEG and RTSTRUCT of the bone in CT_small (300 HU and above)
+    ct = pydicom.dcmread(DICOM_FILES / "CT_small.dcm")
+    bone = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept) >= 300
+    description = hd.seg.SegmentDescription(1, "bone", codes.SCT.Tissue, codes.SCT.Bone,
+                                            hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+                                            display_color=hd.color.CIELabColor.from_rgb(230, 220, 180))
+    seg = hd.seg.Segmentation([ct], bone[np.newaxis], hd.seg.SegmentationTypeValues.BINARY, [description],
+                              pydicom.uid.generate_uid(), 2, pydicom.uid.generate_uid(), 1, "medverse", "tests", "1", "1")
+    seg.save_as(folder / "seed-seg.dcm")
+    out["-seg.dcm"] = (folder / "seed-seg.dcm").read_bytes()
+    origin = np.array([float(v) for v in ct.ImagePositionPatient])
+    row_step, col_step = (float(v) for v in ct.PixelSpacing)
+    contours = [origin + np.column_stack([line[:, 1] * col_step, line[:, 0] * row_step, np.zeros(len(line))])
+                for line in measure.find_contours(np.pad(bone, 1).astype(np.float32), 0.5)]
+    planes = [contours, [c + [0.0, 0.0, 2.0] for c in contours]]  # the slice and a copy 2 mm above it
+    out["-rtstruct.dcm"] = write_rtstruct(folder / "seed-rtstruct.dcm",
+                                          [("bone", (230, 220, 180), planes[0] + planes[1])]).read_bytes()
     return out
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about each broken element it skips
-@pytest.mark.parametrize("suffix", [".glb", ".stl", ".ply", ".obj", ".gii", ".dcm"])
+@pytest.mark.parametrize("suffix", SEED_NAMES)
 @pytest.mark.slow
 @pytest.mark.latency
 def test_fuzzed_real_files_load_validly_or_raise_asset_error(tmp_path: Path, seeds: dict[str, bytes],
