@@ -59,6 +59,10 @@ class Member:
         Latest stats report sent by the participant.
     report_at : float or None
         Unix time that report arrived, seconds.
+    resumed : bool
+        This connection continues the participant's presence: it claimed the index the room gives it
+        and nobody was told it left (a rejoin after a server restart, or one that replaced a connection
+        the server still held). Its peers keep their links to it (docs/signaling.md).
     """
 
     participant: str
@@ -69,6 +73,7 @@ class Member:
     connection: Any = None
     report: dict[str, Any] | None = None
     report_at: float | None = None
+    resumed: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The peer description sent in ``welcome`` and ``peer-joined`` messages."""
@@ -102,6 +107,8 @@ class Room:
     _indices: dict[str, int] = field(default_factory=dict)
     #: Called after a new participant -> index entry is made (the server saves its index file then).
     on_assign: Callable[[], None] | None = None
+    # Participants whose leaving was announced (peer-left) and who have not joined again since.
+    _departed: set[str] = field(default_factory=set)
 
     @property
     def relay_id(self) -> str | None:
@@ -165,14 +172,17 @@ class Room:
         replaced = self.members.get(participant)
         if replaced is None and len(self.members) >= self.max_participants:
             raise RoomError(f"room {self.name!r} is full ({self.max_participants} participants)")
+        index = self.index_for(participant, claim)
         member = Member(
             participant=participant,
-            index=self.index_for(participant, claim),
+            index=index,
             name=name,
             role=role,
             connected_at=time.time() if now is None else now,
             connection=connection,
+            resumed=claim == index and participant not in self._departed,
         )
+        self._departed.discard(participant)
         self.members[participant] = member
         switched = self.topology == "mesh" and len(self.members) > self.mesh_limit
         if switched:
@@ -185,6 +195,7 @@ class Room:
         if self.members.get(member.participant) is not member:
             return False
         del self.members[member.participant]
+        self._departed.add(member.participant)
         return True
 
     def others(self, participant: str) -> list[Member]:
@@ -203,6 +214,7 @@ class Room:
             "peers": [m.describe() for m in self.others(member.participant)],
             "topology": self.topology,
             "relay": self.relay_id,
+            **({"resumed": True} if member.resumed else {}),
         }
 
 

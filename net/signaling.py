@@ -712,11 +712,14 @@ class SignalingServer:
         conn.session = self.seats.open(claims, now) if conn.resuming is None else self.seats.resume(conn.resuming)
         log.info("room %s: %s joined as %s (index %d, %s)", room.name, member.participant, member.role, member.index,
                  "new session" if conn.resuming is None else "resumed session")
+        # A rejoin that kept its index and was not announced as gone keeps its peer connections.
+        resumed = member.resumed
         if replaced is not None:
             self.counters["replaced"] += 1
             log.info("room %s: %s reconnected; closing the old connection", room.name, member.participant)
             self._spawn(replaced.connection.ws.close(code=CLOSE_REPLACED, message=b"replaced by a newer connection"))
-            self._broadcast(room, {"type": "peer-left", "participant": member.participant}, exclude=member.participant)
+            if not resumed:  # it did not leave: its peers keep their links to it
+                self._broadcast(room, {"type": "peer-left", "participant": member.participant}, exclude=member.participant)
             self._spawn(self._relay_peer_left(room, member.participant))
         if switched:
             self._open_relay(room)
@@ -730,11 +733,9 @@ class SignalingServer:
         self._enqueue(conn, welcome)
         if named:
             self._broadcast(room, {"type": "twin", "twin": _twin_message(conn.twin)}, exclude=member.participant)
-        # A rejoin that kept its index (after a server restart, say) kept its peer connections too.
-        resumed = conn.claim is not None and conn.claim == member.index
         if resumed:
             self.counters["rejoined"] += 1
-        elif conn.claim is not None:
+        elif conn.claim is not None and conn.claim != member.index:
             self.counters["index_claims_refused"] += 1
             log.info("room %s: %s claimed index %d, held by another; given %d",
                      room.name, member.participant, conn.claim, member.index)

@@ -317,8 +317,7 @@ class Participant:
         self.client.claim_index = self.index
         welcome = await self.client.connect()
         index = int(welcome["index"])
-        renumbered = index != self.index
-        if renumbered:
+        if index != self.index:
             # Someone else holds ours (a server restarted without its index file let a newcomer in first):
             # our next ops go under the new index; a split this leaves is mended through the digests.
             self.counters["index_reassigned"] += 1
@@ -326,10 +325,10 @@ class Participant:
             self.index = index
             self.sync.renumbered(index)
         topology = str(welcome["topology"])
-        # The relay runs inside the server: after a restart it is a new one, and a topology change
-        # replaces every connection anyway. Renumbered, we are a newcomer to the others (peer-joined
-        # without "resumed": they drop their links to us), so we offer to everyone afresh.
-        rebuild = renumbered or topology == "relay" or topology != self.topology
+        # Not "resumed" (renumbered, or the others were told we left): they drop their links to us and
+        # wait for our offers, as for a newcomer. The relay runs inside the server: after a restart it
+        # is a new one. And a topology change replaces every connection anyway.
+        rebuild = welcome.get("resumed") is not True or topology == "relay" or topology != self.topology
         self.roster.set_topology(topology)
         for peer in welcome["peers"]:
             self.roster.remember(peer)

@@ -160,6 +160,18 @@ def test_room_adopts_a_free_claimed_index_and_refuses_a_taken_one() -> None:
     assert room.admit("cat", "C", "expert", None, claim=0)[0].index == 4  # 0 is the relay's: not adoptable
 
 
+def test_a_rejoin_is_resumed_only_if_its_leaving_was_not_announced() -> None:
+    """Claiming one's own index resumes (peers keep their links) unless the room saw the participant leave."""
+    room = Room("ward", mesh_limit=8, max_participants=8)
+    first, _, _ = room.admit("bob", "B", "expert", "socket-1")
+    assert not first.resumed and "resumed" not in room.welcome(first)
+    again, replaced, _ = room.admit("bob", "B", "expert", "socket-2", claim=1)  # its old socket still held
+    assert again.resumed and replaced is first and room.welcome(again)["resumed"] is True
+    assert room.remove(again)  # its socket closed: the others are told it left
+    back, _, _ = room.admit("bob", "B", "expert", "socket-3", claim=1)
+    assert back.index == 1 and not back.resumed
+
+
 def test_index_file_survives_a_restart_expires_and_shrugs_off_damage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Tables written by one IndexFile are read by the next; old, dropped, damaged or repeated ones are not."""
     path = tmp_path / "rooms.json"
@@ -266,3 +278,21 @@ async def test_relay_room_comes_back_through_the_new_relay(
     for p in room:
         p.config.ops_stop_at = time.time()
     await until(lambda: len({p.state.digest() for p in room}) == 1 and _lost_ops(room) == 0, timeout=15.0)
+
+
+async def test_signaling_reconnect_after_an_announced_leave_rebuilds_the_links(
+    server: SignalingServer, join: Join, until: Until
+) -> None:
+    """bob's signaling socket closes while the server stays up: alice hears peer-left and drops her link; bob's
+    rejoin is not resumed, so he offers again, and ops flow both ways once more."""
+    alice = await join("alice", role="surgeon")
+    bob = await join("bob")
+    await until(lambda: _all_linked([alice, bob]))
+    old = bob.links["alice"]
+    assert bob.client._ws is not None
+    await bob.client._ws.close()  # the server sees it leave and tells alice
+    await until(lambda: bob.outages.count == 1 and bob.outages.since is None)
+    await until(lambda: _all_linked([alice, bob]) and bob.links["alice"] is not old)
+    made = alice.state.seq
+    await until(lambda: bob.state.has(alice.index, made + 5) and alice.state.has(bob.index, bob.state.seq))
+    assert server.counters["rejoined"] == 0 and bob.report()["signaling"]["outages"] == 1
