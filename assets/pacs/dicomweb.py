@@ -131,12 +131,14 @@ class DicomWebClient:
             detail = (str(exc).splitlines() or [""])[0][:160]
             raise PacsRequestError(name, f"{what}: malformed answer from {url} ({type(exc).__name__}: {detail})") from None
 
-    def _qido(self, resource: str, filters: dict[str, str], keys: tuple[str, ...]) -> list[Dataset]:
+    def _qido(self, resource: str, filters: dict[str, str], keys: tuple[str, ...], limit: int = 0) -> list[Dataset]:
         """A QIDO-RS search of ``resource`` (``studies``, ``studies/UID/series``, ``series``).
 
         Text values go as ``query_value`` makes them and the answers are filtered by the values as given.
         """
         pairs = [*((k, query_value(v)) for k, v in filters.items()), *(("includefield", key) for key in keys)]
+        if limit:
+            pairs.append(("limit", str(limit)))
         query = "&".join(f"{k}={v}" for k, v in pairs)
         response = self._session.get(f"{self.server.url.rstrip('/')}/{resource}?{query}", timeout=self.server.timeout,
                                      headers={"Accept": "application/dicom+json", **self._headers})
@@ -152,7 +154,8 @@ class DicomWebClient:
 
     def find_studies(self, query: StudyQuery) -> list[Dataset]:
         with self._errors("QIDO-RS study search"):
-            return self._qido("studies", query.filters(), STUDY_KEYS)
+            # One more than the limit, so that the caller can tell that more match.
+            return self._qido("studies", query.filters(), STUDY_KEYS, query.limit + 1 if query.limit else 0)
 
     def find_series(self, study_uid: str = "", series_uid: str = "", modality: str = "") -> list[Dataset]:
         filters = {k: v for k, v in (("SeriesInstanceUID", series_uid), ("Modality", modality)) if v}

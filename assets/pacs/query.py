@@ -8,6 +8,7 @@ result.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +25,8 @@ STUDY_KEYS = ("StudyInstanceUID", "PatientName", "PatientID", "PatientBirthDate"
 SERIES_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
                "NumberOfSeriesRelatedInstances")
 
+log = logging.getLogger(__name__)
+
 _DATE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
@@ -36,7 +39,7 @@ class StudyQuery:
     ``patient``: Patient's Name, ``*`` and ``?`` wildcards allowed (``Doe*``); ``patient_id``: Patient ID;
     ``modality``: a modality in the study (CT, MR, ...), also used to keep only its series;
     ``study_date``: ``YYYYMMDD``, or a range ``YYYYMMDD-YYYYMMDD`` (either end may be left open);
-    ``study_uid``: one study.
+    ``study_uid``: one study; ``limit``: the most studies to list (0: no limit).
     """
 
     patient: str = ""
@@ -44,8 +47,11 @@ class StudyQuery:
     modality: str = ""
     study_date: str = ""
     study_uid: str = ""
+    limit: int = 0
 
     def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise PacsQueryError("", f"limit {self.limit} is negative (0 lists every study)")
         if self.study_date and not (_DATE.match(self.study_date) and self.study_date != "-"):
             raise PacsQueryError("", f"study date {self.study_date!r} is not YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
         if self.modality and not _MODALITY.match(self.modality):
@@ -142,8 +148,14 @@ class PacsClient(Protocol):
 
 
 def iter_matches(client: PacsClient, query: StudyQuery) -> Iterator[SeriesMatch]:
-    """Every series of every study matching ``query`` (of ``query.modality`` only, when given)."""
-    for study in client.find_studies(query):
+    """Every series of every study matching ``query`` (of ``query.modality`` only, when given); of the
+    first ``query.limit`` studies only, with a warning, when more match."""
+    studies = client.find_studies(query)
+    if query.limit and len(studies) > query.limit:
+        log.warning("more than %d studies match: the first %d are listed (narrow the search, or raise the limit)",
+                    query.limit, query.limit)
+        studies = studies[: query.limit]
+    for study in studies:
         uid = _text(study, "StudyInstanceUID")
         if not uid:
             continue

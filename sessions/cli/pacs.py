@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--modality", default="", type=str.upper, metavar="CODE", help="a modality in the study: CT, MR, PT ...")
     p.add_argument("--study-date", default="", metavar="DATE", help="YYYYMMDD, or a range YYYYMMDD-YYYYMMDD")
     p.add_argument("--study", default="", metavar="UID", help="one study, by Study Instance UID")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="list the series of the first N studies "
+                   "that match, with a warning when more do (default %(default)s; 0: every study)")
     p.add_argument("--json", action="store_true", help="print the matches as a JSON array")
     p.set_defaults(func=_find)
 
@@ -94,7 +96,7 @@ def _find(args: argparse.Namespace) -> int:
     from assets.pacs import StudyQuery, find, resolve_server  # noqa: PLC0415 - PACS code only for PACS commands
 
     query = StudyQuery(patient=args.patient, patient_id=args.patient_id, modality=args.modality,
-                       study_date=args.study_date, study_uid=args.study)
+                       study_date=args.study_date, study_uid=args.study, limit=args.limit)
     server = resolve_server(args.pacs, args.config)
     matches = find(server, query)
     if args.json:

@@ -58,6 +58,19 @@ def test_find_a_name_beyond_ascii(server: str, pacs_config: Path) -> None:
 
 
 @pytest.mark.parametrize("server", PROTOCOLS)
+def test_a_search_lists_at_most_limit_studies_and_says_so(server: str, pacs_config: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """With two studies on the PACS, limit 1 lists the series of one of them and warns that more match."""
+    pacs = resolve_server(server, pacs_config)
+    assert len({m.study_uid for m in find(pacs, StudyQuery())}) == 2 and not caplog.records
+    with caplog.at_level("WARNING"):
+        limited = find(pacs, StudyQuery(limit=1))
+    assert len({m.study_uid for m in limited}) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "more than 1 studies match: the first 1 are listed (narrow the search, or raise the limit)"]
+
+
+@pytest.mark.parametrize("server", PROTOCOLS)
 def test_find_by_patient_id_and_study_date_range(server: str, pacs_config: Path, ct_study: Any) -> None:
     """The patient ID with a date range around the study finds it; a range that misses it finds nothing."""
     pacs = resolve_server(server, pacs_config)
