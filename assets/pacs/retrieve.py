@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +98,13 @@ def choose_series(client: PacsClient, server: PacsServer, study_uid: str = "", s
         if not found:
             raise PacsNotFoundError(server.name, f"no series with UID {series_uid}"
                                     + (f" in study {study_uid}" if study_uid else ""))
-        return series_match(Dataset(), found[0])
+        match = series_match(Dataset(), found[0])
+        if not match.study_uid:
+            match = replace(match, study_uid=study_uid)
+        if not match.study_uid:
+            raise PacsNotFoundError(server.name, f"the PACS did not say which study series {series_uid} belongs to: "
+                                    "give its study UID too")
+        return match
     candidates = [series_match(Dataset(), s) for s in client.find_series(study_uid=study_uid)]
     if not candidates:
         raise PacsNotFoundError(server.name, f"no study with UID {study_uid} (or it has no series)")
