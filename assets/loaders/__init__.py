@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from assets import regions
 from assets import units as units_mod
 from assets import validate as validation
-from assets.errors import AssetError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
+from assets.errors import AssetError, EmptyMeshError, ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
 from assets.loaders import formats
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, read_source
-from assets.twin import Structure, Twin
+from assets.twin import UNIT_SCALE, Structure, Twin
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ def neutral_name(kind: str, modality: str, sha256: str) -> str:
 
 
 def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Limits,
-          provenance: dict[str, Any], labels: Path | None = None) -> tuple[list[Structure], str | None, dict[str, str]]:
+          provenance: dict[str, Any], labels: Path | None = None,
+          keep: regions.Keep | None = None) -> tuple[list[Structure], str | None, dict[str, str]]:
     """Structures in source units, the unit the file states (None: unknown) and imaging metadata."""
     if kind in formats.STRUCTURES or labels is not None:
         provenance["versions"] = _package_versions(*formats.LIBRARIES.get(kind, ()))
@@ -158,7 +160,14 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
         vol = formats.read_volume(path, kind, limits)
     else:
         vol = volumes.read_nifti(path, limits) if kind == "nifti" else volumes.read_dicom(path, limits)
+    volumes.detect_modality(vol)
     level = volumes.default_threshold(vol, path) if threshold is None else float(threshold)
+    if keep is not None:
+        voxel_mm3 = abs(float(np.linalg.det(vol.affine[:3, :3]))) * (UNIT_SCALE.get(vol.units or "mm", 1e-3) * 1e3) ** 3
+        vol.data, counts = regions.keep_voxels(vol.data, level, voxel_mm3, keep)
+        if counts["kept"] == 0:
+            raise EmptyMeshError(path, f"no region above the threshold measures {keep.describe()}")
+        provenance["keep"] = {"rule": keep.describe(), "by": "voxel regions", **counts}
     vertices, faces = volumes.surface(vol, level, path)
     check_count(path, "surface triangles", len(faces), limits.max_faces)
     provenance.update(threshold=level, threshold_units="HU" if vol.modality == "CT" else "intensity",
@@ -167,6 +176,21 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
     if vol.modality:
         provenance["modality"] = vol.modality
     return [Structure(stem, vertices.astype(np.float32), faces.astype(np.int32))], vol.units, vol.metadata
+
+
+def _keep_pieces(structures: list[Structure], keep: regions.Keep, source: Path,
+                 provenance: dict[str, Any]) -> list[Structure]:
+    """Each structure with only the pieces ``keep`` selects; structures left with none are dropped."""
+    kept, total = [], {"regions": 0, "kept": 0}
+    for structure in structures:
+        piece, counts = regions.keep_pieces(structure, keep)
+        total = {k: total[k] + counts[k] for k in total}
+        if piece.triangle_count:
+            kept.append(piece)
+    if not kept:
+        raise EmptyMeshError(source, f"no piece of the surface measures {keep.describe()}")
+    provenance["keep"] = {"rule": keep.describe(), "by": "mesh pieces", **total}
+    return kept
 
 
 def _smooth(structure: Structure, iterations: int) -> Structure:
@@ -209,8 +233,8 @@ def _repair_all(structures: list[Structure], source: Path, actions: list[str]) -
 
 def load(path: str | Path, *, name: str | None = None, units: str | None = None, threshold: float | None = None,
          smooth_iterations: int = 0, decimate_to: int | None = None, repair: bool = True,
-         check: bool = True, labels: str | Path | None = None, limits: Limits = DEFAULT_LIMITS,
-         progress: Progress | None = None) -> Twin:
+         check: bool = True, labels: str | Path | None = None, keep: regions.Keep | None = None,
+         limits: Limits = DEFAULT_LIMITS, progress: Progress | None = None) -> Twin:
     """Load a mesh, surface, volume or DICOM series into a twin in metres.
 
     Parameters
@@ -220,7 +244,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         file name, which is patient data as often as not.
     units : unit of the file's coordinates (``"mm"``, ``"m"``, ...), overriding what the format states
         or what the extent suggests.
-    threshold : iso-value for volumes (HU for CT); default 300 HU for CT, Otsu's threshold otherwise.
+    threshold : iso-value for volumes (HU for CT); default 300 HU for CT (stated by DICOM, or detected
+        from the values' Hounsfield range), Otsu's threshold otherwise (MR).
     smooth_iterations : Taubin smoothing passes (volume-derived surfaces are stair-stepped).
     decimate_to : simplify to about this many triangles in total.
     repair : repair each structure (``assets.validate.repair``) and validate the result; without it
@@ -230,6 +255,9 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
     labels : a colour table (3D Slicer ``.ctbl``, FreeSurfer LUT, ITK-SNAP label file) naming the values
         of a label-map volume (NIfTI, NRRD, MetaImage): one named, coloured structure per label
         instead of one threshold surface (``assets.loaders.labels``).
+    keep : which connected pieces to keep (``assets.regions.Keep``: the largest, the N largest, or
+        those of at least a volume), to drop a CT's headrest and specks; volumes are judged by their
+        voxel regions before marching cubes, meshes by their pieces after repair.
     limits : resource guards (``assets.loaders.limits.Limits``).
     progress : called with a stage name and a fraction 0..1.
 
@@ -249,10 +277,11 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
                                       "options": {"units": units, "threshold": threshold,
                                                   "smooth_iterations": smooth_iterations,
                                                   "decimate_to": decimate_to, "repair": repair,
-                                                  "labels": labels is not None}}
+                                                  "labels": labels is not None,
+                                                  "keep": keep.describe() if keep is not None else None}}
         report(f"reading {source.name}", 0.0)
         structures, stated, metadata = _read(source, kind, STRUCTURE_NAME, threshold, limits, provenance,
-                                             None if labels is None else Path(labels))
+                                             None if labels is None else Path(labels), keep)
         report("converting units", 0.4)
         all_vertices = np.concatenate([s.vertices for s in structures])
         unit, detected = units_mod.resolve_units(units or stated, all_vertices, str(source))
@@ -261,6 +290,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
         if repair:
             report("repairing", 0.5)
             structures = _repair_all(structures, source, actions)
+        if keep is not None and "keep" not in provenance:
+            structures = _keep_pieces(structures, keep, source, provenance)
         if smooth_iterations > 0:
             report("smoothing", 0.6)
             structures = [_smooth(s, smooth_iterations) for s in structures]

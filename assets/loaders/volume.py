@@ -47,8 +47,29 @@ class Volume:
     notes: list[str] = field(default_factory=list)
 
 
+def looks_like_ct(data: np.ndarray) -> bool:
+    """True when values read as Hounsfield units: air (at most -900 HU) in at least 1% of the voxels,
+    nothing below the -3,100 HU that scanners pad with, and bone (300 HU or more) present. MR and PET
+    intensities are not negative; a CT saved as NIfTI or NRRD keeps its HU but loses its modality."""
+    step = max(1, data.size // 2_000_000)
+    sample = data.reshape(-1)[::step]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return False
+    low, high = float(sample.min()), float(sample.max())
+    return low >= -3100.0 and high >= CT_BONE_HU and float((sample <= -900.0).mean()) >= 0.01
+
+
+def detect_modality(volume: Volume) -> None:
+    """Name a volume without a stated modality CT when its values are Hounsfield units (noted)."""
+    if not volume.modality and looks_like_ct(volume.data):
+        volume.modality = "CT"
+        volume.notes.append("CT detected from the Hounsfield range of the values (air at -1000 HU, bone)")
+
+
 def default_threshold(volume: Volume, source: str | Path | None = None) -> float:
-    """``CT_BONE_HU`` for CT, else Otsu's threshold of the non-background voxels."""
+    """``CT_BONE_HU`` for CT (stated, or detected by ``detect_modality``), else Otsu's threshold of the
+    non-background voxels (MR and the rest)."""
     if volume.modality == "CT":
         return CT_BONE_HU
     from skimage.filters import threshold_otsu  # noqa: PLC0415 - scikit-image only for volumes

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from assets.errors import AssetError
 from assets.library import Library
+from assets.regions import Keep
 from assets.twin import Twin
 from assets.validate import check, is_watertight
 from sessions.cli.pacs import add_import_arguments, import_from_pacs
@@ -90,8 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--units", choices=("m", "cm", "mm", "um"), help="unit of the file's coordinates "
                    "(default: what the format states, else detected from the size)")
     p.add_argument("--threshold", type=float, help="iso-value for volumes (HU for CT; default 300 HU for CT, "
-                   "Otsu otherwise)")
-    p.add_argument("--smooth", type=int, metavar="N", help="Taubin smoothing passes for volumes")
+                   "as DICOM states or the values' Hounsfield range shows, Otsu otherwise, e.g. MR)")
+    p.add_argument("--keep", nargs="+", metavar="RULE", help="connected pieces to keep: 'largest', a number N "
+                   "(the N largest) or 'min-volume MM3' (pieces of at least MM3 cubic mm): drops a CT's headrest "
+                   "and specks")
+    p.add_argument("--smooth", type=int, metavar="N", help="N passes of Taubin smoothing (keeps the volume, "
+                   "unlike plain averaging): softens the voxel steps of a volume's surface")
     p.add_argument("--decimate", type=int, metavar="TRIANGLES", help="simplify to about this many triangles")
     p.add_argument("--labels", type=Path, metavar="TABLE", help="colour table (Slicer .ctbl, FreeSurfer LUT, "
                    "ITK-SNAP label file) naming a label-map volume's values: one structure per label")
@@ -147,8 +152,12 @@ def _build(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     library = Library()
+    try:
+        keep = Keep.parse(args.keep) if args.keep else None
+    except ValueError as exc:
+        raise AssetError(None, f"--keep: {exc}") from None
     options = {"units": args.units, "threshold": args.threshold, "smooth_iterations": args.smooth,
-               "decimate_to": args.decimate, "labels": args.labels}
+               "decimate_to": args.decimate, "labels": args.labels, "keep": keep}
     # Only the options the user gave: None means "not given"; 0 is a value (--threshold 0 is water in HU).
     given = {k: v for k, v in options.items() if v is not None}
     if args.pacs is not None or args.study or args.series:
