@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 USER_ERRORS: tuple[type[BaseException], ...] = (AssetError,)
 
+#: A search's table has ten columns, two of them UIDs: on a pipe or a log draw it 200 columns wide.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
@@ -113,7 +115,8 @@ def _find(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_from_pacs(args: argparse.Namespace, library: Library, progress: Any, options: dict[str, Any]) -> Twin:
+def import_from_pacs(args: argparse.Namespace, library: Library, progress: Callable[[str, float], None],
+                     options: dict[str, Any]) -> Twin:
     """``twin import --pacs``: retrieve ``--study`` or ``--series`` de-identified and import it into ``library``."""
     from assets.pacs import PacsQueryError, import_series, resolve_server  # noqa: PLC0415
 
