@@ -306,7 +306,12 @@ class DimseClient:
             raise self._fail(PacsAuthError, f"{what}: the PACS does not know the move destination "
                              f"{self.server.calling_aet!r} (register it with host and move_port {self.server.move_port})")
         if code not in (0x0000, 0xB000):
-            raise self._status(what, final)
+            failure = self._status(what, final)
+            if what == "C-MOVE" and receiver.count == 0:
+                s = self.server
+                raise self._fail(PacsRequestError, f"{failure.message}; nothing reached medverse on port {s.move_port}: "
+                                 f"does the PACS map {s.calling_aet!r} to this machine and that port?")
+            raise failure
         if receiver.count == 0 and completed == 0:
             raise self._fail(PacsNotFoundError, f"{what}: the PACS has no such series (nothing was sent)")
         if failed:

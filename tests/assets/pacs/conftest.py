@@ -255,6 +255,16 @@ move_host = "127.0.0.1"
 move_port = {orthanc.move_port}
 timeout = 10
 
+[pacs.move-elsewhere]
+host = "127.0.0.1"
+port = {orthanc.dicom_port}
+called_aet = "{orthanc.aet}"
+calling_aet = "{orthanc.calling_aet}"
+retrieve = "move"
+move_host = "127.0.0.1"
+move_port = {free_port()}
+timeout = 10
+
 [pacs.dimse-unknown-ae]
 host = "127.0.0.1"
 port = {orthanc.dicom_port}

@@ -22,6 +22,7 @@ from assets.pacs import (
     PacsAuthError,
     PacsConnectionError,
     PacsNotFoundError,
+    PacsRequestError,
     StudyQuery,
     find,
     import_series,
@@ -162,6 +163,15 @@ def test_unknown_calling_ae_title_is_one_line(pacs_config: Path, ct_study: Any) 
     assert "\n" not in str(caught.value)
     with pytest.raises(PacsAuthError, match="'STRANGER'"):
         retrieve_series(pacs, Path(tempfile.mkdtemp()), study_uid=ct_study.study_uid, series_uid=ct_study.series_uid)
+
+
+def test_a_move_destination_the_pacs_cannot_reach_is_explained(pacs_config: Path, ct_study: Any, tmp_path: Path) -> None:
+    """C-MOVE while medverse listens on another port than the PACS sends to: the PACS's failure, and
+    what to check, in one line."""
+    with pytest.raises(PacsRequestError, match=r"C-MOVE failed: status 0x.*does the PACS map 'MEDVERSE' to this "
+                       r"machine and that port\?") as caught:
+        retrieve_series(resolve_server("move-elsewhere", pacs_config), tmp_path, series_uid=ct_study.series_uid)
+    assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("server", ["web-down", "dimse-down"])
