@@ -11,15 +11,24 @@
   :data:`net.roles.STATS_SCOPE` lets read them (a surgeon its own room, an instructor every room).
 - **Versions**: no response names the software or its version (``Server: medverse``, and ``/health``
   has no version field).
+- **Logs**: the access log records paths, never query strings (``?token=``); a malformed HTTP request
+  is one counted line naming the problem's kind, never a traceback quoting the request.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp.web_response
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from net.limits import QuietLog
 
 #: What the ``Server`` header says: the product, never a version.
 SERVER_HEADER = "medverse"
@@ -73,3 +82,29 @@ def origin_allowed(origin: str | None, *, scheme: str, port: int, names: frozens
     except ValueError:
         return False
     return parts.scheme == scheme and origin_port == port and (parts.hostname or "") in names
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """Access log without query strings: ``?token=`` must never reach a log file."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
+
+
+class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's per-connection logger: a malformed HTTP request (an oversized header, say) is one counted
+    line naming the problem's kind, not a traceback quoting the request (and the token in it)."""
+
+    def __init__(self, counters: MutableMapping[str, int], quiet: QuietLog) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.counters = counters
+        self.quiet = quiet
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self.counters["malformed_http"] += 1
+            self.quiet.info("malformed-http", f"refused a malformed HTTP request from {args[0] if args else '?'}: "
+                           f"{type(exc).__name__} ({exc.code})")
+            return
+        super().log(level, msg, *args, **kwargs)

@@ -13,10 +13,14 @@ the first surgeon who joins announcing one (``?twin=NAME&twin_sha256=HASH``) nam
 room when it gets named. The server stores and passes the strings; participants compare content.
 
 Hostile input never stops the server: every malformed, oversized, binary, unknown, spoofed or
-over-rate message is dropped, answered with an ``error`` message and counted in ``/stats``. Client
-messages are checked by the pure function :func:`parse_client_message` (which the fuzz tests drive);
-besides the schema it refuses NaN/Infinity (not JSON to a browser) and nesting deeper than
-:data:`MAX_NESTING`.
+over-rate message is dropped, answered with an ``error`` message and counted in ``/stats``. This
+module wires the jobs together; each has its own owner:
+
+- :mod:`net.signaling_messages`: the client message schema (one pure function, fuzzed);
+- :mod:`net.seats`: a token exchanged once for a session, resume tickets, revocation;
+- :mod:`net.limits`: rate limits per identity and address, back-off, connection caps, timeouts;
+- :mod:`net.access`: the Origin check, who reads ``/stats``, what the logs and headers show;
+- :mod:`net.rooms`: presence, indices and topology, free of any transport.
 """
 
 from __future__ import annotations
@@ -34,16 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
 
-from net.access import hide_versions, machine_names, origin_allowed
+from net.access import PathOnlyAccessLogger, ServerLog, hide_versions, machine_names, origin_allowed
 from net.errors import NetError
 from net.limits import ConnectionGuard, LimitBook, Limits, QuietLog
 from net.roles import STATS_SCOPE
 from net.rooms import MAX_INDEX, IndexFile, Member, Room, RoomError
 from net.seats import RESUME_HEADER, RevocationList, SeatBook, SeatError, Session, issue_ticket, verify_ticket
 from net.signaling_client import RoomTwin, SignalingError
+from net.signaling_messages import SignalingMessageError, parse_client_message
 from net.tokens import RELAY_ID, TokenClaims, TokenError, TokenExpiredError, verify_token
 
 log = logging.getLogger(__name__)
@@ -210,132 +213,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-class _PathOnlyAccessLogger(AbstractAccessLogger):
-    """Access log without query strings: ``?token=`` must never reach a log file."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
-
-
-class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """aiohttp's per-connection logger: a malformed HTTP request (an oversized header, say) is one counted
-    line naming the problem's kind, not a traceback quoting the request (and the token in it)."""
-
-    def __init__(self, counters: Counter[str], quiet: QuietLog) -> None:
-        super().__init__(logging.getLogger("aiohttp.server"), {})
-        self.counters = counters
-        self.quiet = quiet
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info")
-        if isinstance(exc, HttpProcessingError):
-            self.counters["malformed_http"] += 1
-            self.quiet.info("malformed-http", f"refused a malformed HTTP request from {args[0] if args else '?'}: "
-                           f"{type(exc).__name__} ({exc.code})")
-            return
-        super().log(level, msg, *args, **kwargs)
-
-
-class SignalingMessageError(NetError):
-    """A client's signaling message breaks the schema; ``counter`` names the ``/stats`` counter it goes to.
-
-    Parameters
-    ----------
-    counter : str
-        One of ``malformed``, ``oversized``, ``unknown_type``, ``spoofed``.
-    reason : str
-        One line for the ``error`` message sent back.
-    """
-
-    def __init__(self, counter: str, reason: str) -> None:
-        self.counter = counter
-        self.reason = reason
-        super().__init__(reason)
-
-
-#: Deepest nesting of objects and lists in a client message (an SDP signal needs 2, a stats report 4);
-#: it keeps re-serialising forwarded messages far from the interpreter's recursion limit.
-MAX_NESTING = 16
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            level += 1
-            deepest = max(deepest, level)
-            if level > MAX_NESTING:
-                break
-            stack.extend((child, level) for child in item)
-    return deepest
-
-
-def parse_client_message(
-    text: str, max_message_bytes: int = 64 * 1024, max_report_bytes: int = 16 * 1024
-) -> dict[str, Any]:
-    """Parse and check one client-to-server message (``docs/signaling.md``, "Client to server").
-
-    Pure: what depends on the room (is the target there?) is the server's to check.
-
-    Parameters
-    ----------
-    text : str
-        The text frame as received.
-    max_message_bytes : int
-        Largest message, bytes of UTF-8.
-    max_report_bytes : int
-        Largest ``stats`` report, bytes of compact JSON.
-
-    Returns
-    -------
-    dict
-        ``{"type": "signal", "to": str, "data": dict}`` or ``{"type": "stats", "report": dict}``.
-
-    Raises
-    ------
-    SignalingMessageError
-        For anything else, with the counter it belongs to.
-    """
-    if len(text) > max_message_bytes or len(text.encode("utf-8", "surrogatepass")) > max_message_bytes:
-        raise SignalingMessageError("oversized", f"message larger than {max_message_bytes} bytes")
-    try:
-        # NaN and Infinity are not JSON: a browser peer could not parse them once forwarded.
-        message = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise SignalingMessageError("malformed", "message is not JSON") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise SignalingMessageError("malformed", "message must be a JSON object with a string 'type'")
-    if _depth(message) > MAX_NESTING:
-        raise SignalingMessageError("malformed", f"message nested deeper than {MAX_NESTING} levels")
-    kind = message["type"]
-    if kind == "signal":
-        if "from" in message:
-            raise SignalingMessageError("spoofed", "'from' is set by the server, never by a client")
-        extra = set(message) - {"type", "to", "data"}
-        to, data = message.get("to"), message.get("data")
-        if extra or not isinstance(to, str) or not isinstance(data, dict):
-            what = f"unexpected field(s) {sorted(extra)[:5]}" if extra else "'to' must be a string and 'data' an object"
-            raise SignalingMessageError("malformed", f"signal: {what}")
-        return {"type": "signal", "to": to, "data": data}
-    if kind == "stats":
-        report = message.get("report")
-        if set(message) != {"type", "report"} or not isinstance(report, dict):
-            raise SignalingMessageError("malformed", "stats: expected exactly {'type': 'stats', 'report': {...}}")
-        if len(json.dumps(report, separators=(",", ":"))) > max_report_bytes:
-            raise SignalingMessageError("oversized", f"stats report larger than {max_report_bytes} bytes")
-        return {"type": "stats", "report": report}
-    raise SignalingMessageError("unknown_type", f"unknown message type {kind[:40]!r}")
-
-
 @dataclass(eq=False)
 class _Connection:
     """One accepted WebSocket: who it is, its outgoing queue and writer task, what it has overspent."""
@@ -412,8 +289,8 @@ class SignalingServer:
         hide_versions()
         self.revocations.refresh()
         self._runner = web.AppRunner(
-            self.app, access_log_class=_PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0,
-            keepalive_timeout=self.config.limits.header_timeout_s, logger=_ServerLog(self.counters, self.quiet),
+            self.app, access_log_class=PathOnlyAccessLogger, handle_signals=False, shutdown_timeout=2.0,
+            keepalive_timeout=self.config.limits.header_timeout_s, logger=ServerLog(self.counters, self.quiet),
         )  # fmt: skip
         await self._runner.setup()
         assert self._runner.server is not None

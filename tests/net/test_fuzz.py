@@ -21,7 +21,7 @@ import pytest
 
 from net import protocol as p
 from net.errors import ProtocolError
-from net.signaling import SignalingMessageError, parse_client_message
+from net.signaling_messages import SignalingMessageError, parse_client_message
 
 PER_DECODER = 5_000
 SEED = 20261126
