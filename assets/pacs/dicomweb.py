@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_TLS_PROBLEM = re.compile(r"certificate verify failed: ([^('\")]+)")
 
 
 def _reason(exc: BaseException) -> str:
@@ -121,6 +122,11 @@ class DicomWebClient:
                 raise PacsRequestError(name, f"{what}: HTTP 404 from {url}: is that the DICOMweb root?") from None
             reason = response.reason if response is not None else ""
             raise PacsRequestError(name, f"{what}: HTTP {status} {reason} from {url}") from None
+        except requests.exceptions.SSLError as exc:
+            found = _TLS_PROBLEM.search(str(exc))
+            problem = found.group(1).strip() if found else "SSLError"
+            raise PacsConnectionError(name, f"{what}: TLS with {url} failed ({problem}): if a CA of your own signed "
+                                      "its certificate, point REQUESTS_CA_BUNDLE at it") from None
         except requests.exceptions.Timeout:
             raise PacsConnectionError(name, f"{what}: no answer from {url} within {self.server.timeout:g} s") from None
         except requests.exceptions.ConnectionError as exc:
