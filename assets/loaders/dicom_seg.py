@@ -7,8 +7,7 @@ frames in a volume (``Segmentation.get_volume``: the frames' positions and orien
 left out by the writer filled in) with its affine in DICOM's LPS patient space, flipped to RAS here.
 Each segment is named by ``SegmentLabel``, coloured by ``RecommendedDisplayCIELabValue`` (CIELab,
 converted to sRGB by highdicom, to linear here) and coded by ``SegmentedPropertyTypeCodeSequence``
-(``{"SCT": "272673000"}`` for bone). Fractional segments are cut at one half. The object's metadata
-is de-identified (``assets.deid``) before it travels with the twin.
+(``{"SCT": "272673000"}`` for bone). Fractional segments are cut at one half.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import EmptyMeshError, UnreadableAssetError, UnsupportedFormatError
-from assets.loaders.labels import Label, clean_name, distinct_names, label_structures, rgb_color
+from assets.loaders.labels import Label, clean_name, label_structures, rgb_color
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits, read_source
 from assets.twin import Structure
 
@@ -76,9 +75,9 @@ def _label(item: Any, highdicom: Any) -> Label:
 
 
 def load_dicom_seg(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str] | None = None
-                   ) -> tuple[list[Structure], dict[str, str]]:
+                   ) -> tuple[list[Structure], Any]:
     """The segments of a DICOM SEG file as structures in RAS millimetres (segment-number order), and
-    its de-identified metadata.
+    its dataset (``assets.loaders.formats`` de-identifies it before any of it travels with the twin).
 
     Raises
     ------
@@ -93,11 +92,9 @@ def load_dicom_seg(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str]
     """
     import pydicom  # noqa: PLC0415 - pydicom only for DICOM files
 
-    from assets import deid  # noqa: PLC0415 - de-identification only for DICOM objects
-
-    highdicom = _highdicom(path)
     ds = pydicom.dcmread(io.BytesIO(read_source(path, limits, decompress=False)), force=True)
     _preflight(ds, path, limits)
+    highdicom = _highdicom(path)  # after the checks: importing it takes longer than refusing a bad file
     try:
         seg = highdicom.seg.Segmentation.from_dataset(ds, copy=False)
         table = {label.value: label for label in (_label(item, highdicom) for item in seg.SegmentSequence)}
@@ -121,10 +118,8 @@ def load_dicom_seg(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str]
         structures += label_structures(mask.astype(np.int32) * number, affine, table, path, limits)
     if not structures:
         raise EmptyMeshError(path, "no segment has any voxel: no structure to extract")
-    distinct_names(structures)
-    deid.deidentify(ds)
     log.info("read %s: %d segments", path, len(structures))
-    return structures, deid.twin_metadata(ds)
+    return structures, ds
 
 
 __all__ = ["SEG_SOP_CLASS", "load_dicom_seg"]

@@ -71,16 +71,16 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
     provenance["notes"] = notes
     if labels is not None:
         return _label_map(path, kind, labels, limits, notes)
-    if kind == "dicom-seg":
-        from assets.loaders import dicom_seg  # noqa: PLC0415 - each format's reader (and its library) on first use
+    if kind in ("dicom-seg", "rtstruct"):
+        from assets import deid  # noqa: PLC0415 - each format's reader (and its library) on first use
+        from assets.loaders import dicom_seg, rtstruct  # noqa: PLC0415 - as above
+        from assets.loaders.labels import distinct_names  # noqa: PLC0415 - as above
 
-        structures, metadata = dicom_seg.load_dicom_seg(path, limits, notes)
-        return structures, "mm", metadata
-    if kind == "rtstruct":
-        from assets.loaders import rtstruct  # noqa: PLC0415 - as above
-
-        structures, metadata = rtstruct.load_rtstruct(path, limits, notes)
-        return structures, "mm", metadata
+        reader = dicom_seg.load_dicom_seg if kind == "dicom-seg" else rtstruct.load_rtstruct
+        structures, ds = reader(path, limits, notes)
+        distinct_names(structures)
+        deid.deidentify(ds)  # before any of its metadata travels with the twin
+        return structures, "mm", deid.twin_metadata(ds)
     if kind in ("vtk", "vtp"):
         from assets.loaders import vtk_polydata  # noqa: PLC0415 - as above
 

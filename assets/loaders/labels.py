@@ -86,7 +86,7 @@ def read_colour_table(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict[int, 
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        label = _itksnap_line(stripped) if '"' in stripped else _lut_line(stripped)
+        label = _entry(stripped)
         if label is None:
             raise UnreadableAssetError(path, f"line {number} is not a colour table entry "
                                        f"('value name R G B A' or ITK-SNAP's 'IDX R G B A VIS MSH \"LABEL\"'): "
@@ -98,31 +98,29 @@ def read_colour_table(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict[int, 
     return table
 
 
-def _lut_line(line: str) -> Label | None:
-    fields = line.split()
-    if len(fields) < 5 or not fields[0].isdigit():
+def _entry(line: str) -> Label | None:
+    """One colour table line: ITK-SNAP's when it quotes its name, else Slicer's or FreeSurfer's."""
+    if '"' in line:
+        try:
+            fields = shlex.split(line)
+        except ValueError:
+            return None
+        if len(fields) != 8:
+            return None
+        value_text, rgb_text, name = fields[0], fields[1:4], fields[7]
+    else:
+        fields = line.split()
+        if len(fields) < 5:
+            return None
+        value_text, rgb_text, name = fields[0], fields[2:5], fields[1]
+    if not value_text.isdigit():
         return None
     try:
-        rgb = [float(v) for v in fields[2:5]]
+        rgb = [float(v) for v in rgb_text]
     except ValueError:
         return None
-    value = int(fields[0])
-    return Label(value, clean_name(fields[1], f"label {value}"), rgb_color(rgb, 255.0))
-
-
-def _itksnap_line(line: str) -> Label | None:
-    try:
-        fields = shlex.split(line)
-    except ValueError:
-        return None
-    if len(fields) != 8 or not fields[0].isdigit():
-        return None
-    try:
-        rgb = [float(v) for v in fields[1:4]]
-    except ValueError:
-        return None
-    value = int(fields[0])
-    return Label(value, clean_name(fields[7], f"label {value}"), rgb_color(rgb, 255.0))
+    value = int(value_text)
+    return Label(value, clean_name(name, f"label {value}"), rgb_color(rgb, 255.0))
 
 
 def as_labels(values: np.ndarray, source: str | Path) -> np.ndarray:

@@ -120,6 +120,27 @@ def gunzip(data: bytes, source: str | Path, limit: int, *, max_ratio: int | None
     return b"".join(out)
 
 
+def beside(header: Path, name: str, field: str) -> Path:
+    """The detached data file ``name`` that ``header`` names in ``field``, which must be one existing
+    file in the header's own folder: an absolute path, ``..`` or a symbolic link out of the folder is
+    refused (a header must not make medverse read, say, ``/etc/passwd`` or another patient's scan).
+
+    Raises
+    ------
+    UnreadableAssetError
+        The file lies outside the folder or does not exist.
+    """
+    folder = header.parent.resolve()
+    target = Path(name)
+    resolved = (folder / target).resolve()
+    if target.is_absolute() or not resolved.is_relative_to(folder):
+        raise UnreadableAssetError(header, f"{field} {name[:80]!r} points outside the header's folder; "
+                                   "detached data must sit beside its header")
+    if not resolved.is_file():
+        raise UnreadableAssetError(header, f"{field} {name[:80]!r} does not exist beside the header")
+    return resolved
+
+
 def read_source(path: Path, limits: Limits = DEFAULT_LIMITS, *, decompress: bool | None = None) -> bytes:
     """The bytes of ``path``, gunzipped when it is gzip (``decompress=None``: by its magic number).
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
-from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits, read_source
+from assets.loaders.limits import DEFAULT_LIMITS, Limits, beside, check_count, check_fits, read_source
 from assets.loaders.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -83,14 +83,7 @@ def _data_file(name: str, path: Path, limits: Limits) -> tuple[Path, int]:
     """The detached data file (inside the header's folder) and its size."""
     if name.upper() == "LIST" or "%" in name or len(name.split()) > 1:
         raise UnsupportedFormatError(path, "MetaImage data in several files (LIST or a file-name pattern) is not supported")
-    folder = path.parent.resolve()
-    target = Path(name)
-    resolved = (folder / target).resolve()
-    if target.is_absolute() or not resolved.is_relative_to(folder):
-        raise UnreadableAssetError(path, f"ElementDataFile {name[:80]!r} points outside the header's folder; "
-                                   "detached data must sit beside its header")
-    if not resolved.is_file():
-        raise UnreadableAssetError(path, f"ElementDataFile {name[:80]!r} does not exist beside the header")
+    resolved = beside(path, name, "ElementDataFile")
     size = resolved.stat().st_size
     if size > limits.max_file_bytes:
         raise ResourceLimitError(resolved, f"is {size:,} bytes, above the limit of {limits.max_file_bytes:,}")

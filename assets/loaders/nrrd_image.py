@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import ResourceLimitError, UnreadableAssetError, UnsupportedFormatError
-from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, check_fits, gunzip, read_source
+from assets.loaders.limits import DEFAULT_LIMITS, Limits, beside, check_count, check_fits, gunzip, read_source
 from assets.loaders.volume import Volume
 from assets.twin import UNIT_SCALE
 
@@ -88,15 +88,7 @@ def _detached(header: dict[str, Any], path: Path, limits: Limits) -> bytes | Non
     name = str(name).strip()
     if name.upper().startswith("LIST") or len(name.split()) > 1:
         raise UnsupportedFormatError(path, "detached data in several files (LIST or a file-name pattern) is not supported")
-    folder = path.parent.resolve()
-    target = Path(name)
-    resolved = (folder / target).resolve()
-    if target.is_absolute() or not resolved.is_relative_to(folder):
-        raise UnreadableAssetError(path, f"data file {name[:80]!r} points outside the header's folder; "
-                                   "detached data must sit beside its header")
-    if not resolved.is_file():
-        raise UnreadableAssetError(path, f"data file {name[:80]!r} does not exist beside the header")
-    return read_source(resolved, limits, decompress=False)
+    return read_source(beside(path, name, "data file"), limits, decompress=False)
 
 
 def _inflate(payload: bytes, encoding: str, path: Path, cap: int, limits: Limits) -> bytes:

@@ -14,8 +14,7 @@ Contours must share one plane orientation per region (axial, sagittal, coronal o
 region whose contours do not is skipped with a note, as are ``POINT`` and open contours (markers
 and lines have no volume). Names come from ``StructureSetROISequence``, colours from
 ``ROIDisplayColor`` (8-bit sRGB). Coordinates are DICOM's LPS millimetres, flipped to RAS. Counts
-(regions, contours, points, grid voxels) are checked against the limits before anything is filled;
-the metadata is de-identified (``assets.deid``).
+(regions, contours, points, grid voxels) are checked against the limits before anything is filled.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from assets.errors import EmptyMeshError, UnreadableAssetError
-from assets.loaders.labels import Label, clean_name, distinct_names, label_structures, rgb_color
+from assets.loaders.labels import Label, clean_name, label_structures, rgb_color
 from assets.loaders.limits import DEFAULT_LIMITS, Limits, check_count, read_source
 from assets.twin import Structure
 
@@ -145,9 +144,9 @@ def _stack(contours: list[np.ndarray], path: Path, limits: Limits, notes: list[s
 
 
 def load_rtstruct(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str] | None = None
-                  ) -> tuple[list[Structure], dict[str, str]]:
+                  ) -> tuple[list[Structure], Any]:
     """The regions of an RT Structure Set as closed surfaces in RAS millimetres (ROI-number order),
-    and its de-identified metadata.
+    and its dataset (``assets.loaders.formats`` de-identifies it before any of it travels with the twin).
 
     Raises
     ------
@@ -159,8 +158,6 @@ def load_rtstruct(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str] 
         No region has a closed planar contour.
     """
     import pydicom  # noqa: PLC0415 - pydicom only for DICOM files
-
-    from assets import deid  # noqa: PLC0415 - de-identification only for DICOM objects
 
     said = notes if notes is not None else []
     ds = pydicom.dcmread(io.BytesIO(read_source(path, limits, decompress=False)), force=True)
@@ -188,10 +185,8 @@ def load_rtstruct(path: Path, limits: Limits = DEFAULT_LIMITS, notes: list[str] 
                                        path, limits)
     if not structures:
         raise EmptyMeshError(path, "no region of interest has a closed planar contour: no structure to extract")
-    distinct_names(structures)
-    deid.deidentify(ds)
     log.info("read %s: %d regions", path, len(structures))
-    return structures, deid.twin_metadata(ds)
+    return structures, ds
 
 
 __all__ = ["RTSTRUCT_SOP_CLASS", "load_rtstruct"]

@@ -131,16 +131,16 @@ def load_polydata(path: Path, kind: str, limits: Limits = DEFAULT_LIMITS, notes:
     """
     from assets.loaders import STRUCTURE_NAME  # noqa: PLC0415 - the package is loaded by the time a file is read
 
-    vtk_core, vtk_legacy, vtk_xml, vtk_filters, numpy_support = _vtk(path)
     data = read_source(path, limits, decompress=False)
+    (_check_legacy if kind == "vtk" else _check_xml)(data, path, limits)
+    # VTK after the checks: importing it takes longer than refusing a bad file
+    vtk_core, vtk_legacy, vtk_xml, vtk_filters, numpy_support = _vtk(path)
     if kind == "vtk":
-        _check_legacy(data, path, limits)
         reader = vtk_legacy.vtkPolyDataReader()
         reader.ReadFromInputStringOn()
         reader.SetBinaryInputString(data, len(data))
         lps = bool(_SPACE_LPS.search(data[:1024].split(b"\n", 2)[1] if data.count(b"\n", 0, 1024) >= 2 else b""))
     else:
-        _check_xml(data, path, limits)
         reader = vtk_xml.vtkXMLPolyDataReader()
         reader.ReadFromInputStringOn()
         reader.SetInputString(data)

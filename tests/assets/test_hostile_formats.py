@@ -10,6 +10,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,140 +40,99 @@ def _nrrd(sizes: str, extra: str = "", encoding: str = "raw", kind: str = "short
             f"space origin: (0,0,0)\n{extra}").encode()
 
 
-# ------------------------------------------------------------------------------------------- NRRD
-
-
-def test_nrrd_declaring_a_billion_voxels_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "huge.nrrd"
-    path.write_bytes(_nrrd("100000 100000 100000") + b"\n" + b"\0" * 64)
-    _refused(path, ResourceLimitError, "voxels")
-
-
-def test_nrrd_with_less_data_than_it_declares_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "short.nrrd"
-    path.write_bytes(_nrrd("64 64 64") + b"\n" + b"\0" * 1000)
-    _refused(path, UnreadableAssetError, "needs")
-
-
-@pytest.mark.parametrize("target", ["../outside.raw", "/etc/passwd", "sub/../../outside.raw"])
-def test_nhdr_data_file_outside_its_folder_is_refused(tmp_path: Path, target: str) -> None:
-    folder = tmp_path / "scan"
-    folder.mkdir()
-    (tmp_path / "outside.raw").write_bytes(b"\0" * 2 * 8)
-    path = folder / "head.nhdr"
-    path.write_bytes(_nrrd("2 2 2", f"data file: {target}\n"))
-    _refused(path, UnreadableAssetError, "outside")
-
-
-def test_nhdr_data_file_that_is_a_link_out_of_its_folder_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "scan"
-    folder.mkdir()
-    (tmp_path / "outside.raw").write_bytes(b"\0" * 2 * 8)
-    os.symlink(tmp_path / "outside.raw", folder / "head.raw")
-    path = folder / "head.nhdr"
-    path.write_bytes(_nrrd("2 2 2", "data file: head.raw\n"))
-    _refused(path, UnreadableAssetError, "outside")
-
-
-def test_nhdr_with_a_list_of_data_files_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "head.nhdr"
-    path.write_bytes(_nrrd("2 2 2", "data file: LIST\nslice0.raw\nslice1.raw\n"))
-    _refused(path, UnsupportedFormatError, "several files")
-
-
-def test_nrrd_gzip_bomb_stops_at_the_declared_size(tmp_path: Path) -> None:
-    """A 10x10x10 volume whose gzip data inflates to 64 MiB: inflation stops after 2,000 bytes."""
-    path = tmp_path / "bomb.nrrd"
-    path.write_bytes(_nrrd("10 10 10", encoding="gzip") + b"\n" + gzip.compress(b"\0" * (64 << 20), 9))
-    _refused(path, ResourceLimitError, "expands beyond")
-
-
-def test_nrrd_with_a_malformed_header_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "bad.nrrd"
-    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 2 2\nencoding: raw\n\n" + b"\0" * 16)
-    _refused(path, UnreadableAssetError)
-
-
-# ------------------------------------------------------------------------------------------- MetaImage
-
-
 def _mha(sizes: str, data_file: str = "LOCAL", extra: str = "") -> bytes:
     return (f"ObjectType = Image\nNDims = 3\nDimSize = {sizes}\nElementSpacing = 1 1 1\n{extra}"
             f"ElementType = MET_SHORT\nElementDataFile = {data_file}\n").encode()
 
 
-def test_metaimage_declaring_a_billion_voxels_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "huge.mha"
-    path.write_bytes(_mha("100000 100000 100000") + b"\0" * 64)
-    _refused(path, ResourceLimitError, "voxels")
+def _detached(suffix: str, target: str) -> bytes:
+    """A NRRD (.nhdr) or MetaImage (.mhd) header whose data file is ``target``."""
+    return _nrrd("2 2 2", f"data file: {target}\n") if suffix == ".nhdr" else _mha("2 2 2", target)
 
 
-@pytest.mark.parametrize("target", ["../outside.raw", "/etc/passwd", "../../../../../../etc/passwd"])
-def test_metaimage_element_data_file_outside_its_folder_is_refused(tmp_path: Path, target: str) -> None:
+# ------------------------------------------------------------------------------------------- detached data
+
+
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+@pytest.mark.parametrize("target", ["../outside.raw", "/etc/passwd", "sub/../../outside.raw", "../../../../../../etc/passwd"])
+def test_detached_data_file_outside_its_folder_is_refused(tmp_path: Path, suffix: str, target: str) -> None:
     folder = tmp_path / "scan"
     folder.mkdir()
     (tmp_path / "outside.raw").write_bytes(b"\0" * 16)
-    path = folder / "head.mhd"
-    path.write_bytes(_mha("2 2 2", target))
+    path = folder / f"head{suffix}"
+    path.write_bytes(_detached(suffix, target))
     _refused(path, UnreadableAssetError, "outside")
 
 
-def test_metaimage_file_pattern_with_a_huge_range_is_refused(tmp_path: Path) -> None:
-    """metaimageio would build a list of a trillion file names from this line."""
-    path = tmp_path / "head.mhd"
-    path.write_bytes(_mha("2 2 2", "slice%03d.raw 0 1000000000000 1"))
-    _refused(path, UnsupportedFormatError, "several files")
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_detached_data_file_that_is_a_link_out_of_its_folder_is_refused(tmp_path: Path, suffix: str) -> None:
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    (tmp_path / "outside.raw").write_bytes(b"\0" * 16)
+    os.symlink(tmp_path / "outside.raw", folder / "head.raw")
+    path = folder / f"head{suffix}"
+    path.write_bytes(_detached(suffix, "head.raw"))
+    _refused(path, UnreadableAssetError, "outside")
 
 
-def test_metaimage_compressed_bomb_is_refused(tmp_path: Path) -> None:
-    bomb = zlib.compress(b"\0" * (64 << 20), 9)
-    path = tmp_path / "bomb.mha"
-    path.write_bytes(_mha("10 10 10", extra=f"CompressedData = True\nCompressedDataSize = {len(bomb)}\n") + bomb)
-    _refused(path, ResourceLimitError, "expands beyond")
+# ------------------------------------------------------------------------------------------- headers
+
+_VTK = b"# vtk DataFile Version 3.0\nsurface\n"
+_BOMB = 64 << 20  # bytes of zeros behind each compression bomb (inflating stops after 2,000)
 
 
-def test_metaimage_with_less_data_than_it_declares_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "short.mha"
-    path.write_bytes(_mha("64 64 64") + b"\0" * 100)
-    _refused(path, UnreadableAssetError, "needs")
+def _gzip_bomb() -> bytes:
+    return _nrrd("10 10 10", encoding="gzip") + b"\n" + gzip.compress(b"\0" * _BOMB, 9)
 
 
-# ------------------------------------------------------------------------------------------- VTK
+def _zlib_bomb() -> bytes:
+    bomb = zlib.compress(b"\0" * _BOMB, 9)
+    return _mha("10 10 10", extra=f"CompressedData = True\nCompressedDataSize = {len(bomb)}\n") + bomb
 
 
-@pytest.mark.parametrize("line", ["POINTS 4000000000 float", "POLYGONS 3000000000 12000000000",
-                                  "POINTS 3 float\n0 0 0 1 0 0 0 1 0\nTRIANGLE_STRIPS 900000000 900000000"])
-def test_legacy_vtk_declaring_huge_counts_is_refused(tmp_path: Path, line: str) -> None:
-    path = tmp_path / "huge.vtk"
-    path.write_bytes(f"# vtk DataFile Version 3.0\nsurface\nASCII\nDATASET POLYDATA\n{line}\n0 0 0\n".encode())
-    _refused(path, ResourceLimitError)
+#: A file name, its bytes (made when the test runs), the error and the words expected in it.
+HOSTILE_HEADERS: dict[str, tuple[str, Callable[[], bytes], type[AssetError], str]] = {
+    "nrrd-billion-voxels": ("huge.nrrd", lambda: _nrrd("100000 100000 100000") + b"\n" + b"\0" * 64,
+                            ResourceLimitError, "voxels"),
+    "nrrd-short-data": ("short.nrrd", lambda: _nrrd("64 64 64") + b"\n" + b"\0" * 1000, UnreadableAssetError, "needs"),
+    "nhdr-list-of-files": ("head.nhdr", lambda: _nrrd("2 2 2", "data file: LIST\nslice0.raw\nslice1.raw\n"),
+                           UnsupportedFormatError, "several files"),
+    "nrrd-gzip-bomb": ("bomb.nrrd", _gzip_bomb, ResourceLimitError, "expands beyond"),
+    "nrrd-malformed": ("bad.nrrd", lambda: b"NRRD0004\ntype: short\ndimension: 3\nsizes: 2 2\nencoding: raw\n\n" + b"\0" * 16,
+                       UnreadableAssetError, "dimension"),
+    "mha-billion-voxels": ("huge.mha", lambda: _mha("100000 100000 100000") + b"\0" * 64, ResourceLimitError, "voxels"),
+    # metaimageio would build a list of a trillion file names from this line
+    "mhd-pattern-of-a-trillion-files": ("head.mhd", lambda: _mha("2 2 2", "slice%03d.raw 0 1000000000000 1"),
+                                        UnsupportedFormatError, "several files"),
+    "mha-zlib-bomb": ("bomb.mha", _zlib_bomb, ResourceLimitError, "expands beyond"),
+    "mha-short-data": ("short.mha", lambda: _mha("64 64 64") + b"\0" * 100, UnreadableAssetError, "needs"),
+    "vtk-billions-of-points": ("huge.vtk", lambda: _VTK + b"ASCII\nDATASET POLYDATA\nPOINTS 4000000000 float\n0 0 0\n",
+                               ResourceLimitError, "POINTS"),
+    "vtk-billions-of-polygons": ("huge.vtk", lambda: _VTK + b"ASCII\nDATASET POLYDATA\nPOLYGONS 3000000000 12000000000\n",
+                                 ResourceLimitError, "POLYGONS"),
+    "vtk-strips-beyond-the-data": ("huge.vtk", lambda: _VTK + b"ASCII\nDATASET POLYDATA\nPOINTS 3 float\n0 0 0 1 0 0 0 1 0\n"
+                                   b"TRIANGLE_STRIPS 900000000 900000000\n", ResourceLimitError, "TRIANGLE_STRIPS"),
+    "vtk-short-points": ("short.vtk", lambda: _VTK + b"BINARY\nDATASET POLYDATA\nPOINTS 1000000 float\n" + b"\0" * 64,
+                         UnreadableAssetError, "needs"),
+    "vtk-not-polydata": ("grid.vtk", lambda: _VTK + b"ASCII\nDATASET STRUCTURED_POINTS\nDIMENSIONS 2 2 2\n",
+                         UnsupportedFormatError, "POLYDATA"),
+    "vtp-billions-of-points": ("huge.vtp", lambda: b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1">'
+                               b'<PolyData><Piece NumberOfPoints="3000000000" NumberOfPolys="1"></Piece></PolyData></VTKFile>',
+                               ResourceLimitError, "NumberOfPoints"),
+    "vtp-malformed": ("bad.vtp", lambda: b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1"><PolyData><Piece '
+                      b'NumberOfPoints="3" NumberOfPolys="1"><Points><DataArray type="Float32" NumberOfComponents="3" '
+                      b'format="ascii">0 0 0 1</DataArray></Points><Polys>', UnreadableAssetError, "VTK cannot read it"),
+}
 
 
-def test_legacy_vtk_declaring_more_points_than_it_holds_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "short.vtk"
-    path.write_bytes(b"# vtk DataFile Version 3.0\nsurface\nBINARY\nDATASET POLYDATA\nPOINTS 1000000 float\n" + b"\0" * 64)
-    _refused(path, UnreadableAssetError, "needs")
-
-
-def test_xml_vtp_declaring_huge_counts_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "huge.vtp"
-    path.write_bytes(b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">'
-                     b'<PolyData><Piece NumberOfPoints="3000000000" NumberOfPolys="1"></Piece></PolyData></VTKFile>')
-    _refused(path, ResourceLimitError)
-
-
-def test_vtk_of_another_dataset_kind_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "grid.vtk"
-    path.write_bytes(b"# vtk DataFile Version 3.0\ngrid\nASCII\nDATASET STRUCTURED_POINTS\nDIMENSIONS 2 2 2\n")
-    _refused(path, UnsupportedFormatError, "POLYDATA")
-
-
-def test_malformed_vtp_is_refused_in_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.vtp"
-    path.write_bytes(b'<?xml version="1.0"?><VTKFile type="PolyData" version="0.1"><PolyData><Piece NumberOfPoints="3" '
-                     b'NumberOfPolys="1"><Points><DataArray type="Float32" NumberOfComponents="3" format="ascii">0 0 0 1'
-                     b'</DataArray></Points><Polys>')
-    _refused(path)
+@pytest.mark.parametrize("case", sorted(HOSTILE_HEADERS))
+def test_hostile_header_is_refused_before_allocating(tmp_path: Path, case: str) -> None:
+    """Huge declared sizes, data shorter than declared, compression bombs, several data files, other
+    dataset kinds and malformed headers in NRRD, MetaImage and VTK: each refused in one line, in time."""
+    name, make, error, words = HOSTILE_HEADERS[case]
+    path = tmp_path / name
+    path.write_bytes(make())
+    _refused(path, error, words)
 
 
 # ------------------------------------------------------------------------------------------- colour tables
@@ -225,29 +185,28 @@ def test_a_volume_of_fractions_is_not_a_label_map(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- DICOM SEG
 
 
-def _seg_header(path: Path, rows: int, columns: int, frames: int, pixel_bytes: int) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+@pytest.fixture
+def seg_header(dicom_object: Callable[[str, str], Any], tmp_path: Path) -> Callable[[int, int, int, int], Path]:
+    """``write(rows, columns, frames, pixel_bytes)``: a DICOM SEG header declaring those sizes."""
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "SEG"
-    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.BitsAllocated = rows, columns, frames, 1
-    ds.PixelData = b"\0" * pixel_bytes
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    def write(rows: int, columns: int, frames: int, pixel_bytes: int) -> Path:
+        ds = dicom_object("1.2.840.10008.5.1.4.1.1.66.4", "SEG")
+        ds.Rows, ds.Columns, ds.NumberOfFrames, ds.BitsAllocated = rows, columns, frames, 1
+        ds.PixelData = b"\0" * pixel_bytes
+        path = tmp_path / "seg.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    return write
 
 
-def test_dicom_seg_declaring_huge_frames_is_refused(tmp_path: Path) -> None:
-    _refused(_seg_header(tmp_path / "huge.dcm", 60000, 60000, 5000, 64), ResourceLimitError, "voxels")
+def test_dicom_seg_declaring_huge_frames_is_refused(seg_header: Callable[[int, int, int, int], Path]) -> None:
+    _refused(seg_header(60000, 60000, 5000, 64), ResourceLimitError, "voxels")
 
 
-def test_dicom_seg_with_fewer_bytes_than_its_frames_need_is_refused(tmp_path: Path) -> None:
-    _refused(_seg_header(tmp_path / "short.dcm", 512, 512, 40, 64), UnreadableAssetError, "needs")
+def test_dicom_seg_with_fewer_bytes_than_its_frames_need_is_refused(seg_header: Callable[[int, int, int, int], Path]
+                                                                     ) -> None:
+    _refused(seg_header(512, 512, 40, 64), UnreadableAssetError, "needs")
 
 
 # ------------------------------------------------------------------------------------------- RTSTRUCT
