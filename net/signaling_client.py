@@ -81,7 +81,8 @@ class RoomTwin:
 @dataclass
 class Backoff:
     """Exponential back-off with jitter for reconnecting: the n-th delay (from 0) is drawn uniformly
-    from [ceiling / 2, ceiling], ceiling = min(``cap_s``, ``initial_s`` * 2**n), never below ``initial_s``.
+    from [ceiling / 2, ceiling], ceiling = min(``cap_s``, ``initial_s`` * 2**(n + 1)): the first from
+    [``initial_s``, 2 ``initial_s``], the later ones doubling up to [``cap_s`` / 2, ``cap_s``].
 
     So clients that lost the server together (it restarted) do not come back in lockstep, and a server
     that stays away costs one attempt every 2-4 s, not two a second; the cap keeps a participant's return
@@ -108,7 +109,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay before the next attempt, seconds."""
-        ceiling = min(self.cap_s, self.initial_s * 2.0 ** min(self.attempts, 64))
+        ceiling = min(self.cap_s, self.initial_s * 2.0 ** min(self.attempts + 1, 64))
         self.attempts += 1
         return self.rng.uniform(max(self.initial_s, ceiling / 2), ceiling)
 
