@@ -94,7 +94,8 @@ def detect_format(path: Path) -> str:
             return kind
     if _looks_like_stl(head, size):
         return "stl"
-    raise UnsupportedFormatError(path, "is not a known format (glTF/GLB, OBJ, STL, PLY, GIFTI, NIfTI, DICOM)")
+    raise UnsupportedFormatError(path, "is not a known format (glTF/GLB, OBJ, STL, PLY, VTK, GIFTI, NIfTI, NRRD, "
+                                 "MetaImage, DICOM; see docs/formats.md)")
 
 
 def _package_versions(*names: str) -> dict[str, str]:
@@ -172,7 +173,7 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
     check_count(path, "surface triangles", len(faces), limits.max_faces)
     provenance.update(threshold=level, threshold_units="HU" if vol.modality == "CT" else "intensity",
                       voxels=list(vol.data.shape), notes=vol.notes,
-                      versions=_package_versions("nibabel", "pydicom", "scikit-image"))
+                      versions=_package_versions("nibabel", "pydicom", "scikit-image", *formats.LIBRARIES.get(kind, ())))
     if vol.modality:
         provenance["modality"] = vol.modality
     return [Structure(stem, vertices.astype(np.float32), faces.astype(np.int32))], vol.units, vol.metadata
@@ -239,7 +240,8 @@ def load(path: str | Path, *, name: str | None = None, units: str | None = None,
 
     Parameters
     ----------
-    path : a .gltf/.glb/.obj/.stl/.ply/.gii/.gii.gz/.nii/.nii.gz/.dcm file or a DICOM folder.
+    path : a .gltf/.glb/.obj/.stl/.ply/.vtk/.vtp/.gii/.gii.gz/.nii/.nii.gz/.nrrd/.nhdr/.seg.nrrd/.mha/.mhd/.dcm
+        file (a DICOM image, SEG or RTSTRUCT) or a DICOM folder (``docs/formats.md``).
     name : twin name; default ``neutral_name`` (modality or format and a content hash), never the
         file name, which is patient data as often as not.
     units : unit of the file's coordinates (``"mm"``, ``"m"``, ...), overriding what the format states
