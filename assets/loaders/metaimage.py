@@ -33,9 +33,10 @@ from assets.loaders.volume import Volume
 
 log = logging.getLogger(__name__)
 
-#: Bytes per element of each MetaIO element type.
+#: Bytes per element of each MetaIO element type metaimageio reads. MET_LONG and MET_ULONG are left
+#: out: MetaIO sizes them 4 bytes, metaimageio reads 8, so either could be wrong for a given writer.
 _ITEM_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-               "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
+               "MET_FLOAT": 4, "MET_DOUBLE": 8}
 _MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM", "MET_MOD_US": "US"}
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -107,7 +108,8 @@ def preflight(raw: bytes, path: Path, limits: Limits = DEFAULT_LIMITS) -> dict[s
         raise UnsupportedFormatError(path, "MetaImage has several channels per voxel; only scalar volumes become surfaces")
     element = fields.get("elementtype", "").upper()
     if element not in _ITEM_BYTES:
-        raise UnreadableAssetError(path, f"MetaImage ElementType {element[:20]!r} is not a MetaIO scalar type")
+        raise UnsupportedFormatError(path, f"MetaImage ElementType {element[:20]!r} is not supported (MET_CHAR to "
+                                     "MET_UINT, MET_FLOAT, MET_DOUBLE)")
     skip = (_ints(fields, "headersize", path) or [0])[0]
     if skip < -1:
         raise UnreadableAssetError(path, f"MetaImage HeaderSize {skip} is negative")
