@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 3
 
 Stamp = tuple[int, int, int]  # lamport, participant, seq: the total order of writes
+#: Vets one stamped entry of a snapshot: (op kind that wrote it, writer's index, stamp) -> a reason to
+#: refuse it, or None (``SharedState.merge_snapshot``).
+EntryPermit = Callable[[OpKind, int, Stamp], "str | None"]
 
 
 class OpRefusedError(NetError):
@@ -148,6 +151,8 @@ class SharedState:
         # participant -> every (stamp, role) held, in stamp order: whose role an op had when it was made
         # (``role_at``). Not state: a snapshot carries the latest grant only.
         self._role_history: dict[int, list[tuple[Stamp, str]]] = {}
+        #: Why entries of the last merged snapshot were left out (``merge_snapshot`` with a permit).
+        self.refused_entries: list[str] = []
         # The digest is asked for on every digest message from every peer (15 a second in a room of 16):
         # cached until the state changes, and the large registers keep their entries' JSON text.
         self._digest: bytes | None = None
@@ -410,8 +415,14 @@ class SharedState:
         """``snapshot()`` as canonical JSON (what travels in snapshot chunks)."""
         return self._canonical(v=SNAPSHOT_VERSION, lamport=self.lamport)
 
-    def merge_snapshot(self, snapshot: Mapping[str, Any] | bytes) -> int:
+    def merge_snapshot(self, snapshot: Mapping[str, Any] | bytes, permit: EntryPermit | None = None) -> int:
         """Merge a snapshot from another peer; returns how many op ids were new.
+
+        ``permit(kind, writer, stamp)`` vets each stamped entry as the op that wrote it would have been
+        vetted (a reason to refuse, or None): grants first (so that the others are judged with them),
+        then every mark, plane, placement, selection and clearing. A refused entry is left out and its
+        reason kept in :attr:`refused_entries` (for this merge). Unstamped parts (which op ids were
+        applied, which marks were erased) cannot be vetted.
 
         Raises
         ------
@@ -426,6 +437,24 @@ class SharedState:
         applied, strokes, erased, pos, info, deleted, clip, transform, selection, lamport, measures, gone, cleared, roles = parsed
         before = self.op_count
         self._digest = None
+        self.refused_entries = []
+        if permit is not None:
+            roles = self._vetted(roles, permit, lambda _: OpKind.SET_ROLE)
+            for participant, role in roles.items():  # now: the other entries are judged with these grants
+                self._grant(participant, tuple(role["stamp"]), role["role"])
+            strokes = self._vetted(strokes, permit, lambda _: OpKind.STROKE_ADD)
+            placed, info = info, self._vetted(info, permit, lambda _: OpKind.LANDMARK_PLACE)
+            # a refused landmark goes whole; a position written by another than its creator was moved
+            pos = {key: value for key, value in pos.items() if key in info or key not in placed}
+            pos = self._vetted(pos, permit, lambda key: OpKind.LANDMARK_PLACE if (
+                key in info and info[key]["stamp"][1] == pos[key]["stamp"][1]) else OpKind.LANDMARK_MOVE)  # fmt: skip
+            clip = self._vetted(clip, permit, lambda key: OpKind.CLIP_SET if clip[key]["plane"] else OpKind.CLIP_CLEAR)
+            measures = self._vetted(measures, permit, lambda _: OpKind.MEASURE)
+            cleared = {p: stamp for p, stamp in cleared.items() if self._allowed(permit, OpKind.CLEAR_MARKS, stamp)}
+            if transform is not None and not self._allowed(permit, OpKind.TRANSFORM, transform["stamp"]):
+                transform = None
+            if selection is not None and not self._allowed(permit, OpKind.SELECT, selection["stamp"]):
+                selection = None
         for p, seqs in applied.items():
             self._applied.setdefault(p, set()).update(seqs)
         self._erased |= erased
@@ -464,6 +493,18 @@ class SharedState:
         # A participant that rejoins with a fresh process resumes its own sequence after what the room holds.
         self.seq = max(self.seq, 0, *self._applied.get(self.participant, ()))
         return self.op_count - before
+
+
+    def _allowed(self, permit: EntryPermit, kind: OpKind, stamp: Any) -> bool:
+        writer_stamp = (int(stamp[0]), int(stamp[1]), int(stamp[2]))
+        reason = permit(kind, writer_stamp[1], writer_stamp)
+        if reason is not None:
+            self.refused_entries.append(reason)
+        return reason is None
+
+    def _vetted(self, entries: dict[Any, dict[str, Any]], permit: EntryPermit,
+                kind_of: Callable[[Any], OpKind]) -> dict[Any, dict[str, Any]]:  # fmt: skip
+        return {key: value for key, value in entries.items() if self._allowed(permit, kind_of(key), value["stamp"])}
 
 
 def _stamp(value: Any) -> list[int]:

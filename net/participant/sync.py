@@ -59,8 +59,8 @@ from net.protocol import (
     refusal_reason,
     routed_id,
 )
-from net.roles import check
-from net.state import OpRefusedError, SharedState
+from net.roles import ACTIONS, check, scope
+from net.state import OpRefusedError, SharedState, Stamp
 from net.tokens import RELAY_ID
 
 if TYPE_CHECKING:
@@ -135,6 +135,26 @@ class StateSync:
         granted = self.state.role_at(op.participant, (op.lamport, op.participant, op.seq))
         role = granted if granted is not None else self.token_role(op.participant)
         return check(role, op, self.state)
+
+    def permit_entry(self, kind: OpKind, writer: int, stamp: Stamp, state: SharedState | None = None) -> str | None:
+        """Why a snapshot entry that ``writer`` wrote (an op of ``kind`` at ``stamp``) may not be taken, or
+        None: the op's kind checked against the role the writer had then, as :meth:`permit` checks a live
+        op. A writer this participant does not know (one who left before it joined) is taken on trust:
+        nobody here can say what their token allowed. Grants are looked up in ``state`` (default ours)."""
+        host = self._host
+        if writer != host.index and writer not in host.roster.remotes:
+            return None
+        granted = (state or self.state).role_at(writer, stamp)
+        role = granted if granted is not None else self.token_role(writer)
+        if scope(role, kind) is None:
+            return f"{role or 'a participant without a role'} may not {ACTIONS[kind]} (participant {writer})"
+        return None
+
+    def _vet_count(self, state: SharedState, source: int) -> None:
+        if state.refused_entries:
+            self._host.counters["snapshot_entries_refused"] += len(state.refused_entries)
+            log.warning("%s: %d entries of the snapshot from %d refused: %s", self._host.name,
+                        len(state.refused_entries), source, state.refused_entries[0])  # fmt: skip
 
     def joined(self, index: int) -> None:
         """Start the state afresh as participant ``index``."""
@@ -428,11 +448,12 @@ class StateSync:
         host = self._host
         fresh = SharedState(host.index)
         try:
-            fresh.merge_snapshot(body)
+            fresh.merge_snapshot(body, lambda kind, writer, stamp: self.permit_entry(kind, writer, stamp, fresh))
         except ProtocolError as exc:
             host.counters["malformed_state"] += 1
             log.debug("%s: dropped a snapshot from %d: %s", host.name, source, exc)
             return
+        self._vet_count(fresh, source)
         missing = [op for op in self._own_ops if not fresh.has(op.participant, op.seq)]
         for op in missing:
             fresh.apply(op)
@@ -474,11 +495,12 @@ class StateSync:
     def _merge(self, source: int, body: bytes) -> None:
         host = self._host
         try:
-            added = self.state.merge_snapshot(body)
+            added = self.state.merge_snapshot(body, self.permit_entry)
         except ProtocolError as exc:
             host.counters["malformed_state"] += 1
             log.debug("%s: dropped a snapshot from %d: %s", host.name, source, exc)
             return
+        self._vet_count(self.state, source)
         host.counters["snapshots_merged"] += 1
         host.caught_up.set()
         self.recheck_refused()

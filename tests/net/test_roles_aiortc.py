@@ -106,3 +106,29 @@ async def test_roles_are_enforced_granted_and_revoked_everywhere(
     unchecked(bob, OpKind.SET_ROLE, {"participant": bob.index, "role": "surgeon"})
     await until(lambda: len(bob_refusals) == 1)
     assert converged(5) and alice.sync.role_of(bob.index) == "expert"
+
+
+async def test_a_late_joiner_leaves_out_what_a_hostile_observer_put_in_its_snapshot(
+    join: Callable[..., Awaitable[Participant]],
+    until: Callable[..., Awaitable[None]],
+    server_options: dict[str, Any],
+) -> None:
+    """An observer's client that moved the twin at home (never sent, so never refused) serves that move in
+    its snapshots: the expert who joins later and merges one leaves the entry out with a counted line, and
+    ends with the surgeon's state, not the observer's."""
+    topology = "relay" if server_options else "mesh"
+    alice = await join("alice", role="surgeon")
+    olga = await join("olga", role="observer")
+    await until(lambda: alice.caught_up.is_set() and olga.caught_up.is_set() and len(olga.link_set.open_links()) == 1)
+    olga.state.seq += 1
+    olga.state.apply(StateOp(olga.index, olga.state.seq, olga.state.lamport + 1, OpKind.TRANSFORM, TWIN_MOVE, olga.clock()))
+    carol = await join("carol", role="expert")
+    people = [alice, olga, carol]
+    await until(lambda: all(linked(p, topology) for p in people), timeout=30)
+    # the snapshot a late joiner merges may come from anyone (through the relay, whoever the relay asks):
+    # ask the observer for one, as carol would have had she asked it first
+    link = carol.link_set.links["olga"] if topology == "mesh" else carol.link_set.open_links()[0]
+    carol.sync.request_snapshot(link, olga.index)
+    await until(lambda: carol.counters["snapshot_entries_refused"] >= 1, timeout=15)
+    assert carol.state.transform is None and alice.state.transform is None
+    await until(lambda: carol.state.digest() == alice.state.digest(), timeout=10)

@@ -341,3 +341,49 @@ def test_marks_survive_snapshots_and_late_clears(marks_history: list[StateOp]) -
     only_clear.apply(clear)
     bob.merge_snapshot(only_clear.snapshot_bytes())
     assert bob.strokes == {} and bob.digest() == alice.digest()
+
+
+def test_a_snapshot_is_vetted_entry_by_entry_against_its_writers_roles() -> None:
+    """A hostile observer (3) that applied its own twin move, cut and landmark serves them in its snapshot:
+    a merge with a role permit keeps the surgeon's (1) and expert's (2) entries, leaves the observer's out
+    with a reason each, and judges entries after a grant in the same snapshot by the granted role."""
+    from net.roles import ACTIONS, scope  # the policy the participants' permit uses
+
+    tokens = {1: "surgeon", 2: "expert", 3: "observer"}
+
+    def mark(mark_id: str, y: float) -> dict[str, object]:
+        return {"id": mark_id, "position": [0.0, y, 0.0], "label": mark_id, "structure": None}
+
+    hostile = SharedState(3)
+    ops = [
+        StateOp(1, 1, 1, OpKind.CLIP_SET, {"index": 0, "normal": [0, 1, 0], "d": 0.01}, 0.0),
+        StateOp(2, 1, 2, OpKind.LANDMARK_PLACE, mark("bob:1", 0.1), 0.0),
+        StateOp(3, 1, 3, OpKind.TRANSFORM, {"position": [0.5, 1, 0], "orientation": [0, 0, 0, 1], "scale": 2.0}, 0.0),
+        StateOp(3, 2, 4, OpKind.CLIP_SET, {"index": 1, "normal": [1, 0, 0], "d": 0.0}, 0.0),
+        StateOp(3, 3, 5, OpKind.LANDMARK_PLACE, mark("olga:1", 0.2), 0.0),
+    ]
+    for op in ops:
+        hostile.apply(op)
+
+    def permit(state: SharedState):  # the callable merge_snapshot takes
+        def check(kind: OpKind, writer: int, stamp: tuple[int, int, int]) -> str | None:
+            role = state.role_at(writer, stamp) or tokens[writer]
+            return None if scope(role, kind) is not None else f"{role} may not {ACTIONS[kind]}"
+
+        return check
+
+    late = SharedState(4)
+    late.merge_snapshot(hostile.snapshot_bytes(), permit(late))
+    assert late.transform is None and set(late.clip_planes) == {0} and set(late.landmarks) == {"bob:1"}
+    assert sorted(late.refused_entries) == sorted(
+        ["observer may not move the twin", "observer may not set a clip plane", "observer may not place a landmark"]
+    )
+    unvetted = SharedState(5)
+    unvetted.merge_snapshot(hostile.snapshot_bytes())  # without a permit, as before: everything is taken
+    assert unvetted.transform is not None and set(unvetted.landmarks) == {"bob:1", "olga:1"}
+    # a surgeon's grant (lamport 6) before the observer's next landmark (lamport 7): that one is the expert's
+    hostile.apply(StateOp(1, 2, 6, OpKind.SET_ROLE, {"participant": 3, "role": "expert"}, 0.0))
+    hostile.apply(StateOp(3, 4, 7, OpKind.LANDMARK_PLACE, mark("olga:2", 0.3), 0.0))
+    again = SharedState(4)
+    again.merge_snapshot(hostile.snapshot_bytes(), permit(again))
+    assert set(again.landmarks) == {"bob:1", "olga:2"} and again.roles == {3: "expert"}
