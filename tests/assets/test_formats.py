@@ -30,8 +30,8 @@ DICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 FSAVERAGE5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
 #: The bone threshold InVesalius used on this CT (HU).
 BONE_HU = 226.0
-#: Rows of the CT crop: the lower 40 slices (maxilla, teeth, rami), rows and columns trimmed to the head.
-CROP = (slice(0, 40), slice(40, 200), slice(40, 220))
+#: The CT crop: the lower 24 slices (maxilla, teeth, rami), rows and columns trimmed to the head.
+CROP = (slice(0, 24), slice(40, 200), slice(40, 220))
 #: AAL labels used for segmentations: Precentral_L, Postcentral_L, Frontal_Sup_L.
 AAL_VALUES = (1, 57, 3)
 
@@ -57,7 +57,7 @@ def _assert_bounds_near(actual_mm: np.ndarray, expected_mm: np.ndarray, toleranc
 
 @pytest.fixture(scope="module")
 def ct() -> tuple[np.ndarray, np.ndarray]:
-    """(int16 HU voxels, RAS affine mm) of a real CT head crop: 40 x 160 x 180 voxels."""
+    """(int16 HU voxels, RAS affine mm) of a real CT head crop: 24 x 160 x 180 voxels."""
     volume = read_inv3(SOURCE)
     data = volume.data[CROP].astype(np.int16)
     return data, _shifted(volume.affine, (CROP[0].start, CROP[1].start, CROP[2].start))
