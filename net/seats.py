@@ -32,8 +32,6 @@ Lines starting with ``#`` are comments; a line that is neither form is skipped w
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -45,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from net.tokens import ID_PATTERN, MAX_TTL_S, TokenClaims, TokenError
+from net.tokens import ID_PATTERN, MAX_TTL_S, TokenClaims, TokenError, b64url_decode, b64url_encode
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +86,6 @@ class Session:
     opened_at: float
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise SeatError("resume ticket is not base64url")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise SeatError("resume ticket is not base64url") from None
-    if _b64(raw) != text:
-        raise SeatError("resume ticket is not canonical base64url")
-    return raw
-
-
 def _ticket_key(secret: bytes) -> bytes:
     return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
 
@@ -116,9 +98,9 @@ def issue_ticket(secret: bytes, session: Session, *, now: float | None = None) -
         "iat": int(c.issued_at), "sid": session.session_id, "gen": session.generation,
         "opened": int(session.opened_at), "exp": int((time.time() if now is None else now) + RESUME_TTL_S),
     }  # fmt: skip
-    body = _b64(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    body = b64url_encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     signing = f"{_TICKET_PREFIX}.{body}".encode("ascii")
-    return f"{_TICKET_PREFIX}.{body}.{_b64(hmac.new(_ticket_key(secret), signing, hashlib.sha256).digest())}"
+    return f"{_TICKET_PREFIX}.{body}.{b64url_encode(hmac.new(_ticket_key(secret), signing, hashlib.sha256).digest())}"
 
 
 def verify_ticket(secret: bytes, ticket: str, *, now: float | None = None) -> Session:
@@ -135,10 +117,10 @@ def verify_ticket(secret: bytes, ticket: str, *, now: float | None = None) -> Se
     if len(parts) != 3 or parts[0] != _TICKET_PREFIX:
         raise SeatError("resume ticket must be r1.<payload>.<signature>")
     expected = hmac.new(_ticket_key(secret), f"{parts[0]}.{parts[1]}".encode("ascii", "replace"), hashlib.sha256).digest()
-    if not hmac.compare_digest(_unb64(parts[2]), expected):
+    if not hmac.compare_digest(b64url_decode(parts[2]), expected):
         raise SeatError("resume ticket signature does not match (forged, tampered with, or another server's)")
     try:
-        p = json.loads(_unb64(parts[1]).decode("utf-8"))
+        p = json.loads(b64url_decode(parts[1]).decode("utf-8"))
         claims = TokenClaims(
             room=_id(p["room"]), participant=_id(p["sub"]), name=str(p["name"]), role=str(p["role"]),
             issued_at=float(p["iat"]), expires_at=float(p["exp"]), token_id=str(p["jti"]),

@@ -107,21 +107,22 @@ class TokenClaims:
     token_id: str = ""
 
 
-def _b64encode(raw: bytes) -> str:
+def b64url_encode(raw: bytes) -> str:
+    """Unpadded base64url (tokens and resume tickets)."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _b64decode(text: str) -> bytes:
-    """Decode unpadded base64url, accepting only its canonical spelling (the one ``_b64encode`` writes)."""
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url, accepting only its canonical spelling (the one :func:`b64url_encode` writes)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise TokenError("token is not base64url")
+        raise TokenError("segment is not base64url")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise TokenError("token is not base64url") from exc
+        raise TokenError("segment is not base64url") from exc
     # A last character with non-zero unused bits decodes to the same bytes as the canonical one.
-    if _b64encode(raw) != text:
-        raise TokenError("token is not canonical base64url")
+    if b64url_encode(raw) != text:
+        raise TokenError("segment is not canonical base64url")
     return raw
 
 
@@ -193,7 +194,7 @@ def issue_token(
     issued = time.time() if now is None else now
     payload = {
         "v": TOKEN_VERSION,
-        "jti": _b64encode(secrets.token_bytes(16)),
+        "jti": b64url_encode(secrets.token_bytes(16)),
         "room": room,
         "sub": participant,
         "name": name,
@@ -201,8 +202,8 @@ def issue_token(
         "iat": int(issued),
         "exp": int(issued + ttl_s),
     }
-    body = _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    return f"{body}.{_b64encode(_sign(secret, body.encode('ascii')))}"
+    body = b64url_encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return f"{body}.{b64url_encode(_sign(secret, body.encode('ascii')))}"
 
 
 def verify_token(secret: bytes, token: str, *, now: float | None = None, expired_ok: bool = False) -> TokenClaims:
@@ -236,10 +237,10 @@ def verify_token(secret: bytes, token: str, *, now: float | None = None, expired
     body, sig = parts
     expected = _sign(secret, body.encode("ascii", errors="replace"))
     # Signature first, in constant time: nothing from an unsigned payload is interpreted.
-    if not hmac.compare_digest(_b64decode(sig), expected):
+    if not hmac.compare_digest(b64url_decode(sig), expected):
         raise TokenError("token signature does not match (forged, tampered with, or another server's)")
     try:
-        payload = json.loads(_b64decode(body).decode("utf-8"))
+        payload = json.loads(b64url_decode(body).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise TokenError("token payload is not JSON") from exc
     # type() and not ==: True == 1.0 == 1 in Python, and a version is an integer in JSON.

@@ -63,8 +63,10 @@ def limits() -> Limits:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(home: Home, limits: Limits) -> AsyncIterator[SignalingServer]:
+    # A long heartbeat: a test's bare client answers pings only while it reads, and some wait on a
+    # subprocess (consult revoke) before they read again.
     srv = SignalingServer(ServerConfig(secret=home.secret, port=0, revocation_file=home.revocation_file,
-                                       limits=limits, heartbeat_s=5.0, allowed_origins=(PORTAL,)))  # fmt: skip
+                                       limits=limits, heartbeat_s=30.0, allowed_origins=(PORTAL,)))  # fmt: skip
     await srv.start()
     yield srv
     await srv.stop()
