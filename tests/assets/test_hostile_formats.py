@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -224,3 +225,24 @@ def test_rtstruct_contour_spanning_kilometres_is_refused_before_filling(tmp_path
     vast = np.array([[0, 0, 0], [1e6, 0, 0], [0, 1e6, 0]])
     path = write_rtstruct(tmp_path / "vast.dcm", [("target", (255, 0, 0), [vast, vast + [0, 0, 5]])])
     _refused(path, UnreadableAssetError, "span")
+
+
+# ------------------------------------------------------------------------------------------- missing libraries
+
+
+@pytest.mark.parametrize(("name", "module", "package"), [("head.nrrd", "nrrd", "pynrrd"),
+                                                         ("head.mha", "metaimageio", "metaimageio"),
+                                                         ("cortex.vtk", "vtkmodules", "vtk"),
+                                                         ("seg.dcm", "highdicom", "highdicom")])
+def test_a_missing_reader_library_is_named_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       seg_header: Callable[[int, int, int, int], Path],
+                                                       name: str, module: str, package: str) -> None:
+    """Each format's library is imported when its format is read; without it, that format alone is
+    refused with the package to install (None in sys.modules makes its import fail, as if absent)."""
+    files = {"head.nrrd": lambda: _nrrd("2 2 2") + b"\n" + b"\0" * 16, "head.mha": lambda: _mha("2 2 2") + b"\0" * 16,
+             "cortex.vtk": lambda: _VTK + b"ASCII\nDATASET POLYDATA\nPOINTS 3 float\n0 0 0 9 0 0 0 9 0\nPOLYGONS 1 4\n3 0 1 2\n"}
+    path = seg_header(2, 2, 1, 1) if name == "seg.dcm" else tmp_path / name
+    if name in files:
+        path.write_bytes(files[name]())
+    monkeypatch.setitem(sys.modules, module, None)
+    _refused(path, UnsupportedFormatError, f"pip install {package}")
