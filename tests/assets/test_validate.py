@@ -204,3 +204,15 @@ def test_a_valid_skull_is_imported_without_new_non_manifold_edges(tmp_path: Path
     assert not {p.kind for p in check(skull)} & {"non-manifold", "winding", "degenerate", "duplicate"}
     assert skull.triangle_count > 0.98 * len(mesh.faces)  # only faces of zero area went
     np.testing.assert_allclose(twin.bounds(), source.bounds(), atol=1e-6)
+
+
+def test_an_edge_of_three_faces_in_the_file_stays_and_is_refused(ball: Structure) -> None:
+    """The merge keeps only what it would create apart: a fin the file itself glued onto an edge (by
+    index) survives repair and import refuses it."""
+    v = np.vstack([ball.vertices, [[0.2, 0.2, 0.2]], ball.vertices[:1]])  # a duplicate position to merge
+    a, b, _ = ball.faces[0]
+    damaged = Structure("ball", v, np.vstack([ball.faces, [[a, b, len(v) - 2]]]))
+    fixed, report = repair(damaged)
+    assert "non-manifold" in report.remaining
+    with pytest.raises(errors.NonManifoldError):
+        validate(fixed)
