@@ -56,7 +56,7 @@ from net.protocol import (
     pose_key,
     split_pose_bundle,
 )
-from net.signaling_client import Backoff, SignalingClient, SignalingClosedError
+from net.signaling_client import Backoff, SignalingClient, SignalingClosedError, SignalingRefusedError
 from net.state import SharedState
 from net.tokens import RELAY_ID
 
@@ -281,7 +281,14 @@ class Participant:
             except SignalingClosedError as exc:
                 if self.stopping:
                     return
-                await self._reconnect(exc)
+                try:
+                    await self._reconnect(exc)
+                except SignalingRefusedError as refused:
+                    # 401: our credentials are revoked, expired or stale (or the server has another secret):
+                    # no retry can succeed. The links carry on until the peers drop them.
+                    self.counters["rejoin_refused"] += 1
+                    log.warning("%s: signaling refuses our rejoin for good (%s); no more attempts", self.name, refused)
+                    return
                 continue
             try:
                 if self.on_signal is not None:
@@ -302,6 +309,12 @@ class Participant:
             return
         try:
             await self._rejoin()
+        except SignalingRefusedError as exc:
+            if exc.status == 401:
+                raise
+            self.outages.attempts += 1  # full, busy, seat still held: worth another try
+            log.debug("%s: rejoin refused: %s", self.name, exc)
+            return
         except NetError as exc:
             log.debug("%s: rejoin failed: %s", self.name, exc)
             if not self.client.connected:

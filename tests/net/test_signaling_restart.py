@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 Join = Callable[..., Awaitable[Participant]]
 Until = Callable[..., Awaitable[None]]
-Restart = Callable[[], Awaitable[SignalingServer]]
+Restart = Callable[..., Awaitable[SignalingServer]]
 
 
 @pytest.fixture
@@ -50,11 +50,13 @@ def participant_options() -> dict[str, Any]:
 
 @pytest.fixture
 async def restart(server: SignalingServer, server_options: dict[str, Any]) -> AsyncIterator[Restart]:
-    """``await restart()``: a new server on the test server's port, with its options and secret (stop that one first)."""
+    """``await restart(**config)``: a new server on the test server's port, with its options and secret unless
+    ``config`` says otherwise (stop that one first)."""
     started: list[SignalingServer] = []
 
-    async def start() -> SignalingServer:
-        again = SignalingServer(ServerConfig(secret=server.config.secret, port=server.port, **server_options))
+    async def start(**config: Any) -> SignalingServer:
+        options = {"secret": server.config.secret, "port": server.port, **server_options, **config}
+        again = SignalingServer(ServerConfig(**options))
         await again.start()
         started.append(again)
         return again
@@ -296,3 +298,24 @@ async def test_signaling_reconnect_after_an_announced_leave_rebuilds_the_links(
     made = alice.state.seq
     await until(lambda: bob.state.has(alice.index, made + 5) and alice.state.has(bob.index, bob.state.seq))
     assert server.counters["rejoined"] == 0 and bob.report()["signaling"]["outages"] == 1
+
+
+async def test_a_rejoin_refused_for_good_stops_retrying(server: SignalingServer, join: Join, until: Until,
+                                                       restart: Restart) -> None:
+    """A server restarted with another secret refuses the resume tickets (401): each participant says so once,
+    counts it and stops trying, while their link keeps carrying ops."""
+    alice = await join("alice", role="surgeon")
+    bob = await join("bob")
+    await until(lambda: _all_linked([alice, bob]))
+    await server.stop()
+    second = await restart(secret=b"another-secret-0123456789abcdef!")
+    await until(lambda: alice.counters["rejoin_refused"] == bob.counters["rejoin_refused"] == 1)
+
+    def refusals() -> int:
+        return sum(n for counter, n in second.counters.items() if counter.startswith("refused"))
+
+    assert refusals() == 2
+    await asyncio.sleep(1.5)  # a retrying client would have tried again by now
+    assert refusals() == 2 and bob.report()["signaling"]["connected"] is False
+    made = alice.state.seq
+    await until(lambda: bob.state.has(alice.index, made + 3))
