@@ -175,3 +175,24 @@ async def test_revoke_closes_the_live_connection_and_refuses_its_return(
     finally:
         await carol.close()
         await dave.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "not-a-token"], "token"),
+        (["--participant", "bob"], "--participant needs --room"),
+    ],
+)
+async def test_revoke_mistakes_are_one_line_errors(home: Any, args: list[str], message: str) -> None:
+    """A token that is not one, or a participant without its room: exit 2, one line, nothing written."""
+    before = home.revocation_file.read_text() if home.revocation_file.exists() else ""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [MEDVERSE, "consult", "revoke", *args, "--secret-file", str(home.secret_file),
+         "--revocation-file", str(home.revocation_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (home.revocation_file.read_text() if home.revocation_file.exists() else "") == before
