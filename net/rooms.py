@@ -143,9 +143,12 @@ class Room:
         """Every participant -> index the room has handed out (a copy)."""
         return dict(self._indices)
 
-    def restore(self, table: dict[str, int]) -> None:
-        """Take over the index table of the room as a previous server process left it (:class:`IndexFile`)."""
+    def restore(self, table: dict[str, int], topology: str = "mesh") -> None:
+        """Take over the index table and topology of the room as a previous server process left them
+        (:class:`IndexFile`): a relay room comes back as one, rather than as a mesh until enough rejoin."""
         self._indices = {**table, **self._indices}
+        if topology == "relay":
+            self.topology = "relay"
 
     def admit(
         self, participant: str, name: str, role: str, connection: Any, *, now: float | None = None,
@@ -221,7 +224,7 @@ class Room:
 class IndexFile:
     """The rooms' index tables in a small JSON file, so that a restarted server hands no index out twice.
 
-    ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "indices": {"<participant>": <index>}}}}``,
+    ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "topology": "mesh"|"relay", "indices": {"<participant>": <index>}}}}``,
     rewritten whole (a temporary file, fsynced, renamed over it) each time an index is handed out
     (:meth:`put`) or a room closes (:meth:`drop`): joins are rare, so this costs nothing. The server
     reads it once, at start (:meth:`load`), and a room opened again takes its old table back
@@ -241,7 +244,7 @@ class IndexFile:
     def __init__(self, path: str | Path, ttl_s: float = 12 * 3600.0) -> None:
         self.path = Path(path)
         self.ttl_s = ttl_s
-        self._rooms: dict[str, tuple[float, dict[str, int]]] = {}  # room -> (updated, table)
+        self._rooms: dict[str, tuple[float, dict[str, int], str]] = {}  # room -> (updated, table, topology)
 
     def load(self, *, now: float | None = None) -> int:
         """Read the file; returns how many rooms' tables it held that are still fresh.
@@ -266,6 +269,9 @@ class IndexFile:
             try:
                 updated = float(entry["updated"])
                 table = {str(p): int(i) for p, i in entry["indices"].items()}
+                topology = str(entry.get("topology", "mesh"))
+                if topology not in ("mesh", "relay"):
+                    raise ValueError(topology)
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.warning("index file %s: skipping the malformed entry of room %r", self.path, str(name)[:64])
                 continue
@@ -273,18 +279,18 @@ class IndexFile:
                 log.warning("index file %s: skipping room %r (indices out of range or repeated)", self.path, str(name)[:64])
                 continue
             if now - updated <= self.ttl_s:
-                self._rooms[str(name)] = (updated, table)
+                self._rooms[str(name)] = (updated, table, topology)
         return len(self._rooms)
 
-    def take(self, room: str, *, now: float | None = None) -> dict[str, int]:
-        """The table the file holds for ``room`` (empty if none, or too old)."""
+    def take(self, room: str, *, now: float | None = None) -> tuple[dict[str, int], str]:
+        """The table and topology the file holds for ``room`` (empty and mesh if none, or too old)."""
         now = time.time() if now is None else now
-        updated, table = self._rooms.get(room, (now, {}))
-        return dict(table) if now - updated <= self.ttl_s else {}
+        updated, table, topology = self._rooms.get(room, (now, {}, "mesh"))
+        return (dict(table), topology) if now - updated <= self.ttl_s else ({}, "mesh")
 
-    def put(self, room: str, table: dict[str, int], *, now: float | None = None) -> None:
-        """Record ``room``'s table and write the file."""
-        self._rooms[room] = (time.time() if now is None else now, dict(table))
+    def put(self, room: str, table: dict[str, int], topology: str = "mesh", *, now: float | None = None) -> None:
+        """Record ``room``'s table and topology and write the file."""
+        self._rooms[room] = (time.time() if now is None else now, dict(table), topology)
         self._write()
 
     def drop(self, room: str) -> None:
@@ -295,7 +301,8 @@ class IndexFile:
     def _write(self) -> None:
         """Rewrite the file whole; an unwritable file is logged, never raised (the server keeps serving)."""
         body = {"v": self.VERSION,
-                "rooms": {name: {"updated": updated, "indices": table} for name, (updated, table) in sorted(self._rooms.items())}}
+                "rooms": {name: {"updated": updated, "topology": topology, "indices": table}
+                          for name, (updated, table, topology) in sorted(self._rooms.items())}}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -574,8 +574,10 @@ class SignalingServer:
             room = Room(claims.room, self.config.mesh_limit, self.config.max_participants)
             self.rooms[claims.room] = room
             if self.index_file is not None:
-                room.restore(self.index_file.take(room.name))
+                room.restore(*self.index_file.take(room.name))
                 room.on_assign = lambda: self._save_indices(room)
+                if room.topology == "relay":  # it was a relay room: its relay comes back before anyone rejoins
+                    self._open_relay(room)
             if self.config.twin is not None:
                 self.twins[room.name] = self.config.twin
             log.info("room %s opened", room.name)
@@ -600,6 +602,7 @@ class SignalingServer:
             self._spawn(self._relay_peer_left(room, member.participant))
         if switched:
             self._open_relay(room)
+            self._save_indices(room)
             self._broadcast(room, {"type": "topology", "mode": "relay", "relay": RELAY_ID}, exclude=member.participant)
         named = room.name not in self.twins and conn.twin is not None and member.role == "surgeon"
         if named and conn.twin is not None:
@@ -631,7 +634,7 @@ class SignalingServer:
 
     def _save_indices(self, room: Room) -> None:
         if self.index_file is not None and self.rooms.get(room.name) is room:
-            self.index_file.put(room.name, room.index_table())
+            self.index_file.put(room.name, room.index_table(), room.topology)
 
     def _announced_twin(self, request: web.Request) -> RoomTwin | web.Response | None:
         """The twin a joining client announced (``?twin=NAME&twin_sha256=HASH``), None, or a 400 refusal."""

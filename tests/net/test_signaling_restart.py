@@ -175,17 +175,19 @@ def test_a_rejoin_is_resumed_only_if_its_leaving_was_not_announced() -> None:
 
 
 def test_index_file_survives_a_restart_expires_and_shrugs_off_damage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Tables written by one IndexFile are read by the next; old, dropped, damaged or repeated ones are not."""
+    """Tables (and topologies) written by one IndexFile are read by the next; old, dropped, damaged or repeated
+    ones are not."""
     path = tmp_path / "rooms.json"
     first = IndexFile(path, ttl_s=100.0)
-    first.put("ward", {"alice": 1, "bob": 2}, now=1000.0)
+    first.put("ward", {"alice": 1, "bob": 2}, "relay", now=1000.0)
     first.put("lab", {"x": 1}, now=1000.0)
     first.put("old", {"y": 1}, now=800.0)
     first.drop("lab")
     again = IndexFile(path, ttl_s=100.0)
     assert again.load(now=1050.0) == 1  # ward; lab dropped, old expired
-    assert again.take("ward", now=1050.0) == {"alice": 1, "bob": 2} and again.take("lab", now=1050.0) == {}
-    assert again.take("ward", now=1200.0) == {}  # nobody came back in time
+    assert again.take("ward", now=1050.0) == ({"alice": 1, "bob": 2}, "relay")
+    assert again.take("lab", now=1050.0) == ({}, "mesh")
+    assert again.take("ward", now=1200.0) == ({}, "mesh")  # nobody came back in time
     path.write_text('{"v": 1, "rooms": {"a": {"updated": 1000, "indices": {"p": 1, "q": 1}}, "b": 5}}')
     assert IndexFile(path).load(now=1000.0) == 0
     path.write_text("{not json")
@@ -265,8 +267,9 @@ async def test_server_without_index_file_and_newcomer_first_renumbers_and_mends(
 async def test_relay_room_comes_back_through_the_new_relay(
     server: SignalingServer, join: Join, until: Until, restart: Restart
 ) -> None:
-    """In a relay room the relay dies with the server: after the restart everyone offers to the new relay, keeps
-    its index, and the states agree again with every op of the outage's ends."""
+    """In a relay room the relay dies with the server: the restarted server reopens the room as a relay room (its
+    index file says so), everyone rejoins straight into it, offers to the new relay, keeps its index, and the
+    states agree again with every op of the outage."""
     room = [await join("alice", role="surgeon"), await join("bob")]
     await until(lambda: all(p.topology == "relay" and p.link_set.open_links() for p in room), timeout=20.0)
     await asyncio.sleep(1.0)
@@ -274,6 +277,7 @@ async def test_relay_room_comes_back_through_the_new_relay(
     await server.stop()
     second = await restart()
     await until(lambda: all(p.outages.since is None for p in room), timeout=20.0)
+    assert all(p.client.welcome is not None and p.client.welcome["topology"] == "relay" for p in room)
     await until(lambda: second.rooms["ward"].relay is not None
                 and all(p.topology == "relay" and p.link_set.open_links() for p in room), timeout=20.0)
     assert [p.index for p in room] == indices
