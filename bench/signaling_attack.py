@@ -15,6 +15,10 @@
     time to its ``welcome`` is measured, and ``/health`` is read;
 - the window is run twice: once quiet (the baseline), once under attack.
 
+On loopback the attackers share the machine's cores with the server and the participants, which a real
+attacker elsewhere would not: they run at ``nice 19`` (``--attacker-nice``), so that what is measured is
+what the server's handling of the attack costs the consultation, and their CPU share is reported.
+
 Figures: the consultation's pose one-way latency p50/p99 (the worse participant's), the legitimate
 joins' time to welcome (max and median), ``/health`` answered, the server's resident memory (peak over
 the run, from ``/proc``), what the attack achieved (signals sent, delivered rate, idle sockets held)
@@ -75,6 +79,7 @@ class Attack:
     def __init__(self, url: str, port: int, flood_rate: float, idle: int) -> None:
         self.url, self.port, self.flood_rate, self.idle_target = url, port, flood_rate, idle
         self.sent = self.rejoins = self.refused_joins = 0
+        self.connected_s = 0.0  # time the flooder held a connection (the server closes and bars it)
         self.idle_open = 0
         self.idle_opened = 0
         self.idle_held_max = 0
@@ -85,11 +90,13 @@ class Attack:
         batch = max(1, int(self.flood_rate / 100))  # 100 batches a second
         next_at = time.monotonic()
         connected = False
+        since = 0.0
         while not self.stop.is_set():
             if not connected:
                 try:
                     await client.connect()
-                    connected = True
+                    connected, since = True, time.monotonic()
+                    next_at = since
                     self.rejoins += 1
                 except SignalingError:
                     self.refused_joins += 1
@@ -101,11 +108,15 @@ class Attack:
                 self.sent += batch
             except SignalingError:
                 connected = False
+                self.connected_s += time.monotonic() - since
                 continue
             if client._ws is not None and client._ws.closed:
                 connected = False
+                self.connected_s += time.monotonic() - since
             next_at += 0.01
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if connected:
+            self.connected_s += time.monotonic() - since
         await client.close()
 
     async def _idle_one(self) -> None:
@@ -188,7 +199,7 @@ async def run_window(url: str, port: int, server_pid: int, env: dict[str, str], 
             attackers.append(await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--as", kind, "--url", url, "--secret", SECRET,
                 "--duration", f"{measure_until - time.time():.2f}", "--flood-rate", str(args.flood_rate),
-                "--idle", str(args.idle), env=env, stdout=asyncio.subprocess.PIPE,
+                "--idle", str(args.idle), "--nice", str(args.attacker_nice), env=env, stdout=asyncio.subprocess.PIPE,
             ))  # fmt: skip
     t0, cpu0 = time.monotonic(), _cpu_s(server_pid)
     attackers_cpu0 = [_cpu_s(a.pid) for a in attackers]
@@ -267,6 +278,8 @@ async def attack_process(kind: str, url: str, seconds: float, flood_rate: float,
     elapsed = time.monotonic() - started
     if kind == "flood":
         return {"signals_sent": attack.sent, "signals_per_s": round(attack.sent / elapsed),
+                "flooder_connected_s": round(attack.connected_s, 2),
+                "signals_per_s_while_connected": round(attack.sent / attack.connected_s) if attack.connected_s else None,
                 "flooder_rejoins": attack.rejoins, "flooder_refused_joins": attack.refused_joins}  # fmt: skip
     return {"idle_sockets_opened": attack.idle_opened, "idle_sockets_held_max": attack.idle_held_max}
 
@@ -279,7 +292,9 @@ def main() -> int:
         sub.add_argument("--duration", type=float, required=True)
         sub.add_argument("--flood-rate", type=float, required=True)
         sub.add_argument("--idle", type=int, required=True)
+        sub.add_argument("--nice", type=int, default=0)
         a = sub.parse_args()
+        os.nice(a.nice)
         global SECRET
         SECRET = a.secret
         print(json.dumps(asyncio.run(attack_process(getattr(a, "as"), a.url, a.duration, a.flood_rate, a.idle))))
@@ -289,6 +304,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (default %(default)s)")
     parser.add_argument("--flood-rate", type=float, default=10_000.0, help="signals a second (default %(default)s)")
     parser.add_argument("--idle", type=int, default=1000, help="idle sockets from one address (default %(default)s)")
+    parser.add_argument("--attacker-nice", type=int, default=19,
+                        help="niceness of the attacker processes, which on loopback share the cores (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "signaling_attack.json"),
                         help="JSON output (default %(default)s)")
     args = parser.parse_args()
@@ -310,7 +327,8 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_start": [round(x, 2) for x in load_start],
                     "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
-        "config": {"duration_s": args.duration, "warmup_s": args.warmup, "flood_rate": args.flood_rate, "idle": args.idle},
+        "config": {"duration_s": args.duration, "warmup_s": args.warmup, "flood_rate": args.flood_rate, "idle": args.idle,
+                   "attacker_nice": args.attacker_nice},
         **figures,
         "goals": goals,
     }
