@@ -85,8 +85,8 @@ class Backoff:
     [``initial_s``, 2 ``initial_s``], the later ones doubling up to [``cap_s`` / 2, ``cap_s``].
 
     So clients that lost the server together (it restarted) do not come back in lockstep, and a server
-    that stays away costs one attempt every 2-4 s, not two a second; the cap keeps a participant's return
-    within about 4 s of the server's.
+    that stays away costs one attempt every 1.5-3 s, not two a second; the cap keeps a participant's
+    return within about 3 s of the server's.
 
     Attributes
     ----------
@@ -99,7 +99,7 @@ class Backoff:
     """
 
     initial_s: float = 0.25
-    cap_s: float = 4.0
+    cap_s: float = 3.0
     rng: random.Random = field(default_factory=random.Random)
     attempts: int = 0
 

@@ -18,7 +18,7 @@ counted in ``counters``.
 
 When the signaling server goes away (restarted, say), the peer links stay up and keep carrying poses
 and ops: the participant rejoins with a jittered exponential back-off (``net.signaling_client.Backoff``,
-0.25-4 s), claims its index back, offers only to peers it has no open link to, and counts the outage
+0.25-3 s), claims its index back, offers only to peers it has no open link to, and counts the outage
 (``outages``, in the report as ``signaling``).
 """
 
