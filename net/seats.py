@@ -95,7 +95,7 @@ def issue_ticket(secret: bytes, session: Session, *, now: float | None = None) -
     c = session.claims
     payload = {
         "room": c.room, "sub": c.participant, "name": c.name, "role": c.role, "jti": c.token_id,
-        "iat": int(c.issued_at), "sid": session.session_id, "gen": session.generation,
+        "iat": int(c.issued_at), "texp": int(c.expires_at), "sid": session.session_id, "gen": session.generation,
         "opened": int(session.opened_at), "exp": int((time.time() if now is None else now) + RESUME_TTL_S),
     }  # fmt: skip
     body = b64url_encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
@@ -123,7 +123,7 @@ def verify_ticket(secret: bytes, ticket: str, *, now: float | None = None) -> Se
         p = json.loads(b64url_decode(parts[1]).decode("utf-8"))
         claims = TokenClaims(
             room=_id(p["room"]), participant=_id(p["sub"]), name=str(p["name"]), role=str(p["role"]),
-            issued_at=float(p["iat"]), expires_at=float(p["exp"]), token_id=str(p["jti"]),
+            issued_at=float(p["iat"]), expires_at=float(p["texp"]), token_id=str(p["jti"]),
         )  # fmt: skip
         session = Session(claims, str(p["sid"]), int(p["gen"]), float(p["opened"]))
         expires = float(p["exp"])
@@ -294,3 +294,7 @@ class SeatBook:
     def _prune(self, now: float) -> None:
         if len(self.spent) > 1024:
             self.spent = {jti: until for jti, until in self.spent.items() if until > now}
+        if len(self.sessions) > 4096:
+            # A session older than a ticket's life is forgotten; its latest ticket, if still valid, is
+            # then taken as after a restart (the signature is the proof).
+            self.sessions = {k: v for k, v in self.sessions.items() if now - v.opened_at < RESUME_TTL_S}
