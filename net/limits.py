@@ -160,12 +160,15 @@ class LimitBook:
         if wait > 0:
             return wait
         limits = self.limits
-        by_address = self._bucket(self._joins, address, limits.join_rate_per_s, limits.join_burst)
-        by_identity = self._bucket(self._identity_joins, identity, limits.identity_join_rate_per_s, limits.identity_join_burst)
-        if by_address.take() and by_identity.take():
+        if not self._bucket(self._joins, address, limits.join_rate_per_s, limits.join_burst).take():
+            return 1.0 / limits.join_rate_per_s  # the address's joins: no strike against this identity
+        if self._bucket(self._identity_joins, identity, limits.identity_join_rate_per_s, limits.identity_join_burst).take():
             return None
-        # Rejoining faster than allowed is a strike: a loop that ignores 429 backs off longer each time.
-        return max(self.strike(identity), 1.0 / limits.identity_join_rate_per_s)
+        # Rejoining faster than allowed is a strike: a loop that ignores 429 backs off longer each time
+        # (and never less than the bucket needs to give a join again).
+        wait = max(self.strike(identity), 1.0 / limits.identity_join_rate_per_s)
+        self._strikes[identity].until = now + wait
+        return wait
 
     def strike(self, key: Any) -> float:
         """Record a strike against an identity; return its back-off, seconds."""
