@@ -27,6 +27,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -211,6 +212,10 @@ class NetThread:
                 self.loop.close()
 
 
+#: How often the frame thread's replica of the state is compared with the room's by digest (s).
+DIGEST_CHECK_S = 1.0
+
+
 class FrameRoom:
     """The room as the frame thread's bridge sees it (:class:`~sessions.consult.bridge.Room`): a replica
     of the shared state, fed by the ops the net thread applied; ops made on the net thread."""
@@ -218,6 +223,7 @@ class FrameRoom:
     def __init__(self, net: NetThread) -> None:
         self.net = net
         self._state = self._copy()
+        self._checked = time.monotonic()
 
     def _copy(self) -> SharedState:
         p = self.net.participant
@@ -242,10 +248,18 @@ class FrameRoom:
 
     def take(self) -> list[tuple[StateOp, str]]:
         """Apply the ops the net thread applied since the last call; returns them (sender's name too).
-        When the room's state changed other than by ops (a snapshot merged), the replica is made again."""
+        When the room's state changed other than by ops (a snapshot merged: more ops than ours; a split
+        mended by adopting the authority's state: as many, other content, found by comparing digests once
+        every :data:`DIGEST_CHECK_S`), the replica is made again."""
         ops = self.net.ops()
         for op, _ in ops:
             self._state.apply(op)
-        if self.net.participant.state.op_count != self._state.op_count:
+        participant = self.net.participant
+        stale = participant.state.op_count != self._state.op_count
+        if not stale and time.monotonic() - self._checked >= DIGEST_CHECK_S:
+            self._checked = time.monotonic()
+            # on the loop: which state object is the room's is decided there (an adoption replaces it)
+            stale = self.net.call(lambda: participant.state.digest()) != self._state.digest()  # noqa: PLW0108
+        if stale:
             self._state = self._copy()
         return ops

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from net import roles
 from net.protocol import OpKind, StateOp, decode_state, encode_state
 from net.state import OpRefusedError, SharedState
@@ -216,3 +218,32 @@ def test_op_intents_are_the_inverse_of_what_the_bridge_sends(brain: Any) -> None
         for intent in op_intents(op, "alice", 1.0, a.state):
             assert ws.apply(intent), intent
     assert workspace_view(ws) == workspace_view(a.workspace)
+
+
+def test_the_frame_replica_follows_an_adopted_state_with_as_many_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split mended by adopting the authority's state leaves the op count as it was: the frame thread's
+    replica notices by digest (once a second, here at once) and is made again from the room's state."""
+    from sessions.consult import network
+
+    ours, authority = SharedState(2), SharedState(2)
+    ours.apply(StateOp(1, 1, 1, OpKind.SELECT, {"structure": "left"}, 0.0))
+    authority.apply(StateOp(1, 1, 1, OpKind.SELECT, {"structure": "right"}, 0.0))
+
+    class Participant:
+        state = ours
+
+    class Net:
+        participant = Participant()
+
+        def call(self, fn: Any, *args: Any) -> Any:
+            return fn(*args)
+
+        def ops(self) -> list[Any]:
+            return []
+
+    room = network.FrameRoom(Net())  # type: ignore[arg-type]
+    assert room.state.selection == "left"
+    Participant.state = authority  # adopted on the net thread: one op, as before
+    monkeypatch.setattr(network, "DIGEST_CHECK_S", 0.0)
+    room.take()
+    assert room.state.selection == "right" and room.state.digest() == authority.digest()
