@@ -112,6 +112,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _resident_mb() -> float:
+    """Resident memory now (ru_maxrss right after the start can still be the forking parent's)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def work_medverse(path: str, threshold: float, home: str) -> dict[str, Any]:
     os.environ["MEDVERSE_CACHE"] = str(Path(home) / "cache")
     os.environ["MEDVERSE_HOME"] = str(Path(home) / "home")
@@ -119,7 +125,7 @@ def work_medverse(path: str, threshold: float, home: str) -> dict[str, Any]:
     from assets.regions import Keep  # noqa: PLC0415
 
     library = Library()
-    before = _peak_mb()
+    before = _resident_mb()
     t0 = time.perf_counter()
     twin = library.import_twin(path, name="bench-ct", threshold=threshold, keep=Keep.parse(["largest"]))
     seconds = time.perf_counter() - t0
@@ -132,7 +138,7 @@ def work_vtk(path: str, threshold: float, targets: list[int], out: str) -> dict[
     import vtkmodules.all as vtk  # noqa: PLC0415 - the peer (PyPI vtk, medverse's [vtk] extra)
     from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: PLC0415
 
-    before = _peak_mb()
+    before = _resident_mb()
     t0 = time.perf_counter()
     if path.endswith(".nrrd"):
         reader: Any = vtk.vtkNrrdReader()
