@@ -458,7 +458,8 @@ class SignalingServer:
 
     def _refuse(self, counter: str, status: int, reason: str) -> web.Response:
         self.counters[counter] += 1
-        log.info("refused connection: %s", reason)
+        # One line per kind of refusal per 10 s: a spray of bad joins must not become a spray of lines.
+        self.quiet.info(counter, f"refused connection: {reason}")
         # A header carries the detail too: WebSocket clients see the status and headers, not the body.
         return web.json_response({"error": reason}, status=status, headers={REASON_HEADER: reason})
 
@@ -507,11 +508,13 @@ class SignalingServer:
         if not origin_allowed(origin, scheme=scheme, port=self.port, names=self._names, allowed=allowed):
             return self._refuse("refused_origin", 403, f"origin {str(origin)[:80]!r} is not served here")
         address = request.remote or "?"
-        credentials = self._credentials(request)
-        if isinstance(credentials, web.Response):
-            return credentials
-        claims, resuming = credentials
-        wait = self.limits.join((claims.room, claims.participant), address)
+        wait = self.limits.join_address(address)
+        if wait is None:
+            credentials = self._credentials(request)
+            if isinstance(credentials, web.Response):
+                return credentials
+            claims, resuming = credentials
+            wait = self.limits.join((claims.room, claims.participant))
         if wait is not None:
             refused = self._refuse("refused_rate_limited", 429, f"too many joins: retry in {wait:.1f} s")
             refused.headers["Retry-After"] = str(max(1, round(wait)))
