@@ -6,8 +6,9 @@ Every limit belongs to who asks, not to a socket, so that reconnecting resets no
   reconnects; ``ServerConfig.rate_per_s``/``burst``) and one per *source address* (all its
   identities); a message over either is dropped and counted (``rate_limited``), with at most one
   ``error`` reply a second, so a flood costs the server little and the target nothing;
-- **joins**: a bucket per source address (taken before any credential is read) and one per identity;
-  a refused join is answered 429 with ``Retry-After`` (``refused_rate_limited``);
+- **joins**: a bucket per source address and one per identity; a refused join is answered 429 with
+  ``Retry-After`` (``refused_rate_limited``); a join with a bad credential is refused (401) before
+  either, cheaply (one HMAC), and logged one line per kind per 10 s;
 - **back-off**: an identity that keeps going past its limits (a connection closed for flooding, or
   joins refused for rate) is barred from joining for a time that doubles with each strike
   (:attr:`Limits.backoff_s` up to :attr:`Limits.max_backoff_s`) and resets after a quiet spell as
@@ -153,21 +154,18 @@ class LimitBook:
         limits = self.limits
         return self._bucket(self._address_messages, address, limits.address_rate_per_s, limits.address_burst).take()
 
-    def join_address(self, address: str) -> float | None:
-        """Admit a join attempt from ``address`` (checked first, before any credential is read, so that
-        spraying bad tokens costs as much as joining), or return the seconds to wait."""
-        limits = self.limits
-        if self._bucket(self._joins, address, limits.join_rate_per_s, limits.join_burst).take():
-            return None
-        return 1.0 / limits.join_rate_per_s
+    def join(self, identity: tuple[str, str], address: str) -> float | None:
+        """Admit a join attempt, or return the seconds to wait (the identity's back-off, or a bucket's refill).
 
-    def join(self, identity: tuple[str, str]) -> float | None:
-        """Admit a join attempt of ``identity``, or return the seconds to wait (its back-off, or its bucket's refill)."""
+        A barred identity's attempts spend nothing of its address's budget, so an attacker retrying in a
+        loop does not lock out its neighbours behind the same address (a hospital's NAT)."""
         now = self.clock()
         wait = self._barred(identity, now)
         if wait > 0:
             return wait
         limits = self.limits
+        if not self._bucket(self._joins, address, limits.join_rate_per_s, limits.join_burst).take():
+            return 1.0 / limits.join_rate_per_s  # the address's joins: no strike against this identity
         if self._bucket(self._identity_joins, identity, limits.identity_join_rate_per_s, limits.identity_join_burst).take():
             return None
         # Rejoining faster than allowed is a strike: a loop that ignores 429 backs off longer each time

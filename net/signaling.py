@@ -508,13 +508,11 @@ class SignalingServer:
         if not origin_allowed(origin, scheme=scheme, port=self.port, names=self._names, allowed=allowed):
             return self._refuse("refused_origin", 403, f"origin {str(origin)[:80]!r} is not served here")
         address = request.remote or "?"
-        wait = self.limits.join_address(address)
-        if wait is None:
-            credentials = self._credentials(request)
-            if isinstance(credentials, web.Response):
-                return credentials
-            claims, resuming = credentials
-            wait = self.limits.join((claims.room, claims.participant))
+        credentials = self._credentials(request)
+        if isinstance(credentials, web.Response):
+            return credentials
+        claims, resuming = credentials
+        wait = self.limits.join((claims.room, claims.participant), address)
         if wait is not None:
             refused = self._refuse("refused_rate_limited", 429, f"too many joins: retry in {wait:.1f} s")
             refused.headers["Retry-After"] = str(max(1, round(wait)))

@@ -36,18 +36,20 @@ def test_joins_back_off_doubling_per_strike_and_forgive_after_a_quiet_spell() ->
     who = ("ward", "mal")
     waits: list[float] = []
     while len(waits) < 5:
-        wait = limits.join(who)
+        wait = limits.join(who, "a")
         if wait is None:
             continue  # admitted: rejoin at once, as a loop that ignores 429 would
-        assert limits.join(who) == pytest.approx(wait)  # barred: told the same, no new strike
+        assert limits.join(who, "a") == pytest.approx(wait)  # barred: told the same, no new strike
         waits.append(wait)
         now[0] += wait
     assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
-    assert limits.join(("ward", "ann")) is None
-    assert sum(limits.join_address("10.0.0.9") is None for _ in range(100)) == 60  # the address's burst
+    assert limits.join(("ward", "ann"), "a") is None
+    # the address's budget: 60 joins at once from 60 identities, then none; no identity is barred for it
+    assert sum(limits.join(("ward", f"n{i}"), "10.0.0.9") is None for i in range(100)) == 60
+    assert limits._barred(("ward", "n99"), now[0]) == 0.0
     now[0] += 100.0
-    assert limits.join(who) is None and limits.join(who) is None
-    assert limits.join(who) == 1.0  # strikes forgotten: the first wait again
+    assert limits.join(who, "a") is None and limits.join(who, "a") is None
+    assert limits.join(who, "a") == 1.0  # strikes forgotten: the first wait again
 
 
 def test_the_default_connection_cap_follows_the_file_limit() -> None:
