@@ -45,7 +45,7 @@ async def clinician(server: SignalingServer, home: Any) -> Any:
 
 
 async def test_reconnecting_does_not_reset_the_rate_limit(
-    server: SignalingServer, home: Any, bystanders: Any, clinician: Any
+    server: SignalingServer, home: Any, bystanders: Any, clinician: Any, log_lines: Any
 ) -> None:
     """Issue 16's attack: an in-room user reconnects as fast as it can for 3 s, sending 100 signals at the
     clinician on each connection. The identity's bucket (burst 60, 20/s) holds across its connections, so
@@ -84,11 +84,15 @@ async def test_reconnecting_does_not_reset_the_rate_limit(
     assert server.counters["refused_rate_limited"] - before["refused_rate_limited"] == refused
     assert retry_after[0].isdigit() and int(retry_after[0]) >= 1
     assert clinician.counters["server_errors"] == 0  # doc's own answers were never refused
+    # hundreds of refused joins, one log line (per kind per 10 s), no token in it
+    refusals = [line for line in log_lines() if "too many joins" in line]
+    assert len(refusals) == 1, refusals
+    assert not any(mal._token.split(".")[1] in line for line in log_lines())
     await bystanders.still_working()
 
 
 async def test_a_flooding_connection_is_closed_and_its_identity_backs_off(
-    server: SignalingServer, home: Any, bystanders: Any
+    server: SignalingServer, home: Any, bystanders: Any, log_lines: Any
 ) -> None:
     """A holder of a valid token sending as fast as it can is closed (4008) after 300 messages over its
     limit, counted, logged once; its identity is barred from rejoining for 1 s, then 2 s after a second
@@ -115,6 +119,8 @@ async def test_a_flooding_connection_is_closed_and_its_identity_backs_off(
         await flooder.connect()
     assert server.counters["flood_closed"] == before + 2
     assert 0.5 <= backoffs[0] <= 1.0 and 1.5 <= backoffs[1] <= 2.0, backoffs
+    closures = [line for line in log_lines() if "for flooding" in line]
+    assert closures == ["room loud: closed fay's connection from 127.0.0.1 for flooding; joins barred for 1 s"]
     await flooder.close()
     await bystanders.still_working()
 
@@ -134,7 +140,7 @@ async def closed_soon(reader: asyncio.StreamReader, within: float) -> bool:
 
 
 async def test_idle_connections_are_capped_per_address_and_timed_out(
-    server: SignalingServer, home: Any, bystanders: Any
+    server: SignalingServer, home: Any, bystanders: Any, log_lines: Any
 ) -> None:
     """50 idle sockets from one address: 20 are kept (the per-address cap) and 30 closed at once, counted;
     /health and a join from elsewhere work meanwhile; the 20 are closed after the 2 s header timeout, and
@@ -144,6 +150,9 @@ async def test_idle_connections_are_capped_per_address_and_timed_out(
     shut = await asyncio.gather(*(closed_soon(r, 0.5) for r, _ in sockets))
     assert sum(shut) == 30 and server.counters["refused_connections"] - before["refused_connections"] == 30
     assert server.guard.by_address.get("127.0.0.21") == 20
+    assert [line for line in log_lines() if "refused connection: 127.0.0.21" in line] == [
+        "refused connection: 127.0.0.21 has 20 connections open"
+    ]  # 30 refusals, one line
     async with aiohttp.ClientSession() as http, http.get(server.url + "/health") as response:
         assert response.status == 200 and (await response.json())["ok"] is True
     await bystanders.still_working()
