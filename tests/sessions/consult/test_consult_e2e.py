@@ -120,8 +120,11 @@ def test_five_participants_converge_see_each_other_refuse_the_observer_and_repla
     for name in ("expert", "expert2", "observer"):
         assert max(_colour_pixels(p, "landmark") for p in reports[name]["consult"]["written"]) > 5, name
 
-    # within the 30 ms budget on loopback, for poses and ops, everyone
+    # within the 30 ms budget on loopback, for poses and ops, everyone but the trainee (frozen for 1.5 s on
+    # purpose: what reached it meanwhile arrived up to 1.5 s late, and counts so)
     for name, r in reports.items():
+        if name == "trainee":
+            continue
         room = r["latency"]["room"]
         assert room["pose"]["within_budget"] >= 0.99, (name, room["pose"])
         if room["state"]:
