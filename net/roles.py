@@ -105,6 +105,15 @@ def scope(role: str, kind: OpKind) -> Scope | None:
     return POLICY.get(role, {}).get(kind)
 
 
+def check_kind(role: str, kind: OpKind) -> str | None:
+    """Why a participant of ``role`` may make no op of ``kind`` at all (whose marks aside), or None."""
+    return _kind_refused(role, kind) if scope(role, kind) is None else None
+
+
+def _kind_refused(role: str, kind: OpKind) -> str:
+    return f"{role or 'a participant without a role'} may not {ACTIONS[kind]}"
+
+
 def check(role: str, op: StateOp, state: MarkOwners | None) -> str | None:
     """Why a participant of ``role`` may not make ``op``, or None when it may.
 
@@ -124,9 +133,9 @@ def check(role: str, op: StateOp, state: MarkOwners | None) -> str | None:
         One line for the refusal (``"observer may not move the twin"``), or None.
     """
     allowed = scope(role, op.kind)
-    action = ACTIONS[op.kind]
     if allowed is None:
-        return f"{role or 'a participant without a role'} may not {action}"
+        return _kind_refused(role, op.kind)
+    action = ACTIONS[op.kind]
     if allowed is ANY or op.kind not in MARK_OPS or state is None:
         return None
     mark_id = str(op.payload["id"])

@@ -59,7 +59,7 @@ from net.protocol import (
     refusal_reason,
     routed_id,
 )
-from net.roles import ACTIONS, check, scope
+from net.roles import check, check_kind
 from net.state import OpRefusedError, SharedState, Stamp
 from net.tokens import RELAY_ID
 
@@ -132,9 +132,13 @@ class StateSync:
         """Why ``op`` may not be applied here, or None: ``net.roles.check`` with the role its sender had when
         it made it (the latest grant older than the op, ``SharedState.role_at``, else the token's), so that
         an op made before a grant stays refused after it, and every peer decides alike."""
-        granted = self.state.role_at(op.participant, (op.lamport, op.participant, op.seq))
-        role = granted if granted is not None else self.token_role(op.participant)
-        return check(role, op, self.state)
+        return check(self.role_then(op.participant, (op.lamport, op.participant, op.seq)), op, self.state)
+
+    def role_then(self, index: int, stamp: Stamp, state: SharedState | None = None) -> str:
+        """The role participant ``index`` had at ``stamp``: the latest grant older than it that ``state``
+        (default ours) holds, else its join token's."""
+        granted = (state or self.state).role_at(index, stamp)
+        return granted if granted is not None else self.token_role(index)
 
     def permit_entry(self, kind: OpKind, writer: int, stamp: Stamp, state: SharedState | None = None) -> str | None:
         """Why a snapshot entry that ``writer`` wrote (an op of ``kind`` at ``stamp``) may not be taken, or
@@ -144,11 +148,8 @@ class StateSync:
         host = self._host
         if writer != host.index and writer not in host.roster.remotes:
             return None
-        granted = (state or self.state).role_at(writer, stamp)
-        role = granted if granted is not None else self.token_role(writer)
-        if scope(role, kind) is None:
-            return f"{role or 'a participant without a role'} may not {ACTIONS[kind]} (participant {writer})"
-        return None
+        refused = check_kind(self.role_then(writer, stamp, state), kind)
+        return None if refused is None else f"{refused} (participant {writer})"
 
     def _vet_count(self, state: SharedState, source: int) -> None:
         if state.refused_entries:
