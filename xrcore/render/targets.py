@@ -137,10 +137,7 @@ class RenderTargets:
 
     def bind_resolved(self, eye: int | None) -> None:
         """Bind the resolved (single-sampled) colour of ``eye`` (None: both layers) to draw over it after
-        :meth:`resolve`: there is no depth buffer there. Without MSAA it is the frame's own target."""
-        if self.samples <= 1:
-            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_stereo if eye is None else self._fbo_eye[eye])
-            return
+        :meth:`resolve`: there is no depth buffer there (without MSAA it is the frame's own target)."""
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._fbo_resolved_stereo if eye is None else self._fbo_resolved[eye])
 
     def resolve(self) -> None:
