@@ -224,6 +224,8 @@ class FrameRoom:
         self.net = net
         self._state = self._copy()
         self._checked = time.monotonic()
+        # (op count, digest) of the room's state, as the loop last noted it for the frame thread
+        self._room_digest: tuple[int, bytes] | None = None
 
     def _copy(self) -> SharedState:
         p = self.net.participant
@@ -249,17 +251,24 @@ class FrameRoom:
     def take(self) -> list[tuple[StateOp, str]]:
         """Apply the ops the net thread applied since the last call; returns them (sender's name too).
         When the room's state changed other than by ops (a snapshot merged: more ops than ours; a split
-        mended by adopting the authority's state: as many, other content, found by comparing digests once
-        every :data:`DIGEST_CHECK_S`), the replica is made again."""
+        mended by adopting the authority's state: as many, other content, found by comparing digests about
+        once every :data:`DIGEST_CHECK_S`, the room's noted on the loop without the frame waiting for it),
+        the replica is made again."""
         ops = self.net.ops()
         for op, _ in ops:
             self._state.apply(op)
-        participant = self.net.participant
-        stale = participant.state.op_count != self._state.op_count
+        stale = self.net.participant.state.op_count != self._state.op_count
         if not stale and time.monotonic() - self._checked >= DIGEST_CHECK_S:
             self._checked = time.monotonic()
-            # on the loop: which state object is the room's is decided there (an adoption replaces it)
-            stale = self.net.call(lambda: participant.state.digest()) != self._state.digest()  # noqa: PLW0108
+            # noted on the loop, without waiting for it: the frame compares what the loop noted last
+            self.net.loop.call_soon_threadsafe(self._note_room_digest)
+            noted = self._room_digest
+            stale = noted is not None and noted[0] == self._state.op_count and noted[1] != self._state.digest()
         if stale:
             self._state = self._copy()
         return ops
+
+    def _note_room_digest(self) -> None:
+        # on the loop, where the room's state lives (an adoption replaces the object there)
+        state = self.net.participant.state
+        self._room_digest = (state.op_count, state.digest())

@@ -232,8 +232,13 @@ def test_the_frame_replica_follows_an_adopted_state_with_as_many_ops(monkeypatch
     class Participant:
         state = ours
 
+    class Loop:  # runs at once what the frame thread hands the net thread's loop
+        def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
+            fn(*args)
+
     class Net:
         participant = Participant()
+        loop = Loop()
 
         def call(self, fn: Any, *args: Any) -> Any:
             return fn(*args)
