@@ -225,6 +225,19 @@ def _check_chunk(index: int, count: int, total: int, size: int) -> None:
         raise ProtocolError(f"snapshot chunk of {size} bytes out of range", "state")
 
 
+def _op_kind(kind: int, reserved: int, seq: int, message: str, seq_of: str) -> OpKind:
+    """The op kind of an op or refusal header, its reserved byte 0 and its op's seq from 1; else ProtocolError."""
+    if reserved:
+        raise ProtocolError(f"reserved {message} byte is {reserved}, must be 0", "state")
+    try:
+        op_kind = OpKind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown op kind {kind}", "state") from None
+    if seq == 0:
+        raise ProtocolError(f"{seq_of} seq 0 (sequences start at 1)", "state")
+    return op_kind
+
+
 def decode_state(data: bytes | bytearray | memoryview) -> StateMessage:
     """Decode a ``state`` channel message; ``ProtocolError`` for anything malformed.
 
@@ -236,14 +249,7 @@ def decode_state(data: bytes | bytearray | memoryview) -> StateMessage:
         if len(buf) < OP_HEADER.size:
             raise ProtocolError(f"truncated op: {len(buf)} bytes, need {OP_HEADER.size}", "state")
         _, _, kind, reserved, participant, length, seq, lamport, time_us = OP_HEADER.unpack_from(buf)
-        if reserved:
-            raise ProtocolError(f"reserved op byte is {reserved}, must be 0", "state")
-        try:
-            kind = OpKind(kind)
-        except ValueError:
-            raise ProtocolError(f"unknown op kind {kind}", "state") from None
-        if seq == 0:
-            raise ProtocolError("state op seq 0 (sequences start at 1)", "state")
+        kind = _op_kind(kind, reserved, seq, "op", "state op")
         _check_lamport(lamport)
         check_size(buf, OP_HEADER.size + length, f"op with a {length}-byte payload", "state")
         payload = validate_payload(kind, parse_json(buf[OP_HEADER.size :], f"{kind.name} payload"))
@@ -264,14 +270,7 @@ def decode_state(data: bytes | bytearray | memoryview) -> StateMessage:
         if len(buf) < REFUSAL.size:
             raise ProtocolError(f"truncated refusal: {len(buf)} bytes, need {REFUSAL.size}", "state")
         _, _, participant, kind, reserved, to, seq, length = REFUSAL.unpack_from(buf)
-        if reserved:
-            raise ProtocolError(f"reserved refusal byte is {reserved}, must be 0", "state")
-        try:
-            kind = OpKind(kind)
-        except ValueError:
-            raise ProtocolError(f"unknown op kind {kind}", "state") from None
-        if seq == 0:
-            raise ProtocolError("refusal of op seq 0 (sequences start at 1)", "state")
+        kind = _op_kind(kind, reserved, seq, "refusal", "refusal of op")
         check_size(buf, REFUSAL.size + length, f"refusal with a {length}-byte reason", "state")
         try:
             reason = buf[REFUSAL.size :].decode("utf-8")
