@@ -112,6 +112,10 @@ class Workspace:
                 listener(intent)
         return True
 
+    def holding(self, user: str) -> bool:
+        """Whether ``user``'s grab is moving the twin now (live poses applied, not yet let go)."""
+        return user in self._grab_start
+
     def _apply(self, intent: it.Intent) -> None:
         handler = getattr(self, f"_apply_{type(intent).__name__}", None)
         if handler is None:

@@ -253,7 +253,10 @@ class StateBridge:
         if collection == "pose":
             pose, scale = ws.pose["twin"]
             payload = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation), "scale": scale}
-            moved = _transform_differs(validate_payload(OpKind.TRANSFORM, payload), state.transform)
+            # against where the room has the twin (home while it has no transform): a grab let go where
+            # it began changes nothing, so it sends nothing and is refused nothing
+            held = state.transform if state.transform is not None else self._home
+            moved = _transform_differs(validate_payload(OpKind.TRANSFORM, payload), held)
             return [(OpKind.TRANSFORM, payload)] if moved else []
         if collection == "selection" and ws.selection["structure"] != state.selection:
             return [(OpKind.SELECT, {"structure": ws.selection["structure"]})]
@@ -393,7 +396,8 @@ class StateBridge:
             out.append((it.Select(self._who(key), t, self._known(state.selection)), key))
         key = ("pose", "twin")
         transform = state.transform if state.transform is not None else self._home
-        if want(key):
+        # while the local user holds the twin their hand places it; letting go tells the room (or is refused)
+        if want(key) and not ws.holding(self.user):
             pose, scale = ws.pose["twin"]
             here = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation), "scale": scale}
             if _transform_differs(transform, here):

@@ -179,6 +179,48 @@ def test_an_observers_landmark_and_twin_move_are_refused_locally_and_a_trainees_
     assert workspace_view(obs.workspace) == views[0] and bob.held == [] and tim.held == []
 
 
+def test_a_grab_let_go_where_it_began_sends_nothing_and_is_refused_nothing(brain: Any) -> None:
+    """Letting go of the twin where it stood (a grab whose hand did not move, or moved back) is no change:
+    a surgeon sends no op, an observer is refused nothing, while the room has never placed the twin and
+    after it has."""
+    room = LoopbackRoom()
+    bob, obs = room.join("bob", brain), room.join("olga", brain, "observer")
+    for member in (bob, obs):
+        pose, scale = member.workspace.pose["twin"]
+        assert member.workspace.apply(it.SetTwinPose(member.name, 0.5, pose.position, pose.orientation, scale))
+        assert member.bridge.counters.ops_sent == 0 and member.bridge.refusals == []
+    assert bob.workspace.apply(it.SetTwinPose("bob", 0.6, (0.0, 0.1, 0.0), (0.0, 0.0, 0.0, 1.0), 1.5))
+    obs.deliver()
+    pose, scale = obs.workspace.pose["twin"]
+    assert obs.workspace.apply(it.SetTwinPose("olga", 0.7, pose.position, pose.orientation, scale))
+    assert bob.bridge.counters.ops_sent == 1 and obs.bridge.refusals == [] and bob.held == []
+    # a real move still is refused
+    assert obs.workspace.apply(it.SetTwinPose("olga", 0.8, (0.2, 0.1, 0.0), (0.0, 0.0, 0.0, 1.0), 1.5))
+    assert obs.bridge.refusals == ["observer may not move the twin"]
+    assert workspace_view(obs.workspace) == workspace_view(bob.workspace)
+
+
+def test_a_twin_held_in_the_hand_stays_there_while_others_work_and_goes_to_the_room_when_let_go(brain: Any) -> None:
+    """While the surgeon's grab moves the twin, others' ops reach their workspace without snapping the twin
+    back to the room's placement; letting go sends the placement, and everyone shows it."""
+    room = LoopbackRoom()
+    bob, eve = room.join("bob", brain), room.join("eve", brain, "expert")
+    held = ((0.05, 0.1, 0.0), (0.0, 0.0, 0.0, 1.0), 1.2)
+    assert bob.workspace.apply(it.SetTwinPose("bob", 0.5, *held, live=True))
+    assert bob.workspace.holding("bob") and bob.bridge.counters.ops_sent == 0
+    assert eve.workspace.apply(it.PlaceLandmark("eve", 0.6, "eve/L1", "apex", (0.0, 12.0, 0.0), None))
+    bob.deliver()
+    assert list(workspace_view(bob.workspace)["landmarks"]) == ["eve/L1"]
+    pose, scale = bob.workspace.pose["twin"]
+    assert (pose.position, scale) == (held[0], held[2])  # not snapped back
+    assert not [i for i in bob.workspace.applied if isinstance(i, it.SetTwinPose)]
+    assert bob.workspace.apply(it.SetTwinPose("bob", 0.7, *held))
+    assert not bob.workspace.holding("bob") and bob.bridge.counters.ops_sent == 1
+    eve.deliver()
+    assert workspace_view(eve.workspace) == workspace_view(bob.workspace)
+    assert workspace_view(eve.workspace)["twin"][0] == [0.05, 0.1, 0.0]
+
+
 def test_an_op_the_net_thread_refuses_is_rolled_back_like_a_local_refusal(brain: Any) -> None:
     """When the room's ``make_op`` raises ``OpRefusedError`` (a revoke the net thread knew first), the
     intent is rolled back and shown as refused, not raised."""
