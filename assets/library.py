@@ -32,7 +32,7 @@ from assets.twin import Color, Twin
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a recipe changes what it builds: it is part of every bundled twin's cache key.
-RECIPE_VERSION = 2  # 2: marching-cubes faces wound outwards by the loader
+RECIPE_VERSION = 3  # 2: marching-cubes faces wound outwards by the loader; 3: simplified by meshoptimizer
 CATALOGUE = "twins.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

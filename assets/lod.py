@@ -1,4 +1,4 @@
-"""Levels of detail: quadric simplification of each structure to target triangle counts.
+"""Levels of detail: quadric simplification of each structure to target triangle counts (meshoptimizer).
 
 Each level records the geometric error it introduced, in millimetres: the largest distance from the
 original surface's vertices to the simplified surface (a one-sided Hausdorff distance, computed
@@ -110,23 +110,45 @@ def simplification_error_mm(original: Structure, vertices: np.ndarray, faces: np
     return float(surface_distance(points, vertices, faces).max() * 1000.0)
 
 
+def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Only the vertices ``faces`` use (in their order) and the faces renumbered to them."""
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return np.ascontiguousarray(vertices[used], dtype=np.float32), remap[faces].astype(np.int32)
+
+
 def simplify(structure: Structure, target_triangles: int, start: LevelOfDetail | None = None) -> LevelOfDetail:
     """Quadric-simplify ``structure`` to about ``target_triangles`` triangles, from ``start`` (a finer level
-    of it) when given; the error is measured against the structure itself either way."""
-    import fast_simplification  # noqa: PLC0415 - only level-of-detail building needs it
+    of it) when given; the error is measured against the structure itself either way.
+
+    meshoptimizer's edge-collapse simplifier (``meshopt_simplify``, quadric error, topology kept) with no
+    error limit, so that it stops at the triangle count: on a CT skull of 540,000 triangles it needs about
+    60 MB and 0.4 s where fast-simplification needed 256 MB and 0.8 s, and its largest error at 100,000
+    triangles is 4.3 mm against 6.0 mm (99th percentile 0.18 against 0.58 mm; ``bench/imaging.py``).
+    Where keeping the topology stops it short of the target (a surface of many small handles), the
+    sloppy simplifier (vertex clustering, topology not kept) takes it the rest of the way.
+    """
+    import meshoptimizer  # noqa: PLC0415 - only level-of-detail building needs it
 
     if target_triangles < 4:
         raise ValueError(f"target_triangles must be at least 4, got {target_triangles}")
     vertices, faces_in = (structure.vertices, structure.faces) if start is None else (start.vertices, start.faces)
-    reduction = 1.0 - target_triangles / max(len(faces_in), 1)
-    points, faces = fast_simplification.simplify(
-        vertices.astype(np.float32), faces_in.astype(np.int32), target_reduction=reduction
-    )
-    points = np.asarray(points, dtype=np.float32)
-    faces = np.asarray(faces, dtype=np.int32)
+    if len(faces_in) and (int(faces_in.min()) < 0 or int(faces_in.max()) >= len(vertices)):
+        raise ValueError("faces index vertices that do not exist")  # the C library would read out of bounds
+    positions = np.ascontiguousarray(vertices, dtype=np.float32)
+    indices = np.ascontiguousarray(faces_in, dtype=np.uint32).reshape(-1)
+    out = np.empty_like(indices)
+    # target_error 1.0: the mesh's whole extent, i.e. no limit; the triangle count is what stops it
+    n = meshoptimizer.simplify(out, indices, positions, target_index_count=3 * target_triangles, target_error=1.0)
+    if n > 3 * int(target_triangles * 1.02):
+        n = meshoptimizer.simplify_sloppy(out, indices, positions, target_index_count=3 * target_triangles,
+                                          target_error=1.0)  # fmt: skip
+    points, faces = _compact(positions, out[:n].reshape(-1, 3))
+    del out, indices
     # Strong reduction can collapse triangles onto each other: drop those, they only cost fill rate.
     keep = ~(degenerate_mask(points, faces) | duplicate_mask(faces))
-    faces = faces[keep]
+    points, faces = _compact(points, faces[keep])
     error = simplification_error_mm(structure, points, faces)
     return LevelOfDetail(target_triangles=int(target_triangles), vertices=points, faces=faces, error_mm=error)
 
