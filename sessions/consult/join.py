@@ -39,7 +39,7 @@ from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
 from net.tls import client_ssl
 from sessions.consult.bridge import workspace_view
-from sessions.consult.network import FrameRoom, NetThread
+from sessions.consult.network import SIM_FRAME_NICE, FrameRoom, NetThread, favour_network
 from sessions.consult.room import (
     ConsultSession,
     Pump,
@@ -132,6 +132,9 @@ def _render(args: argparse.Namespace, net: NetThread, room: FrameRoom, twin: Twi
             stop: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
     participant = net.participant
     kind, headset = _backend(args.backend)
+    # the simulator shares its machine with other participants (tests, benchmarks): its frames may wait;
+    # a headset's or a window's frame thread keeps its priority against the machine's other programs
+    favour_network(SIM_FRAME_NICE if kind == "sim" else 0)
     sessions: list[ConsultSession] = []
 
     def make_session(scene: Scene, config: SessionConfig | None, picker: Picker) -> ConsultSession:

@@ -25,7 +25,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +48,28 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: How long the frame thread waits for the loop to do something for it (s).
 CALL_TIMEOUT_S = 10.0
+#: How often a thread holding the GIL is asked to hand it over (s; Python's default is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
+#: The simulator's frame thread's nice value above the net thread's.
+SIM_FRAME_NICE = 10
+
+
+def favour_network(frame_nice: int) -> None:
+    """Let the net thread handle a datagram as soon as it arrives, while the calling (frame) thread renders
+    on every core: the GIL is handed over every :data:`SWITCH_INTERVAL_S`, and on Linux, where a nice
+    value belongs to a thread, the calling thread's is raised by ``frame_nice`` (threads started later
+    from it inherit it; the net thread, started before, keeps its own).
+
+    bench/consult.py (four rendering participants on two cores, 45 Hz asked): the room's pose p99 went
+    from 13.3 to 9.2 ms on loopback and from 44.4 to 36.7 ms with 22.5 ms injected, at the same frame
+    rate. A switch interval alone changed nothing: the wait was for a core, not for the GIL."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if frame_nice and sys.platform == "linux":
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + frame_nice)
+        except OSError as exc:  # a container may forbid it: the net thread then waits for a core as before
+            logger.info("could not lower the frame thread's priority: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ signaling names for the room, or a script that fails, is turned away with one li
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from net.protocol import Buttons, OpKind, PoseRecord, StateOp, StateRefusal
 from net.state import SharedState
 from sessions.consult.avatars import TwinFrame
-from sessions.consult.network import RemotePose
+from sessions.consult.network import SWITCH_INTERVAL_S, RemotePose, favour_network
 from sessions.consult.presence import Presence
 from sessions.consult.room import ANY_PRESENTER, IPD_M, ConsultSession
 from sessions.recording.format import read_recording
@@ -182,3 +184,40 @@ def test_another_twin_or_a_failing_script_is_refused_in_one_line(served: str, en
     header = read_recording(tmp_path / "ann.mvr").header
     hash_ = out.split("with brain ")[1].split(":")[0]
     assert (header.twin_name, header.twin_sha256) == ("brain", hash_)
+
+
+def test_favour_network_lowers_only_the_calling_threads_priority_and_shortens_the_gil_switch() -> None:
+    """The frame thread's nice value rises by the given amount (Linux: per thread); a thread started
+    before keeps its own, one started after inherits the frame thread's; the GIL is handed over sooner."""
+    seen: dict[str, int] = {}
+    started = threading.Event()
+    release = threading.Event()
+
+    def net_side() -> None:  # the net thread: started before the frame thread is niced
+        started.set()
+        release.wait(5)
+        seen["net"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def frame_side() -> None:
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        net = threading.Thread(target=net_side)
+        net.start()
+        started.wait(5)
+        favour_network(3)
+        seen["frame"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        later = threading.Thread(target=lambda: seen.update(later=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        later.start()
+        later.join()
+        release.set()
+        net.join()
+
+    old = sys.getswitchinterval()
+    try:
+        frame = threading.Thread(target=frame_side)  # its own thread: the test process's main thread stays as it was
+        frame.start()
+        frame.join()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(old)
+    assert seen["frame"] == min(19, seen["before"] + 3) and seen["later"] == seen["frame"]
+    assert seen["net"] == seen["before"]
