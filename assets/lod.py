@@ -125,9 +125,8 @@ def simplify(structure: Structure, target_triangles: int, start: LevelOfDetail |
     meshoptimizer's edge-collapse simplifier (``meshopt_simplify``, quadric error, topology kept) with no
     error limit, so that it stops at the triangle count: on a CT skull of 540,000 triangles it needs about
     60 MB and 0.4 s where fast-simplification needed 256 MB and 0.8 s, and its largest error at 100,000
-    triangles is 4.3 mm against 6.0 mm (99th percentile 0.18 against 0.58 mm; ``bench/imaging.py``).
-    Where keeping the topology stops it short of the target (a surface of many small handles), the
-    sloppy simplifier (vertex clustering, topology not kept) takes it the rest of the way.
+    triangles is 4.3 mm against 6.0 mm (99th percentile 0.18 against 0.58 mm), on bench/imaging.py's CT head.
+    Where no edge may collapse any more it stops above the target, and the level keeps what it reached.
     """
     import meshoptimizer  # noqa: PLC0415 - only level-of-detail building needs it
 
@@ -142,8 +141,7 @@ def simplify(structure: Structure, target_triangles: int, start: LevelOfDetail |
     # target_error 1.0: the mesh's whole extent, i.e. no limit; the triangle count is what stops it
     n = meshoptimizer.simplify(out, indices, positions, target_index_count=3 * target_triangles, target_error=1.0)
     if n > 3 * int(target_triangles * 1.02):
-        n = meshoptimizer.simplify_sloppy(out, indices, positions, target_index_count=3 * target_triangles,
-                                          target_error=1.0)  # fmt: skip
+        log.info("%s: simplification stopped at %d triangles (target %d)", structure.name, n // 3, target_triangles)
     points, faces = _compact(positions, out[:n].reshape(-1, 3))
     del out, indices
     # Strong reduction can collapse triangles onto each other: drop those, they only cost fill rate.

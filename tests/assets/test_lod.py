@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from assets.lod import add_lods, build_lods, closest_points_on_triangles, surface_distance
+from assets.lod import add_lods, build_lods, closest_points_on_triangles, simplify, surface_distance
 from assets.twin import Structure, Twin
 from assets.validate import check
 
@@ -85,3 +85,15 @@ def test_targets_above_the_triangle_count_are_skipped_and_twins_keep_levels(pial
     twin = add_lods(Twin("brain", [pial_left]), (5_000,))
     assert [lv.target_triangles for lv in twin.structure("left-pial").lods] == [5_000]
     assert pial_left.lods == []  # the input twin is not modified
+
+
+def test_faces_that_index_missing_vertices_are_refused_before_the_c_library_reads_them() -> None:
+    """The simplifier reads vertices by the faces' indices: an index past the end (or negative) is a
+    ValueError, not a read out of bounds."""
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.05)
+    faces = mesh.faces.astype(np.int32)
+    for bad in (len(mesh.vertices), -1):
+        broken = faces.copy()
+        broken[7, 1] = bad
+        with pytest.raises(ValueError, match="do not exist"):
+            simplify(Structure("s", mesh.vertices.astype(np.float32), broken), 40)
