@@ -188,10 +188,25 @@ def _floats(ds: Any, keyword: str, n: int) -> np.ndarray | None:
     return array if array.shape == (n,) and np.isfinite(array).all() else None
 
 
+#: DICOM objects that are not images but hold structures, by Modality: each imports by itself.
+_STRUCTURE_OBJECTS = {"SEG": "DICOM SEG", "RTSTRUCT": "RTSTRUCT"}
+
+
+class _StructureObjectError(UnreadableAssetError):
+    """A SEG or RTSTRUCT object where images were read: ``kind`` says which."""
+
+    def __init__(self, source: Path, kind: str) -> None:
+        super().__init__(source, f"is a {kind} object, not an image: import it by itself")
+        self.kind = kind
+
+
 def _read_dicom(data: bytes, source: Path) -> Any:
     import pydicom  # noqa: PLC0415 - pydicom only for DICOM files
 
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    kind = _STRUCTURE_OBJECTS.get(str(ds.get("Modality", "")).upper())
+    if kind is not None:
+        raise _StructureObjectError(source, kind)
     if "PixelData" not in ds or "Rows" not in ds or "Columns" not in ds:
         raise UnreadableAssetError(source, "is not a DICOM image (no pixel data)")
     return ds
@@ -246,9 +261,12 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         check_count(path, "files in the DICOM folder", len(files), limits.max_dicom_files)
         datasets = []
+        passed_over: dict[str, int] = {}  # SEG and RTSTRUCT objects beside the images
         for file in files:
             try:
                 datasets.append((file, _read_dicom(read_source(file, limits, decompress=False), file)))
+            except _StructureObjectError as exc:
+                passed_over[exc.kind] = passed_over.get(exc.kind, 0) + 1
             except UnreadableAssetError as exc:
                 log.info("skipping %s: %s", file, exc.message)
             except Exception as exc:  # a foreign file in the folder is skipped, not fatal
@@ -256,6 +274,7 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
         if not datasets:
             raise UnreadableAssetError(path, "holds no readable DICOM images")
     else:
+        passed_over = {}
         datasets = [(path, _read_dicom(read_source(path, limits, decompress=False), path))]
 
     series: dict[str, list[tuple[Path, Any]]] = {}
@@ -265,6 +284,10 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     notes = []
     if len(series) > 1:
         notes.append(f"{len(series)} series found, the largest ({len(chosen)} files) used")
+    if passed_over:  # counted, not named: file names are patient data
+        found = " and ".join(f"{n} {kind} object{'s' if n > 1 else ''}" for kind, n in sorted(passed_over.items()))
+        notes.append(f"the folder also holds {found}, not read with the images: import each file by itself "
+                     "for its structures")  # fmt: skip
     first_file, first = chosen[0]
     row, col, spacing, geometry_notes = _slice_geometry(first, first_file)
     notes += geometry_notes

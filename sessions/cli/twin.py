@@ -171,6 +171,8 @@ def _import(args: argparse.Namespace) -> int:
     console.print(summary(twin))
     for action in twin.provenance.get("repair", []):
         console.print(f"repaired: {action}")
+    for note in twin.provenance.get("notes", []):
+        console.print(f"note: {note}")
     console.print(f"imported as {twin.name!r}")
     return 0
 

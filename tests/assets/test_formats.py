@@ -457,6 +457,38 @@ def test_rtstruct_contours_of_the_ct_head_become_closed_surfaces(
     assert "Doe" not in repr(twin.metadata) and twin.metadata["PatientIdentityRemoved"] == "YES"
 
 
+def test_a_study_folder_reads_its_images_and_counts_the_seg_and_rtstruct_beside_them(
+        tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset],
+        write_rtstruct: Callable[..., Path]) -> None:
+    """A folder as a PACS export leaves it: the CT slices, a SEG and an RTSTRUCT. The images make the
+    twin; the two structure objects are counted in a note that says to import them by themselves and
+    names neither file (file names are patient data)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    data, affine = ct
+    study = tmp_path / "Doe_John"
+    study.mkdir()
+    for k, ds in enumerate(ct_series):
+        ds.save_as(study / f"ct{k:03d}.dcm", enforce_file_format=True)
+    description = hd.seg.SegmentDescription(1, "Bone", codes.SCT.Tissue, codes.SCT.Bone,
+                                            hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    seg = hd.seg.Segmentation(ct_series, (data[:20] >= BONE_HU)[..., None], hd.seg.SegmentationTypeValues.BINARY,
+                              [description], pydicom.uid.generate_uid(), 2, pydicom.uid.generate_uid(), 1,
+                              "medverse", "tests", "1", "1")
+    seg.save_as(study / "Doe_John_seg.dcm")
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    square = [np.array([[0.0, 0.0, 5.0, 1.0], [0.0, 20.0, 5.0, 1.0], [0.0, 20.0, 25.0, 1.0], [0.0, 0.0, 25.0, 1.0]]) @ lps.T]
+    write_rtstruct(study / "Doe_John_rt.dcm", [("Box", (255, 0, 0), [c[:, :3] for c in square])],
+                   frame_of_reference=ct_series[0].FrameOfReferenceUID)
+    twin = load(study, threshold=BONE_HU)
+    assert twin.provenance["format"] == "dicom" and len(twin.structures) == 1
+    notes = [n for n in twin.provenance["notes"] if "not read with the images" in n]
+    assert notes == ["the folder also holds 1 DICOM SEG object and 1 RTSTRUCT object, not read with the images: "
+                     "import each file by itself for its structures"]
+    assert "Doe" not in repr(twin.provenance["notes"])
+
+
 def test_pydicom_rtstruct_outline_and_its_markers() -> None:
     """pydicom's own RTSTRUCT: the 'patient' outline (three contours 10 mm apart) becomes a surface
     over the contours' extent; the two isocentre markers (POINT contours) are noted, not surfaced."""
