@@ -184,7 +184,7 @@ async def run_room(delay_ms: float, args: argparse.Namespace, workdir: Path) -> 
                 "--token", issue_token(SECRET.encode(), room, name, role), *twin, "--script", str(script),
                 "--width", str(args.width), "--height", str(args.height), "--rate", str(args.rate),
                 "--leave-at", f"{leave_at:.3f}", "--measure-from", f"{measure_from:.3f}",
-                "--measure-until", f"{measure_until:.3f}", "--report", str(report), *delay,
+                "--measure-until", f"{measure_until:.3f}", "--report", str(report), "--net", args.net, *delay,
                 env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
             procs.append((name, role, report, log, proc))
@@ -324,7 +324,8 @@ async def run_rooms(args: argparse.Namespace, delays: list[float]) -> list[dict[
         workdir.mkdir(parents=True, exist_ok=True)
         for delay in delays:
             print(f"running a consultation of {len(PEOPLE)} at {args.width}x{args.height} per eye, {args.rate:g} Hz, "
-                  f"{delay:g} ms one way on every link, {args.duration:g} s measured (load {os.getloadavg()[0]:.2f}) ...",
+                  f"{delay:g} ms one way on every link, network in a {args.net}, {args.duration:g} s measured "
+                  f"(load {os.getloadavg()[0]:.2f}) ...",
                   flush=True)  # fmt: skip
             rooms.append(await run_room(delay, args, workdir))
     return rooms
@@ -343,6 +344,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=45.0,
                         help="frames (and poses) per second; four renderers at 90 Hz do not fit two cores (default %(default)s)")
     parser.add_argument("--twin", default="brain", help="the room's twin (default %(default)s)")
+    parser.add_argument("--net", choices=("process", "thread"), default="process",
+                        help="each participant's network in a process of its own or a thread of the frame's (join --net)")
     parser.add_argument("--keep", help="keep the scripts, logs and reports in this folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "consult.json"),
                         help="JSON output (default %(default)s)")
@@ -365,7 +368,7 @@ def main() -> int:
             "load_avg_start": [round(x, 2) for x in load_start],
             "load_avg_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "config": {k: getattr(args, k) for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin")}
+        "config": {k: getattr(args, k) for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin", "net")}
         | {"delays_ms": delays, "people": [{"id": p, "role": r, "script": a} for p, r, a in PEOPLE]},
         "rooms": rooms,
         "goals": goals,

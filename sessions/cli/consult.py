@@ -166,6 +166,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--twin-wait", type=float, default=10.0, metavar="S",
                       help="with no twin named in the room yet, wait this long for one, then load --twin (or brain) "
                       "unchecked (default %(default)s)")
+    join.add_argument("--net", choices=("process", "thread"), default="process",
+                      help="with a rendering backend: the network in a process of its own (no GIL shared with the "
+                      "frame loop) or in a thread of the frame's (default %(default)s)")
     join.add_argument("--script", type=Path, help="with --backend sim: JSON motion script that plays this participant")
     join.add_argument("--out", type=Path, help="with --backend sim: folder for this participant's frames as PNG")
     join.add_argument("--every", type=int, default=30,

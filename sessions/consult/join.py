@@ -27,9 +27,9 @@ that showed it, within the measurement window) and every intent applied.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -39,7 +39,7 @@ from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
 from net.tls import client_ssl
 from sessions.consult.bridge import workspace_view
-from sessions.consult.network import SIM_FRAME_NICE, FrameRoom, NetThread, favour_network
+from sessions.consult.network import SIM_FRAME_NICE, FrameRoom, NetThread, Network, favour_network
 from sessions.consult.room import (
     ConsultSession,
     Pump,
@@ -62,20 +62,15 @@ class JoinError(ValueError):
 def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: Any, duration: float) -> int:
     """Run ``join`` with a rendering backend (see the module docstring); returns the exit code.
 
-    The participant joins first (its loop in its own thread, :class:`NetThread`), then the twin and the
-    GL context are made: the links open and stay alive while start-up blocks the frame thread."""
+    The participant joins first (its loop in a process of its own, or a thread: ``--net``), then the twin
+    and the GL context are made: the links open and stay alive while start-up blocks the frame thread."""
     if args.width < 1 or args.height < 1 or args.rate <= 0 or args.every < 0:
         raise JoinError("--width, --height and --rate must be positive and --every >= 0")
     # poses go out once a frame, from the frame loop; the participant's own pose loop stays off
     config = dataclasses.replace(config, pose_rate_hz=0.0, ops_rate_hz=0.0)
-    participant = Participant(args.server, args.token, config, clock=clock, ssl=client_ssl(args.ca_file, args.insecure))
-    net = NetThread(participant, getattr(args, "loop", "auto"))
-    recorder = None
+    net = _network(args, config, clock)
     if args.record:
-        from sessions.recording.recorder import SessionRecorder  # noqa: PLC0415 - only a recorded join needs it
-
-        recorder = SessionRecorder(args.record)
-        recorder.attach(participant)  # after the net thread's hooks: the recorder chains them
+        net.record(args.record)
     stop = {"now": False}
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.update(now=True))
@@ -83,30 +78,27 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
     try:
         mine = _load_twin(args.twin) if args.twin else None
         if mine is not None:
-            participant.client.twin = announced(mine)
+            net.announce_twin(announced(mine))
         welcome = net.start()
         held = net.room_twin(wait_s)
         if held is None:
             name = mine.name if mine is not None else "brain"
-            print(f"medverse consult: no twin named in room {participant.room} after {wait_s:g} s: "
+            print(f"medverse consult: no twin named in room {net.participant.room} after {wait_s:g} s: "
                   f"loading {name} unchecked", flush=True)  # fmt: skip
         try:
             twin = resolve_twin(held, args.twin, _load_twin, "brain", mine)
         except TwinMismatchError as exc:
             raise JoinError(str(exc)) from None
         room = FrameRoom(net)
-        if recorder is not None:
-            recorder.twin_name, recorder.twin_sha256 = twin.name, twin_hash(twin)
-            net.call(recorder.begin, welcome)
+        if args.record:
+            net.begin_recording(twin.name, twin_hash(twin), welcome)
         try:
             report = _render(args, net, room, twin, duration, stop)
         except ScriptError as exc:
             raise JoinError(str(exc)) from None
     finally:
         net.stop()
-        if recorder is not None:
-            recorder.close()
-    if recorder is not None:
+    if args.record:
         report["recording"] = args.record
     pose = report["latency"]["room"]["pose"] or {}
     print(f"medverse consult: {report['participant']} in {report['room']} with {report['consult']['twin']}: "
@@ -116,6 +108,21 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def _network(args: argparse.Namespace, config: ParticipantConfig, clock: Any) -> Network:
+    """The participant's network: in a process of its own (``--net process``, the default: no GIL shared
+    with the frame loop, ``sessions.consult.netproc``) or in a thread of this one (``--net thread``)."""
+    loop = getattr(args, "loop", "auto")
+    if getattr(args, "net", "process") == "thread":
+        participant = Participant(args.server, args.token, config, clock=clock, ssl=client_ssl(args.ca_file, args.insecure))
+        return NetThread(participant, loop)
+    from sessions.consult.netproc import NetProcess, NetSpec  # noqa: PLC0415 - multiprocessing only when used
+
+    spec = NetSpec(args.server, args.token, config, clock_offset=float(getattr(args, "clock_offset", 0.0) or 0.0),
+                   ca_file=args.ca_file, insecure=bool(args.insecure), loop=loop,
+                   log_level=logging.getLogger().getEffectiveLevel())  # fmt: skip
+    return NetProcess(spec)
 
 
 #: How long a participant that finds no twin named in the room waits for one (s), by default.
@@ -128,7 +135,7 @@ def _load_twin(name: str) -> Twin:
     return load_twin(name)
 
 
-def _render(args: argparse.Namespace, net: NetThread, room: FrameRoom, twin: Twin, duration: float,
+def _render(args: argparse.Namespace, net: Network, room: FrameRoom, twin: Twin, duration: float,
             stop: dict[str, bool]) -> dict[str, Any]:  # fmt: skip
     participant = net.participant
     kind, headset = _backend(args.backend)
@@ -179,11 +186,11 @@ def _render(args: argparse.Namespace, net: NetThread, room: FrameRoom, twin: Twi
         gl_errors = _run_sim(args, twin, make_session, pump, writer, sessions)
     session = sessions[0]
     # a last moment for ops in flight, then the state everyone should share
-    net.run(asyncio.sleep(0.3))
+    net.linger(0.3)
     for op, name in room.take():
         session.bridge.note_op(op, name)
     session.bridge.reconcile(force=True)
-    report = net.call(participant.report)
+    report = net.report()
     report["consult"] = {
         "backend": kind,
         "twin": f"{twin.name} {twin_hash(twin)}",

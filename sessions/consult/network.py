@@ -1,5 +1,8 @@
 """The participant's network off the frame thread: :class:`NetThread` and the frame side's :class:`FrameRoom`.
 
+(``join`` runs the network in a process of its own by default, :class:`~sessions.consult.netproc.NetProcess`,
+which runs a ``NetThread`` there and answers the frame side as one does: :class:`Network`.)
+
 The participant's asyncio loop runs in a background thread, so a rendered frame (10-70 ms in software
 GL) or a slow start-up (loading the twin, making a GL context) never delays what arrives: every pose
 and op is handled, and its one-way latency stamped by the net layer, on receipt. The frame thread
@@ -32,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from net.eventloop import loop_factory
 from net.protocol import Buttons, OpKind, PoseRecord, StateOp, StateRefusal, TrackedPoses
@@ -72,6 +75,31 @@ def favour_network(frame_nice: int) -> None:
             logger.info("could not lower the frame thread's priority: %s", exc)
 
 
+class Network(Protocol):
+    """The participant's network as the frame side uses it: :class:`NetThread` (the loop in a thread of
+    this process) or :class:`~sessions.consult.netproc.NetProcess` (in a process of its own)."""
+
+    participant: Any  # name, room, token_role (once joined) and clock()
+    presence: Presence
+
+    def ops(self) -> list[tuple[StateOp, str]]: ...
+    def poses(self) -> dict[int, RemotePose]: ...
+    def refusals(self) -> list[StateRefusal]: ...
+    def send_pose(self, poses: TrackedPoses) -> None: ...
+    def snapshot(self) -> tuple[int, bytes, int]: ...
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp: ...
+    def room_op_count(self) -> int: ...
+    def note_digest(self) -> tuple[int, bytes] | None: ...
+    def start(self, wait_s: float = 3.0) -> dict[str, Any]: ...
+    def room_twin(self, wait_s: float) -> RoomTwin | None: ...
+    def announce_twin(self, twin: Any) -> None: ...
+    def record(self, path: str) -> None: ...
+    def begin_recording(self, twin_name: str, twin_sha256: str, welcome: dict[str, Any]) -> None: ...
+    def report(self) -> dict[str, Any]: ...
+    def linger(self, seconds: float) -> None: ...
+    def stop(self, linger_s: float = 0.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class RemotePose:
     """A remote's newest pose record, and who they are; ``presenting_since`` is when (our clock, s) its
@@ -101,6 +129,8 @@ class NetThread:
         self._refusals: queue.SimpleQueue[StateRefusal] = queue.SimpleQueue()
         self._poses: dict[int, RemotePose] = {}
         self._lock = threading.Lock()
+        self._recorder: Any = None
+        self._noted: tuple[int, bytes] | None = None
         participant.on_pose = self._on_pose
         participant.on_op = self._on_op
         participant.on_refused = self._refusals.put
@@ -182,6 +212,57 @@ class NetThread:
         twin: RoomTwin | None = self.run(named(), timeout=wait_s + CALL_TIMEOUT_S)
         return twin
 
+    def announce_twin(self, twin: Any) -> None:
+        """Name ``twin`` (``net.signaling_client.announced``) to signaling when joining (before :meth:`start`)."""
+        self.participant.client.twin = twin
+
+    def record(self, path: str) -> None:
+        """Record the session to ``path`` (before :meth:`start`; begun by :meth:`begin_recording`, closed
+        by :meth:`stop`)."""
+        from sessions.recording.recorder import SessionRecorder  # noqa: PLC0415 - only a recorded join needs it
+
+        self._recorder = SessionRecorder(path)
+        self._recorder.attach(self.participant)  # after this thread's hooks: the recorder chains them
+
+    def begin_recording(self, twin_name: str, twin_sha256: str, welcome: dict[str, Any]) -> None:
+        """Start writing the recording, with the twin the room settled on."""
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.twin_name, recorder.twin_sha256 = twin_name, twin_sha256
+            self.call(recorder.begin, welcome)
+
+    def snapshot(self) -> tuple[int, bytes, int]:
+        """(our participant index, the room's state as snapshot bytes, its op count), taken on the loop."""
+        p = self.participant
+        return self.call(lambda: (p.state.participant, p.state.snapshot_bytes(), p.state.op_count))
+
+    def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
+        """Make an op on the loop (sent to the room) and return it (``OpRefusedError`` as the state raises it)."""
+        return self.call(self.participant.make_op, kind, payload)
+
+    def room_op_count(self) -> int:
+        """How many ops the room's state holds now."""
+        return int(self.participant.state.op_count)
+
+    def note_digest(self) -> tuple[int, bytes] | None:
+        """Ask the loop to note (op count, digest) of the room's state, without waiting; returns what it
+        noted the time before (None the first time)."""
+        self.loop.call_soon_threadsafe(self._note_digest)
+        return self._noted
+
+    def _note_digest(self) -> None:
+        # on the loop, where the room's state lives (an adoption replaces the object there)
+        state = self.participant.state
+        self._noted = (state.op_count, state.digest())
+
+    def report(self) -> dict[str, Any]:
+        """The participant's report (``Participant.report``), made on the loop."""
+        return self.call(self.participant.report)
+
+    def linger(self, seconds: float) -> None:
+        """Let the loop run ``seconds`` more (ops in flight arrive) before the last look at the room."""
+        self.run(asyncio.sleep(seconds))
+
     def send_pose(self, poses: TrackedPoses) -> None:
         """Hand one pose record to the loop (sent to every open link; nothing waits)."""
         self.loop.call_soon_threadsafe(self._send_pose, poses)
@@ -234,6 +315,8 @@ class NetThread:
             self._thread.join(CALL_TIMEOUT_S)
             if not self._thread.is_alive():
                 self.loop.close()
+            if self._recorder is not None:
+                self._recorder.close()
 
 
 #: How often the frame thread's replica of the state is compared with the room's by digest (s).
@@ -244,20 +327,13 @@ class FrameRoom:
     """The room as the frame thread's bridge sees it (:class:`~sessions.consult.bridge.Room`): a replica
     of the shared state, fed by the ops the net thread applied; ops made on the net thread."""
 
-    def __init__(self, net: NetThread) -> None:
+    def __init__(self, net: Network) -> None:
         self.net = net
         self._state = self._copy()
         self._checked = time.monotonic()
-        # (op count, digest) of the room's state, as the loop last noted it for the frame thread
-        self._room_digest: tuple[int, bytes] | None = None
 
     def _copy(self) -> SharedState:
-        p = self.net.participant
-
-        def snapshot() -> tuple[int, bytes, int]:
-            return p.state.participant, p.state.snapshot_bytes(), p.state.op_count
-
-        index, data, _ = self.net.call(snapshot)
+        index, data, _ = self.net.snapshot()
         state = SharedState(index)
         state.merge_snapshot(data)
         return state
@@ -268,7 +344,7 @@ class FrameRoom:
 
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
         """Make the op on the loop (sent to the room), then apply it here."""
-        op = self.net.call(self.net.participant.make_op, kind, payload)
+        op = self.net.make_op(kind, payload)
         self._state.apply(op)
         return op
 
@@ -281,18 +357,12 @@ class FrameRoom:
         ops = self.net.ops()
         for op, _ in ops:
             self._state.apply(op)
-        stale = self.net.participant.state.op_count != self._state.op_count
+        stale = self.net.room_op_count() != self._state.op_count
         if not stale and time.monotonic() - self._checked >= DIGEST_CHECK_S:
             self._checked = time.monotonic()
             # noted on the loop, without waiting for it: the frame compares what the loop noted last
-            self.net.loop.call_soon_threadsafe(self._note_room_digest)
-            noted = self._room_digest
+            noted = self.net.note_digest()
             stale = noted is not None and noted[0] == self._state.op_count and noted[1] != self._state.digest()
         if stale:
             self._state = self._copy()
         return ops
-
-    def _note_room_digest(self) -> None:
-        # on the loop, where the room's state lives (an adoption replaces the object there)
-        state = self.net.participant.state
-        self._room_digest = (state.op_count, state.digest())

@@ -7,10 +7,10 @@ applies what the room changed, sends the head and hands as a pose record (relati
 draws every remote participant's avatar with its heads-up line, and, when following a presenter,
 renders from the presenter's viewpoint.
 
-The participant's asyncio loop runs in its own thread (:class:`~sessions.consult.network.NetThread`):
-the session reads what arrived (newest poses, applied ops, presence) and hands its poses and ops to
-the loop; the bridge and the workspace stay on the frame thread, over a replica of the room's state
-(:class:`~sessions.consult.network.FrameRoom`).
+The participant's asyncio loop runs in a process of its own (:class:`~sessions.consult.netproc.NetProcess`)
+or a thread (:class:`~sessions.consult.network.NetThread`): the session reads what arrived (newest poses,
+applied ops, presence) and hands its poses and ops to the loop; the bridge and the workspace stay on
+the frame thread, over a replica of the room's state (:class:`~sessions.consult.network.FrameRoom`).
 
 The room's twin belongs to the room, so signaling holds it (docs/signaling.md: the server's
 configuration, else the first surgeon to join announcing one); :func:`resolve_twin` loads it and
@@ -39,7 +39,7 @@ from net.protocol import Buttons, StateOp
 from net.signaling_client import RoomTwin
 from sessions.consult.avatars import TwinFrame, avatar_marks, local_poses
 from sessions.consult.bridge import StateBridge
-from sessions.consult.network import FrameRoom, NetThread, RemotePose
+from sessions.consult.network import FrameRoom, Network, RemotePose
 from sessions.consult.presence import Health
 from sessions.run import HUD_PERIOD_S, LocalSession, SessionConfig
 from xrcore.input import Picker
@@ -102,12 +102,12 @@ class ConsultSession(LocalSession):
     scene, config, picker
         As for :class:`~sessions.run.LocalSession` (``config.user`` should be the participant's name).
     net
-        The joined participant's :class:`~sessions.consult.network.NetThread`.
+        The joined participant's network (:class:`~sessions.consult.network.Network`).
     room
         The frame side's room (a :class:`~sessions.consult.network.FrameRoom` over ``net``; made when None).
     """
 
-    def __init__(self, scene: Scene, config: SessionConfig, picker: Picker, net: NetThread,
+    def __init__(self, scene: Scene, config: SessionConfig, picker: Picker, net: Network,
                  room: FrameRoom | None = None) -> None:  # fmt: skip
         super().__init__(scene, config, picker)
         self.net = net

@@ -274,16 +274,16 @@ def test_the_frame_replica_follows_an_adopted_state_with_as_many_ops(monkeypatch
     class Participant:
         state = ours
 
-    class Loop:  # runs at once what the frame thread hands the net thread's loop
-        def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
-            fn(*args)
+    class Net:  # the net side as FrameRoom asks it, answering at once (the loop noted the digest already)
+        def snapshot(self) -> tuple[int, bytes, int]:
+            state = Participant.state
+            return state.participant, state.snapshot_bytes(), state.op_count
 
-    class Net:
-        participant = Participant()
-        loop = Loop()
+        def room_op_count(self) -> int:
+            return Participant.state.op_count
 
-        def call(self, fn: Any, *args: Any) -> Any:
-            return fn(*args)
+        def note_digest(self) -> tuple[int, bytes]:
+            return Participant.state.op_count, Participant.state.digest()
 
         def ops(self) -> list[Any]:
             return []
