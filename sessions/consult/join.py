@@ -39,6 +39,7 @@ from assets.twin import Twin
 from net.participant import Participant, ParticipantConfig
 from net.tls import client_ssl
 from sessions.consult.bridge import workspace_view
+from sessions.consult.netproc import NetProcess, NetProcessError, NetSpec
 from sessions.consult.network import SIM_FRAME_NICE, FrameRoom, NetThread, Network, favour_network
 from sessions.consult.room import (
     ConsultSession,
@@ -68,7 +69,10 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
         raise JoinError("--width, --height and --rate must be positive and --every >= 0")
     # poses go out once a frame, from the frame loop; the participant's own pose loop stays off
     config = dataclasses.replace(config, pose_rate_hz=0.0, ops_rate_hz=0.0)
-    net = _network(args, config, clock)
+    try:
+        net = _network(args, config, clock)
+    except NetProcessError as exc:
+        raise JoinError(f"the network process: {exc}") from None
     if args.record:
         net.record(args.record)
     stop = {"now": False}
@@ -96,6 +100,8 @@ def join_rendered(args: argparse.Namespace, config: ParticipantConfig, clock: An
             report = _render(args, net, room, twin, duration, stop)
         except ScriptError as exc:
             raise JoinError(str(exc)) from None
+    except NetProcessError as exc:  # the network process failed or is gone: one line, not a traceback
+        raise JoinError(f"the network process: {exc}") from None
     finally:
         net.stop()
     if args.record:
@@ -117,8 +123,6 @@ def _network(args: argparse.Namespace, config: ParticipantConfig, clock: Any) ->
     if getattr(args, "net", "process") == "thread":
         participant = Participant(args.server, args.token, config, clock=clock, ssl=client_ssl(args.ca_file, args.insecure))
         return NetThread(participant, loop)
-    from sessions.consult.netproc import NetProcess, NetSpec  # noqa: PLC0415 - multiprocessing only when used
-
     spec = NetSpec(args.server, args.token, config, clock_offset=float(getattr(args, "clock_offset", 0.0) or 0.0),
                    ca_file=args.ca_file, insecure=bool(args.insecure), loop=loop,
                    log_level=logging.getLogger().getEffectiveLevel())  # fmt: skip

@@ -19,6 +19,7 @@ terminal reaches the frame side, which leaves in order.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import signal
@@ -110,12 +111,29 @@ def _serve(conn: Any, spec: NetSpec) -> None:
                 conn.send(("ok", handlers[kind](*args)))
             except OpRefusedError as exc:
                 conn.send(("refused", (exc.op, exc.reason)))
-            except Exception as exc:  # told to the frame side, which raises it there
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # told to the frame side, which raises it there as the same type
+                plain = {k: v for k, v in vars(exc).items() if isinstance(v, (str, int, float, bool, type(None)))}
+                conn.send(("raised", (type(exc).__module__, type(exc).__qualname__, str(exc), plain)))
     finally:
         if not stopped:
             net.stop()
         conn.close()
+
+
+def _rebuilt(module: str, qualname: str, message: str, attrs: dict[str, Any]) -> Exception:
+    """The network process's exception as the same type here (``SignalingRefusedError`` stays one, so the
+    CLI says it in one line as without the process), with its message and plain attributes; a type that
+    cannot be found or made becomes a :class:`NetProcessError` saying it."""
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise TypeError(qualname)
+        exc: Exception = cls.__new__(cls)
+        Exception.__init__(exc, message)
+        exc.__dict__.update(attrs)
+    except Exception:
+        return NetProcessError(f"{qualname}: {message}")
+    return exc
 
 
 class ParticipantInfo:
@@ -155,8 +173,8 @@ class NetProcess:
             raise NetProcessError("the network process is gone") from None
         if status == "refused":
             raise OpRefusedError(*value)
-        if status == "error":
-            raise NetProcessError(value)
+        if status == "raised":
+            raise _rebuilt(*value)
         return value
 
     def _call(self, kind: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:

@@ -14,8 +14,9 @@ import pytest
 
 from net.participant import ParticipantConfig
 from net.protocol import OpKind
+from net.signaling_client import SignalingRefusedError
 from net.state import OpRefusedError
-from sessions.consult.netproc import NetProcess, NetSpec
+from sessions.consult.netproc import NetProcess, NetProcessError, NetSpec
 from sessions.consult.scripted import procedural_poses
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
@@ -78,3 +79,23 @@ def test_a_network_process_whose_frame_side_is_gone_leaves_the_room(served: str,
     net._conn.close()
     net._process.join(20)
     assert not net._process.is_alive() and net._process.exitcode == 0
+
+
+def test_the_network_processs_errors_arrive_as_their_own_type_and_a_killed_one_as_net_process_error(
+        served: str, env: dict[str, str]) -> None:
+    """A refused join raises SignalingRefusedError here as in a thread (the CLI says it in one line); once
+    the network process is killed, the next request says so as a NetProcessError."""
+    refused = NetProcess(NetSpec(served, "forged.token", CONFIG))
+    try:
+        with pytest.raises(SignalingRefusedError, match="HTTP 401") as caught:
+            refused.start()
+        assert caught.value.status == 401
+    finally:
+        refused.stop()
+    net = NetProcess(NetSpec(served, _token(env, "sam", "surgeon"), CONFIG))
+    net.start()
+    net._process.kill()
+    net._process.join(10)
+    with pytest.raises(NetProcessError, match="gone"):
+        net.ops()
+    net.stop()  # says so in a log line, raises nothing
