@@ -142,11 +142,11 @@ def simplify(structure: Structure, target_triangles: int, start: LevelOfDetail |
     n = meshoptimizer.simplify(out, indices, positions, target_index_count=3 * target_triangles, target_error=1.0)
     if n > 3 * int(target_triangles * 1.02):
         log.info("%s: simplification stopped at %d triangles (target %d)", structure.name, n // 3, target_triangles)
-    points, faces = _compact(positions, out[:n].reshape(-1, 3))
+    faces = out[:n].reshape(-1, 3).astype(np.int32)
     del out, indices
     # Strong reduction can collapse triangles onto each other: drop those, they only cost fill rate.
-    keep = ~(degenerate_mask(points, faces) | duplicate_mask(faces))
-    points, faces = _compact(points, faces[keep])
+    keep = ~(degenerate_mask(positions, faces) | duplicate_mask(faces))
+    points, faces = _compact(positions, faces[keep])
     error = simplification_error_mm(structure, points, faces)
     return LevelOfDetail(target_triangles=int(target_triangles), vertices=points, faces=faces, error_mm=error)
 

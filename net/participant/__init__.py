@@ -9,9 +9,12 @@ the scripted ones of ``sessions.consult.scripted``, tests and ``bench/sync.py`` 
 """
 
 from net.participant.clock import RELAY_PING_FACTOR
-from net.participant.config import OpSource, ParticipantConfig, PoseSource
+from net.participant.config import OpSource, ParticipantConfig, PoseSource, local_clock
 from net.participant.report import peak_rss_kb
 from net.participant.room import Participant
 from net.participant.roster import RemotePeer
 
-__all__ = ["RELAY_PING_FACTOR", "OpSource", "Participant", "ParticipantConfig", "PoseSource", "RemotePeer", "peak_rss_kb"]
+__all__ = [
+    "RELAY_PING_FACTOR", "OpSource", "Participant", "ParticipantConfig", "PoseSource", "RemotePeer", "local_clock",
+    "peak_rss_kb",
+]

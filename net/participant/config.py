@@ -9,7 +9,8 @@ answers pings, applies what the others send and serves snapshots.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -101,3 +102,9 @@ class ParticipantConfig:
     liveness_timeout_s: float = 12.0
     connect_timeout_s: float = 3.0
     resend_log: int = 10_000
+
+
+def local_clock(offset_s: float = 0.0) -> Callable[[], float]:
+    """A participant's clock: the machine's monotonic clock (the same in every process of it), plus
+    ``offset_s`` seconds (``join --clock-offset``, which tests clock sync)."""
+    return (lambda: time.monotonic() + offset_s) if offset_s else time.monotonic

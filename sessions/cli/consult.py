@@ -291,7 +291,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from net.participant import Participant, ParticipantConfig  # noqa: PLC0415 - aiortc is heavy; only join needs it
+    from net.participant import Participant, ParticipantConfig, local_clock  # noqa: PLC0415 - aiortc is heavy; only join needs it
     from sessions.consult.scripted import ScriptedOps, procedural_poses  # noqa: PLC0415 - with the participant
 
     duration = args.duration if args.leave_at is None else args.leave_at - time.time()
@@ -320,8 +320,7 @@ def _join(args: argparse.Namespace) -> int:
         liveness_timeout_s=args.liveness_timeout,
         connect_timeout_s=args.connect_timeout,
     )
-    offset = args.clock_offset
-    clock = (lambda: time.monotonic() + offset) if offset else time.monotonic
+    clock = local_clock(args.clock_offset)
     if args.backend != "none":
         from sessions.consult.join import JoinError, join_rendered  # noqa: PLC0415 - GL only when rendering
 

@@ -253,10 +253,8 @@ class StateBridge:
         if collection == "pose":
             pose, scale = ws.pose["twin"]
             payload = {"position": [round(c, 4) for c in pose.position], "orientation": _unit(pose.orientation), "scale": scale}
-            # against where the room has the twin (home while it has no transform): a grab let go where
-            # it began changes nothing, so it sends nothing and is refused nothing
-            held = state.transform if state.transform is not None else self._home
-            moved = _transform_differs(validate_payload(OpKind.TRANSFORM, payload), held)
+            # against where the room has the twin: a grab let go where it began sends nothing, refuses nothing
+            moved = _transform_differs(validate_payload(OpKind.TRANSFORM, payload), self._placement(state))
             return [(OpKind.TRANSFORM, payload)] if moved else []
         if collection == "selection" and ws.selection["structure"] != state.selection:
             return [(OpKind.SELECT, {"structure": ws.selection["structure"]})]
@@ -375,6 +373,10 @@ class StateBridge:
             self._history_len[user] = len(history)
         return applied
 
+    def _placement(self, state: SharedState) -> dict[str, Any]:
+        """Where the room has the twin: its transform, or where it stood before any (``_home``)."""
+        return state.transform if state.transform is not None else self._home
+
     def _who(self, key: Key, fallback: str = ROOM_USER) -> str:
         return self._authors.get(key, fallback)
 
@@ -395,7 +397,7 @@ class StateBridge:
         if want(key) and self._known(state.selection) != ws.selection["structure"]:
             out.append((it.Select(self._who(key), t, self._known(state.selection)), key))
         key = ("pose", "twin")
-        transform = state.transform if state.transform is not None else self._home
+        transform = self._placement(state)
         # while the local user holds the twin their hand places it; letting go tells the room (or is refused)
         if want(key) and not ws.holding(self.user):
             pose, scale = ws.pose["twin"]

@@ -23,12 +23,11 @@ import importlib
 import logging
 import multiprocessing
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from net.participant import Participant, ParticipantConfig
+from net.participant import Participant, ParticipantConfig, local_clock
 from net.protocol import OpKind, StateOp, StateRefusal, TrackedPoses
 from net.state import OpRefusedError
 from net.tls import client_ssl
@@ -59,11 +58,6 @@ class NetSpec:
     log_level: int = logging.WARNING
 
 
-def _clock(offset: float) -> Any:
-    # the participant's clock: CLOCK_MONOTONIC is the machine's, so both processes read the same one
-    return (lambda: time.monotonic() + offset) if offset else time.monotonic
-
-
 class _NotingPresence(Presence):
     """The child's presence: also keeps each arrival for the frame side."""
 
@@ -80,7 +74,7 @@ def _serve(conn: Any, spec: NetSpec) -> None:
     """The child: the participant and its NetThread, and the frame side's requests in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
-    participant = Participant(spec.server, spec.token, spec.config, clock=_clock(spec.clock_offset),
+    participant = Participant(spec.server, spec.token, spec.config, clock=local_clock(spec.clock_offset),
                               ssl=client_ssl(spec.ca_file, spec.insecure))  # fmt: skip
     net = NetThread(participant, spec.loop)
     presence = net.presence = _NotingPresence()
@@ -152,7 +146,7 @@ class NetProcess:
     :class:`~sessions.consult.network.NetThread` is."""
 
     def __init__(self, spec: NetSpec) -> None:
-        self.participant = ParticipantInfo(_clock(spec.clock_offset))
+        self.participant = ParticipantInfo(local_clock(spec.clock_offset))
         self.presence = Presence()
         self._poses: dict[int, RemotePose] = {}
         self._refusals: list[StateRefusal] = []
