@@ -222,14 +222,16 @@ class Room:
 
 
 class IndexFile:
-    """The rooms' index tables in a small JSON file, so that a restarted server hands no index out twice.
+    """The server's state file: the rooms' index tables, so that a restarted server hands no index out
+    twice, and its seat book (``net.seats``), so that it spends no token twice.
 
-    ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "topology": "mesh"|"relay", "indices": {"<participant>": <index>}}}}``,
-    rewritten whole (a temporary file, fsynced, renamed over it) each time an index is handed out
-    (:meth:`put`) or a room closes (:meth:`drop`): joins are rare, so this costs nothing. The server
-    reads it once, at start (:meth:`load`), and a room opened again takes its old table back
-    (:meth:`take`). A table of a room nobody came back to within ``ttl_s`` of its last change is
-    forgotten.
+    ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "topology": "mesh"|"relay", "indices": {"<participant>": <index>}}},
+    "seats": <SeatBook.state()>}``, rewritten whole (a temporary file, fsynced, renamed over it) each
+    time an index is handed out (:meth:`put`), a room closes (:meth:`drop`) or a seat's session opens or
+    resumes (:meth:`put_seats`): joins are rare, so this costs little. The server reads it once, at
+    start (:meth:`load`), and a room opened again takes its old table back (:meth:`take`). A table of a
+    room nobody came back to within ``ttl_s`` of its last change is forgotten. The seat book's content
+    is ``net.seats``'s to check (:attr:`seats` is what the file held, unread here).
 
     Parameters
     ----------
@@ -245,6 +247,8 @@ class IndexFile:
         self.path = Path(path)
         self.ttl_s = ttl_s
         self._rooms: dict[str, tuple[float, dict[str, int], str]] = {}  # room -> (updated, table, topology)
+        #: the seat book's section as last read or put (None: the file had none)
+        self.seats: object = None
 
     def load(self, *, now: float | None = None) -> int:
         """Read the file; returns how many rooms' tables it held that are still fresh.
@@ -253,7 +257,7 @@ class IndexFile:
         a server that cannot read it still starts (rejoining participants then claim their indices).
         """
         now = time.time() if now is None else now
-        self._rooms = {}
+        self._rooms, self.seats = {}, None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -265,6 +269,7 @@ class IndexFile:
         if not isinstance(rooms, dict):
             log.warning("index file %s is not a version-%d index file; starting without it", self.path, self.VERSION)
             return 0
+        self.seats = data.get("seats")
         for name, entry in rooms.items():
             try:
                 updated = float(entry["updated"])
@@ -298,15 +303,24 @@ class IndexFile:
         if self._rooms.pop(room, None) is not None:
             self._write()
 
+    def put_seats(self, seats: object) -> None:
+        """Record the seat book's section (JSON-ready) and write the file."""
+        self.seats = seats
+        self._write()
+
     def _write(self) -> None:
         """Rewrite the file whole; an unwritable file is logged, never raised (the server keeps serving)."""
-        body = {"v": self.VERSION,
-                "rooms": {name: {"updated": updated, "topology": topology, "indices": table}
-                          for name, (updated, table, topology) in sorted(self._rooms.items())}}
+        body: dict[str, object] = {
+            "v": self.VERSION,
+            "rooms": {name: {"updated": updated, "topology": topology, "indices": table}
+                      for name, (updated, table, topology) in sorted(self._rooms.items())},
+        }  # fmt: skip
+        if self.seats is not None:
+            body["seats"] = self.seats
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as out:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
                 json.dump(body, out, separators=(",", ":"))
                 out.flush()
                 os.fsync(out.fileno())

@@ -17,7 +17,9 @@ its ``welcome``. From then on:
 
 A resume ticket is HMAC-signed with a key derived from the server's secret (never usable as a join
 token, nor the other way round), so a restarted server with the same secret accepts the tickets its
-predecessor gave out; it names the session and a generation that every resume advances.
+predecessor gave out; it names the session and a generation that every resume advances. The server
+keeps the book of spent tokens and current generations in its state file (``net.rooms.IndexFile``),
+so a restart refuses a spent token or a stale ticket as the server before it did.
 
 Revocation: ``medverse consult revoke`` appends to a small text file next to the secret
 (:func:`revocation_path`), one entry a line; the server reads it when it changes, refuses revoked
@@ -42,6 +44,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from net.tokens import ID_PATTERN, MAX_TTL_S, TokenClaims, TokenError, b64url_decode, b64url_encode
 
@@ -246,18 +249,30 @@ class RevocationList:
 # --------------------------------------------------------------------------------------- the book
 
 
+class _Current(NamedTuple):
+    """What the book keeps of a seat's current session: enough to tell its current ticket from a stale one."""
+
+    session_id: str
+    generation: int
+    opened_at: float
+    updated: float  # when it was opened or last resumed (its newest ticket was issued then)
+
+
 @dataclass
 class SeatBook:
-    """Spent tokens and each seat's current session, in memory.
+    """Spent tokens and each seat's current session.
 
     Pure bookkeeping, like :class:`net.rooms.Room`: the server asks before it upgrades a connection
-    (:meth:`check`) and again, atomically, when it admits it (:meth:`open` / :meth:`resume`).
+    (:meth:`check`) and again, atomically, when it admits it (:meth:`open` / :meth:`resume`). The server
+    keeps the book in its state file (:meth:`state`, :meth:`restore`), so a restart forgets neither which
+    tokens were spent nor which ticket of a seat is current: a leaked token or a stale ticket is refused
+    after a restart as before it.
     """
 
     #: token id -> its expiry (Unix s): a spent token is remembered until it could not verify anyway
     spent: dict[str, float] = field(default_factory=dict)
     #: (room, participant) -> the seat's current session
-    sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], _Current] = field(default_factory=dict)
 
     def check_token(self, claims: TokenClaims, seat_taken: bool) -> tuple[str, str] | None:
         """``(counter, reason)`` refusing a join with this token, or None when it may open a session."""
@@ -271,7 +286,7 @@ class SeatBook:
         """``(counter, reason)`` refusing a resume with this ticket, or None."""
         current = self.sessions.get((session.claims.room, session.claims.participant))
         if current is None:
-            return None  # a restarted server: the signature is the proof
+            return None  # a server that never saw the seat (no state file): the signature is the proof
         if current.session_id != session.session_id or current.generation != session.generation:
             return "refused_stale_resume", "resume ticket is stale (the session was resumed or replaced elsewhere)"
         return None
@@ -281,20 +296,54 @@ class SeatBook:
         self.spent[claims.token_id] = min(claims.expires_at, now + MAX_TTL_S)
         self._prune(now)
         session = Session(claims, secrets.token_urlsafe(12), 1, now)
-        self.sessions[(claims.room, claims.participant)] = session
+        self.sessions[(claims.room, claims.participant)] = _Current(session.session_id, 1, now, now)
         return session
 
-    def resume(self, session: Session) -> Session:
+    def resume(self, session: Session, now: float) -> Session:
         """The session's next generation, now the seat's current one."""
         self.spent.setdefault(session.claims.token_id, session.claims.expires_at)
         nxt = Session(session.claims, session.session_id, session.generation + 1, session.opened_at)
-        self.sessions[(session.claims.room, session.claims.participant)] = nxt
+        self.sessions[(session.claims.room, session.claims.participant)] = _Current(
+            nxt.session_id, nxt.generation, nxt.opened_at, now)
         return nxt
+
+    def state(self, now: float) -> dict[str, Any]:
+        """The book as JSON-ready data, without what can no longer matter: tokens past their expiry and
+        sessions whose newest ticket has expired."""
+        return {
+            "spent": {jti: until for jti, until in sorted(self.spent.items()) if until > now},
+            "sessions": [[room, participant, c.session_id, c.generation, c.opened_at, c.updated]
+                         for (room, participant), c in sorted(self.sessions.items())
+                         if now - c.updated < RESUME_TTL_S],
+        }  # fmt: skip
+
+    def restore(self, state: object, now: float) -> None:
+        """Take back a book written by :meth:`state`. What is malformed is skipped, counted in one log
+        line: the server still starts (its seats then accept any genuine ticket, as without a file)."""
+        spent = state.get("spent") if isinstance(state, dict) else None
+        sessions = state.get("sessions") if isinstance(state, dict) else None
+        skipped = 0
+        for jti, until in (spent.items() if isinstance(spent, dict) else ()):
+            if isinstance(jti, str) and isinstance(until, (int, float)) and until > now:
+                self.spent[jti] = float(until)
+            else:
+                skipped += 1
+        for entry in (sessions if isinstance(sessions, list) else ()):
+            try:
+                room, participant, sid, generation, opened, updated = entry
+                current = _Current(str(sid), int(generation), float(opened), float(updated))
+                key = (_id(room), _id(participant))
+            except (TypeError, ValueError):
+                skipped += 1
+                continue
+            if now - current.updated < RESUME_TTL_S:
+                self.sessions[key] = current
+        if skipped or (state is not None and not (isinstance(spent, dict) and isinstance(sessions, list))):
+            log.warning("seat book in the state file: %d malformed entr%s skipped", skipped, "y" if skipped == 1 else "ies")
 
     def _prune(self, now: float) -> None:
         if len(self.spent) > 1024:
             self.spent = {jti: until for jti, until in self.spent.items() if until > now}
         if len(self.sessions) > 4096:
-            # A session older than a ticket's life is forgotten; its latest ticket, if still valid, is
-            # then taken as after a restart (the signature is the proof).
-            self.sessions = {k: v for k, v in self.sessions.items() if now - v.opened_at < RESUME_TTL_S}
+            # A session whose newest ticket has expired can resume no more: forget it.
+            self.sessions = {k: v for k, v in self.sessions.items() if now - v.updated < RESUME_TTL_S}

@@ -276,7 +276,9 @@ class SignalingServer:
         self.index_file = IndexFile(config.state_file, config.state_ttl_s) if config.state_file is not None else None
         if self.index_file is not None:
             rooms = self.index_file.load()
-            log.info("index file %s: %d room(s) to resume", self.index_file.path, rooms)
+            self.seats.restore(self.index_file.seats, time.time())
+            log.info("index file %s: %d room(s) to resume, %d seat(s), %d spent token(s)", self.index_file.path, rooms,
+                     len(self.seats.sessions), len(self.seats.spent))
         self.app = web.Application(middlewares=[self._requested])
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/stats", self._stats)
@@ -589,7 +591,9 @@ class SignalingServer:
             return None
         self.counters["connections"] += 1
         now = time.time()
-        conn.session = self.seats.open(claims, now) if conn.resuming is None else self.seats.resume(conn.resuming)
+        conn.session = self.seats.open(claims, now) if conn.resuming is None else self.seats.resume(conn.resuming, now)
+        if self.index_file is not None:  # before the welcome: a ticket is only handed out once it is on disk
+            self.index_file.put_seats(self.seats.state(now))
         log.info("room %s: %s joined as %s (index %d, %s)", room.name, member.participant, member.role, member.index,
                  "new session" if conn.resuming is None else "resumed session")
         # A rejoin that kept its index and was not announced as gone keeps its peer connections.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -57,10 +59,36 @@ def test_the_book_spends_tokens_and_accepts_only_the_current_generation() -> Non
     assert book.check_token(first, seat_taken=False)[0] == "refused_token_reused"  # type: ignore[arg-type,index]
     assert book.check_token(claims(), seat_taken=True)[0] == "refused_seat_taken"  # type: ignore[arg-type,index]
     assert book.check_ticket(session) is None
-    resumed = book.resume(session)
+    resumed = book.resume(session, NOW + 1)
     assert resumed.generation == session.generation + 1
     assert book.check_ticket(session)[0] == "refused_stale_resume"  # type: ignore[index]
     assert SeatBook().check_ticket(session) is None
+
+
+def test_the_book_survives_a_restart_through_its_state(caplog: pytest.LogCaptureFixture) -> None:
+    """A book restored from its state refuses the spent token and the stale ticket and takes the current
+    one; what has expired is not written; malformed entries are skipped in one warning."""
+    book = SeatBook()
+    spent = claims()
+    first = book.open(spent, NOW)  # type: ignore[arg-type]
+    current = book.resume(first, NOW + 5)
+    gone = book.open(claims("old", ttl_s=1.0), NOW - RESUME_TTL_S)  # type: ignore[arg-type]
+    state = json.loads(json.dumps(book.state(NOW + 10)))
+    assert len(state["sessions"]) == 1 and gone.claims.token_id not in state["spent"]
+    again = SeatBook()
+    again.restore(state, NOW + 10)
+    assert again.check_token(spent, seat_taken=False)[0] == "refused_token_reused"  # type: ignore[arg-type,index]
+    assert again.check_ticket(first)[0] == "refused_stale_resume"  # type: ignore[index]
+    assert again.check_ticket(current) is None
+    assert again.check_ticket(gone) is None  # a seat the book no longer knows: the signature is the proof
+    state["sessions"].append(["ward", "../x", "sid", 1, NOW, NOW])
+    state["spent"]["jti"] = "soon"
+    with caplog.at_level(logging.WARNING, logger="net.seats"):
+        damaged = SeatBook()
+        damaged.restore(state, NOW + 10)
+    assert damaged.check_ticket(first)[0] == "refused_stale_resume"  # type: ignore[index]
+    assert [r.getMessage() for r in caplog.records] == ["seat book in the state file: 2 malformed entries skipped"]
+    SeatBook().restore(None, NOW)  # a state file written before seats were kept
 
 
 def test_revocation_lines_and_the_list(tmp_path: Path) -> None:

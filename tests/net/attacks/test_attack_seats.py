@@ -17,7 +17,7 @@ import pytest
 
 from net.participant import Participant, ParticipantConfig
 from net.seats import RESUME_HEADER
-from net.signaling import CLOSE_REVOKED, SignalingServer
+from net.signaling import CLOSE_REVOKED, ServerConfig, SignalingServer
 from net.signaling_client import SignalingClient, SignalingClosedError, SignalingRefusedError
 from net.tokens import verify_token
 from sessions.consult.scripted import ScriptedOps, procedural_poses
@@ -124,6 +124,47 @@ async def test_a_resume_ticket_reconnects_once_and_a_copy_goes_stale(
         finally:
             await restarted.stop()
     await bystanders.still_working()
+
+
+async def test_a_restart_with_the_state_file_still_refuses_a_spent_token_and_a_stale_ticket(home: Any, tmp_path: Path) -> None:
+    """The thief of issue 16 waits for a signaling restart: with the server's state file the restarted server
+    refuses the leaked token (spent) and the copied ticket (stale), and takes the owner's current ticket;
+    the state file is 0600 and holds no token, ticket or display name."""
+    state = tmp_path / "signaling.rooms.json"
+    config = {"secret": home.secret, "port": 0, "state_file": state}
+    first = SignalingServer(ServerConfig(**config))
+    await first.start()
+    token = home.token("ward-5", "gail", name="Dr Gail Hart")
+    client = SignalingClient(first.url, token, timeout_s=5.0)
+    try:
+        welcome = await client.connect()
+        copied = client._resume
+        await client.connect()  # the owner reconnects once: the copy is now stale
+        current = client._resume
+        await client.close()
+    finally:
+        await first.stop()
+    text = state.read_text()
+    assert state.stat().st_mode & 0o777 == 0o600
+    for secret in (token, token.split(".")[1], str(copied), str(current), "Gail Hart"):
+        assert secret not in text
+    again = SignalingServer(ServerConfig(**config))
+    await again.start()
+    try:
+        with pytest.raises(SignalingRefusedError) as replayed:
+            await SignalingClient(again.url, token, timeout_s=5.0).connect()
+        assert replayed.value.status == 401 and "already used" in replayed.value.reason
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as stale:
+                await http.ws_connect(again.ws_url, headers={RESUME_HEADER: str(copied)})
+            assert stale.value.status == 401 and "stale" in (stale.value.headers or {}).get("X-Medverse-Reason", "")
+            ws = await http.ws_connect(again.ws_url, headers={RESUME_HEADER: str(current)})
+            rejoined = await asyncio.wait_for(ws.receive_json(), 5.0)
+            assert (rejoined["participant"], rejoined["index"]) == ("gail", welcome["index"])
+            await ws.close()
+        assert again.counters["refused_token_reused"] == 1 and again.counters["refused_stale_resume"] == 1
+    finally:
+        await again.stop()
 
 
 def revoke(home: Any, *args: str) -> str:
