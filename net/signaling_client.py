@@ -214,6 +214,17 @@ class SignalingClient:
         self._resume: str | None = None
 
     @property
+    def resume_ticket(self) -> str | None:
+        """The session's current resume ticket (None before the first welcome). Another client (a process
+        started again in place of one that died) given it rejoins the same seat: the next
+        :meth:`connect` presents it instead of the token."""
+        return self._resume
+
+    @resume_ticket.setter
+    def resume_ticket(self, ticket: str | None) -> None:
+        self._resume = ticket
+
+    @property
     def connected(self) -> bool:
         """True while the WebSocket is open."""
         return self._ws is not None and not self._ws.closed

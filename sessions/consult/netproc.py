@@ -15,16 +15,29 @@ and each arrival, which :attr:`NetProcess.presence`, the frame side's own, is to
 snapshots, making an op, the report) are requests answered in turn. The child leaves the room when asked,
 and by itself when the pipe closes (the frame side's process ended); it ignores SIGINT, so that Ctrl-C in a
 terminal reaches the frame side, which leaves in order.
+
+A network process that dies (killed, out of memory, a crash in native code) is started again, up to
+:data:`MAX_RESTARTS` times a join, in the background while the frame side goes on drawing (the others
+turn *stale* meanwhile, and an op made then is refused with a reason): the new process rejoins the seat
+with the session's resume ticket (``net.seats``; the frame side keeps the newest, which the child sends
+whenever it changes), so it keeps its index, and starts from the frame side's copy of the room's state
+(:attr:`NetProcess.replica`), so that what the frame side saw or made is not lost even when nobody else
+in the room holds it. A recording goes on in a file beside the first (``session.1.mvr``: the first
+stays as it was written). Counted in the report's ``network_process``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import multiprocessing
 import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from net.participant import Participant, ParticipantConfig, local_clock
@@ -38,10 +51,20 @@ logger = logging.getLogger(__name__)
 
 #: How long the child has to start, import aiortc and answer (s).
 START_TIMEOUT_S = 30.0
+#: How many times one join starts its network process again after it died.
+MAX_RESTARTS = 3
+#: How long a restarted network process waits for the room's state once back in the room (s).
+RESTART_WAIT_S = 3.0
+#: What an op made while the network process is being started again is refused with.
+RECONNECTING = "the network is reconnecting (its process is being started again): try again in a moment"
 
 
 class NetProcessError(RuntimeError):
     """The network process failed a request, or is gone."""
+
+
+class _Gone(NetProcessError):
+    """The network process's end of the pipe closed: it died."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class NetSpec:
     insecure: bool = False
     loop: str = "auto"
     log_level: int = logging.WARNING
+    #: the session's resume ticket: a process started again in place of one that died rejoins with it
+    resume: str | None = None
 
 
 class _NotingPresence(Presence):
@@ -76,18 +101,35 @@ def _serve(conn: Any, spec: NetSpec) -> None:
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     participant = Participant(spec.server, spec.token, spec.config, clock=local_clock(spec.clock_offset),
                               ssl=client_ssl(spec.ca_file, spec.insecure))  # fmt: skip
+    participant.client.resume_ticket = spec.resume
     net = NetThread(participant, spec.loop)
     presence = net.presence = _NotingPresence()
+    told = [spec.resume]  # the ticket the frame side holds
 
-    def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any]]:
+    def ticket() -> str | None:
+        """The session's ticket when it changed since the frame side was last told, else None."""
+        current = participant.client.resume_ticket
+        if current == told[0]:
+            return None
+        told[0] = current
+        return current
+
+    def start(wait_s: float) -> tuple[dict[str, Any], str | None]:
+        return net.start(wait_s), ticket()
+
+    def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any], str | None]:
         arrivals, presence.arrivals = presence.arrivals, []
-        return net.poses(), net.ops(), net.refusals(), net.room_op_count(), arrivals
+        return net.poses(), net.ops(), net.refusals(), net.room_op_count(), arrivals, ticket()
+
+    def seed(snapshot: bytes) -> int:
+        """Merge the frame side's copy of the state (a process started again: see the module docstring)."""
+        return net.call(participant.state.merge_snapshot, snapshot)
 
     handlers: dict[str, Callable[..., Any]] = {
-        "frame": frame, "start": net.start, "room_twin": net.room_twin, "announce_twin": net.announce_twin,
+        "frame": frame, "start": start, "room_twin": net.room_twin, "announce_twin": net.announce_twin,
         "record": net.record, "begin_recording": net.begin_recording, "snapshot": net.snapshot,
         "make_op": net.make_op, "note_digest": net.note_digest, "report": net.report, "linger": net.linger,
-        "stop": net.stop,
+        "stop": net.stop, "seed": seed,
     }  # fmt: skip
     conn.send(("ready", None))
     stopped = False
@@ -143,14 +185,32 @@ class ParticipantInfo:
 
 class NetProcess:
     """The participant's network in a child process (see the module docstring), for the frame side as a
-    :class:`~sessions.consult.network.NetThread` is."""
+    :class:`~sessions.consult.network.NetThread` is.
 
-    def __init__(self, spec: NetSpec) -> None:
+    ``restarts``: how many times a child that died is started again (0: never; the next request raises
+    :class:`NetProcessError`)."""
+
+    def __init__(self, spec: NetSpec, *, restarts: int = MAX_RESTARTS) -> None:
         self.participant = ParticipantInfo(local_clock(spec.clock_offset))
         self.presence = Presence()
+        #: the frame side's copy of the room's state as snapshot bytes (FrameRoom sets it): a child started
+        #: again begins from it
+        self.replica: Callable[[], bytes] | None = None
+        #: children started again so far, and seconds the frame side went without one
+        self.restarts = 0
+        self.down_s = 0.0
+        self._spec, self._max_restarts = spec, restarts
         self._poses: dict[int, RemotePose] = {}
         self._refusals: list[StateRefusal] = []
         self._op_count = 0
+        self._ticket: str | None = None
+        self._recordings: list[str] = []
+        self._recorded_twin: tuple[str, str] | None = None
+        self._restarter: threading.Thread | None = None
+        self._failed: NetProcessError | None = None
+        self._spawn(spec)
+
+    def _spawn(self, spec: NetSpec) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, spec), name="consult-net", daemon=True)
@@ -159,12 +219,12 @@ class NetProcess:
         self._reply(START_TIMEOUT_S)
 
     def _reply(self, timeout: float) -> Any:
-        if not self._conn.poll(timeout):
-            raise NetProcessError(f"the network process did not answer within {timeout:g} s")
         try:
+            if not self._conn.poll(timeout):
+                raise NetProcessError(f"the network process did not answer within {timeout:g} s")
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            raise NetProcessError("the network process is gone") from None
+            raise _Gone("the network process is gone") from None
         if status == "refused":
             raise OpRefusedError(*value)
         if status == "raised":
@@ -175,20 +235,85 @@ class NetProcess:
         try:
             self._conn.send((kind, args))
         except (BrokenPipeError, OSError):
-            raise NetProcessError("the network process is gone") from None
+            raise _Gone("the network process is gone") from None
         return self._reply(timeout)
+
+    # --- a child that died, started again ---------------------------------------------------------------
+
+    def _live(self) -> bool:
+        """False while a child is being started again (the frame side goes on without it); raises what
+        ended a restart that failed."""
+        restarter = self._restarter
+        if restarter is not None:
+            if restarter.is_alive():
+                return False
+            self._restarter = None
+        if self._failed is not None:
+            raise self._failed
+        return True
+
+    def _settled(self) -> None:
+        """Wait for a restart under way (requests that are not made once a frame)."""
+        restarter = self._restarter
+        if restarter is not None:
+            restarter.join()
+        self._live()
+
+    def _lost(self, gone: _Gone) -> None:
+        """The child died: start another in the background, or raise ``gone`` when it cannot resume the seat."""
+        self._process.join(1.0)
+        code = self._process.exitcode
+        name = self.participant.name or "participant"
+        if self._ticket is None or self.restarts >= self._max_restarts:
+            why = "no session to resume yet" if self._ticket is None else f"started again {self.restarts} time(s) already"
+            raise _Gone(f"the network process is gone (exit code {code}; {why})") from gone
+        self.restarts += 1
+        seed = self.replica() if self.replica is not None else None
+        logger.warning("%s: the network process died (exit code %s); starting another, which resumes the seat (%d of %d)",
+                       name, code, self.restarts, self._max_restarts)  # fmt: skip
+        self._restarter = threading.Thread(target=self._restart, args=(seed,), name="consult-net-restart", daemon=True)
+        self._restarter.start()
+
+    def _restart(self, seed: bytes | None) -> None:
+        """(In a thread of its own while the frame side goes on) a new child, back in the room on the seat."""
+        began = time.monotonic()
+        try:
+            self._conn.close()
+            self._spawn(dataclasses.replace(self._spec, resume=self._ticket))
+            if self._recorded_twin is not None:
+                first = Path(self._recordings[0])
+                self._recordings.append(str(first.with_name(f"{first.stem}.{self.restarts}{first.suffix}")))
+                self._call("record", self._recordings[-1])
+            welcome, ticket = self._call("start", RESTART_WAIT_S, timeout=RESTART_WAIT_S + 2 * CALL_TIMEOUT_S)
+            self._ticket = ticket or self._ticket
+            if seed is not None:
+                self._call("seed", seed)
+            if self._recorded_twin is not None:
+                self._call("begin_recording", *self._recorded_twin, welcome)
+            logger.warning("%s: back in room %s as index %s, %.1f s after the network process died", self.participant.name,
+                           welcome.get("room"), welcome.get("index"), time.monotonic() - began)  # fmt: skip
+        except Exception as exc:  # one line where the frame side next asks (a refused seat, a child that died again)
+            self._failed = NetProcessError(f"the network process died, and starting it again failed: {exc}")
+            self._process.kill()
+        finally:
+            self.down_s += time.monotonic() - began
+
+    def _refused_op(self, kind: OpKind | int, payload: Any) -> OpRefusedError:
+        unmade = StateOp(0, 0, 0, OpKind(kind), dict(payload) if isinstance(payload, dict) else {}, 0.0)
+        return OpRefusedError(unmade, RECONNECTING)
 
     # --- as NetThread -----------------------------------------------------------------------------------
 
     def start(self, wait_s: float = 3.0) -> dict[str, Any]:
         """Join the room and wait (up to ``wait_s``) for its state; returns the welcome."""
-        welcome: dict[str, Any] = self._call("start", wait_s, timeout=wait_s + 2 * CALL_TIMEOUT_S)
+        welcome, self._ticket = self._call("start", wait_s, timeout=wait_s + 2 * CALL_TIMEOUT_S)
         p = self.participant
         p.name, p.room, p.token_role = str(welcome["participant"]), str(welcome["room"]), str(welcome.get("role", ""))
-        return welcome
+        return dict(welcome)
 
     def room_twin(self, wait_s: float) -> Any:
         """The room's twin as signaling says it, waiting up to ``wait_s`` for one to be named; else None."""
+        self._settled()
         return self._call("room_twin", wait_s, timeout=wait_s + CALL_TIMEOUT_S)
 
     def announce_twin(self, twin: Any) -> None:
@@ -196,16 +321,30 @@ class NetProcess:
 
     def record(self, path: str) -> None:
         self._call("record", path)
+        self._recordings = [path]
 
     def begin_recording(self, twin_name: str, twin_sha256: str, welcome: dict[str, Any]) -> None:
+        self._settled()
         self._call("begin_recording", twin_name, twin_sha256, welcome)
+        self._recorded_twin = (twin_name, twin_sha256)
 
     def snapshot(self) -> tuple[int, bytes, int]:
-        snapshot: tuple[int, bytes, int] = self._call("snapshot")
+        self._settled()
+        try:
+            snapshot: tuple[int, bytes, int] = self._call("snapshot")
+        except _Gone as exc:
+            self._lost(exc)
+            return self.snapshot()
         return snapshot
 
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
-        op: StateOp = self._call("make_op", kind, payload)
+        if not self._live():
+            raise self._refused_op(kind, payload)
+        try:
+            op: StateOp = self._call("make_op", kind, payload)
+        except _Gone as exc:
+            self._lost(exc)
+            raise self._refused_op(kind, payload) from None
         self._op_count += 1
         return op
 
@@ -214,28 +353,48 @@ class NetProcess:
         return self._op_count
 
     def note_digest(self) -> tuple[int, bytes] | None:
-        noted: tuple[int, bytes] | None = self._call("note_digest")
+        if not self._live():
+            return None
+        try:
+            noted: tuple[int, bytes] | None = self._call("note_digest")
+        except _Gone as exc:
+            self._lost(exc)
+            return None
         return noted
 
     def report(self) -> dict[str, Any]:
+        self._settled()
         report: dict[str, Any] = self._call("report")
+        report["network_process"] = {"restarts": self.restarts, "down_s": round(self.down_s, 3),
+                                     "recordings": list(self._recordings)}  # fmt: skip
         return report
 
     def linger(self, seconds: float) -> None:
+        self._settled()
         self._call("linger", seconds, timeout=seconds + CALL_TIMEOUT_S)
 
     def send_pose(self, poses: TrackedPoses) -> None:
-        """Hand one pose record to the network process (nothing waits)."""
+        """Hand one pose record to the network process (nothing waits; dropped while it is started again)."""
+        if not self._live():
+            return
         try:
             self._conn.send(("pose", (poses,)))
         except (BrokenPipeError, OSError):
-            raise NetProcessError("the network process is gone") from None
+            self._lost(_Gone("the network process is gone"))
 
     def ops(self) -> list[tuple[StateOp, str]]:
         """The ops applied since the last call, in order, with their sender's name; also fetches the newest
-        poses, the refusals, the room's op count and the arrivals since (one round trip a frame)."""
-        poses, ops, refusals, op_count, arrivals = self._call("frame")
+        poses, the refusals, the room's op count, the arrivals since and a new resume ticket (one round
+        trip a frame). None while the network process is being started again."""
+        if not self._live():
+            return []
+        try:
+            poses, ops, refusals, op_count, arrivals, ticket = self._call("frame")
+        except _Gone as exc:
+            self._lost(exc)
+            return []
         self._poses, self._op_count = poses, op_count
+        self._ticket = ticket or self._ticket
         self._refusals += refusals
         for index, name, now, latency in arrivals:
             self.presence.arrived(index, name, now, latency)
@@ -252,6 +411,9 @@ class NetProcess:
 
     def stop(self, linger_s: float = 0.0) -> None:
         """(After ``linger_s``) leave the room and end the network process."""
+        restarter = self._restarter
+        if restarter is not None:
+            restarter.join()
         if self._process.is_alive():
             try:
                 self._call("stop", linger_s, timeout=linger_s + 2 * CALL_TIMEOUT_S)

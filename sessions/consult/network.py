@@ -81,6 +81,7 @@ class Network(Protocol):
 
     participant: Any  # name, room, token_role (once joined) and clock()
     presence: Presence
+    replica: Callable[[], bytes] | None  # the frame side's copy of the state, for a network started again
 
     def ops(self) -> list[tuple[StateOp, str]]: ...
     def poses(self) -> dict[int, RemotePose]: ...
@@ -123,6 +124,8 @@ class NetThread:
     def __init__(self, participant: Participant, loop: str = "auto") -> None:
         self.participant = participant
         self.presence = Presence()
+        #: the frame side's copy of the state (FrameRoom sets it; a thread is never started again, so unused)
+        self.replica: Callable[[], bytes] | None = None
         self.loop_name, factory = loop_factory(loop)
         self.loop = factory()
         self._ops: queue.SimpleQueue[tuple[StateOp, str]] = queue.SimpleQueue()
@@ -330,6 +333,7 @@ class FrameRoom:
     def __init__(self, net: Network) -> None:
         self.net = net
         self._state = self._copy()
+        net.replica = self.replica
         self._checked = time.monotonic()
 
     def _copy(self) -> SharedState:
@@ -341,6 +345,10 @@ class FrameRoom:
     @property
     def state(self) -> SharedState:
         return self._state
+
+    def replica(self) -> bytes:
+        """This copy of the state as snapshot bytes (a network process started again begins from it)."""
+        return self._state.snapshot_bytes()
 
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp:
         """Make the op on the loop (sent to the room), then apply it here."""

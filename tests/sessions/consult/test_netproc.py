@@ -3,6 +3,7 @@ in child processes, a real signaling server, real aiortc links on loopback."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from net.protocol import OpKind
 from net.signaling_client import SignalingRefusedError
 from net.state import OpRefusedError
 from sessions.consult.netproc import NetProcess, NetProcessError, NetSpec
+from sessions.consult.network import FrameRoom
 from sessions.consult.scripted import procedural_poses
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
@@ -92,10 +94,45 @@ def test_the_network_processs_errors_arrive_as_their_own_type_and_a_killed_one_a
         assert caught.value.status == 401
     finally:
         refused.stop()
-    net = NetProcess(NetSpec(served, _token(env, "sam", "surgeon"), CONFIG))
+    net = NetProcess(NetSpec(served, _token(env, "sam", "surgeon"), CONFIG), restarts=0)
     net.start()
     net._process.kill()
     net._process.join(10)
     with pytest.raises(NetProcessError, match="gone"):
         net.ops()
     net.stop()  # says so in a log line, raises nothing
+
+
+def test_a_network_process_that_dies_is_started_again_on_its_seat_with_the_state_it_had(
+        served: str, env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Erin, alone in the room, places a landmark; her network process is killed. The frame side goes on
+    (ops() answers, an op made meanwhile is refused with a reason) while another process rejoins her seat
+    with the session's ticket: same index, and her landmark is still in the room's state although nobody
+    else held it. Sam, joining afterwards, gets it, and her next op reaches him as a new one."""
+    erin = NetProcess(NetSpec(served, _token(env, "erin", "expert"), CONFIG))
+    sam = NetProcess(NetSpec(served, _token(env, "sam", "surgeon"), CONFIG))
+    try:
+        erin.start()
+        room = FrameRoom(erin)
+        index = room.state.participant
+        room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
+        erin._process.kill()
+        with caplog.at_level(logging.WARNING, logger="sessions.consult.netproc"):
+            room.take()  # finds it gone: the restart begins in the background
+            with pytest.raises(OpRefusedError, match="reconnecting"):
+                room.make_op(OpKind.SELECT, {"structure": "thalamus"})
+            _until(lambda: room.take() is not None and erin._restarter is None and erin.restarts == 1, 40.0)
+        assert any("network process died" in r.getMessage() for r in caplog.records)
+        assert any("back in room ward" in r.getMessage() for r in caplog.records)
+        back, _, count = erin.snapshot()
+        assert (back, count) == (index, 1) and "erin-1" in room.state.landmarks
+        sam.start()
+        _until(lambda: sam.snapshot()[2] == 1)
+        op = room.make_op(OpKind.SELECT, {"structure": "thalamus"})
+        assert op.seq == 2
+        _until(lambda: [o for o, who in sam.ops() if (o.participant, o.seq, who) == (index, 2, "erin")])
+        report = erin.report()
+        assert report["network_process"]["restarts"] == 1 and report["index"] == index
+    finally:
+        sam.stop()
+        erin.stop()
