@@ -34,6 +34,11 @@ Motion-to-remote-display (from the moment a pose is sampled at the sender to the
 receiver displays with it) is read from the join report's ``consult.motion_to_display`` where the
 rendered join reports it, and listed as not measured otherwise.
 
+``--renderers N`` renders only the first N participants; the others join headless (``--backend none``),
+sending a pose per frame at ``--rate`` and two scripted ops a second. With ``--renderers 1 --rate 90
+--delays 0`` the one renderer has the cores to itself, so its motion-to-display is the pipeline's at
+90 Hz (fetch, step, draw, finish) rather than four software renderers waiting for two cores.
+
 Writes ``bench/results/consult.json``. The issue's run: ``.venv/bin/python bench/consult.py`` (one room
 on loopback, one with 22.5 ms; about 90 s). Faster: ``--duration 8``.
 """
@@ -179,10 +184,15 @@ async def run_room(delay_ms: float, args: argparse.Namespace, workdir: Path) -> 
             # Half the delay at each end: a datagram crosses one proxy of each end (module docstring).
             delay = ["--delay-ms", f"{delay_ms / 2:g}"] if delay_ms else []
             twin = ["--twin", args.twin] if i == 0 else []
+            if i < args.renderers:
+                how = ["--backend", "sim", "--script", str(script), "--width", str(args.width), "--height",
+                       str(args.height), "--rate", str(args.rate)]  # fmt: skip
+            else:  # headless: a pose a frame, two ops a second
+                how = ["--backend", "none", "--pose-rate", str(args.rate), "--ops-rate", "2",
+                       "--ops-stop-at", f"{time.time() + ACTION_SHARE * (measure_until - time.time()):.3f}"]  # fmt: skip
             proc = await asyncio.create_subprocess_exec(
-                MEDVERSE, "consult", "join", "--backend", "sim", "--server", url,
-                "--token", issue_token(SECRET.encode(), room, name, role), *twin, "--script", str(script),
-                "--width", str(args.width), "--height", str(args.height), "--rate", str(args.rate),
+                MEDVERSE, "consult", "join", "--server", url,
+                "--token", issue_token(SECRET.encode(), room, name, role), *twin, *how,
                 "--leave-at", f"{leave_at:.3f}", "--measure-from", f"{measure_from:.3f}",
                 "--measure-until", f"{measure_until:.3f}", "--report", str(report), "--net", args.net, *delay,
                 env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
@@ -323,7 +333,8 @@ async def run_rooms(args: argparse.Namespace, delays: list[float]) -> list[dict[
         workdir = Path(args.keep) if args.keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for delay in delays:
-            print(f"running a consultation of {len(PEOPLE)} at {args.width}x{args.height} per eye, {args.rate:g} Hz, "
+            print(f"running a consultation of {len(PEOPLE)} ({min(args.renderers, len(PEOPLE))} rendering) at "
+                  f"{args.width}x{args.height} per eye, {args.rate:g} Hz, "
                   f"{delay:g} ms one way on every link, network in a {args.net}, {args.duration:g} s measured "
                   f"(load {os.getloadavg()[0]:.2f}) ...",
                   flush=True)  # fmt: skip
@@ -344,6 +355,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=45.0,
                         help="frames (and poses) per second; four renderers at 90 Hz do not fit two cores (default %(default)s)")
     parser.add_argument("--twin", default="brain", help="the room's twin (default %(default)s)")
+    parser.add_argument("--renderers", type=int, default=len(PEOPLE),
+                        help="how many participants render (the first N); the others join headless (default %(default)s)")
     parser.add_argument("--net", choices=("process", "thread"), default="process",
                         help="each participant's network in a process of its own or a thread of the frame's (join --net)")
     parser.add_argument("--keep", help="keep the scripts, logs and reports in this folder")
@@ -354,8 +367,8 @@ def main() -> int:
         delays = [float(d) for d in args.delays.split(",")]
     except ValueError:
         parser.error("--delays takes numbers, e.g. 0,22.5")
-    if args.duration <= 0 or args.rate <= 0 or args.width < 1 or args.height < 1 or any(d < 0 for d in delays):
-        parser.error("--duration, --rate, --width and --height must be positive, --delays >= 0")
+    if min(args.duration, args.rate) <= 0 or min(args.width, args.height, args.renderers) < 1 or any(d < 0 for d in delays):
+        parser.error("--duration, --rate, --width, --height and --renderers must be positive, --delays >= 0")
     load_start = os.getloadavg()
     rooms = asyncio.run(run_rooms(args, delays))
     goals = check_goals(rooms)
@@ -368,7 +381,8 @@ def main() -> int:
             "load_avg_start": [round(x, 2) for x in load_start],
             "load_avg_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "config": {k: getattr(args, k) for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin", "net")}
+        "config": {k: getattr(args, k)
+                   for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin", "net", "renderers")}
         | {"delays_ms": delays, "people": [{"id": p, "role": r, "script": a} for p, r, a in PEOPLE]},
         "rooms": rooms,
         "goals": goals,
