@@ -171,12 +171,25 @@ def _read(path: Path, kind: str, stem: str, threshold: float | None, limits: Lim
         provenance["keep"] = {"rule": keep.describe(), "by": "voxel regions", **counts}
     vertices, faces = volumes.surface(vol, level, path)
     check_count(path, "surface triangles", len(faces), limits.max_faces)
+    structures = [Structure(stem, vertices.astype(np.float32), faces.astype(np.int32))]
+    if vol.beside:  # a study folder's SEG and RTSTRUCT objects: their structures join the surface
+        beside = formats.structures_beside(vol, limits)
+        check_count(path, "structures", len(beside) + 1, limits.max_structures)
+        check_count(path, "surface triangles", sum(len(s.faces) for s in [*structures, *beside]), limits.max_faces)
+        taken = {stem}
+        for structure in beside:  # twins look structures up by name: a name met again gets a number
+            name, n = structure.name, 2
+            while name in taken:
+                name, n = f"{structure.name} ({n})", n + 1
+            structure.name = name
+            taken.add(name)
+        structures += beside
     provenance.update(threshold=level, threshold_units="HU" if vol.modality == "CT" else "intensity",
                       voxels=list(vol.data.shape), notes=vol.notes,
                       versions=_package_versions("nibabel", "pydicom", "scikit-image", *formats.LIBRARIES.get(kind, ())))
     if vol.modality:
         provenance["modality"] = vol.modality
-    return [Structure(stem, vertices.astype(np.float32), faces.astype(np.int32))], vol.units, vol.metadata
+    return structures, vol.units, vol.metadata
 
 
 def _keep_pieces(structures: list[Structure], keep: regions.Keep, source: Path,

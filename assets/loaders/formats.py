@@ -8,6 +8,7 @@ with a colour table, VTK polydata and DICOM SEG/RTSTRUCT come back as named stru
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from assets.errors import UnsupportedFormatError
 from assets.loaders.limits import Limits
 from assets.loaders.volume import Volume
 from assets.twin import Structure
+
+log = logging.getLogger(__name__)
 
 #: Suffixes (lower case) of these formats and the kind each means; ``.seg.nrrd`` before ``.nrrd``.
 SUFFIXES: dict[str, str] = {
@@ -88,6 +91,61 @@ def read_structures(path: Path, kind: str, limits: Limits, provenance: dict[str,
     from assets.loaders import slicer_seg  # noqa: PLC0415 - as above
 
     return slicer_seg.load_segmentation(path, limits, notes), "mm", {}
+
+
+def structures_beside(volume: Volume, limits: Limits) -> list[Structure]:
+    """The structures of the DICOM SEG and RTSTRUCT objects found beside a DICOM series in its folder
+    (``volume.beside``), as a PACS export of a study leaves them: those in the series' frame of reference
+    (or stating none) are read as their own import would read them (RAS millimetres, like the series'
+    surface); one in another frame of reference, or unreadable, is left out. What was added and what was
+    not is counted in ``volume.notes``, without file names (they are patient data as often as not)."""
+    from assets.errors import AssetError  # noqa: PLC0415 - as the readers below
+    from assets.loaders import dicom_seg, rtstruct  # noqa: PLC0415 - each format's reader on first use
+    from assets.loaders.labels import distinct_names  # noqa: PLC0415 - as above
+
+    structures: list[Structure] = []
+    added: dict[str, int] = {}
+    other_frame: dict[str, int] = {}
+    unreadable: dict[str, int] = {}
+    for kind, path in volume.beside:
+        reader = dicom_seg.load_dicom_seg if kind == "DICOM SEG" else rtstruct.load_rtstruct
+        try:
+            found, ds = reader(path, limits, [])
+        except AssetError as exc:
+            log.info("%s beside the images not added: %s", kind, exc.message)
+            unreadable[kind] = unreadable.get(kind, 0) + 1
+            continue
+        frame = _frame_of_reference(ds)
+        if volume.frame_of_reference and frame and frame != volume.frame_of_reference:
+            other_frame[kind] = other_frame.get(kind, 0) + 1
+            continue
+        distinct_names(found)  # within the object, as its own import names them
+        structures += found
+        added[kind] = added.get(kind, 0) + 1
+    if added:
+        volume.notes.append(f"added {len(structures)} structure{'s' if len(structures) != 1 else ''} from the "
+                            f"{_objects(added)} beside the images")  # fmt: skip
+    if other_frame:
+        volume.notes.append(f"{_objects(other_frame)} in another frame of reference than the images: not added "
+                            "(import each file by itself)")  # fmt: skip
+    if unreadable:
+        volume.notes.append(f"{_objects(unreadable)} beside the images could not be read: not added")
+    return structures
+
+
+def _frame_of_reference(ds: Any) -> str:
+    """A SEG's FrameOfReferenceUID, or the first an RTSTRUCT references (its structure set's, else its
+    first region's); "" when none is stated."""
+    frame = str(ds.get("FrameOfReferenceUID", "") or "")
+    for item in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        frame = frame or str(item.get("FrameOfReferenceUID", "") or "")
+    for item in ds.get("StructureSetROISequence", []) or []:
+        frame = frame or str(item.get("ReferencedFrameOfReferenceUID", "") or "")
+    return frame
+
+
+def _objects(counts: dict[str, int]) -> str:
+    return " and ".join(f"{n} {kind} object{'s' if n > 1 else ''}" for kind, n in sorted(counts.items()))
 
 
 def _label_map(path: Path, kind: str, table_path: Path, limits: Limits, notes: list[str]

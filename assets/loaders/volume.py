@@ -36,7 +36,9 @@ class Volume:
 
     ``data``: (I, J, K) float32 values (HU for CT). ``affine``: (4, 4) voxel index -> RAS+ coordinates
     in ``units``. ``units``: ``None`` when the file does not say. ``metadata``: de-identified DICOM
-    attributes. ``notes``: what the reader assumed, for provenance.
+    attributes. ``notes``: what the reader assumed, for provenance. ``beside``: the SEG and RTSTRUCT
+    files of a DICOM folder (kind, path), and ``frame_of_reference`` the series' FrameOfReferenceUID
+    ("" when not stated), for ``assets.loaders.formats.structures_beside``.
     """
 
     data: np.ndarray
@@ -45,6 +47,8 @@ class Volume:
     modality: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    beside: list[tuple[str, Path]] = field(default_factory=list)
+    frame_of_reference: str = ""
 
 
 def looks_like_ct(data: np.ndarray) -> bool:
@@ -261,12 +265,12 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         check_count(path, "files in the DICOM folder", len(files), limits.max_dicom_files)
         datasets = []
-        passed_over: dict[str, int] = {}  # SEG and RTSTRUCT objects beside the images
+        beside: list[tuple[str, Path]] = []  # SEG and RTSTRUCT objects beside the images
         for file in files:
             try:
                 datasets.append((file, _read_dicom(read_source(file, limits, decompress=False), file)))
             except _StructureObjectError as exc:
-                passed_over[exc.kind] = passed_over.get(exc.kind, 0) + 1
+                beside.append((exc.kind, file))
             except UnreadableAssetError as exc:
                 log.info("skipping %s: %s", file, exc.message)
             except Exception as exc:  # a foreign file in the folder is skipped, not fatal
@@ -274,7 +278,7 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
         if not datasets:
             raise UnreadableAssetError(path, "holds no readable DICOM images")
     else:
-        passed_over = {}
+        beside = []
         datasets = [(path, _read_dicom(read_source(path, limits, decompress=False), path))]
 
     series: dict[str, list[tuple[Path, Any]]] = {}
@@ -284,10 +288,6 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     notes = []
     if len(series) > 1:
         notes.append(f"{len(series)} series found, the largest ({len(chosen)} files) used")
-    if passed_over:  # counted, not named: file names are patient data
-        found = " and ".join(f"{n} {kind} object{'s' if n > 1 else ''}" for kind, n in sorted(passed_over.items()))
-        notes.append(f"the folder also holds {found}, not read with the images: import each file by itself "
-                     "for its structures")  # fmt: skip
     first_file, first = chosen[0]
     row, col, spacing, geometry_notes = _slice_geometry(first, first_file)
     notes += geometry_notes
@@ -335,9 +335,11 @@ def read_dicom(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
 
     modality = str(first.get("Modality", "") or "")
+    frame_of_reference = str(first.get("FrameOfReferenceUID", "") or "")
     deid.deidentify(first)
     metadata = deid.twin_metadata(first)
-    return Volume(stack, affine, "mm", modality=modality, metadata=metadata, notes=notes)
+    return Volume(stack, affine, "mm", modality=modality, metadata=metadata, notes=notes, beside=beside,
+                  frame_of_reference=frame_of_reference)
 
 
 def _slab_depth(ds: Any, notes: list[str]) -> float:

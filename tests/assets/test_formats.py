@@ -457,12 +457,13 @@ def test_rtstruct_contours_of_the_ct_head_become_closed_surfaces(
     assert "Doe" not in repr(twin.metadata) and twin.metadata["PatientIdentityRemoved"] == "YES"
 
 
-def test_a_study_folder_reads_its_images_and_counts_the_seg_and_rtstruct_beside_them(
+def test_a_study_folder_adds_the_structures_of_the_seg_and_rtstruct_beside_its_images(
         tmp_path: Path, ct: tuple[np.ndarray, np.ndarray], ct_series: list[pydicom.Dataset],
         write_rtstruct: Callable[..., Path]) -> None:
-    """A folder as a PACS export leaves it: the CT slices, a SEG and an RTSTRUCT. The images make the
-    twin; the two structure objects are counted in a note that says to import them by themselves and
-    names neither file (file names are patient data)."""
+    """A folder as a PACS export leaves it: the CT slices, a SEG and an RTSTRUCT of the same frame of
+    reference. The images make the surface, and the segment and the region join it as structures where
+    the CT puts them; an RTSTRUCT of another frame of reference and an unreadable SEG are left out. Each
+    is counted in a note that names no file (file names are patient data)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -478,15 +479,34 @@ def test_a_study_folder_reads_its_images_and_counts_the_seg_and_rtstruct_beside_
                               "medverse", "tests", "1", "1")
     seg.save_as(study / "Doe_John_seg.dcm")
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-    square = [np.array([[0.0, 0.0, 5.0, 1.0], [0.0, 20.0, 5.0, 1.0], [0.0, 20.0, 25.0, 1.0], [0.0, 0.0, 25.0, 1.0]]) @ lps.T]
+    square = [np.array([[0.0, 0.0, z, 1.0], [0.0, 20.0, z, 1.0], [0.0, 20.0, z + 20.0, 1.0], [0.0, 0.0, z + 20.0, 1.0]]) @ lps.T
+              for z in (5.0,)]  # fmt: skip
     write_rtstruct(study / "Doe_John_rt.dcm", [("Box", (255, 0, 0), [c[:, :3] for c in square])],
                    frame_of_reference=ct_series[0].FrameOfReferenceUID)
     twin = load(study, threshold=BONE_HU)
-    assert twin.provenance["format"] == "dicom" and len(twin.structures) == 1
-    notes = [n for n in twin.provenance["notes"] if "not read with the images" in n]
-    assert notes == ["the folder also holds 1 DICOM SEG object and 1 RTSTRUCT object, not read with the images: "
-                     "import each file by itself for its structures"]
-    assert "Doe" not in repr(twin.provenance["notes"])
+    assert twin.provenance["format"] == "dicom"
+    assert sorted(s.name for s in twin.structures) == ["Bone", "Box", "surface"]  # the folder's file order
+    notes = [n for n in twin.provenance["notes"] if "beside the images" in n]
+    assert notes == ["added 2 structures from the 1 DICOM SEG object and 1 RTSTRUCT object beside the images"]
+    surface, bone, box = (twin.structure(name) for name in ("surface", "Bone", "Box"))
+    # the segment (the bone of the first 20 slices) lies within the CT's bone surface, in the same place
+    lo, hi = surface.vertices.min(axis=0), surface.vertices.max(axis=0)
+    assert np.all(bone.vertices.min(axis=0) >= lo - 0.002) and np.all(bone.vertices.max(axis=0) <= hi + 0.002)
+    single = load(study / "Doe_John_seg.dcm")  # the SEG imported by itself, in its own twin's frame
+    np.testing.assert_allclose(np.ptp(bone.vertices, axis=0), np.ptp(single.structures[0].vertices, axis=0), atol=1e-4)
+    assert box.color != surface.color and "Doe" not in repr(twin.provenance)
+
+    # another frame of reference, and a SEG that cannot be read: left out, counted
+    write_rtstruct(study / "Doe_John_rt.dcm", [("Box", (255, 0, 0), [c[:, :3] for c in square])],
+                   frame_of_reference=pydicom.uid.generate_uid())
+    broken = pydicom.dcmread(study / "Doe_John_seg.dcm")
+    del broken.PixelData
+    broken.save_as(study / "Doe_John_seg.dcm")
+    twin = load(study, threshold=BONE_HU)
+    assert [s.name for s in twin.structures] == ["surface"]
+    assert [n for n in twin.provenance["notes"] if "RTSTRUCT" in n or "SEG" in n] == [
+        "1 RTSTRUCT object in another frame of reference than the images: not added (import each file by itself)",
+        "1 DICOM SEG object beside the images could not be read: not added"]
 
 
 def test_pydicom_rtstruct_outline_and_its_markers() -> None:
