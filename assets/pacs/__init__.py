@@ -22,7 +22,7 @@ from assets.pacs.errors import (
     PacsRequestError,
 )
 from assets.pacs.query import SeriesMatch, StudyQuery
-from assets.pacs.retrieve import Retrieval, connect, find, import_series, retrieve_series
+from assets.pacs.retrieve import Retrieval, connect, echo, find, import_series, retrieve_series
 
 __all__ = [
     "PacsAuthError",
@@ -38,6 +38,7 @@ __all__ = [
     "StudyQuery",
     "config_path",
     "connect",
+    "echo",
     "find",
     "import_series",
     "load_servers",

@@ -20,7 +20,17 @@ else ``[pacs] default = "NAME"``, else the only server the file describes. Examp
     retrieve = "move"                # C-MOVE: the PACS sends to calling_aet, which it must know as
     move_port = 11113                # this machine at this port
 
-Secrets stay out of the file: ``password_env`` and ``token_env`` name environment variables.
+    [pacs.secure]                    # DIMSE over TLS (DICOM PS3.15 B.1), as a hospital network asks
+    host = "pacs.example.org"
+    port = 2762
+    called_aet = "PACS"
+    tls = true
+    ca_file = "/etc/medverse/hospital-ca.pem"     # the CA that signed the PACS's certificate
+    cert_file = "/etc/medverse/medverse.pem"      # medverse's own certificate and key, for a PACS
+    key_file = "/etc/medverse/medverse.key"       # that asks for one (and for C-MOVE's listener)
+
+Secrets stay out of the file: ``password_env`` and ``token_env`` name environment variables. ``ca_file``,
+``cert_file`` and ``key_file`` serve DICOMweb over https too.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -80,6 +91,10 @@ class PacsServer:
     move_host : local address to listen on (default: every interface).
     timeout : seconds to wait for a connection or for any answer.
     max_instances : the most instances one retrieval accepts (a guard against a runaway study).
+    tls : DIMSE over TLS (DICOMweb: an https ``url``); the PACS's certificate must name ``host``.
+    ca_file : the CA (PEM) to trust for the PACS's certificate instead of the system's.
+    cert_file, key_file : medverse's certificate and key (PEM), for a PACS that asks for one; C-MOVE
+        over TLS needs them, since the PACS connects to medverse's listener.
     """
 
     name: str
@@ -97,6 +112,10 @@ class PacsServer:
     move_host: str = ""
     timeout: float = 30.0
     max_instances: int = 4096
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -109,6 +128,8 @@ class PacsServer:
             self._fail(f"timeout {self.timeout!r} is not a number of seconds between 0 and 3600")
         if not (isinstance(self.max_instances, int) and self.max_instances > 0):
             self._fail(f"max_instances {self.max_instances!r} is not a positive integer")
+        if bool(self.cert_file) != bool(self.key_file):
+            self._fail("cert_file and key_file go together (medverse's certificate and its key)")
         if self.protocol == "dicomweb":
             parsed = urlparse(self.url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -117,6 +138,8 @@ class PacsServer:
                 self._fail("password_env is set but user is not")
             if self.token_env and self.user:
                 self._fail("give either user and password_env or token_env, not both")
+            if self.tls:
+                self._fail("tls is for DIMSE: a DICOMweb server is reached over TLS when its url is https")
         else:
             if not self.host:
                 self._fail("a DIMSE server needs host (or url, for DICOMweb)")
@@ -132,6 +155,11 @@ class PacsServer:
                 self._fail(f"retrieve {self.retrieve!r} is not one of {', '.join(RETRIEVE_METHODS)}")
             if self.retrieve == "move" and not self.move_port:
                 self._fail("retrieve = \"move\" needs move_port (where medverse listens for the PACS's C-STORE)")
+            if (self.ca_file or self.cert_file) and not self.tls:
+                self._fail("ca_file and cert_file are for TLS: add tls = true")
+            if self.tls and self.retrieve == "move" and not self.cert_file:
+                self._fail("C-MOVE over TLS needs cert_file and key_file: the PACS connects to medverse's listener, "
+                           "which must present a certificate")
 
     def _fail(self, message: str) -> None:
         raise PacsConfigError(self.name, message)
@@ -156,7 +184,26 @@ class PacsServer:
         """Where the server is, without secrets: a URL, or ``AET@host:port``."""
         if self.protocol == "dicomweb":
             return self.url
-        return f"{self.called_aet}@{self.host}:{self.port} as {self.calling_aet} (C-{self.retrieve.upper()})"
+        tls = ", TLS" if self.tls else ""
+        return f"{self.called_aet}@{self.host}:{self.port} as {self.calling_aet} (C-{self.retrieve.upper()}{tls})"
+
+    def ssl_context(self, *, server_side: bool = False) -> ssl.SSLContext:
+        """The TLS context for this server (``server_side``: C-MOVE's listener, which the PACS connects
+        to): ``ca_file`` (else the system's CAs) verifies the peer, ``cert_file``/``key_file`` identify
+        medverse. Raises :class:`PacsConfigError` in one line when a file cannot be used."""
+        purpose = ssl.Purpose.CLIENT_AUTH if server_side else ssl.Purpose.SERVER_AUTH
+        try:
+            context = ssl.create_default_context(purpose, cafile=self.ca_file or None)
+            if self.cert_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except FileNotFoundError as exc:
+            raise PacsConfigError(self.name, f"TLS file not found: {exc.filename}") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise PacsConfigError(self.name, f"TLS files unusable ({getattr(exc, 'reason', None) or exc}): ca_file "
+                                  "is a PEM CA certificate, cert_file and key_file a PEM certificate and its key") from None
+        if server_side and self.ca_file:
+            context.verify_mode = ssl.CERT_REQUIRED  # only the PACS, whose CA is given, may deliver
+        return context
 
 
 _KEYS = {f.name for f in fields(PacsServer)} - {"name"}
@@ -203,9 +250,11 @@ def load_servers(path: str | Path | None = None) -> tuple[dict[str, PacsServer],
                                   "variable and name that with password_env")
         if unknown:
             raise PacsConfigError(name, f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_KEYS))}")
-        wrong = [k for k, v in table.items() if not isinstance(v, (str, int, float)) or isinstance(v, bool)]
+        wrong = [k for k, v in table.items() if k != "tls" and (not isinstance(v, (str, int, float)) or isinstance(v, bool))]
         if wrong:
             raise PacsConfigError(name, f"{where}: {wrong[0]} must be a string or a number")
+        if not isinstance(table.get("tls", False), bool):
+            raise PacsConfigError(name, f"{where}: tls must be true or false")
         servers[name] = PacsServer(name=name, **table)
     return servers, default
 

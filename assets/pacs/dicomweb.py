@@ -87,6 +87,12 @@ class DicomWebClient:
         self._headers: dict[str, str] = {}
         if server.user:
             self._session.auth = (server.user, server.password() or "")
+        if server.ca_file or server.cert_file:
+            server.ssl_context()  # a file that cannot be used is one line here, not a requests traceback later
+        if server.ca_file:
+            self._session.verify = server.ca_file
+        if server.cert_file:
+            self._session.cert = (server.cert_file, server.key_file)
         token = server.token()
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -126,7 +132,7 @@ class DicomWebClient:
             found = _TLS_PROBLEM.search(str(exc))
             problem = found.group(1).strip() if found else "SSLError"
             raise PacsConnectionError(name, f"{what}: TLS with {url} failed ({problem}): if a CA of your own signed "
-                                      "its certificate, point REQUESTS_CA_BUNDLE at it") from None
+                                      "its certificate, set ca_file (or point REQUESTS_CA_BUNDLE at it)") from None
         except requests.exceptions.Timeout:
             raise PacsConnectionError(name, f"{what}: no answer from {url} within {self.server.timeout:g} s") from None
         except requests.exceptions.ConnectionError as exc:
@@ -136,6 +142,11 @@ class DicomWebClient:
         except (ValueError, KeyError, TypeError) as exc:  # a malformed answer: JSON, multipart, DICOM
             detail = (str(exc).splitlines() or [""])[0][:160]
             raise PacsRequestError(name, f"{what}: malformed answer from {url} ({type(exc).__name__}: {detail})") from None
+
+    def echo(self) -> None:
+        """The DICOMweb root answers a one-study search with these credentials (a ``PacsError`` otherwise)."""
+        with self._errors("QIDO-RS"):
+            self._qido("studies", {}, (), limit=1)
 
     def _qido(self, resource: str, filters: dict[str, str], keys: tuple[str, ...], limit: int = 0) -> list[Dataset]:
         """A QIDO-RS search of ``resource`` (``studies``, ``studies/UID/series``, ``series``).

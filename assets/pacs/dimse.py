@@ -7,14 +7,20 @@ uncompressed transfer syntaxes (the PACS transcodes what it holds compressed). C
 send them to ``calling_aet``: medverse listens on ``move_port`` for the duration, and the PACS must map
 that AE title to this machine and port.
 
+With ``tls = true`` every association, and C-MOVE's listener, runs over TLS (PS3.15 B.1): the PACS's
+certificate is verified against ``ca_file`` (else the system's CAs) and must name ``host``; medverse
+presents ``cert_file`` when the PACS asks. C-ECHO (``echo``) checks that the PACS answers.
+
 Failures become one ``PacsError`` line: nothing listening (the socket's own reason), association
-rejected or aborted (an AE title the PACS does not know), failure statuses with their code.
+rejected or aborted (an AE title the PACS does not know), a TLS handshake that failed (with the reason
+the TLS library gives), failure statuses with their code.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -64,6 +70,7 @@ STORAGE_CLASSES = (
 #: Uncompressed transfer syntaxes: pixel data that needs no codec.
 TRANSFER_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99")
 
+_VERIFICATION = "1.2.840.10008.1.1"  # Verification (C-ECHO)
 _FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 _GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
 _MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
@@ -157,14 +164,37 @@ class DimseClient:
             return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port} within "
                               f"{s.timeout:g} s (is it a DICOM port, and does the PACS answer?)")
         try:
-            with socket.create_connection((s.host, s.port), timeout=min(s.timeout, 5.0)):
-                pass
+            with socket.create_connection((s.host, s.port), timeout=min(s.timeout, 5.0)) as sock:
+                if s.tls:
+                    problem = self._tls_problem(sock)
+                    if problem is not None:
+                        return problem
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             return self._fail(PacsConnectionError, f"{what}: cannot connect to {s.host}:{s.port} ({reason})")
         if aborted:
             return self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request")
         return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port}")
+
+    def _tls_problem(self, sock: socket.socket) -> PacsError | None:
+        """Why a TLS handshake over ``sock`` fails (the reason the TLS library gives, and what to check),
+        or None when it succeeds."""
+        s = self.server
+        try:
+            with s.ssl_context().wrap_socket(sock, server_hostname=s.host) as tls:
+                tls.settimeout(0.5)
+                with suppress(TimeoutError, ssl.SSLWantReadError):
+                    tls.recv(1)  # TLS 1.3: a refused client certificate is told after the handshake
+        except ssl.SSLCertVerificationError as exc:
+            return self._fail(PacsConnectionError, f"TLS with {s.host}:{s.port} failed ({exc.verify_message}): set "
+                              "ca_file to the CA that signed the PACS's certificate")
+        except ssl.SSLError as exc:
+            reason = (exc.reason or str(exc)).lower().replace("_", " ")
+            asks = " (does the PACS ask for medverse's certificate: cert_file, key_file?)" if "certificate" in reason else ""
+            return self._fail(PacsConnectionError, f"TLS with {s.host}:{s.port} failed ({reason}){asks}")
+        except OSError:
+            return None  # closed after a good handshake: the association itself failed
+        return None
 
     @contextmanager
     def _association(self, what: str, contexts: Sequence[tuple[str, Sequence[str]]], roles: tuple[str, ...] = (),
@@ -178,8 +208,9 @@ class DimseClient:
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, list(syntaxes))
         start = time.monotonic()
+        tls = (s.ssl_context(), s.host) if s.tls else None
         assoc = ae.associate(s.host, s.port, ae_title=s.called_aet, ext_neg=[build_role(c, scp_role=True) for c in roles],
-                             evt_handlers=handlers or [])
+                             evt_handlers=handlers or [], tls_args=tls)
         waited = time.monotonic() - start
         if assoc.is_rejected:
             raise self._fail(PacsAuthError, f"{what}: the PACS rejected the association (called AE title "
@@ -194,6 +225,16 @@ class DimseClient:
             raise
         if assoc.is_established:
             assoc.release()
+
+    def echo(self) -> None:
+        """C-ECHO: the PACS accepts an association from ``calling_aet`` and answers (a ``PacsError`` otherwise)."""
+        what = "C-ECHO"
+        with self._association(what, [(_VERIFICATION, TRANSFER_SYNTAXES)]) as assoc:
+            status = assoc.send_c_echo()
+        if not status or "Status" not in status:
+            raise self._refused(what)
+        if int(status.Status) != 0x0000:
+            raise self._status(what, status)
 
     def _refused(self, what: str) -> PacsError:
         s = self.server
@@ -276,7 +317,8 @@ class DimseClient:
             scp.add_supported_context(abstract, list(TRANSFER_SYNTAXES))
         try:
             server = scp.start_server((s.move_host, s.move_port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, receiver.on_store)])
+                                      evt_handlers=[(evt.EVT_C_STORE, receiver.on_store)],
+                                      ssl_context=s.ssl_context(server_side=True) if s.tls else None)
         except OSError as exc:
             raise self._fail(PacsConnectionError, f"{what}: cannot listen on port {s.move_port} for the PACS's "
                              f"C-STORE ({exc.strerror or exc})") from None

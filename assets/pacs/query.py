@@ -130,6 +130,10 @@ InstanceSink = Callable[[Dataset], None]
 class PacsClient(Protocol):
     """What medverse needs of a PACS, over DICOMweb or DIMSE. Use as a context manager."""
 
+    def echo(self) -> None:
+        """Check that the PACS answers, with these credentials (C-ECHO; DICOMweb: a one-study search)."""
+        ...
+
     def find_studies(self, query: StudyQuery) -> list[Dataset]:
         """Studies matching ``query``, with ``STUDY_KEYS``."""
         ...

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +46,14 @@ def connect(server: PacsServer) -> PacsClient:
     from assets.pacs.dimse import DimseClient  # noqa: PLC0415 - pynetdicom only for DIMSE
 
     return DimseClient(server)
+
+
+def echo(server: PacsServer) -> float:
+    """Seconds ``server`` took to answer a C-ECHO (DICOMweb: a one-study search); a ``PacsError`` otherwise."""
+    start = time.perf_counter()
+    with connect(server) as client:
+        client.echo()
+    return time.perf_counter() - start
 
 
 def find(server: PacsServer, query: StudyQuery) -> list[SeriesMatch]:

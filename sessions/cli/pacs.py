@@ -52,7 +52,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``pacs servers|find``."""
+    """Add ``pacs servers|echo|find``."""
     pacs = sub.add_parser("pacs", help="search a PACS (DICOMweb or DIMSE) for imaging to import",
                           description="Search the PACS servers of the configuration file ([pacs.NAME] tables). "
                           "'medverse twin import --pacs' retrieves a study or series, de-identified.")
@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--config", metavar="FILE", help="configuration file (default: $MEDVERSE_CONFIG, else "
                    "config.toml in $MEDVERSE_HOME)")
     p.set_defaults(func=_servers)
+
+    p = actions.add_parser("echo", help="check that a PACS answers (C-ECHO; DICOMweb: a one-study search)",
+                           description="Connect to the server as configured (AE titles, TLS, credentials) and ask "
+                           "it to answer: C-ECHO over DIMSE, a one-study QIDO-RS search over DICOMweb. One line; "
+                           "exit code 0 when it answers, 2 with the reason when it does not.")
+    _add_server_arguments(p)
+    p.set_defaults(func=_echo)
 
     p = actions.add_parser("find", help="list the series of the studies that match",
                            description="Studies matching every criterion given, and their series (of --modality "
@@ -91,6 +98,16 @@ def _servers(args: argparse.Namespace) -> int:
                if server.token_env else "-") if server.protocol == "dicomweb" else "AE titles"
         table.add_row(name + (" (default)" if name == default else ""), server.protocol, server.describe(), who)
     console.print(table)
+    return 0
+
+
+def _echo(args: argparse.Namespace) -> int:
+    from assets.pacs import echo, resolve_server  # noqa: PLC0415 - PACS code only for PACS commands
+
+    server = resolve_server(args.pacs, args.config)
+    seconds = echo(server)
+    what = "C-ECHO" if server.protocol == "dimse" else "a QIDO-RS search"
+    print(f"pacs {server.name} ({server.describe()}): answered {what} in {seconds * 1000:.0f} ms")
     return 0
 
 

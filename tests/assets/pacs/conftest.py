@@ -17,8 +17,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,23 +172,29 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, auth: tuple[str, 
     raise RuntimeError(f"Orthanc did not answer within 30 s:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, ct_study: CtStudy) -> Iterator[Orthanc]:
-    """Orthanc on free ports, holding ``ct_study``; stopped (and its storage dropped) at the end."""
+@contextmanager
+def running_orthanc(root: Path, ct_study: CtStudy, tls: TlsFiles | None = None) -> Iterator[Orthanc]:
+    """Orthanc on free ports under ``root``, holding ``ct_study``; with ``tls``, its DICOM port speaks
+    only TLS (its certificate signed by ``tls.ca``, clients' certificates required and checked against
+    the same CA, and C-MOVE's deliveries to medverse over TLS too)."""
     import json
 
-    root = tmp_path_factory.mktemp("orthanc")
     server = Orthanc(http_port=free_port(), dicom_port=free_port(), move_port=free_port())
-    config = {
+    medverse: Any = [server.calling_aet, "127.0.0.1", server.move_port]
+    config: dict[str, Any] = {
         "Name": "TESTPACS", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
         "HttpPort": server.http_port, "DicomPort": server.dicom_port, "DicomAet": server.aet,
         "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
         "RegisteredUsers": {server.user: server.password},
         "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        # medverse's AE title: C-FIND, C-GET and C-MOVE are refused to callers not listed here
-        "DicomModalities": {"medverse": [server.calling_aet, "127.0.0.1", server.move_port]},
         "StorageCompression": False, "SaveJobs": False, "HttpTimeout": 10, "DicomScuTimeout": 10,
-    }
+    }  # fmt: skip
+    if tls is not None:
+        config.update(DicomTlsEnabled=True, DicomTlsCertificate=str(tls.pacs_cert), DicomTlsPrivateKey=str(tls.pacs_key),
+                      DicomTlsTrustedCertificates=str(tls.ca), DicomTlsRemoteCertificateRequired=True)
+        medverse = {"AET": server.calling_aet, "Host": "127.0.0.1", "Port": server.move_port, "UseDicomTls": True}
+    # medverse's AE title: C-FIND, C-GET and C-MOVE are refused to callers not listed here
+    config["DicomModalities"] = {"medverse": medverse}
     path = root / "orthanc.json"
     path.write_text(json.dumps(config))
     log = root / "orthanc.log"
@@ -209,6 +217,55 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory, ct_study: CtStudy) -> Iter
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory, ct_study: CtStudy) -> Iterator[Orthanc]:
+    """Orthanc on free ports, holding ``ct_study``; stopped (and its storage dropped) at the end."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc"), ct_study) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, the PACS's certificate (for 127.0.0.1) and medverse's, each signed by it, and another
+    CA's self-signed certificate that signed nothing here (PEM files)."""
+
+    ca: Path
+    pacs_cert: Path
+    pacs_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_ca: Path
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """Made with the openssl command, as an administrator would."""
+    root = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+    for ca in ("ca", "stranger"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=medverse tests {ca}",
+                "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for who in ("pacs", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", f"{who}.key",
+                "-out", f"{who}.csr")
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{who}.pem", "-extfile", "san.ext")
+    return TlsFiles(root / "ca.pem", root / "pacs.pem", root / "pacs.key", root / "client.pem", root / "client.key",
+                    root / "stranger.pem")
+
+
+@pytest.fixture(scope="session")
+def orthanc_tls(tmp_path_factory: pytest.TempPathFactory, ct_study: CtStudy, tls_files: TlsFiles) -> Iterator[Orthanc]:
+    """A second Orthanc whose DICOM port speaks only TLS (``running_orthanc``)."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc-tls"), ct_study, tls_files) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
