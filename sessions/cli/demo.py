@@ -177,6 +177,10 @@ CONSULT_SCRIPTS = Path(__file__).resolve().parents[1] / "consult" / "scripts"
 SURGEON_WAITS_S = 3.0
 #: Seconds after joining before latency counts: loading the twin and the GL context, links opening.
 WARMUP_S = 2.0
+#: Frames a second each participant renders. A script's time is its frames over this rate, so a
+#: participant that cannot keep it acts late: three software renderers on two cores keep 20 Hz (at 30
+#: the first one in, slowed by the others' start-up, reached its cut after the room had ended).
+CONSULT_RATE_HZ = 20.0
 
 
 def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[str, Any]:
@@ -253,7 +257,8 @@ def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[s
             procs[name] = start(name, [
                 "join", "--backend", "sim", "--server", url, "--token", token(name, role), *twin,
                 "--script", str(path), "--out", str(folder / "frames" / name),
-                "--width", str(size), "--height", str(size), "--rate", "30", "--every", "30",
+                "--width", str(size), "--height", str(size), "--rate", f"{CONSULT_RATE_HZ:g}",
+                "--every", f"{CONSULT_RATE_HZ:g}",
                 "--duration", f"{seconds:g}", "--warmup", f"{WARMUP_S:g}", "--report", str(folder / f"{name}.json")])  # fmt: skip
             if role == "surgeon":
                 # The others join once the surgeon is in the room (its recording has begun), so the room's
