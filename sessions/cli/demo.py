@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -181,6 +182,8 @@ WARMUP_S = 2.0
 #: participant that cannot keep it acts late: three software renderers on two cores keep 20 Hz (at 30
 #: the first one in, slowed by the others' start-up, reached its cut after the room had ended).
 CONSULT_RATE_HZ = 20.0
+#: Seconds a participant may stay beyond the consultation's length: they are told to leave together.
+LEAVE_CAP_S = 60.0
 
 
 def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[str, Any]:
@@ -188,7 +191,7 @@ def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[s
 
     Runs ``medverse`` as commands (the server, each participant, the replay), as a user would, into
     ``folder``: ``consult.secret`` (fresh each run), ``frames/<participant>/`` (``size`` x ``size``
-    pixels per eye at 30 Hz), ``<participant>.json`` (each one's report), ``session.mvr`` (the
+    pixels per eye at :data:`CONSULT_RATE_HZ`), ``<participant>.json`` (each one's report), ``session.mvr`` (the
     recording), ``replay/`` (its PNGs), ``latency.json`` (the latency report), ``*.log``.
 
     Returns
@@ -259,13 +262,32 @@ def consultation(folder: Path, seconds: float = 10.0, size: int = 240) -> dict[s
                 "--script", str(path), "--out", str(folder / "frames" / name),
                 "--width", str(size), "--height", str(size), "--rate", f"{CONSULT_RATE_HZ:g}",
                 "--every", f"{CONSULT_RATE_HZ:g}",
-                "--duration", f"{seconds:g}", "--warmup", f"{WARMUP_S:g}", "--report", str(folder / f"{name}.json")])  # fmt: skip
+                "--duration", f"{seconds + LEAVE_CAP_S:g}", "--warmup", f"{WARMUP_S:g}",
+                "--report", str(folder / f"{name}.json")])  # fmt: skip
             if role == "surgeon":
                 # The others join once the surgeon is in the room (its recording has begun), so the room's
                 # twin is named (by signaling, from the surgeon's announcement) when they arrive.
                 _wait_for_room(recording, procs[name], timeout_s=60.0)
+        # Everyone leaves together, `seconds` after the last one drew its first frame (its first PNG; SIGTERM:
+        # a join leaves in order): each draws for `seconds` at least and the first ones in for longer, so
+        # nobody leaves while another may still act on its script.
+        def until(done: Any, limit_s: float, what: str) -> None:
+            deadline = time.monotonic() + limit_s
+            while not done():
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        raise failed(name, f"exited early with {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise DemoError(f"consultation: {what} within {limit_s:g} s; see the logs in {folder}")
+                time.sleep(0.1)
+
+        until(lambda: all(any((folder / "frames" / n).glob("*.png")) for n in procs), 60.0, "not everyone drew a frame")
+        together = time.monotonic() + seconds
+        until(lambda: time.monotonic() >= together, seconds + 1.0, "the consultation did not end")
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
         for name, _, _ in DEMO_CONSULT:
-            if procs[name].wait(timeout=seconds + 120) != 0:
+            if procs[name].wait(timeout=120) != 0:
                 raise failed(name, f"exited with {procs[name].returncode}")
     finally:
         for proc in procs.values():
