@@ -228,7 +228,8 @@ class IndexFile:
     ``{"v": 1, "rooms": {"<room>": {"updated": <unix s>, "topology": "mesh"|"relay", "indices": {"<participant>": <index>}}},
     "seats": <SeatBook.state()>}``, rewritten whole (a temporary file, fsynced, renamed over it) each
     time an index is handed out (:meth:`put`), a room closes (:meth:`drop`) or a seat's session opens or
-    resumes (:meth:`put_seats`): joins are rare, so this costs little. The server reads it once, at
+    resumes (:meth:`put_seats`; a join's new index is written with its seat, once): joins are rare, so
+    this costs little. The server reads it once, at
     start (:meth:`load`), and a room opened again takes its old table back (:meth:`take`). A table of a
     room nobody came back to within ``ttl_s`` of its last change is forgotten. The seat book's content
     is ``net.seats``'s to check (:attr:`seats` is what the file held, unread here).
@@ -293,10 +294,12 @@ class IndexFile:
         updated, table, topology = self._rooms.get(room, (now, {}, "mesh"))
         return (dict(table), topology) if now - updated <= self.ttl_s else ({}, "mesh")
 
-    def put(self, room: str, table: dict[str, int], topology: str = "mesh", *, now: float | None = None) -> None:
-        """Record ``room``'s table and topology and write the file."""
+    def put(self, room: str, table: dict[str, int], topology: str = "mesh", *, now: float | None = None,
+            write: bool = True) -> None:
+        """Record ``room``'s table and topology and write the file (``write`` False: the next write takes it)."""
         self._rooms[room] = (time.time() if now is None else now, dict(table), topology)
-        self._write()
+        if write:
+            self._write()
 
     def drop(self, room: str) -> None:
         """Forget ``room`` (it closed: nobody holds its state any more) and write the file."""

@@ -578,7 +578,7 @@ class SignalingServer:
             self.rooms[claims.room] = room
             if self.index_file is not None:
                 room.restore(*self.index_file.take(room.name))
-                room.on_assign = lambda: self._save_indices(room)
+                room.on_assign = lambda: self._note_indices(room)
                 if room.topology == "relay":  # it was a relay room: its relay comes back before anyone rejoins
                     self._open_relay(room)
             if self.config.twin is not None:
@@ -592,8 +592,6 @@ class SignalingServer:
         self.counters["connections"] += 1
         now = time.time()
         conn.session = self.seats.open(claims, now) if conn.resuming is None else self.seats.resume(conn.resuming, now)
-        if self.index_file is not None:  # before the welcome: a ticket is only handed out once it is on disk
-            self.index_file.put_seats(self.seats.state(now))
         log.info("room %s: %s joined as %s (index %d, %s)", room.name, member.participant, member.role, member.index,
                  "new session" if conn.resuming is None else "resumed session")
         # A rejoin that kept its index and was not announced as gone keeps its peer connections.
@@ -607,12 +605,14 @@ class SignalingServer:
             self._spawn(self._relay_peer_left(room, member.participant))
         if switched:
             self._open_relay(room)
-            self._save_indices(room)
+            self._note_indices(room)
             self._broadcast(room, {"type": "topology", "mode": "relay", "relay": RELAY_ID}, exclude=member.participant)
         named = room.name not in self.twins and conn.twin is not None and member.role == "surgeon"
         if named and conn.twin is not None:
             self.twins[room.name] = conn.twin
             log.info("room %s: twin %s (%s), named by %s", room.name, conn.twin.name, conn.twin.sha256, member.participant)
+        if self.index_file is not None:  # the new index and session, written once, before the welcome hands out a ticket
+            self.index_file.put_seats(self.seats.state(now))
         welcome = {**room.welcome(member), "twin": _twin_message(self.twins.get(room.name)),
                    "resume": issue_ticket(self.config.secret, conn.session, now=now)}  # fmt: skip
         self._enqueue(conn, welcome)
@@ -637,9 +637,10 @@ class SignalingServer:
             return self._refuse("refused_bad_claim", 400, f"index claim must be an integer 1-{MAX_INDEX}, got {text[:16]!r}")
         return int(text)
 
-    def _save_indices(self, room: Room) -> None:
+    def _note_indices(self, room: Room) -> None:
+        """Record ``room``'s table and topology for the state file; ``_admit`` writes it with the seat, once."""
         if self.index_file is not None and self.rooms.get(room.name) is room:
-            self.index_file.put(room.name, room.index_table(), room.topology)
+            self.index_file.put(room.name, room.index_table(), room.topology, write=False)
 
     def _announced_twin(self, request: web.Request) -> RoomTwin | web.Response | None:
         """The twin a joining client announced (``?twin=NAME&twin_sha256=HASH``), None, or a 400 refusal."""

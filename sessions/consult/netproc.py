@@ -253,7 +253,8 @@ class NetProcess:
         return True
 
     def _settled(self) -> None:
-        """Wait for a restart under way (requests that are not made once a frame)."""
+        """Wait for a restart under way (before the requests of the frame loop's end: report, linger,
+        a fresh snapshot; a restart only begins once the frame loop runs)."""
         restarter = self._restarter
         if restarter is not None:
             restarter.join()
@@ -313,7 +314,6 @@ class NetProcess:
 
     def room_twin(self, wait_s: float) -> Any:
         """The room's twin as signaling says it, waiting up to ``wait_s`` for one to be named; else None."""
-        self._settled()
         return self._call("room_twin", wait_s, timeout=wait_s + CALL_TIMEOUT_S)
 
     def announce_twin(self, twin: Any) -> None:
@@ -324,7 +324,6 @@ class NetProcess:
         self._recordings = [path]
 
     def begin_recording(self, twin_name: str, twin_sha256: str, welcome: dict[str, Any]) -> None:
-        self._settled()
         self._call("begin_recording", twin_name, twin_sha256, welcome)
         self._recorded_twin = (twin_name, twin_sha256)
 
