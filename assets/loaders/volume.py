@@ -192,7 +192,8 @@ def _floats(ds: Any, keyword: str, n: int) -> np.ndarray | None:
     return array if array.shape == (n,) and np.isfinite(array).all() else None
 
 
-#: DICOM objects that are not images but hold structures, by Modality: each imports by itself.
+#: DICOM objects that are not images but hold structures, by Modality: their own readers take them
+#: (``assets.loaders.formats``: by themselves, or beside a series in its folder).
 _STRUCTURE_OBJECTS = {"SEG": "DICOM SEG", "RTSTRUCT": "RTSTRUCT"}
 
 
@@ -200,7 +201,7 @@ class _StructureObjectError(UnreadableAssetError):
     """A SEG or RTSTRUCT object where images were read: ``kind`` says which."""
 
     def __init__(self, source: Path, kind: str) -> None:
-        super().__init__(source, f"is a {kind} object, not an image: import it by itself")
+        super().__init__(source, f"is a {kind} object, not an image")
         self.kind = kind
 
 
