@@ -50,6 +50,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,7 +64,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from net.latency import BUDGET_S  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
 
+# the medverse beside this interpreter (a venv's), else the first on PATH (bench/device/run.sh puts one there)
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
+if not Path(MEDVERSE).exists():
+    MEDVERSE = shutil.which("medverse") or MEDVERSE
 SECRET = os.urandom(32).hex()
 #: One-way delay of light in fibre over 4,500 km, ms: what the issue's budget leaves room for.
 FIBRE_MS = 22.5

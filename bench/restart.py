@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import sys
@@ -40,7 +41,10 @@ from net.participant import Participant, ParticipantConfig  # noqa: E402
 from net.tokens import issue_token  # noqa: E402
 from sessions.consult.scripted import ScriptedOps, procedural_poses  # noqa: E402
 
+# the medverse beside this interpreter (a venv's), else the first on PATH (bench/device/run.sh puts one there)
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
+if not Path(MEDVERSE).exists():
+    MEDVERSE = shutil.which("medverse") or MEDVERSE
 ROOM = "ward"
 NAMES = ("alice", "bob", "cat", "dan", "eli", "fay", "gus", "hal")
 GOAL_AGREE_S = 5.0
