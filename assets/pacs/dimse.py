@@ -111,6 +111,22 @@ class _QuickAckSocket:
         return self._sock.recv_into(*args)
 
 
+def _speaks_tls(sock: socket.socket) -> bool:
+    """Whether the peer on ``sock`` answers a TLS ClientHello as a TLS server does (a handshake, or a TLS
+    alert such as "certificate required"), rather than as a plain DICOM port (which drops the connection
+    or answers bytes that are no TLS record). Nothing is verified: this only names the likely mistake."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
+    try:
+        with probe.wrap_socket(sock) as tls:
+            tls.settimeout(1.0)
+    except ssl.SSLError as exc:
+        return "alert" in (exc.reason or "").lower()  # the server's TLS alert: it speaks TLS
+    except OSError:
+        return False  # dropped, or no answer
+    return True
+
+
 def _application_entity(title: str) -> Any:
     from pynetdicom import AE  # noqa: PLC0415 - pynetdicom only for DIMSE servers
 
@@ -163,15 +179,21 @@ class DimseClient:
         if timed_out:
             return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port} within "
                               f"{s.timeout:g} s (is it a DICOM port, and does the PACS answer?)")
+        speaks_tls = False
         try:
             with socket.create_connection((s.host, s.port), timeout=min(s.timeout, 5.0)) as sock:
                 if s.tls:
                     problem = self._tls_problem(sock)
                     if problem is not None:
                         return problem
+                elif aborted:
+                    speaks_tls = _speaks_tls(sock)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             return self._fail(PacsConnectionError, f"{what}: cannot connect to {s.host}:{s.port} ({reason})")
+        if speaks_tls:
+            return self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request: "
+                              f"{s.host}:{s.port} speaks TLS (set tls = true, and ca_file, cert_file, key_file)")
         if aborted:
             return self._fail(PacsConnectionError, f"{what}: the PACS aborted the association request")
         return self._fail(PacsConnectionError, f"{what}: no association with {s.host}:{s.port}")

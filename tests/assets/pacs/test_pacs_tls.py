@@ -8,6 +8,7 @@ certificate (for 127.0.0.1) and medverse's; another CA signs nothing here.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from assets.pacs import PacsConfigError, PacsConnectionError, PacsServer, StudyQuery, echo, find, retrieve_series
+from assets.pacs.dimse import _speaks_tls
 
 MEDVERSE = str(Path(sys.executable).with_name("medverse"))
 
@@ -46,7 +48,8 @@ def test_find_echo_c_get_and_c_move_over_tls(orthanc_tls: Any, tls_files: Any, c
     ({"ca_file": ""}, r"TLS with 127\.0\.0\.1:\d+ failed \(self.signed certificate in certificate chain\): set ca_file"),
     ({"ca_file": "STRANGER"}, r"failed \(self.signed certificate in certificate chain\): set ca_file"),
     ({"cert_file": "", "key_file": ""}, r"failed \(.*certificate required\) \(does the PACS ask for medverse's certificate"),
-    ({"tls": False, "ca_file": "", "cert_file": "", "key_file": ""}, r"C-ECHO: the PACS aborted the association"),
+    ({"tls": False, "ca_file": "", "cert_file": "", "key_file": ""},
+     r"C-ECHO: the PACS aborted the association request: 127\.0\.0\.1:\d+ speaks TLS \(set tls = true"),
 ])
 def test_tls_mistakes_are_one_line_with_the_reason(orthanc_tls: Any, tls_files: Any, overrides: dict[str, Any],
                                                    message: str) -> None:
@@ -57,6 +60,14 @@ def test_tls_mistakes_are_one_line_with_the_reason(orthanc_tls: Any, tls_files: 
     with pytest.raises(PacsConnectionError, match=message) as caught:
         echo(_tls(orthanc_tls, tls_files, **overrides))
     assert "\n" not in str(caught.value)
+
+
+def test_only_a_port_that_answers_tls_is_called_one(orthanc: Any, orthanc_tls: Any) -> None:
+    """The hint for plain DIMSE to a TLS port rests on a probe: the TLS port answers a ClientHello (its
+    handshake asks for a certificate that is not sent), the plain DICOM port does not."""
+    for pacs, expected in ((orthanc_tls, True), (orthanc, False)):
+        with socket.create_connection(("127.0.0.1", pacs.dicom_port), timeout=5) as sock:
+            assert _speaks_tls(sock) is expected
 
 
 @pytest.mark.parametrize(("options", "message"), [
