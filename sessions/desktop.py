@@ -272,6 +272,7 @@ class DesktopSession:
                 break
             if not self.step():
                 break
+        self.session.close()  # a measurement still measuring along the surface is applied
         return DesktopRun(self.frames, self.renderer.stats.summary(), [i.record() for i in self.session.workspace.applied])
 
     def close(self) -> None:
@@ -279,6 +280,7 @@ class DesktopSession:
         if self._closed:
             return
         self._closed = True
+        self.session.close()
         try:
             self.backend.context.make_current()
             self.renderer.close()

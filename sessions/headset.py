@@ -75,6 +75,7 @@ def run_headset(
         renderer = (renderer_class or Renderer)(backend.context, width=info.width, height=info.height, rate_hz=info.rate_hz)
         try:
             stats = run(backend, session, renderer, max_frames=max_frames, on_frame=on_frame)
+            session.close()  # a measurement still measuring along the surface is applied
             errors = int(renderer.gl_errors)
         finally:
             renderer.close()

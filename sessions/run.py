@@ -24,21 +24,21 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sessions import intents as it
+from sessions.geodesics import GeodesicProcess, Geodesics, InlineGeodesics
 from sessions.panels import PanelLine, Panels, hud_line
 from sessions.tools import PALETTE, HandEdges, HandFrame, ToolBelt, ToolContext
 from sessions.tools.measure import measurement_overlay
 from sessions.workspace import Workspace
-from xrcore.input import Hit, Picker
+from xrcore.input import Picker
 from xrcore.scene import Label, Scene, Segment, Sphere
 from xrcore.stats import FrameStats
 from xrcore.types import HandInput, Pose
@@ -66,8 +66,10 @@ class SessionConfig:
     same bytes on every run);
     ``panels``: the gaze and wrist panels; ``pointer_rays``: draw each hand's ray up to what it hits
     (a desktop mouse, whose ray runs along the line of sight, has none); ``geodesic``: also measure
-    along the surface (off by default: the exact solver takes seconds to prepare a structure and up to
-    a few hundred ms a query, see :mod:`assets.geodesic`);
+    along the surface (off by default: the exact solver takes about a second to prepare a structure and
+    tens of ms a query, see :mod:`assets.geodesic`), in a process of its own, a measurement being
+    applied once its answer arrives (:mod:`sessions.geodesics`); ``geodesic_inline``: answer in the
+    frame that asks instead (the simulator: frames nobody watches live, the same intents every run);
     ``instructions``: lines shown at the top of the gaze panel (a training step's text).
     """
 
@@ -78,6 +80,7 @@ class SessionConfig:
     panels: bool = True
     pointer_rays: bool = True
     geodesic: bool = False
+    geodesic_inline: bool = False
     instructions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -111,22 +114,18 @@ class LocalSession:
         self.edges = (HandEdges(), HandEdges())
         self.panels = Panels(label_angle_deg=scene.label_style.angle, hud=self.config.hud,
                              gaze=self.config.panels, wrist=self.config.panels)  # fmt: skip
-        self.ctx = ToolContext(self.workspace, self.picker, self.config.user, geodesic=self._geodesic)
+        #: distances along the surface for the Measure tool (None: off)
+        self.geodesics: Geodesics | None = None
+        if self.config.geodesic:
+            self.geodesics = (InlineGeodesics if self.config.geodesic_inline else GeodesicProcess)(scene.twin)
+        self.ctx = ToolContext(self.workspace, self.picker, self.config.user, geodesics=self.geodesics)
         self.hands: tuple[HandFrame, HandFrame] = (HandFrame("left", HandInput()), HandFrame("right", HandInput()))
         self.feedback = ""
         self.instructions: tuple[str, ...] = self.config.instructions
         #: Python time of each :meth:`step`, ms (what ``bench/interaction.py`` reports)
         self.step_ms = FrameStats(window=100_000)
         self.frame_stats: FrameStats | None = None
-        self._geodesics: dict[int, Any] = {}
-        self._geodesics_ready = threading.Event()
         self._hud: tuple[float, PanelLine | None] = (-math.inf, None)
-        if self.config.geodesic:
-            # built beside the frame loop (1-2 s per brain hemisphere; pygeodesic holds the GIL, so frames
-            # stutter meanwhile: one reason surface distances are opt-in)
-            threading.Thread(target=self._build_geodesics, name="geodesics", daemon=True).start()
-        else:
-            self._geodesics_ready.set()
         self.workspace.on_applied(self._on_applied)
         scene.local_pointer_length = 0.0  # the session draws pointer rays that stop on the surface
 
@@ -148,6 +147,7 @@ class LocalSession:
         right = self.edges[1].step("right", frame.inputs.right, hits[1])
         self.hands = (left, right)
         intents += self.belt.update(self.ctx, left, right)
+        intents += self._answered()
         applied = [i for i in intents if self.workspace.apply(i)]
         self._draw_overlay(frame.head, frame.views[0] if frame.views else None)
         self.step_ms.record_cpu((time.perf_counter() - t0) * 1000.0)
@@ -189,6 +189,11 @@ class LocalSession:
             mm, ml = measurement_overlay(self.ctx, np.asarray(m.a_mm), np.asarray(m.b_mm), text)
             marks += mm
             labels += ml
+        for _, m in self.ctx.held:
+            mm, ml = measurement_overlay(self.ctx, np.asarray(m.a_mm), np.asarray(m.b_mm),
+                                         f"{m.distance_mm:.1f} mm (along surface: measuring)")  # fmt: skip
+            marks += mm
+            labels += ml
         pm, pl = self.belt.preview(self.ctx, *self.hands)
         scene.overlay = marks + pm
         scene.overlay_labels = labels + pl + self._panel_labels(head, view)
@@ -219,31 +224,28 @@ class LocalSession:
 
     # --- measuring along the surface ----------------------------------------------------------------
 
-    def _build_geodesics(self) -> None:
-        try:
-            from assets.geodesic import SurfaceGeodesics  # noqa: PLC0415
+    def _answered(self) -> list[it.Intent]:
+        """The held measurements whose distance along the surface arrived (or was given up), in the
+        order they were made."""
+        held = self.ctx.held
+        if not held:
+            return []
+        assert self.geodesics is not None
+        self.geodesics.poll()
+        out: list[it.Intent] = []
+        while held and held[0][0].done:
+            query, measure = held.pop(0)
+            out.append(replace(measure, geodesic_mm=query.mm))
+        return out
 
-            for i, structure in enumerate(self.scene.twin.structures):
-                if structure.triangle_count and SurfaceGeodesics.supports(structure.triangle_count):
-                    self._geodesics[i] = SurfaceGeodesics(structure.vertices, structure.faces)
-        except Exception as exc:  # a missing solver package costs the surface distance, not the session
-            logger.warning("distances along the surface unavailable: %s", exc)
-        finally:
-            self._geodesics_ready.set()
-
-    def _geodesic(self, a: Hit, b: Hit) -> float | None:
-        """Distance (mm) along the surface of ``a``'s structure between two hits on it, or None when
-        it cannot be computed here (no solver, or a structure too big to answer within a frame)."""
-        self._geodesics_ready.wait()
-        solver = self._geodesics.get(a.index)
-        if solver is None:
-            return None
-        try:
-            metres = solver.distance(a.point_mm / 1000.0, a.face, b.point_mm / 1000.0, b.face)
-        except (ValueError, RuntimeError) as exc:
-            logger.info("no distance along the surface: %s", exc)
-            return None
-        return float(metres) * 1000.0 if math.isfinite(metres) else None
+    def close(self) -> None:
+        """End what the session started beside the frame loop (the distances' process); a measurement
+        still held is applied without its distance along the surface."""
+        if self.geodesics is not None:
+            self.geodesics.close()
+            for _, measure in self.ctx.held:
+                self.workspace.apply(measure)
+            self.ctx.held.clear()
 
 
 def _t(p: np.ndarray) -> tuple[float, float, float]:

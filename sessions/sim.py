@@ -13,7 +13,7 @@ see, where the twin is when the run gets there.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,10 @@ def simulate(
 
     _return_free_memory()
     scene = scene if scene is not None else working_scene(twin)
-    local = LocalSession(scene, session or SessionConfig(hud=False), Picker(twin))
+    # the simulator's frames are made, not watched: a distance along the surface is answered in the frame
+    # that asks, so that a script gives the same intents on every run
+    config = replace(session or SessionConfig(hud=False), geodesic_inline=True)
+    local = LocalSession(scene, config, Picker(twin))
     if isinstance(motion, str):
         centre, size = scene.twin_center_and_size()
         motion = procedural(motion, centre.tolist(), size)
@@ -184,6 +187,7 @@ def simulate(
         )
         try:
             stats = run(backend, local, renderer, writer=writer)
+            local.close()
             info = {
                 "stereo": renderer.stereo, "samples": renderer.samples,
                 "gl_renderer": backend.context.info.get("renderer"), "gl_version": backend.context.info.get("version"),

@@ -176,6 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--width", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
     join.add_argument("--height", type=int, default=320, help="with --backend sim: pixels per eye (default %(default)s)")
     join.add_argument("--rate", type=float, default=30.0, help="with --backend sim: frames per second (default %(default)s)")
+    join.add_argument("--geodesic", action="store_true", help="with a rendering backend: measurements also give the "
+                      "distance along the surface (computed beside the frame loop, sent once it is)")
     join.add_argument("--present", action="store_true",
                       help="present (any role): the others may follow this participant's view")
     join.add_argument("--follow", metavar="NAME", nargs="?", const="*",

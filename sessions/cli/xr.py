@@ -86,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="headset: how the image meets the room: 'alpha' over passthrough video, 'additive' on an "
                    "optical see-through display, 'opaque' for VR; 'auto' takes the runtime's preferred mode "
                    "(default %(default)s)")
+    v.add_argument("--geodesic", action="store_true", help="measurements also give the distance along the surface "
+                   "(computed beside the frame loop: a measurement appears once it is, a few frames later)")
     v.set_defaults(func=_view)
 
 
@@ -170,12 +172,15 @@ def _view(args: argparse.Namespace) -> int:
     if args.blend != "auto" and args.backend == "sim":
         raise CliError("--blend needs a headset (--backend openxr or auto): a desktop window is always opaque")
     twin = load_twin(args.twin)
+    from sessions.run import SessionConfig  # noqa: PLC0415
+
+    config = SessionConfig(geodesic=args.geodesic)
     options = {"blend": args.blend} if args.backend != "sim" else {}
     backend = None if args.backend == "sim" else create(args.backend, **options)
     if backend is not None and not isinstance(backend, SimBackend):
         from sessions.headset import run_headset  # noqa: PLC0415 - GL and OpenXR only for this command
 
-        done = run_headset(backend, twin, max_frames=args.frames)
+        done = run_headset(backend, twin, config=config, max_frames=args.frames)
         print(f"{done.stats.format()}; blend mode {backend.info.blend_mode}")
         for intent in done.session.workspace.applied:
             if intent.kind != "tool":
@@ -183,7 +188,8 @@ def _view(args: argparse.Namespace) -> int:
         return 0
     from sessions.desktop import view_on_desktop  # noqa: PLC0415 - GL only for this command
 
-    run = view_on_desktop(twin, width=args.width, height=args.height, max_seconds=args.seconds, max_frames=args.frames)
+    run = view_on_desktop(twin, width=args.width, height=args.height, max_seconds=args.seconds, max_frames=args.frames,
+                          config=config)  # fmt: skip
     frame = run.stats["frame_ms"]
     timing = "" if frame["median"] is None else f", frame time median {frame['median']:.2f} ms, p99 {frame['p99']:.2f} ms"
     print(f"{run.frames} frames shown{timing}")

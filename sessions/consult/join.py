@@ -149,7 +149,8 @@ def _render(args: argparse.Namespace, net: Network, room: FrameRoom, twin: Twin,
     sessions: list[ConsultSession] = []
 
     def make_session(scene: Scene, config: SessionConfig | None, picker: Picker) -> ConsultSession:
-        config = dataclasses.replace(config or SessionConfig(), user=participant.name, hud=kind != "sim")
+        config = dataclasses.replace(config or SessionConfig(), user=participant.name, hud=kind != "sim",
+                                     geodesic=bool(getattr(args, "geodesic", False)))
         session = ConsultSession(scene, config, picker, net, room)
         if args.present:
             session.present()
@@ -189,6 +190,7 @@ def _render(args: argparse.Namespace, net: Network, room: FrameRoom, twin: Twin,
     else:
         gl_errors = _run_sim(args, twin, make_session, pump, writer, sessions)
     session = sessions[0]
+    session.close()  # a measurement still measuring along the surface goes out now, before the last ops
     # a last moment for ops in flight, then the state everyone should share
     net.linger(0.3)
     for op, name in room.take():

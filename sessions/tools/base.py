@@ -11,7 +11,6 @@ made, a stroke being drawn), drawn only for this user.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +22,7 @@ from xrcore.scene import Label, Scene, Segment, Sphere
 from xrcore.types import HandInput, Pose
 
 if TYPE_CHECKING:
+    from sessions.geodesics import GeodesicQuery, Geodesics
     from sessions.workspace import Workspace
     from xrcore.input import Picker
 
@@ -102,13 +102,16 @@ class HandEdges:
 @dataclass
 class ToolContext:
     """What a tool may read: the workspace (and through it the scene), the picker, who the user is
-    and the session time (s). ``geodesic(a, b)`` measures along the surface when it can."""
+    and the session time (s). ``geodesics`` measures along the surface when it can
+    (:mod:`sessions.geodesics`); a measurement whose distance along the surface is still being computed
+    waits in ``held`` (its query, and the intent to apply once answered: the session applies it)."""
 
     workspace: Workspace
     picker: Picker
     user: str
     time: float = 0.0
-    geodesic: Callable[[Hit, Hit], float | None] | None = field(default=None)
+    geodesics: Geodesics | None = None
+    held: list[tuple[GeodesicQuery, it.Measure]] = field(default_factory=list)
 
     @property
     def scene(self) -> Scene:

@@ -1,12 +1,16 @@
 """Measure: two trigger pulls on the surface give the distance between the two points, in mm in the
 twin's own coordinates (so a twin scaled up to 3x still measures life size), and, when both points
-lie on one structure, the distance along its surface (geodesic) as well.
+lie on one structure, the distance along its surface (geodesic) as well. Where that distance is computed
+beside the frame loop (:mod:`sessions.geodesics`), the measurement is held until it is answered, a few
+frames later, and shown meanwhile with its straight distance.
 
 While the second point is being chosen a line follows the cursor with the live distance.
 A thumbstick click drops a half-made measurement.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -45,14 +49,18 @@ class MeasureTool:
         a, b = self.start, hand.hit
         self.start = None
         distance = float(np.linalg.norm(b.point_mm - a.point_mm))
-        geodesic = None
-        if a.index == b.index and a.face >= 0 and b.face >= 0 and ctx.geodesic is not None:
-            geodesic = ctx.geodesic(a, b)
-        return [it.Measure(
+        measure = it.Measure(
             ctx.user, ctx.time, ctx.workspace.new_id(ctx.user, "M"),
             tuple(float(v) for v in a.point_mm), tuple(float(v) for v in b.point_mm),  # type: ignore[arg-type]
-            distance, geodesic, (a.structure, b.structure),
-        )]
+            distance, None, (a.structure, b.structure),
+        )
+        if a.index == b.index and a.face >= 0 and b.face >= 0 and ctx.geodesics is not None:
+            query = ctx.geodesics.ask(a, b)
+            if not query.done:  # answered in a later frame: the session applies it then
+                ctx.held.append((query, measure))
+                return []
+            measure = dataclasses.replace(measure, geodesic_mm=query.mm)
+        return [measure]
 
     def preview(self, ctx: ToolContext, hand: HandFrame) -> Overlay:
         if self.start is None or hand.hit is None:

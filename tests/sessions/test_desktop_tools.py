@@ -34,13 +34,14 @@ def xvfb(desktop_display: Any) -> Any:
 
 
 @pytest.fixture
-def desk(xvfb: Any, brain: Any) -> Iterator[Any]:
-    """A desktop session on the brain (no MSAA, no surface distances: fast), its heads-up text hidden
-    with H so that pixels show the twin; fails on GL errors."""
+def desk(request: pytest.FixtureRequest, xvfb: Any, brain: Any) -> Iterator[Any]:
+    """A desktop session on the brain (no MSAA; no surface distances unless a test's parameter asks:
+    fast), its heads-up text hidden with H so that pixels show the twin; fails on GL errors."""
     from sessions.desktop import DesktopSession
     from sessions.run import SessionConfig
 
-    d = DesktopSession(brain, width=W, height=H, samples=1, config=SessionConfig(geodesic=False))
+    geodesic = bool(getattr(request, "param", False))
+    d = DesktopSession(brain, width=W, height=H, samples=1, config=SessionConfig(geodesic=geodesic))
     assert d.step()
     move(d, *CORNER)
     xdotool("key", "h")
@@ -183,9 +184,13 @@ def test_a_click_selects_the_structure_under_the_cursor_and_it_lights_up(xvfb: A
     assert np.abs(after[on_right[:, 1], on_right[:, 0]] - before[on_right[:, 1], on_right[:, 0]]).mean() < 1.0
 
 
+@pytest.mark.parametrize("desk", [False, True], indirect=True, ids=["straight", "along_the_surface"])
 def test_measure_chosen_with_a_key_measures_between_two_clicks(xvfb: Any, desk: Any) -> None:
     """Key 3 takes the measure tool; two clicks give a Measure whose ends are the surface points
-    under the cursor and whose distance is theirs; its readout appears in the measurement colour."""
+    under the cursor and whose distance is theirs; its readout appears in the measurement colour.
+    With distances along the surface (``view --geodesic``), those are computed in a process of their
+    own: the window goes on drawing the measurement (its readout says it is measuring) until the answer
+    arrives, then the Measure is applied with both distances."""
     xdotool("key", "3")
     step_until(desk, lambda: desk.session.belt.tool("right").name == "measure")
 
@@ -200,11 +205,22 @@ def test_measure_chosen_with_a_key_measures_between_two_clicks(xvfb: Any, desk: 
     assert ha is not None and hb is not None
     # both clicks in one burst: the backend still gives each press and release its own frame
     xdotool("mousemove", *on_screen(desk, *a), "click", "1", "mousemove", *on_screen(desk, *b), "click", "1")
-    step_until(desk, lambda: bool(applied(desk, it.Measure)))
+    measuring = []
+
+    def measured() -> bool:
+        measuring.append(any("measuring" in label.text for label in desk.scene.overlay_labels))
+        return bool(applied(desk, it.Measure))
+
+    step_until(desk, measured, limit=30.0 if desk.session.geodesics else 5.0)  # the solver's start-up too
     (m,) = applied(desk, it.Measure)
     assert np.allclose(m.a_mm, ha.point_mm, atol=1e-6) and np.allclose(m.b_mm, hb.point_mm, atol=1e-6)
     assert m.distance_mm == pytest.approx(float(np.linalg.norm(hb.point_mm - ha.point_mm)))
     assert m.distance_mm > 30.0 and m.structures == (LEFT, LEFT)
+    if desk.session.geodesics is None:
+        assert m.geodesic_mm is None and not any(measuring)
+    else:
+        assert sum(measuring) >= 2, "the window should go on drawing the held measurement while it is computed"
+        assert m.distance_mm < m.geodesic_mm < 2.0 * m.distance_mm
     move(desk, *CORNER)
     after = shown(xvfb, desk)
     # the readout (and the ends, half in the surface; the straight line runs inside the brain)

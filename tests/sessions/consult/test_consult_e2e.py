@@ -67,6 +67,8 @@ def test_five_participants_converge_see_each_other_refuse_the_observer_and_repla
     leave_at = measure_from + DURATION_S
     for name, (_, script) in PEOPLE.items():
         extra = ["--twin", "brain", "--record", str(tmp_path / "surgeon.mvr")] if name == "surgeon" else []
+        if name == "expert":  # its measurement goes out once its distance along the surface is computed
+            extra = ["--geodesic"]
         procs[name] = subprocess.Popen(
             [MEDVERSE, "consult", "join", "--backend", "sim", "--server", served, "--token", tokens[name],
              "--leave-at", f"{leave_at:.3f}", "--measure-from", f"{measure_from:.3f}", "--script",
@@ -95,6 +97,8 @@ def test_five_participants_converge_see_each_other_refuse_the_observer_and_repla
     shared = views[0]
     assert len(shared["landmarks"]) == 2 and len(shared["measurements"]) == 1 and len(shared["planes"]) == 1
     assert len(shared["strokes"]) == 1 and shared["selection"] == "right cerebral hemisphere (pial)"
+    (measured,) = shared["measurements"].values()
+    assert measured["distance_mm"] < measured["geodesic_mm"] < 2.0 * measured["distance_mm"], measured
 
     # the observer's grab was refused at its source, counted, and moved the twin nowhere
     observer = reports["observer"]["consult"]

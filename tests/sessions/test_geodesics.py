@@ -1,0 +1,96 @@
+"""Distances along the surface beside the frame loop (sessions.geodesics), on the real brain twin and the
+real solver: the process answers what the inline solver answers, later; a process that dies or a session
+that ends loses no measurement."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sessions import intents as it
+from sessions.geodesics import GeodesicProcess, InlineGeodesics
+from sessions.run import LocalSession, SessionConfig
+from sessions.sim import working_scene
+from xrcore.input import Hit
+
+
+def _hits(session: LocalSession) -> tuple[Hit, Hit]:
+    """Two points on the first hemisphere, each the first surface along a ray from above the twin."""
+    scene = session.scene
+    centre, size = scene.twin_center_and_size()
+    hits = []
+    for dz in (-0.2, 0.2):  # two points on the hemisphere on the +x side
+        target = centre + np.array([0.15 * size, 0.0, dz * size])
+        origin = target + np.array([0.0, size, 0.0])
+        hit = session.picker.pick_scene(scene, origin, target - origin)
+        assert hit is not None
+        hits.append(hit)
+    if hits[0].index != hits[1].index:
+        pytest.fail("the two rays should land on one hemisphere")
+    return hits[0], hits[1]
+
+
+def _wait(geodesics: Any, query: Any, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not query.done:
+        assert time.monotonic() < deadline, "no answer"
+        geodesics.poll()
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def session(brain: Any) -> LocalSession:
+    return LocalSession(working_scene(brain), SessionConfig(hud=False, panels=False))
+
+
+def test_the_process_answers_later_what_the_inline_solver_answers_at_once(brain: Any, session: LocalSession) -> None:
+    a, b = _hits(session)
+    process = GeodesicProcess(brain)
+    try:
+        query = process.ask(a, b)
+        assert not query.done  # asked in one frame, answered in a later one
+        inline = InlineGeodesics(brain).ask(a, b)
+        assert inline.done and inline.mm is not None
+        _wait(process, query)
+        assert query.mm == pytest.approx(inline.mm, rel=1e-9)
+        assert query.mm > float(np.linalg.norm(b.point_mm - a.point_mm))
+        assert process.counts == {"asked": 1, "answered": 1, "none": 0, "given_up": 0}
+    finally:
+        process.close()
+
+
+def test_a_process_that_died_gives_up_its_queries_in_one_warning(brain: Any, session: LocalSession,
+                                                                caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    a, b = _hits(session)
+    process = GeodesicProcess(brain)
+    try:
+        pending = process.ask(a, b)
+        process._process.kill()
+        process._process.join()
+        _wait(process, pending)
+        later = process.ask(a, b)
+        assert pending.mm is None and later.done and later.mm is None
+        assert process.counts["given_up"] == 1 and process.counts["none"] == 1
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            "distances along the surface unavailable: their process is gone (exit code -9)"
+        ]
+    finally:
+        process.close()
+
+
+def test_a_held_measurement_is_applied_when_the_session_ends_before_its_answer(brain: Any) -> None:
+    """The user's measurement is not lost: closing the session applies it with its straight distance."""
+    session = LocalSession(working_scene(brain), SessionConfig(hud=False, panels=False, geodesic=True))
+    a, b = _hits(session)
+    assert session.geodesics is not None
+    query = session.geodesics.ask(a, b)
+    measure = it.Measure("me", 1.0, "me/M1", tuple(a.point_mm), tuple(b.point_mm), 10.0, None, ("x", "x"))  # type: ignore[arg-type]
+    session.ctx.held.append((query, measure))
+    session.close()
+    assert session.ctx.held == [] and query.done
+    assert [(m.mark_id, m.geodesic_mm) for m in session.workspace.applied] == [("me/M1", None)]
+    assert "me/M1" in session.workspace.measurements
+    session.close()  # idempotent
