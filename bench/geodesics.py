@@ -22,6 +22,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def run(mode: str, twin: Any, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dic
         drive.step(b, 0.0)
     session.close()
 
-    def stats(values: list[float]) -> dict[str, float]:
+    def stats(values: Sequence[float]) -> dict[str, float]:
         v = np.asarray(values, dtype=float)
         return {"median": round(float(np.median(v)), 3), "p99": round(float(np.percentile(v, 99)), 3),
                 "max": round(float(v.max()), 3), "n": len(v)}  # fmt: skip
