@@ -47,7 +47,7 @@ def targets(session: LocalSession, pairs: int, seed: int = 7) -> list[tuple[np.n
     rng = np.random.default_rng(seed)
     scene = session.scene
     centre, size = scene.twin_center_and_size()
-    out = []
+    out: list[tuple[np.ndarray, np.ndarray]] = []
     while len(out) < pairs:
         ends = []
         for _ in range(2):
