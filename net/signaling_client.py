@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import ssl as ssl_module
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -184,6 +184,11 @@ class SignalingClient:
     claim_index : int or None
         The index to ask for on the next ``connect`` (``?index=N``): a rejoining participant's own,
         which the server adopts when nobody else holds it (docs/signaling.md, "Restarts and outages").
+    on_resume_ticket : callable or None
+        Called with the new :attr:`resume_ticket` each time it changes (a welcome gave another, or it
+        was set), on the thread that changed it, before ``connect`` returns: a holder elsewhere (the
+        frame side of ``sessions.consult.netproc``) learns it without waiting to ask. An exception it
+        raises is logged, never raised to ``connect``.
     """
 
     def __init__(
@@ -212,6 +217,7 @@ class SignalingClient:
         # The session's resume ticket (net.seats) from the last welcome: the token is spent by the first
         # join, and every reconnect proves with this that it is the same session.
         self._resume: str | None = None
+        self.on_resume_ticket: Callable[[str | None], None] | None = None
 
     @property
     def resume_ticket(self) -> str | None:
@@ -222,7 +228,14 @@ class SignalingClient:
 
     @resume_ticket.setter
     def resume_ticket(self, ticket: str | None) -> None:
+        if ticket == self._resume:
+            return
         self._resume = ticket
+        if self.on_resume_ticket is not None:
+            try:
+                self.on_resume_ticket(ticket)
+            except Exception:
+                log.exception("the resume ticket's observer failed")
 
     @property
     def connected(self) -> bool:
@@ -272,7 +285,7 @@ class SignalingClient:
             await self._ws.close()
             raise SignalingError(f"expected a welcome message, got {welcome.get('type')!r}: {welcome.get('reason', '')}")
         # Kept here, out of the welcome that callers store or record: it is this session's credential.
-        self._resume = welcome.pop("resume", None)
+        self.resume_ticket = welcome.pop("resume", None)
         self.welcome = welcome
         self._note_twin(welcome)
         log.info("joined room %s as %s (index %s, %s)",

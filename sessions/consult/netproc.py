@@ -19,15 +19,36 @@ terminal reaches the frame side, which leaves in order.
 A network process that dies (killed, out of memory, a crash in native code) is started again, up to
 :data:`MAX_RESTARTS` times a join, in the background while the frame side goes on drawing (the others
 turn *stale* meanwhile, and an op made then is refused with a reason): the new process rejoins the seat
-with the session's resume ticket (``net.seats``; the frame side keeps the newest, which the child sends
-whenever it changes), so it keeps its index, and starts from the frame side's copy of the room's state
-(:attr:`NetProcess.replica`), so that what the frame side saw or made is not lost even when nobody else
-in the room holds it. A recording goes on in a file beside the first (``session.1.mvr``: the first
-stays as it was written). Counted in the report's ``network_process``.
+with the session's resume ticket (``net.seats``), so it keeps its index, and starts from the frame
+side's copy of the room's state (:attr:`NetProcess.replica`), so that what the frame side saw or made is
+not lost even when nobody else in the room holds it. A recording goes on in a file beside the first
+(``session.1.mvr``: the first stays as it was written). Counted in the report's ``network_process``
+(``restarts``, ``hangs``, ``down_s``, ``recordings``).
+
+A network process that hangs (alive but not answering: stopped, deadlocked, stuck in a native call)
+counts as one that died, in the requests of the frame loop: a frame's fetch or a digest's note not
+answered within :data:`FRAME_TIMEOUT_S` (the child answers those in well under a millisecond), an op or
+a snapshot not within :data:`LOOP_TIMEOUT_S`. The child is killed (SIGKILL) and another started as
+above, one log line saying it hung. Its pipe is closed with the kill and never read again (a child
+merely slow may have answered there by then, and that answer would be taken for the next request's);
+the new child comes with a new pipe. Joining, lingering, leaving and the report keep their longer
+waits; one that runs out kills the child too, and ends the join as before.
+
+The resume ticket changes each time the child's signaling client rejoins (``net.seats``: the old one is
+then refused). The child writes the new one, the moment its client takes it from the ``welcome``
+(``SignalingClient.on_resume_ticket``), into a :class:`TicketBox`: memory the frame side made and shares
+with it, which the frame side reads when it starts another child, without having to ask the child (a
+child that died between a rejoin and the frame side's next request no longer leaves it a stale ticket).
+What is left: the server has rotated the ticket when it sends the ``welcome``; a child that dies
+after that and before its client has read the ``welcome`` and written the ticket (the welcome's half
+round trip, its parsing, then some microseconds for the write; a write torn by the child's death is
+found and not used) leaves the frame side the old ticket, and the restart is refused (the join ends
+in one line).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import importlib
 import logging
@@ -42,6 +63,7 @@ from typing import Any
 
 from net.participant import Participant, ParticipantConfig, local_clock
 from net.protocol import OpKind, StateOp, StateRefusal, TrackedPoses
+from net.seats import MAX_TICKET_CHARS
 from net.state import OpRefusedError
 from net.tls import client_ssl
 from sessions.consult.network import CALL_TIMEOUT_S, NetThread, RemotePose
@@ -51,7 +73,19 @@ logger = logging.getLogger(__name__)
 
 #: How long the child has to start, import aiortc and answer (s).
 START_TIMEOUT_S = 30.0
-#: How many times one join starts its network process again after it died.
+#: How long a frame waits for the child's answer to its fetch (``ops``) or to a digest's note (s); past
+#: it the child is taken as hung, killed and started again. The child's main thread answers those from
+#: what its loop left, without waiting for the loop: well under a millisecond, up to tens of ms on a
+#: loaded 2-core machine where it waits for a core, or for its GIL behind a long callback of its loop
+#: (a snapshot merged, a DTLS handshake). 2 s is far beyond that, and a hung child costs the frame loop
+#: one stall of 2 s, not CALL_TIMEOUT_S (10 s) every frame.
+FRAME_TIMEOUT_S = 2.0
+#: The same for making an op or taking a snapshot (s), which the child does on its loop: that may be
+#: busy for longer (a large snapshot merged, many links opening at once), and the frame side waits for
+#: an op anyway. Shorter than the child's own wait for its loop (CALL_TIMEOUT_S), so that a stuck loop
+#: is a hang here too.
+LOOP_TIMEOUT_S = 5.0
+#: How many times one join starts its network process again after it died or hung.
 MAX_RESTARTS = 3
 #: How long a restarted network process waits for the room's state once back in the room (s).
 RESTART_WAIT_S = 3.0
@@ -65,6 +99,54 @@ class NetProcessError(RuntimeError):
 
 class _Gone(NetProcessError):
     """The network process's end of the pipe closed: it died."""
+
+
+class _Hung(_Gone):
+    """The network process did not answer in time: it was killed, and its pipe is never read again."""
+
+    def __init__(self, kind: str, timeout: float) -> None:
+        super().__init__(f"the network process did not answer {kind!r} within {timeout:g} s")
+        self.kind, self.timeout = kind, timeout
+
+
+class _TicketLayout(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint64), ("length", ctypes.c_uint32), ("data", ctypes.c_char * MAX_TICKET_CHARS)]
+
+
+class TicketBox:
+    """The session's resume ticket in memory shared with the network process (see the module docstring):
+    the child writes it the moment its signaling client's changes, the frame side reads it when it
+    starts another child. A sequence lock: ``seq`` is odd while a write is under way, so a read finds a
+    write torn by the writer's death (or one under way) and keeps what it knew instead. No lock a
+    killed child could leave held; one writer at a time (the child's loop thread)."""
+
+    def __init__(self, context: Any) -> None:
+        self._shared = context.RawValue(_TicketLayout)
+
+    def publish(self, ticket: str | None) -> None:
+        """(The child) the session's ticket is now ``ticket``."""
+        data = b"" if ticket is None else ticket.encode()
+        if len(data) > MAX_TICKET_CHARS:  # no server hands one out: it would refuse it back
+            raise ValueError(f"a resume ticket of {len(data)} bytes, over {MAX_TICKET_CHARS}")
+        shared = self._shared
+        shared.seq |= 1
+        ctypes.memmove(ctypes.addressof(shared) + _TicketLayout.data.offset, data, len(data))
+        shared.length = len(data)
+        shared.seq += 1
+
+    def read(self, known: str | None) -> str | None:
+        """The ticket as the child last wrote it; ``known`` when a write is torn or under way."""
+        shared = self._shared
+        for attempt in range(3):
+            if attempt:
+                time.sleep(0.001)
+            seq = shared.seq
+            if seq % 2:
+                continue
+            data = ctypes.string_at(ctypes.addressof(shared) + _TicketLayout.data.offset, min(shared.length, MAX_TICKET_CHARS))
+            if shared.seq == seq:
+                return data.decode() or None
+        return known
 
 
 @dataclass(frozen=True)
@@ -95,38 +177,28 @@ class _NotingPresence(Presence):
         self.arrivals.append((index, name, now, latency_s))
 
 
-def _serve(conn: Any, spec: NetSpec) -> None:
-    """The child: the participant and its NetThread, and the frame side's requests in order."""
+def _serve(conn: Any, spec: NetSpec, tickets: TicketBox) -> None:
+    """The child: the participant and its NetThread, and the frame side's requests in order; the session's
+    resume ticket written to ``tickets`` whenever it changes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     participant = Participant(spec.server, spec.token, spec.config, clock=local_clock(spec.clock_offset),
                               ssl=client_ssl(spec.ca_file, spec.insecure))  # fmt: skip
     participant.client.resume_ticket = spec.resume
+    participant.client.on_resume_ticket = tickets.publish
     net = NetThread(participant, spec.loop)
     presence = net.presence = _NotingPresence()
-    told = [spec.resume]  # the ticket the frame side holds
 
-    def ticket() -> str | None:
-        """The session's ticket when it changed since the frame side was last told, else None."""
-        current = participant.client.resume_ticket
-        if current == told[0]:
-            return None
-        told[0] = current
-        return current
-
-    def start(wait_s: float) -> tuple[dict[str, Any], str | None]:
-        return net.start(wait_s), ticket()
-
-    def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any], str | None]:
+    def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any]]:
         arrivals, presence.arrivals = presence.arrivals, []
-        return net.poses(), net.ops(), net.refusals(), net.room_op_count(), arrivals, ticket()
+        return net.poses(), net.ops(), net.refusals(), net.room_op_count(), arrivals
 
     def seed(snapshot: bytes) -> int:
         """Merge the frame side's copy of the state (a process started again: see the module docstring)."""
         return net.call(participant.state.merge_snapshot, snapshot)
 
     handlers: dict[str, Callable[..., Any]] = {
-        "frame": frame, "start": start, "room_twin": net.room_twin, "announce_twin": net.announce_twin,
+        "frame": frame, "start": net.start, "room_twin": net.room_twin, "announce_twin": net.announce_twin,
         "record": net.record, "begin_recording": net.begin_recording, "snapshot": net.snapshot,
         "make_op": net.make_op, "note_digest": net.note_digest, "report": net.report, "linger": net.linger,
         "stop": net.stop, "seed": seed,
@@ -187,8 +259,8 @@ class NetProcess:
     """The participant's network in a child process (see the module docstring), for the frame side as a
     :class:`~sessions.consult.network.NetThread` is.
 
-    ``restarts``: how many times a child that died is started again (0: never; the next request raises
-    :class:`NetProcessError`)."""
+    ``restarts``: how many times a child that died or hung is started again (0: never; the next request
+    raises :class:`NetProcessError`)."""
 
     def __init__(self, spec: NetSpec, *, restarts: int = MAX_RESTARTS) -> None:
         self.participant = ParticipantInfo(local_clock(spec.clock_offset))
@@ -196,14 +268,19 @@ class NetProcess:
         #: the frame side's copy of the room's state as snapshot bytes (FrameRoom sets it): a child started
         #: again begins from it
         self.replica: Callable[[], bytes] | None = None
-        #: children started again so far, and seconds the frame side went without one
+        #: children started again so far, those of them that had hung (not died), and seconds the frame
+        #: side went without one
         self.restarts = 0
+        self.hangs = 0
         self.down_s = 0.0
         self._spec, self._max_restarts = spec, restarts
         self._poses: dict[int, RemotePose] = {}
         self._refusals: list[StateRefusal] = []
         self._op_count = 0
-        self._ticket: str | None = None
+        self._ticket: str | None = None  # as last read from the ticket box (what a torn read keeps)
+        self._tickets = TicketBox(multiprocessing.get_context("spawn"))
+        self._tickets.publish(spec.resume)
+        self._why = "died"  # what happened to the last child lost, for the log lines
         self._recordings: list[str] = []
         self._recorded_twin: tuple[str, str] | None = None
         self._restarter: threading.Thread | None = None
@@ -213,18 +290,26 @@ class NetProcess:
     def _spawn(self, spec: NetSpec) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, spec), name="consult-net", daemon=True)
+        self._process = context.Process(target=_serve, args=(child, spec, self._tickets), name="consult-net", daemon=True)
         self._process.start()
         child.close()
-        self._reply(START_TIMEOUT_S)
+        self._reply("ready", START_TIMEOUT_S)
 
-    def _reply(self, timeout: float) -> Any:
+    def _reply(self, kind: str, timeout: float) -> Any:
         try:
-            if not self._conn.poll(timeout):
-                raise NetProcessError(f"the network process did not answer within {timeout:g} s")
-            status, value = self._conn.recv()
+            answered = self._conn.poll(timeout)
+            if answered:
+                status, value = self._conn.recv()
         except (EOFError, OSError):
             raise _Gone("the network process is gone") from None
+        if not answered:
+            # Hung (stopped, deadlocked, stuck in native code) or merely slow: either way it is killed first
+            # (a child that found its pipe closed would leave the room in order, which ends the session the
+            # next child resumes), and its pipe closed at once: an answer still there, or on its way, would
+            # be read as the next request's. A new child comes with a new pipe.
+            self._process.kill()
+            self._conn.close()
+            raise _Hung(kind, timeout)
         if status == "refused":
             raise OpRefusedError(*value)
         if status == "raised":
@@ -236,7 +321,12 @@ class NetProcess:
             self._conn.send((kind, args))
         except (BrokenPipeError, OSError):
             raise _Gone("the network process is gone") from None
-        return self._reply(timeout)
+        return self._reply(kind, timeout)
+
+    @property
+    def resume_ticket(self) -> str | None:
+        """The session's resume ticket as the network process last wrote it (None before the welcome)."""
+        return self._tickets.read(self._ticket)
 
     # --- a child that died, started again ---------------------------------------------------------------
 
@@ -261,17 +351,26 @@ class NetProcess:
         self._live()
 
     def _lost(self, gone: _Gone) -> None:
-        """The child died: start another in the background, or raise ``gone`` when it cannot resume the seat."""
+        """The child died, or hung and was killed: start another in the background (resuming the seat with
+        the ticket the child last wrote), or raise ``gone`` when it cannot resume the seat."""
         self._process.join(1.0)
         code = self._process.exitcode
         name = self.participant.name or "participant"
+        if isinstance(gone, _Hung):
+            self.hangs += 1
+            self._why, what = "hung", f"hung (no answer to {gone.kind!r} within {gone.timeout:g} s) and was killed"
+        else:
+            self._why, what = "died", f"died (exit code {code})"
+        self._ticket = self._tickets.read(self._ticket)  # the child is gone: nothing writes it now
         if self._ticket is None or self.restarts >= self._max_restarts:
             why = "no session to resume yet" if self._ticket is None else f"started again {self.restarts} time(s) already"
+            if isinstance(gone, _Hung):
+                raise NetProcessError(f"the network process {what}; {why}") from gone
             raise _Gone(f"the network process is gone (exit code {code}; {why})") from gone
         self.restarts += 1
         seed = self.replica() if self.replica is not None else None
-        logger.warning("%s: the network process died (exit code %s); starting another, which resumes the seat (%d of %d)",
-                       name, code, self.restarts, self._max_restarts)  # fmt: skip
+        logger.warning("%s: the network process %s; starting another, which resumes the seat (%d of %d)",
+                       name, what, self.restarts, self._max_restarts)  # fmt: skip
         self._restarter = threading.Thread(target=self._restart, args=(seed,), name="consult-net-restart", daemon=True)
         self._restarter.start()
 
@@ -285,16 +384,16 @@ class NetProcess:
                 first = Path(self._recordings[0])
                 self._recordings.append(str(first.with_name(f"{first.stem}.{self.restarts}{first.suffix}")))
                 self._call("record", self._recordings[-1])
-            welcome, ticket = self._call("start", RESTART_WAIT_S, timeout=RESTART_WAIT_S + 2 * CALL_TIMEOUT_S)
-            self._ticket = ticket or self._ticket
+            welcome = self._call("start", RESTART_WAIT_S, timeout=RESTART_WAIT_S + 2 * CALL_TIMEOUT_S)
+            self._ticket = self._tickets.read(self._ticket)
             if seed is not None:
                 self._call("seed", seed)
             if self._recorded_twin is not None:
                 self._call("begin_recording", *self._recorded_twin, welcome)
-            logger.warning("%s: back in room %s as index %s, %.1f s after the network process died", self.participant.name,
-                           welcome.get("room"), welcome.get("index"), time.monotonic() - began)  # fmt: skip
+            logger.warning("%s: back in room %s as index %s, %.1f s after the network process %s", self.participant.name,
+                           welcome.get("room"), welcome.get("index"), time.monotonic() - began, self._why)  # fmt: skip
         except Exception as exc:  # one line where the frame side next asks (a refused seat, a child that died again)
-            self._failed = NetProcessError(f"the network process died, and starting it again failed: {exc}")
+            self._failed = NetProcessError(f"the network process {self._why}, and starting it again failed: {exc}")
             self._process.kill()
         finally:
             self.down_s += time.monotonic() - began
@@ -307,7 +406,8 @@ class NetProcess:
 
     def start(self, wait_s: float = 3.0) -> dict[str, Any]:
         """Join the room and wait (up to ``wait_s``) for its state; returns the welcome."""
-        welcome, self._ticket = self._call("start", wait_s, timeout=wait_s + 2 * CALL_TIMEOUT_S)
+        welcome = self._call("start", wait_s, timeout=wait_s + 2 * CALL_TIMEOUT_S)
+        self._ticket = self._tickets.read(self._ticket)
         p = self.participant
         p.name, p.room, p.token_role = str(welcome["participant"]), str(welcome["room"]), str(welcome.get("role", ""))
         return dict(welcome)
@@ -330,7 +430,7 @@ class NetProcess:
     def snapshot(self) -> tuple[int, bytes, int]:
         self._settled()
         try:
-            snapshot: tuple[int, bytes, int] = self._call("snapshot")
+            snapshot: tuple[int, bytes, int] = self._call("snapshot", timeout=LOOP_TIMEOUT_S)
         except _Gone as exc:
             self._lost(exc)
             return self.snapshot()
@@ -340,7 +440,7 @@ class NetProcess:
         if not self._live():
             raise self._refused_op(kind, payload)
         try:
-            op: StateOp = self._call("make_op", kind, payload)
+            op: StateOp = self._call("make_op", kind, payload, timeout=LOOP_TIMEOUT_S)
         except _Gone as exc:
             self._lost(exc)
             raise self._refused_op(kind, payload) from None
@@ -355,7 +455,7 @@ class NetProcess:
         if not self._live():
             return None
         try:
-            noted: tuple[int, bytes] | None = self._call("note_digest")
+            noted: tuple[int, bytes] | None = self._call("note_digest", timeout=FRAME_TIMEOUT_S)
         except _Gone as exc:
             self._lost(exc)
             return None
@@ -364,7 +464,7 @@ class NetProcess:
     def report(self) -> dict[str, Any]:
         self._settled()
         report: dict[str, Any] = self._call("report")
-        report["network_process"] = {"restarts": self.restarts, "down_s": round(self.down_s, 3),
+        report["network_process"] = {"restarts": self.restarts, "hangs": self.hangs, "down_s": round(self.down_s, 3),
                                      "recordings": list(self._recordings)}  # fmt: skip
         return report
 
@@ -383,17 +483,17 @@ class NetProcess:
 
     def ops(self) -> list[tuple[StateOp, str]]:
         """The ops applied since the last call, in order, with their sender's name; also fetches the newest
-        poses, the refusals, the room's op count, the arrivals since and a new resume ticket (one round
-        trip a frame). None while the network process is being started again."""
+        poses, the refusals, the room's op count and the arrivals since (one round trip a frame). Nothing
+        while the network process is being started again; a network process that does not answer within
+        :data:`FRAME_TIMEOUT_S` is taken as hung (killed, and started again)."""
         if not self._live():
             return []
         try:
-            poses, ops, refusals, op_count, arrivals, ticket = self._call("frame")
+            poses, ops, refusals, op_count, arrivals = self._call("frame", timeout=FRAME_TIMEOUT_S)
         except _Gone as exc:
             self._lost(exc)
             return []
         self._poses, self._op_count = poses, op_count
-        self._ticket = ticket or self._ticket
         self._refusals += refusals
         for index, name, now, latency in arrivals:
             self.presence.arrived(index, name, now, latency)

@@ -183,6 +183,30 @@ async def test_resume_replaces_and_keeps_index(connect: Connect, server: Signali
     await again.close()
 
 
+async def test_the_resume_tickets_observer_hears_each_new_ticket(server: SignalingServer) -> None:
+    """``on_resume_ticket`` is told each ticket as the client takes it (the first welcome, every rejoin),
+    before ``connect`` returns, and not when it is set to the one it holds; an observer that raises is
+    logged, and the join goes on."""
+    client = SignalingClient(server.url, token("ward-3", "erin"), timeout_s=TIMEOUT_S)
+    heard: list[str | None] = []
+    client.on_resume_ticket = heard.append
+    try:
+        await client.connect()
+        assert heard == [client.resume_ticket] and heard[0] is not None
+        await client.connect()  # a rejoin with the ticket: the server hands out the next one
+        assert len(heard) == 2 and heard[1] == client.resume_ticket != heard[0]
+        client.resume_ticket = heard[1]
+        assert len(heard) == 2
+
+        def failing(ticket: str | None) -> None:
+            raise RuntimeError("observer broken")
+
+        client.on_resume_ticket = failing
+        assert (await client.connect())["participant"] == "erin" and client.resume_ticket != heard[1]
+    finally:
+        await client.close()
+
+
 # ---------------------------------------------------------------------------------------------------
 # refusals
 # ---------------------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ in child processes, a real signaling server, real aiortc links on loopback."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +20,8 @@ from net.participant import ParticipantConfig
 from net.protocol import OpKind
 from net.signaling_client import SignalingRefusedError
 from net.state import OpRefusedError
-from sessions.consult.netproc import NetProcess, NetProcessError, NetSpec
+from sessions.consult import netproc
+from sessions.consult.netproc import FRAME_TIMEOUT_S, NetProcess, NetProcessError, NetSpec
 from sessions.consult.network import FrameRoom
 from sessions.consult.scripted import procedural_poses
 
@@ -28,6 +32,24 @@ CONFIG = ParticipantConfig(pose_rate_hz=0.0, ops_rate_hz=0.0)  # as a rendered j
 def _token(env: dict[str, str], name: str, role: str) -> str:
     return subprocess.run([MEDVERSE, "consult", "token", "--room", "ward", "--participant", name, "--role", role],
                           env=env, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def _serve(env: dict[str, str], port: int, state_file: Path) -> tuple[subprocess.Popen[str], str]:
+    """``medverse consult serve`` on ``port`` with ``state_file`` (a server started again there keeps the
+    seats' ticket generations); the process and its URL."""
+    proc = subprocess.Popen([MEDVERSE, "consult", "serve", "--port", str(port), "--state-file", str(state_file)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "serving on" in line, line
+    return proc, line.split("serving on ")[1].split()[0]
+
+
+def _restarted(net: NetProcess) -> bool:
+    """The frame side's view once a restart is over (``ops`` answers, no restart under way); raises what
+    ended one that failed."""
+    net.ops()
+    return net._restarter is None and net.restarts >= 1
 
 
 def _until(what: Callable[[], Any], seconds: float = 20.0) -> Any:
@@ -136,3 +158,121 @@ def test_a_network_process_that_dies_is_started_again_on_its_seat_with_the_state
     finally:
         sam.stop()
         erin.stop()
+
+
+def test_a_network_process_that_hangs_is_killed_and_started_again_while_the_frame_loop_goes_on(
+        served: str, env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Erin places a landmark; her network process is stopped (SIGSTOP: alive, answering nothing). The frame
+    loop goes on: the one frame that finds it hung waits FRAME_TIMEOUT_S, not the 10 s of other requests, and
+    no frame waits for the restart; the process is killed and another rejoins her seat (same index, the
+    landmark still in the room's state). The report counts one restart, and that it was a hang."""
+    erin = NetProcess(NetSpec(served, _token(env, "erin", "expert"), CONFIG))
+    try:
+        erin.start()
+        room = FrameRoom(erin)
+        index = room.state.participant
+        room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
+        room.take()
+        hung = erin._process
+        assert hung.pid is not None
+        os.kill(hung.pid, signal.SIGSTOP)
+        waits: list[float] = []
+        deadline = time.monotonic() + 30.0
+        with caplog.at_level(logging.WARNING, logger="sessions.consult.netproc"):
+            while not (erin._restarter is None and erin.restarts == 1):  # as the frame loop: a pose and a fetch a frame
+                assert time.monotonic() < deadline, "not started again within 30 s"
+                erin.send_pose(procedural_poses(time.monotonic(), 1))
+                began = time.monotonic()
+                room.take()
+                waits.append(time.monotonic() - began)
+                time.sleep(1 / 30)
+        assert FRAME_TIMEOUT_S <= max(waits) < FRAME_TIMEOUT_S + 1.0
+        assert sorted(waits)[-2] < 1.0 and len(waits) > 3  # only the frame that found it hung waited
+        assert hung.exitcode == -signal.SIGKILL and erin._process is not hung and erin._process.is_alive()
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("network process hung" in line and "'frame'" in line for line in lines), lines
+        assert any("back in room ward" in line and "network process hung" in line for line in lines), lines
+        back, _, count = erin.snapshot()
+        assert (back, count) == (index, 1) and "erin-1" in room.state.landmarks
+        assert room.make_op(OpKind.SELECT, {"structure": "thalamus"}).seq == 2
+        report = erin.report()
+        assert report["index"] == index and report["state"]["op_count"] == 2
+        assert (report["network_process"]["restarts"], report["network_process"]["hangs"]) == (1, 1)
+    finally:
+        erin.stop()
+
+
+def test_a_late_answer_from_a_slow_network_process_is_never_read(
+        served: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network process that answers a frame's fetch only after the frame stopped waiting (here: stopped
+    through the wait, and let go on before the kill, until its answer is in the pipe) is replaced like a
+    hung one: its pipe is closed with the kill and never read, so that answer is not taken for a later
+    request's; the new process's answers come in order."""
+    erin = NetProcess(NetSpec(served, _token(env, "erin", "expert"), CONFIG))
+    try:
+        erin.start()
+        room = FrameRoom(erin)
+        room.make_op(OpKind.SELECT, {"structure": "thalamus"})
+        slow, pipe = erin._process, erin._conn
+        assert slow.pid is not None
+        real_kill = slow.kill
+        late: list[bool] = []
+
+        def late_kill() -> None:
+            os.kill(slow.pid, signal.SIGCONT)  # type: ignore[arg-type]
+            late.append(pipe.poll(5.0))  # its answer to the fetch, after the fetch gave up
+            real_kill()
+
+        monkeypatch.setattr(slow, "kill", late_kill)
+        monkeypatch.setattr(netproc, "FRAME_TIMEOUT_S", 0.2)
+        os.kill(slow.pid, signal.SIGSTOP)
+        assert room.take() == []
+        monkeypatch.setattr(netproc, "FRAME_TIMEOUT_S", FRAME_TIMEOUT_S)
+        assert late == [True] and pipe.closed and erin.hangs == 1
+        _until(lambda: _restarted(erin))
+        index, data, count = erin.snapshot()  # a snapshot's answer, not the old fetch's
+        assert (index, count) == (room.state.participant, 1) and isinstance(data, bytes)
+        assert room.make_op(OpKind.SELECT, {"structure": "hippocampus"}).seq == 2
+        assert erin.report()["network_process"]["hangs"] == 1
+    finally:
+        erin.stop()
+
+
+def test_a_rotated_resume_ticket_reaches_the_frame_side_without_a_fetch(
+        env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The signaling server restarts; Erin's network process rejoins it, which rotates the session's resume
+    ticket (the old one is stale from then on). The frame side fetches nothing meanwhile, yet holds the new
+    ticket, so that when the process is killed right after, the restart resumes her seat rather than being
+    refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state_file = tmp_path / "rooms.json"
+    server, url = _serve(env, port, state_file)
+    erin = NetProcess(NetSpec(url, _token(env, "erin", "expert"), CONFIG))
+    try:
+        erin.start()
+        room = FrameRoom(erin)
+        index = room.state.participant
+        room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
+        room.take()
+        first = erin.resume_ticket
+        assert first
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+        server, _ = _serve(env, port, state_file)
+        _until(lambda: erin.report()["signaling"]["outages"] == 1 and erin.report()["signaling"]["connected"])
+        assert erin.resume_ticket not in (None, first)  # written by the child, no fetch in between
+        erin._process.kill()
+        erin._process.join(10)
+        with caplog.at_level(logging.WARNING, logger="sessions.consult.netproc"):
+            _until(lambda: _restarted(erin))
+        assert any("back in room ward" in r.getMessage() for r in caplog.records)
+        back, _, count = erin.snapshot()
+        assert (back, count) == (index, 1) and "erin-1" in room.state.landmarks
+        assert {k: v for k, v in erin.report()["network_process"].items() if k != "down_s"} == {
+            "restarts": 1, "hangs": 0, "recordings": []}  # fmt: skip
+    finally:
+        erin.stop()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
