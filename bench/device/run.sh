@@ -42,7 +42,10 @@ if [ -f "$vendor" ] && [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ]; then
 fi
 site=${KIT_SITE:-/tmp/medverse-kit}
 if [ ! -f "$site/.unpacked" ]; then
-    rm -rf "$site" && mkdir -p "$site" && xz -dc .devkit/site.tar.xz | tar -C "$site" -xf - && touch "$site/.unpacked"
+    rm -rf "$site" && mkdir -p "$site"
+    # Python's own lzma and tarfile: no xz program needed there
+    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+        .devkit/site.tar.xz "$site" && touch "$site/.unpacked"
 fi
 export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export MEDVERSE_HOME=/tmp/medverse-home MEDVERSE_CACHE=/tmp/medverse-cache
