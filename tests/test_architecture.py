@@ -169,10 +169,10 @@ def test_allowed_imports_pass(tmp_path: Path) -> None:
 
 #: Third-party modules only some files may import, and those files (paths, or folders ending in "/"):
 #: OpenGL calls belong to the renderer; contexts are made in xrcore/gl; the OpenXR backend passes
-#: EGL/GLX handles and texture names to the runtime. OpenXR itself is one module's business.
+#: EGL/GLX handles and texture names to the runtime. OpenXR itself is one package's business.
 CONFINED: dict[str, tuple[str, ...]] = {
-    "OpenGL": ("xrcore/render/", "xrcore/gl/", "xrcore/backends/openxr.py"),
-    "xr": ("xrcore/backends/openxr.py",),
+    "OpenGL": ("xrcore/render/", "xrcore/gl/", "xrcore/backends/openxr/"),
+    "xr": ("xrcore/backends/openxr/",),
 }
 CONFINED_FOLDERS = ("assets", "xrcore", "sessions", "net")
 

@@ -2,7 +2,7 @@
 
 The rule: only modules in ``xrcore/render/`` issue GL calls, and they take PyOpenGL from
 :mod:`xrcore.render.glapi` alone. Outside this package, ``OpenGL`` is imported only by ``xrcore/gl/``
-(which prepares PyOpenGL and creates contexts: EGL, GLFW, GLX) and ``xrcore/backends/openxr.py`` (the
+(which prepares PyOpenGL and creates contexts: EGL, GLFW, GLX) and ``xrcore/backends/openxr/`` (the
 graphics binding's EGL/GLX handles; it passes swapchain texture names to
 :meth:`Renderer.copy_to_texture_array` and draws nothing itself). Tests may call GL to inspect what the
 renderer made.
