@@ -125,6 +125,15 @@ def test_the_network_processs_errors_arrive_as_their_own_type_and_a_killed_one_a
     net.stop()  # says so in a log line, raises nothing
 
 
+
+def _joined_with_a_landmark(erin: NetProcess) -> tuple[FrameRoom, int]:
+    """Erin joins and places landmark erin-1 (what a restart must keep); her room and index."""
+    erin.start()
+    room = FrameRoom(erin)
+    room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
+    room.take()
+    return room, room.state.participant
+
 def test_a_network_process_that_dies_is_started_again_on_its_seat_with_the_state_it_had(
         served: str, env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     """Erin, alone in the room, places a landmark; her network process is killed. The frame side goes on
@@ -168,11 +177,7 @@ def test_a_network_process_that_hangs_is_killed_and_started_again_while_the_fram
     landmark still in the room's state). The report counts one restart, and that it was a hang."""
     erin = NetProcess(NetSpec(served, _token(env, "erin", "expert"), CONFIG))
     try:
-        erin.start()
-        room = FrameRoom(erin)
-        index = room.state.participant
-        room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
-        room.take()
+        room, index = _joined_with_a_landmark(erin)
         hung = erin._process
         assert hung.pid is not None
         os.kill(hung.pid, signal.SIGSTOP)
@@ -251,11 +256,7 @@ def test_a_rotated_resume_ticket_reaches_the_frame_side_without_a_fetch(
     server, url = _serve(env, port, state_file)
     erin = NetProcess(NetSpec(url, _token(env, "erin", "expert"), CONFIG))
     try:
-        erin.start()
-        room = FrameRoom(erin)
-        index = room.state.participant
-        room.make_op(OpKind.LANDMARK_PLACE, {"id": "erin-1", "position": [0.01, 0.02, 0.03], "label": "nasion"})
-        room.take()
+        room, index = _joined_with_a_landmark(erin)
         first = erin.resume_ticket
         assert first
         server.send_signal(signal.SIGTERM)
