@@ -147,6 +147,8 @@ class LocalSession:
         right = self.edges[1].step("right", frame.inputs.right, hits[1])
         self.hands = (left, right)
         intents += self.belt.update(self.ctx, left, right)
+        if self.ctx.held:
+            intents = self._undo_held(intents)
         intents += self._answered()
         applied = [i for i in intents if self.workspace.apply(i)]
         self._draw_overlay(frame.head, frame.views[0] if frame.views else None)
@@ -236,6 +238,18 @@ class LocalSession:
         while held and held[0][0].done:
             query, measure = held.pop(0)
             out.append(replace(measure, geodesic_mm=query.mm))
+        return out
+
+    def _undo_held(self, intents: list[it.Intent]) -> list[it.Intent]:
+        """An undo while a measurement is held takes back that measurement (the user's last change), not
+        the change before it."""
+        out: list[it.Intent] = []
+        for intent in intents:
+            if isinstance(intent, it.Undo) and intent.user == self.ctx.user and self.ctx.held:
+                _, measure = self.ctx.held.pop()
+                self.feedback = f"undone: the measurement of {measure.distance_mm:.1f} mm"
+                continue
+            out.append(intent)
         return out
 
     def close(self) -> None:

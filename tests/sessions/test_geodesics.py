@@ -94,3 +94,23 @@ def test_a_held_measurement_is_applied_when_the_session_ends_before_its_answer(b
     assert [(m.mark_id, m.geodesic_mm) for m in session.workspace.applied] == [("me/M1", None)]
     assert "me/M1" in session.workspace.measurements
     session.close()  # idempotent
+
+
+def test_an_undo_while_a_measurement_is_held_takes_back_that_measurement(brain: Any) -> None:
+    """The held measurement is the user's last change: undo drops it, and the change before it stays."""
+    from xrcore.types import FrameState, HandInput, InputState
+
+    session = LocalSession(working_scene(brain), SessionConfig(hud=False, panels=False, geodesic=True))
+    try:
+        a, b = _hits(session)
+        session.apply(it.PlaceLandmark("me", 0.5, "me/L1", "L1", tuple(a.point_mm), a.structure))  # type: ignore[arg-type]
+        assert session.geodesics is not None
+        measure = it.Measure("me", 1.0, "me/M1", tuple(a.point_mm), tuple(b.point_mm), 10.0, None, ("x", "x"))  # type: ignore[arg-type]
+        session.ctx.held.append((session.geodesics.ask(a, b), measure))
+        undo = InputState(right=HandInput(buttons=frozenset({"b"})))  # B: undo
+        applied = session.step(FrameState(0, 2.0, 1 / 90, inputs=undo))
+        assert session.ctx.held == [] and not [i for i in applied if i.kind == "undo"]
+        assert "me/L1" in session.workspace.landmarks and "me/M1" not in session.workspace.measurements
+        assert session.feedback.startswith("undone: the measurement")
+    finally:
+        session.close()
