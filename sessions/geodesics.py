@@ -6,17 +6,18 @@ GIL all the while: in the frame thread of a headset at 90 Hz that is up to a doz
 measurement, and seconds of stutter when a session starts. So there are two ways to run it:
 
 - :class:`GeodesicProcess`, for loops a person watches (the desktop window, a headset, a consultation): a
-  process of its own prepares each structure and answers queries in the order they come. A query is asked
-  in one frame and its answer read, without waiting, in a later one: the session holds the measurement
-  until then (its line and straight distance show meanwhile; see ``LocalSession``), then applies it
-  with both distances. A structure still being prepared answers once it is ready.
+  process of its own prepares the structures (the one a waiting query needs first) and answers queries in
+  the order they come. A query is asked in one frame and its answer read, without waiting, in a later
+  one: the session holds the measurement until then (its line and straight distance show meanwhile; see
+  ``LocalSession``), then applies it with both distances.
 - :class:`InlineGeodesics`, for the simulator, whose frames nobody watches as they are made: prepared in
   a thread, and each query answered in the frame that asks, so that a scripted run gives the same intents
   every time.
 
 Either answers ``None`` (the measurement then has its straight distance only) where the solver cannot:
 ``pygeodesic`` not installed, a structure over :data:`assets.geodesic.MAX_FACES` triangles, two points
-the surface does not join, a process that died, or no answer within :data:`ANSWER_WITHIN_S`.
+the surface does not join, a process that died, a structure not prepared within :data:`PREPARE_WITHIN_S`
+or no answer within :data:`ANSWER_WITHIN_S` of its being ready.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import math
 import multiprocessing
 import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,8 +39,14 @@ from xrcore.input import Hit
 
 logger = logging.getLogger(__name__)
 
-#: A query not answered within this long (s) is given up (None): the structure's preparation included.
+#: A query not answered within this long (s) of being asked, or of its structure being ready if that came
+#: later, is given up (None).
 ANSWER_WITHIN_S = 10.0
+#: A query whose structure is not ready this long (s) after the process started is given up (None): on a
+#: quiet machine the process answers its first query 3.6 s after it starts (both hemispheres of the brain
+#: prepared); with six busy programs on two cores it took 11 s, so a limit that counted the preparation
+#: in ``ANSWER_WITHIN_S`` lost the measurements of a crowded consultation's first seconds.
+PREPARE_WITHIN_S = 90.0
 
 
 class GeodesicQuery:
@@ -52,6 +60,9 @@ class GeodesicQuery:
 
 
 class Geodesics(Protocol):
+    #: queries asked, answered with a distance, answered without one, given up (timed out or the process gone)
+    counts: dict[str, int]
+
     def ask(self, a: Hit, b: Hit) -> GeodesicQuery:
         """The distance (mm) along the surface of ``a``'s structure between two hits on it."""
         ...
@@ -71,15 +82,23 @@ def _surfaces(twin: Twin) -> dict[int, tuple[np.ndarray, np.ndarray]]:
             if s.triangle_count and SurfaceGeodesics.supports(s.triangle_count)}  # fmt: skip
 
 
-def _prepare(surfaces: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, Any]:
+def _prepare_one(vertices: np.ndarray, faces: np.ndarray) -> Any:
+    """One structure's solver, or None (with a warning) where it cannot be built."""
     from assets.geodesic import SurfaceGeodesics  # noqa: PLC0415
 
-    solvers: dict[int, Any] = {}
     try:
-        for i, (vertices, faces) in surfaces.items():
-            solvers[i] = SurfaceGeodesics(vertices, faces)
+        return SurfaceGeodesics(vertices, faces)
     except Exception as exc:  # a missing solver package costs the surface distance, not the session
         logger.warning("distances along the surface unavailable: %s", exc)
+        return None
+
+
+def _prepare(surfaces: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, Any]:
+    solvers: dict[int, Any] = {}
+    for i, (vertices, faces) in surfaces.items():
+        solvers[i] = _prepare_one(vertices, faces)
+        if solvers[i] is None:  # the same cause (most often no solver package) would fail every structure
+            break
     return solvers
 
 
@@ -102,6 +121,7 @@ class InlineGeodesics:
 
     def __init__(self, twin: Twin) -> None:
         self._solvers: dict[int, Any] = {}
+        self.counts = {"asked": 0, "answered": 0, "none": 0, "given_up": 0}
         self._ready = threading.Event()
         threading.Thread(target=self._build, args=(_surfaces(twin),), name="geodesics", daemon=True).start()
 
@@ -114,6 +134,8 @@ class InlineGeodesics:
     def ask(self, a: Hit, b: Hit) -> GeodesicQuery:
         self._ready.wait()
         mm = _distance_mm(self._solvers, a.index, a.point_mm, a.face, b.point_mm, b.face)
+        self.counts["asked"] += 1
+        self.counts["answered" if mm is not None else "none"] += 1
         return GeodesicQuery(time.monotonic(), mm, done=True)
 
     def poll(self) -> None:
@@ -124,23 +146,32 @@ class InlineGeodesics:
 
 
 def _serve(conn: Any, surfaces: dict[int, tuple[np.ndarray, np.ndarray]], log_level: int) -> None:
-    """The child: prepare every structure, then answer (id, index, a_mm, face_a, b_mm, face_b) with (id, mm)
-    until the pipe closes or None arrives."""
+    """The child: prepare the structures one by one, the one a waiting query needs first; send
+    ``("ready", index)`` as each is, and answer each query (id, index, a_mm, face_a, b_mm, face_b), in the
+    order they came, with ``("answer", id, mm)``; until the pipe closes or None arrives."""
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
-    solvers = _prepare(surfaces)
-    while True:
-        try:
-            query = conn.recv()
-        except (EOFError, OSError):
-            break
-        if query is None:
-            break
-        qid, index, a_mm, face_a, b_mm, face_b = query
-        try:
-            conn.send((qid, _distance_mm(solvers, index, a_mm, face_a, b_mm, face_b)))
-        except (BrokenPipeError, OSError):
-            break
-    conn.close()
+    solvers: dict[int, Any] = {}
+    waiting: deque[tuple[Any, ...]] = deque()
+    try:
+        while True:
+            busy = waiting or len(solvers) < len(surfaces)
+            while not busy or conn.poll(0):  # take in what has come; wait for it only when there is nothing to do
+                query = conn.recv()
+                if query is None:
+                    return
+                waiting.append(query)
+                busy = True
+            index = waiting[0][1] if waiting else next(i for i in surfaces if i not in solvers)
+            if index not in solvers:
+                solvers[index] = _prepare_one(*surfaces[index])
+                conn.send(("ready", index))
+                continue  # queries that came meanwhile are taken in before the next step
+            qid, index, a_mm, face_a, b_mm, face_b = waiting.popleft()
+            conn.send(("answer", qid, _distance_mm(solvers, index, a_mm, face_a, b_mm, face_b)))
+    except (EOFError, BrokenPipeError, OSError):
+        pass
+    finally:
+        conn.close()
 
 
 class GeodesicProcess:
@@ -150,10 +181,11 @@ class GeodesicProcess:
     def __init__(self, twin: Twin) -> None:
         surfaces = _surfaces(twin)
         self._structures = set(surfaces)
-        self._pending: dict[int, GeodesicQuery] = {}
+        self._pending: dict[int, tuple[GeodesicQuery, int]] = {}  # id -> (query, its structure)
+        self._ready: dict[int, float] = {}  # structure -> when the process said it was prepared
+        self._started = time.monotonic()
         self._ids = itertools.count(1)
         self._gone = False
-        #: queries asked, answered with a distance, answered without one, given up (timed out or the process gone)
         self.counts = {"asked": 0, "answered": 0, "none": 0, "given_up": 0}
         self._conn: Any = None
         self._process: Any = None
@@ -182,7 +214,7 @@ class GeodesicProcess:
             self.counts["given_up"] += 1
             query.answer(None)
             return query
-        self._pending[qid] = query
+        self._pending[qid] = (query, a.index)
         return query
 
     def poll(self) -> None:
@@ -190,16 +222,27 @@ class GeodesicProcess:
             return
         try:
             while self._conn.poll(0):
-                qid, mm = self._conn.recv()
-                query = self._pending.pop(qid, None)
+                message = self._conn.recv()
+                if message[0] == "ready":
+                    self._ready[message[1]] = time.monotonic()
+                    continue
+                _, qid, mm = message
+                query, _ = self._pending.pop(qid, (None, 0))
                 if query is not None:
                     self.counts["answered" if mm is not None else "none"] += 1
                     query.answer(mm)
         except (EOFError, OSError):
             self._lost()
         now = time.monotonic()
-        for qid, query in list(self._pending.items()):
-            if self._gone or now - query.asked_at > ANSWER_WITHIN_S:
+        for qid, (query, index) in list(self._pending.items()):
+            ready = self._ready.get(index)
+            late = (now - max(query.asked_at, ready) > ANSWER_WITHIN_S if ready is not None
+                    else now - self._started > PREPARE_WITHIN_S)  # fmt: skip
+            if self._gone or late:
+                if not self._gone:
+                    limit = ANSWER_WITHIN_S if ready is not None else PREPARE_WITHIN_S
+                    logger.warning("distance along the surface #%d given up after %g s: the measurement keeps its "
+                                   "straight distance", qid, limit)  # fmt: skip
                 del self._pending[qid]
                 self.counts["given_up"] += 1
                 query.answer(None)
@@ -223,6 +266,6 @@ class GeodesicProcess:
         self._conn.close()
         self._process = None
         self._gone = True
-        for query in self._pending.values():
+        for query, _ in self._pending.values():
             query.answer(None)
         self._pending.clear()

@@ -208,6 +208,7 @@ def _render(args: argparse.Namespace, net: Network, room: FrameRoom, twin: Twin,
         "stale_events": [dataclasses.asdict(e) for e in session.stale_events],
         "bridge": dataclasses.asdict(session.bridge.counters),
         "motion_to_display": session.motion_to_display(),
+        "geodesics": session.geodesics.counts if session.geodesics is not None else None,
         "intents": [i.record() for i in session.workspace.applied],
     }
     return report

@@ -17,13 +17,14 @@ from sessions.sim import working_scene
 from xrcore.input import Hit
 
 
-def _hits(session: LocalSession) -> tuple[Hit, Hit]:
-    """Two points on the first hemisphere, each the first surface along a ray from above the twin."""
+def _hits(session: LocalSession, side: float = 1.0) -> tuple[Hit, Hit]:
+    """Two points on one hemisphere (the one on the +x side, or -x with ``side=-1``), each the first surface
+    along a ray from above the twin."""
     scene = session.scene
     centre, size = scene.twin_center_and_size()
     hits = []
-    for dz in (-0.2, 0.2):  # two points on the hemisphere on the +x side
-        target = centre + np.array([0.15 * size, 0.0, dz * size])
+    for dz in (-0.2, 0.2):
+        target = centre + np.array([side * 0.15 * size, 0.0, dz * size])
         origin = target + np.array([0.0, size, 0.0])
         hit = session.picker.pick_scene(scene, origin, target - origin)
         assert hit is not None
@@ -58,6 +59,49 @@ def test_the_process_answers_later_what_the_inline_solver_answers_at_once(brain:
         assert query.mm == pytest.approx(inline.mm, rel=1e-9)
         assert query.mm > float(np.linalg.norm(b.point_mm - a.point_mm))
         assert process.counts == {"asked": 1, "answered": 1, "none": 0, "given_up": 0}
+    finally:
+        process.close()
+
+
+def test_the_structure_a_query_needs_is_prepared_first_and_its_preparation_is_not_counted_against_it(
+    brain: Any, session: LocalSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crowded machine prepares slowly (11 s for both hemispheres with six busy programs on two cores):
+    the query asked in a session's first second waits for its own structure only, and the time limit on
+    an answer starts once that structure is ready."""
+    from sessions import geodesics
+
+    monkeypatch.setattr(geodesics, "ANSWER_WITHIN_S", 0.5)  # less than one hemisphere's preparation
+    firsts = {}
+    for side in (1.0, -1.0):  # a query on either hemisphere, each in a fresh process
+        a, b = _hits(session, side)
+        process = GeodesicProcess(brain)
+        try:
+            query = process.ask(a, b)
+            _wait(process, query)
+            assert query.mm is not None, process.counts
+            firsts[a.index] = min(process._ready, key=process._ready.__getitem__)
+        finally:
+            process.close()
+    assert firsts == {0: 0, 1: 1}  # whichever was asked for was the first one ready
+
+
+def test_a_structure_not_ready_in_time_gives_up_its_query_with_a_warning(
+    brain: Any, session: LocalSession, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sessions import geodesics
+
+    monkeypatch.setattr(geodesics, "PREPARE_WITHIN_S", 0.05)
+    a, b = _hits(session)
+    process = GeodesicProcess(brain)
+    try:
+        query = process.ask(a, b)
+        time.sleep(0.1)
+        process.poll()
+        assert query.done and query.mm is None and process.counts["given_up"] == 1
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            "distance along the surface #1 given up after 0.05 s: the measurement keeps its straight distance"
+        ]
     finally:
         process.close()
 

@@ -98,6 +98,7 @@ def test_five_participants_converge_see_each_other_refuse_the_observer_and_repla
     assert len(shared["landmarks"]) == 2 and len(shared["measurements"]) == 1 and len(shared["planes"]) == 1
     assert len(shared["strokes"]) == 1 and shared["selection"] == "right cerebral hemisphere (pial)"
     (measured,) = shared["measurements"].values()
+    assert reports["expert"]["consult"]["geodesics"] == {"asked": 1, "answered": 1, "none": 0, "given_up": 0}
     assert measured["distance_mm"] < measured["geodesic_mm"] < 2.0 * measured["distance_mm"], measured
 
     # the observer's grab was refused at its source, counted, and moved the twin nowhere
