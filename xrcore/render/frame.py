@@ -9,6 +9,7 @@ here imports OpenGL: it is plain numpy over :mod:`xrcore.scene` and :mod:`xrcore
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -28,14 +29,20 @@ _FULL_DETAIL_PX = 512.0
 
 def eye_matrices(views: list[View], near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
     """(2, 4, 4) float32 view-projection matrices and (2, 3) float32 positions (metres) of the first
-    two views; ``near`` and ``far`` are the clip distances, metres.
+    two views; ``near`` and ``far`` are the clip distances, metres (see :func:`view_projections`)."""
+    view_proj, eyes = view_projections(views[:2], near, far)
+    return view_proj.astype(np.float32), eyes.astype(np.float32)
+
+
+def view_projections(views: Sequence[View], near: float, far: float) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 4, 4) float64 view-projection matrices and (V, 3) positions (metres) of ``views``.
 
     The same products as ``fov.projection(near, far) @ pose.inverse_matrix()``, written out in plain
     floats: a frame needs 32 numbers, and a dozen small numpy calls per eye cost more than the maths.
     """
     out: list[float] = []
     eyes: list[float] = []
-    for v in views[:2]:
+    for v in views:
         f = v.fov
         left, right = math.tan(f.angle_left), math.tan(f.angle_right)
         up, down = math.tan(f.angle_up), math.tan(f.angle_down)
@@ -59,7 +66,7 @@ def eye_matrices(views: list[View], near: float, far: float) -> tuple[np.ndarray
         out += [zz * v2[0], zz * v2[1], zz * v2[2], zz * v2[3] + zw]
         out += [-v2[k] for k in range(4)]
         eyes += (px, py, pz)
-    return np.array(out, dtype=np.float32).reshape(2, 4, 4), np.array(eyes, dtype=np.float32).reshape(2, 3)
+    return np.array(out).reshape(-1, 4, 4), np.array(eyes).reshape(-1, 3)
 
 
 def lod_levels(

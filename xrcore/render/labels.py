@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xrcore.render.frame import view_projections
 from xrcore.types import View
 
 #: Slot order tried for each label, in steps of (plate height + gap): up first, then below the anchor.
@@ -64,12 +65,26 @@ def billboard_axes(
     ``head``, upright with ``head_up``; straight above or below the head, ``head_right`` is kept."""
     to = anchors - head
     dist = np.sqrt(np.einsum("ij,ij->i", to, to))
-    fwd = np.where(dist[:, None] > 1e-6, to / np.maximum(dist, 1e-12)[:, None], _cross(head_up, head_right))
-    right = _cross(fwd, head_up)
+    fwd = to / np.maximum(dist, 1e-12)[:, None]
+    at_head = dist <= 1e-6
+    if at_head.any():  # an anchor at the head: looked at along the head's forward axis
+        fwd[at_head] = _cross(head_up, head_right)
+    right = fwd @ _skew(head_up)  # fwd x head_up, row by row
     norm = np.sqrt(np.einsum("ij,ij->i", right, right))
-    right = np.where(norm[:, None] > 1e-3, right / np.maximum(norm, 1e-12)[:, None], head_right)
-    up = _cross(right, fwd)
+    right /= np.maximum(norm, 1e-12)[:, None]
+    # right x fwd, for unit fwd and right = fwd x head_up / norm: head_up less its part along fwd, over norm
+    up = (head_up - (fwd @ head_up)[:, None] * fwd) / np.maximum(norm, 1e-12)[:, None]
+    flat = norm <= 1e-3
+    if flat.any():  # straight above or below the head
+        right[flat] = head_right
+        up[flat] = _cross(right[flat], fwd[flat])
     return right, up, dist
+
+
+def _skew(u: np.ndarray) -> np.ndarray:
+    """The matrix K with ``a @ K == a x u`` for row vectors ``a``."""
+    x, y, z = (float(c) for c in u)
+    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -173,7 +188,7 @@ class LabelLayout:
         scale = (size * dist if angular else np.full(n, float(size))) * scales
         # Projection is linear in homogeneous coordinates: a corner's clip position is the anchor's
         # plus its offsets along the billboard's right and up axes, each mapped once per view.
-        vp = np.stack([view.fov.projection() @ view.view_matrix() for view in views])  # (V, 4, 4)
+        vp = view_projections(views, near, 100.0)[0]  # (V, 4, 4); the depth range plays no part here
         clip_anchor = anchors @ vp[:, :, :3].transpose(0, 2, 1) + vp[:, None, :, 3]  # (V, N, 4)
         clip_right = (right * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)  # per line unit
         clip_up = (up * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)
@@ -185,11 +200,11 @@ class LabelLayout:
             + clip_right[:, :, None, None, :] * x[None, :, None, :, None]
             + clip_up[:, :, None, None, :] * y[None, None, :, :, None]
         )
-        w = np.maximum(clip[..., 3], 1e-6)
+        w = np.maximum(clip[..., 3:], 1e-6)
         size_px = np.array([(view.width, view.height) for view in views], dtype=np.float64)
-        px = (clip[..., 0] / w + 1.0) * (0.5 * size_px[:, 0, None, None, None])
-        py = (1.0 - clip[..., 1] / w) * (0.5 * size_px[:, 1, None, None, None])
-        rects = np.stack([px.min(-1), py.min(-1), px.max(-1), py.max(-1)], axis=-1)  # (V, N, S, 4)
+        # pixels (x right, y down) of each corner: (V, N, S, 4 corners, 2)
+        corners = (clip[..., :2] / w * np.array([1.0, -1.0]) + 1.0) * (0.5 * size_px[:, None, None, None, :])
+        rects = np.concatenate([corners.min(-2), corners.max(-2)], axis=-1)  # (V, N, S, 4): x0, y0, x1, y1
         on_screen = (
             (rects[..., 2] > 0)
             & (rects[..., 0] < size_px[:, 0, None, None])
@@ -201,80 +216,69 @@ class LabelLayout:
         rects[~in_front] = np.nan
 
         # pinned labels first, then greedy by (class, distance), incumbents slightly ahead
-        on_anchor = np.array([self._previous.get(k) == 0 for k in keys])
+        previous_slots = [self._previous.get(k, 0) for k in keys]
+        on_anchor = np.array([slot == 0 for slot in previous_slots])
         weighted = dist * np.where(on_anchor, 1.0 - self.incumbent_bonus, 1.0)
         order = np.lexsort((np.arange(n), weighted, priority, ~pinned))
         fresh = np.array([k not in self._previous for k in keys])
-        last_slots = np.array([self._previous.get(k, 0) if self._previous.get(k, 0) is not None else 1 << 30 for k in keys])
+        # each label's slot of last frame as a rank in the slot order (hidden: worse than every slot)
+        rank = {int(slot): r for r, slot in enumerate(self.slots)}
+        n_slots = len(self.slots)
+        last_rank = np.array([n_slots if slot is None else rank.get(int(slot), n_slots) for slot in previous_slots])
+        # moving to a better slot than last frame's (back towards the anchor, or reappearing) needs extra
+        # clearance; staying, or being pushed further, does not; a new label is free to go anywhere
+        better = np.arange(n_slots)[None, :] < last_rank[:, None]
+        pads = self.margin_px + np.where(better & ~fresh[:, None], self.hysteresis_px, 0.0)  # (N, S)
+        blocks = _overlaps(rects, active, pads)  # (N, S, N, S)
         # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
-        if np.all(last_slots == 0) and not _any_overlap(rects[:, :, 0], active, self.margin_px, pinned):
-            rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
-            self._previous = {k: 0 for k in keys}
-            return Placement(offsets, visible, slots_taken, rects_out)
-        rank = {int(slot): k for k, slot in enumerate(self.slots)}  # hidden: worse than every slot
-        placed = np.zeros((n_views, n, 4))  # rectangles of placed labels, in placing order
-        placed_views = np.zeros((n_views, n), dtype=bool)
-        count = 0
+        if not last_rank.any():
+            at_anchor = blocks[:, 0, :, 0] & ~(pinned[:, None] & pinned[None, :])  # pinned ones stay, overlapping or not
+            np.fill_diagonal(at_anchor, False)
+            if not at_anchor.any():
+                rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
+                self._previous = {k: 0 for k in keys}
+                return Placement(offsets, visible, slots_taken, rects_out)
+        shown = active.any(axis=0)
+        placed: list[int] = []  # labels placed so far, and the slot (index) each took
+        placed_slots: list[int] = []
         previous: dict[Hashable, int | None] = {}
-        for i in order:
+        for i in order.tolist():
             key = keys[i]
-            views_i = active[:, i]
-            if not views_i.any():  # behind every eye or off every screen: blocks nothing, stays put
+            if not shown[i]:  # behind every eye or off every screen: blocks nothing, stays put
                 previous[key] = self._previous.get(key, 0)
                 continue
-            if pinned[i]:
-                chosen = 0  # where the session put it, whatever it overlaps
-            else:
-                # moving to a better slot than last frame's (back towards the anchor, or reappearing)
-                # needs extra clearance; staying, or being pushed further, does not; a new label is free
-                better = np.arange(len(self.slots)) < rank.get(int(last_slots[i]), len(self.slots))
-                pads = self.margin_px + np.where(better & ~fresh[i], self.hysteresis_px, 0.0)
-                blocked = _collisions(rects[:, i], views_i, placed[:, :count], placed_views[:, :count], pads)
-                free = np.flatnonzero(~blocked)  # in order of preference
-                if len(free) == 0:
+            chosen = 0  # a pinned label stays where the session put it, whatever it overlaps
+            if placed and not pinned[i]:
+                blocked = blocks[i][:, placed, placed_slots].any(axis=1)
+                chosen = int(blocked.argmin())  # the first free slot, in order of preference
+                if blocked[chosen]:
                     visible[i] = False
                     previous[key] = None
                     continue
-                chosen = int(free[0])
-            slots_taken[i] = self.slots[chosen]
-            offsets[i] = np.float32(self.slots[chosen] * self.step)
-            placed[:, count] = rects[:, i, chosen]  # NaN (not in that view) overlaps nothing
-            placed_views[:, count] = views_i
-            rects_out[:, i] = np.where(views_i[:, None], rects[:, i, chosen], np.nan)
-            count += 1
+            placed.append(i)
+            placed_slots.append(chosen)
             previous[key] = int(self.slots[chosen])
+        if placed:
+            slots_taken[placed] = self.slots[placed_slots]
+            offsets[placed] = slots_taken[placed] * self.step
+            rects_out[:, placed] = np.where(active[:, placed, None], rects[:, placed, placed_slots], np.nan)
         # a label that comes back keeps its history only while it is in the scene
         self._previous = previous
         return Placement(offsets, visible, slots_taken, rects_out)
 
 
-def _collisions(
-    rects: np.ndarray, views: np.ndarray, placed: np.ndarray, placed_views: np.ndarray, pads: np.ndarray
-) -> np.ndarray:
-    """(S,) bool: whether each candidate rectangle of ``rects`` (V, S, 4), grown by ``pads`` (S,) px,
-    overlaps any placed rectangle (V, M, 4) in a view where both are drawn."""
-    if placed.shape[1] == 0:
-        return np.zeros(rects.shape[1], dtype=bool)
-    r = rects[:, :, None, :]  # (V, S, 1, 4)
-    p = placed[:, None, :, :]  # (V, 1, M, 4)
-    pad = pads[None, :, None]
-    overlap = (r[..., 0] - pad < p[..., 2]) & (p[..., 0] < r[..., 2] + pad) & (r[..., 1] - pad < p[..., 3]) & (
-        p[..., 1] < r[..., 3] + pad
-    )
-    both = (views[:, None] & placed_views)[:, None, :]  # (V, 1, M)
-    collides: np.ndarray = (overlap & both).any(axis=(0, 2))
-    return collides
-
-
-def _any_overlap(rects: np.ndarray, active: np.ndarray, pad: float, pinned: np.ndarray) -> bool:
-    """Whether any two active rectangles of (V, N, 4) overlap (grown by ``pad``) in some view, not
-    counting two ``pinned`` (N,) ones (they stay where they are, overlapping or not)."""
-    a, b = rects[:, :, None, :], rects[:, None, :, :]
-    overlap = (a[..., 0] - pad < b[..., 2]) & (b[..., 0] < a[..., 2] + pad) & (a[..., 1] - pad < b[..., 3]) & (
-        b[..., 1] < a[..., 3] + pad
-    )
-    overlap &= active[:, :, None] & active[:, None, :]
-    overlap &= ~(pinned[:, None] & pinned[None, :])
-    n = rects.shape[1]
-    overlap[:, np.arange(n), np.arange(n)] = False
-    return bool(overlap.any())
+def _overlaps(rects: np.ndarray, active: np.ndarray, pads: np.ndarray) -> np.ndarray:
+    """(N, S, N, S) bool: whether label i in slot s, its rectangle grown by ``pads[i, s]`` px, overlaps
+    label j in slot t in some view where both are drawn; from the candidate rectangles (V, N, S, 4)
+    (NaN, which overlaps nothing, where a label is behind a view) and ``active`` (V, N). One table for
+    the whole greedy pass: a few dozen labels (a frame's usual count) cost a handful of array operations
+    instead of a handful per label."""
+    r = rects[:, :, :, None, None, :]  # (V, N, S, 1, 1, 4): the candidate
+    o = rects[:, None, None, :, :, :]  # (V, 1, 1, N, S, 4): the other
+    pad = pads[None, :, :, None, None]
+    hit = (r[..., 0] - pad < o[..., 2]) & (o[..., 0] < r[..., 2] + pad)
+    hit &= r[..., 1] - pad < o[..., 3]
+    hit &= o[..., 1] < r[..., 3] + pad
+    hit &= active[:, :, None, None, None] & active[:, None, None, :, None]
+    out: np.ndarray = hit.any(axis=0)
+    return out
