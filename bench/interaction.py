@@ -38,13 +38,21 @@ Measured:
    time), the CPU time of all the process's threads per frame (the rasteriser's too: the work a frame costs,
    which load from other processes stretches in wall time but does not change) and its ratio to bare, the
    glyph re-uploads per frame (``Renderer.label_uploads``, over frames that follow the frame before, as at
-   90 Hz) and, when the goal is missed (or with ``--profile``), a profile of full frames.
+   90 Hz) and, when the goal is missed (or with ``--profile``), a profile of full frames. Also what the tools
+   and panels add to a frame, full - bare in ms (medians) and as a share of a 90 Hz frame (11.1 ms).
+3. ``frame_time_no_gpu``, on a Mesa software rasteriser only (unless ``--no-gpu-peer-off``): part 2 again in a
+   child process under ``GALLIUM_NOOP=1``, which makes every GL call but draws nothing: the frame as an
+   infinitely fast GPU would give it, all of it CPU work (Python, PyOpenGL, Mesa's state tracking). It bounds
+   what a GPU can do for the ratio: a bare frame of the bundled brain then takes about 0.2 ms, so the session's
+   own step (about 0.25 ms) is more than the 10% the ratio goal allows, and the ratio rises (about 6x) as the
+   GPU gets faster, while the ms the session adds stay what they are.
 
 Prints a summary and writes ``bench/results/interaction.json``. Run::
 
     .venv/bin/python bench/interaction.py [--frames 2700] [--width 720 --height 800] [--render-frames 60]
     .venv/bin/python bench/interaction.py --quick        # 900 steps, 20 frames drawn: a smoke run
     .venv/bin/python bench/interaction.py --skip-render  # goal 1 only (no GL context)
+    .venv/bin/python bench/interaction.py --skip-step    # goal 2 (and its no-GPU peer) only
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ import math
 import os
 import platform
 import pstats
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -577,6 +586,79 @@ def print_profile(title: str, profile: dict[str, list[dict[str, Any]]], top: int
         print(f"  {e['own_us']:8.1f} own  {e['cumulative_us']:8.1f} cum  {e['calls_per_frame']:7.2f}x  {e['function']}")
 
 
+def render_part(args: argparse.Namespace, twin: Twin, picker: Picker) -> dict[str, Any]:
+    """Goal 2 on ``twin``: measured, printed, and returned with its ``goal_met`` and the time the tools and
+    panels add to a frame."""
+    print(f"frame time on {twin.name} ({twin.triangle_count:,} triangles) at {args.width}x{args.height} per eye, "
+          f"{SAMPLES}x MSAA: {args.render_frames} full/bare pairs ...", flush=True)  # fmt: skip
+    ft = frame_time(twin, picker, args.width, args.height, args.render_frames, args.block, True if args.profile else None)
+    ft["twin"] = {"name": twin.name, "structures": len(twin.structures), "triangles": twin.triangle_count}
+    ft["goal_met"] = ft["full"]["over_bare_median"] <= RATIO_GOAL
+    # what the session's tools and panels add to a frame, in ms and as a share of a 90 Hz frame (11.1 ms): the
+    # figure that matters where the bare frame is short (a GPU), so that any fixed cost is a large ratio of it
+    added = ft["full"]["median_ms"] - ft["bare"]["median_ms"]
+    ft["added_ms_median"] = round(added, 4)
+    ft["added_share_of_90hz_frame"] = round(added / (1000.0 / RATE_HZ), 4)
+    print_frame_time(ft, ft["gl_renderer"])
+    return ft
+
+
+def print_frame_time(ft: dict[str, Any], what: str) -> None:
+    print(f"  {what}, stereo {ft['stereo']}, load average {ft['load_average'][0]}; wall ms per frame "
+          f"(median / p99 / min; parts: step, draw, finish medians); CPU per draw: Renderer.stats.cpu_ms and this "
+          f"thread's CPU time; CPU of all the process's threads per frame (medians):")  # fmt: skip
+    for name in (*VARIANTS, "bare", "same_twin"):
+        e = ft[name]
+        split = ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in e["parts"].items())
+        print(f"    {name:9s} {e['median_ms']:6.1f} / {e['p99_ms']:6.1f} / {e['min_ms']:6.1f}  ({split}); draw CPU "
+              f"{e['renderer_cpu']['median_ms']:.2f}, thread {e['draw_thread_cpu']['median_ms']:.2f}; "
+              f"all threads {e['process_cpu']['median_ms']:.1f}")  # fmt: skip
+    goal = f"; goal <= {RATIO_GOAL:.2f} (wall medians): {'met' if ft['goal_met'] else 'MISSED'}"
+    for name in VARIANTS:
+        e = ft[name]
+        print(f"  {name}/bare: wall {e['over_bare_median']:.3f} (medians), {e['over_bare_p99']:.3f} (p99), "
+              f"{e['over_bare_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
+              f"{e['process_cpu_over_bare_median']:.3f}"
+              + (goal if name == "full" else ""))  # fmt: skip
+    e = ft["full"]
+    print(f"  full/twin (the bare renderer with the same cuts and highlights): wall {e['over_twin_median']:.3f} "
+          f"(medians), {e['over_twin_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
+          f"{e['process_cpu_over_twin_median']:.3f}")  # fmt: skip
+    print(f"  tools and panels add {ft['added_ms_median']:.2f} ms to a frame (medians, full - bare): "
+          f"{100 * ft['added_share_of_90hz_frame']:.1f}% of a 90 Hz frame")  # fmt: skip
+    lc = ft["full"]["labels"]
+    print(f"  glyph re-uploads (full): {lc['uploads']} in {lc['frames']} frames that follow the frame before "
+          f"({lc['uploads_per_frame']:.2f} per frame); label texts changed on {lc['text_changes']}, the heads-up "
+          f"line alone on {lc['hud_only']}; GL errors {ft['gl_errors']}")  # fmt: skip
+    if "profile_full_frame" in ft:
+        print_profile("  profile of a full frame (step + draw + finish)", ft["profile_full_frame"])
+
+
+def is_mesa_gallium(renderer: str | None) -> bool:
+    """Whether GL comes from one of Mesa's software rasterisers, where ``GALLIUM_NOOP=1`` drops the drawing."""
+    return bool(renderer) and any(name in str(renderer) for name in ("llvmpipe", "softpipe"))
+
+
+def no_gpu_peer(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Goal 2 again in a child process under ``GALLIUM_NOOP=1`` (read when Mesa loads its driver, hence the
+    process): the frame as an infinitely fast GPU would give it, all of it the CPU's work (Python, PyOpenGL and
+    Mesa's state tracking). None, said in one line, if the child fails."""
+    out = args.out.with_name(args.out.stem + "-no-gpu.json")
+    command = [sys.executable, str(Path(__file__).resolve()), "--skip-step", "--no-gpu-peer-off", "--width",
+               str(args.width), "--height", str(args.height), "--render-frames", str(args.render_frames), "--block",
+               str(args.block), "--render-twin", args.render_twin, "--out", str(out)]  # fmt: skip
+    if args.profile:
+        command.append("--profile")
+    print("frame time again, on a GPU that takes no time ...", flush=True)
+    done = subprocess.run(command, check=False, env={**os.environ, "GALLIUM_NOOP": "1"}, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        print(f"  no-GPU peer failed (exit code {done.returncode}): {(done.stderr or done.stdout).strip()[-300:]}")
+        return None
+    ft: dict[str, Any] = json.loads(out.read_text())["frame_time"]
+    out.unlink()
+    return ft
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=2700, help="timed session steps for goal 1 (90 Hz frames)")
@@ -588,6 +670,9 @@ def main() -> int:
     ap.add_argument("--block", type=int, default=5, help="frames per block of the full/bare interleave")
     ap.add_argument("--profile", action="store_true", help="profile even when the goals are met")
     ap.add_argument("--skip-render", action="store_true", help="goal 1 only")
+    ap.add_argument("--skip-step", action="store_true", help="goal 2 only")
+    ap.add_argument("--no-gpu-peer-off", dest="no_gpu_peer", action="store_false",
+                    help="on a Mesa software rasteriser, do not measure goal 2 again with GALLIUM_NOOP=1")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="900 steps, 30 frame pairs: a smoke run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -596,84 +681,63 @@ def main() -> int:
     if args.frames < 1 or not 1 <= args.render_frames <= CYCLE_FRAMES or not 1 <= args.block <= args.render_frames:
         ap.error(f"need --frames >= 1, 1 <= --render-frames <= {CYCLE_FRAMES} and 1 <= --block <= --render-frames")
 
-    t0 = time.perf_counter()
-    twin = million_twin()
-    picker = Picker(twin)
-    print(f"twin {twin.name}: {twin.triangle_count:,} triangles in {len(twin.structures)} structures; "
-          f"picker built; {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    twin: Twin | None = None
+    picker: Picker | None = None
     result: dict[str, Any] = {
         "benchmark": "interaction",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
-        "twin": {"name": twin.name, "structures": len(twin.structures), "triangles": twin.triangle_count},
         "script": {"cycle_s": CYCLE_S, "rate_hz": RATE_HZ, "warm_up_frames": CYCLE_FRAMES},
         "goals": {"step_median_ms": STEP_MEDIAN_GOAL_MS, "step_p99_ms": STEP_P99_GOAL_MS, "full_over_bare": RATIO_GOAL},
     }  # fmt: skip
 
-    timed = step_pass(twin, picker, args.frames)
-    parts = step_pass(twin, picker, args.frames, mode="parts")
-    step, cpu = timed["step"], timed["thread_cpu"]
-    met = meets_step_goal(cpu)
-    met_wall = meets_step_goal(step)
-    load = [round(v, 2) for v in os.getloadavg()]
-    result["session_step"] = {**timed, "parts": parts["parts"], "goal_met": met, "goal_met_wall": met_wall,
-                              "load_average": load}  # fmt: skip
-    print(f"session step, {args.frames} frames without rendering (goal: median < {STEP_MEDIAN_GOAL_MS:g} ms, "
-          f"p99 < {STEP_P99_GOAL_MS:g} ms):")  # fmt: skip
-    print(f"  Python CPU (thread time): median {cpu['median_ms']:.3f} ms, p99 {cpu['p99_ms']:.3f} ms, "
-          f"max {cpu['max_ms']:.2f} ms: {'met' if met else 'MISSED'}")  # fmt: skip
-    print(f"  wall (LocalSession.step_ms): median {step['median_ms']:.3f} ms, p99 {step['p99_ms']:.3f} ms, "
-          f"max {step['max_ms']:.2f} ms: {'met' if met_wall else 'MISSED'} (load average {load[0]} on "
-          f"{os.cpu_count()} cores: the gap to CPU time is time spent waiting for a core)")  # fmt: skip
-    print("  parts, thread CPU (median / p99 ms): " + ", ".join(f"{name} {p['median_ms']:.3f}/{p['p99_ms']:.3f}"
-                                                     for name, p in parts["parts"].items()))  # fmt: skip
-    print(f"  intents per {args.frames} frames: " + ", ".join(f"{k} {v}" for k, v in timed["intents"].items())
-          + f"; refused {timed['refused']}")  # fmt: skip
-    lab = timed["labels"]
-    print(f"  label texts changed on {lab['text_changes_per_frame']:.2f} of frames (each change rebuilds the glyph "
-          f"instances; here the heads-up line shows the step's own time: frame_time counts it with the renderer's)")  # fmt: skip
-    if not (met and met_wall) or args.profile:
-        profiled = step_pass(twin, picker, args.frames, mode="profile")
-        result["session_step"]["profile"] = profiled["profile"]
-        print_profile("  profile of LocalSession.step", profiled["profile"])
+    if not args.skip_step:
+        t0 = time.perf_counter()
+        twin = million_twin()
+        picker = Picker(twin)
+        print(f"twin {twin.name}: {twin.triangle_count:,} triangles in {len(twin.structures)} structures; "
+              f"picker built; {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        result["twin"] = {"name": twin.name, "structures": len(twin.structures), "triangles": twin.triangle_count}
+        timed = step_pass(twin, picker, args.frames)
+        parts = step_pass(twin, picker, args.frames, mode="parts")
+        step, cpu = timed["step"], timed["thread_cpu"]
+        met = meets_step_goal(cpu)
+        met_wall = meets_step_goal(step)
+        load = [round(v, 2) for v in os.getloadavg()]
+        result["session_step"] = {**timed, "parts": parts["parts"], "goal_met": met, "goal_met_wall": met_wall,
+                                  "load_average": load}  # fmt: skip
+        print(f"session step, {args.frames} frames without rendering (goal: median < {STEP_MEDIAN_GOAL_MS:g} ms, "
+              f"p99 < {STEP_P99_GOAL_MS:g} ms):")  # fmt: skip
+        print(f"  Python CPU (thread time): median {cpu['median_ms']:.3f} ms, p99 {cpu['p99_ms']:.3f} ms, "
+              f"max {cpu['max_ms']:.2f} ms: {'met' if met else 'MISSED'}")  # fmt: skip
+        print(f"  wall (LocalSession.step_ms): median {step['median_ms']:.3f} ms, p99 {step['p99_ms']:.3f} ms, "
+              f"max {step['max_ms']:.2f} ms: {'met' if met_wall else 'MISSED'} (load average {load[0]} on "
+              f"{os.cpu_count()} cores: the gap to CPU time is time spent waiting for a core)")  # fmt: skip
+        print("  parts, thread CPU (median / p99 ms): " + ", ".join(f"{name} {p['median_ms']:.3f}/{p['p99_ms']:.3f}"
+                                                         for name, p in parts["parts"].items()))  # fmt: skip
+        print(f"  intents per {args.frames} frames: " + ", ".join(f"{k} {v}" for k, v in timed["intents"].items())
+              + f"; refused {timed['refused']}")  # fmt: skip
+        lab = timed["labels"]
+        print(f"  label texts changed on {lab['text_changes_per_frame']:.2f} of frames (each change rebuilds the "
+              f"glyph instances; here the heads-up line shows the step's own time: frame_time counts it with the "
+              f"renderer's)")  # fmt: skip
+        if not (met and met_wall) or args.profile:
+            profiled = step_pass(twin, picker, args.frames, mode="profile")
+            result["session_step"]["profile"] = profiled["profile"]
+            print_profile("  profile of LocalSession.step", profiled["profile"])
 
     if not args.skip_render:
-        if args.render_twin != twin.name:
+        if twin is None or args.render_twin != twin.name:
             twin = build(args.render_twin)
             picker = Picker(twin)
-        print(f"frame time on {twin.name} ({twin.triangle_count:,} triangles) at {args.width}x{args.height} per eye, "
-              f"{SAMPLES}x MSAA: {args.render_frames} full/bare pairs ...", flush=True)  # fmt: skip
-        ft = frame_time(twin, picker, args.width, args.height, args.render_frames, args.block, True if args.profile else None)
-        ft["twin"] = {"name": twin.name, "structures": len(twin.structures), "triangles": twin.triangle_count}
-        met2 = ft["full"]["over_bare_median"] <= RATIO_GOAL
-        ft["goal_met"] = met2
-        result["frame_time"] = ft
-        print(f"  {ft['gl_renderer']}, stereo {ft['stereo']}, load average {ft['load_average'][0]}; wall ms per frame "
-              f"(median / p99 / min; parts: step, draw, finish medians); CPU per draw: Renderer.stats.cpu_ms and this "
-              f"thread's CPU time; CPU of all the process's threads per frame (medians):")  # fmt: skip
-        for name in (*VARIANTS, "bare", "same_twin"):
-            e = ft[name]
-            split = ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in e["parts"].items())
-            print(f"    {name:9s} {e['median_ms']:6.1f} / {e['p99_ms']:6.1f} / {e['min_ms']:6.1f}  ({split}); draw CPU "
-                  f"{e['renderer_cpu']['median_ms']:.2f}, thread {e['draw_thread_cpu']['median_ms']:.2f}; "
-                  f"all threads {e['process_cpu']['median_ms']:.1f}")  # fmt: skip
-        goal = f"; goal <= {RATIO_GOAL:.2f} (wall medians): {'met' if met2 else 'MISSED'}"
-        for name in VARIANTS:
-            e = ft[name]
-            print(f"  {name}/bare: wall {e['over_bare_median']:.3f} (medians), {e['over_bare_p99']:.3f} (p99), "
-                  f"{e['over_bare_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
-                  f"{e['process_cpu_over_bare_median']:.3f}"
-                  + (goal if name == "full" else ""))  # fmt: skip
-        e = ft["full"]
-        print(f"  full/twin (the bare renderer with the same cuts and highlights): wall {e['over_twin_median']:.3f} "
-              f"(medians), {e['over_twin_paired_median']:.3f} (median of same-frame ratios); CPU of all threads "
-              f"{e['process_cpu_over_twin_median']:.3f}")  # fmt: skip
-        lc = ft["full"]["labels"]
-        print(f"  glyph re-uploads (full): {lc['uploads']} in {lc['frames']} frames that follow the frame before "
-              f"({lc['uploads_per_frame']:.2f} per frame); label texts changed on {lc['text_changes']}, the heads-up "
-              f"line alone on {lc['hud_only']}; GL errors {ft['gl_errors']}")  # fmt: skip
-        if "profile_full_frame" in ft:
-            print_profile("  profile of a full frame (step + draw + finish)", ft["profile_full_frame"])
+        assert picker is not None
+        ft = result["frame_time"] = render_part(args, twin, picker)
+        if args.no_gpu_peer and is_mesa_gallium(ft["gl_renderer"]):
+            peer = no_gpu_peer(args)
+            if peer is not None:
+                result["frame_time_no_gpu"] = peer
+                print_frame_time(peer, "a GPU that takes no time (Mesa's GALLIUM_NOOP: every GL call is made, nothing is "
+                                       "drawn; the same frames, in a process of its own)")  # fmt: skip
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
