@@ -244,7 +244,8 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "select":
         return f"selected {record['structure']}" if record["structure"] else "cleared the selection"
     if kind == "landmark":
-        return f"placed landmark {record['label']} on {record['structure']}"  # where, in mm: the --json record
+        on = f" on {record['structure']}" if record["structure"] else ""  # none: in the air, or a structure this twin lacks
+        return f"placed landmark {record['label']}{on}"  # where, in mm: the --json record
     if kind == "measure":
         along = f" ({record['geodesic_mm']:.1f} mm along the surface)" if record.get("geodesic_mm") is not None else ""
         return f"measured {record['distance_mm']:.1f} mm{along}"

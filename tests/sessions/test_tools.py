@@ -265,3 +265,11 @@ def test_the_simulator_backend_is_unchanged_by_sessions() -> None:
     """The backend still yields frames without any session: a headset simulation and nothing else."""
     backend = SimBackend(frames=2, width=8, height=8)
     assert backend.sample(1).index == 1 and not hasattr(backend, "written")
+
+
+def test_a_landmark_is_described_on_its_structure_and_without_one_when_it_has_none() -> None:
+    """The feedback line of a landmark in the air (or on a structure this twin lacks) says no "on None"."""
+    on = it.PlaceLandmark("ann", 1.0, "ann/L1", "L1", (1.0, 2.0, 3.0), "left cerebral hemisphere (pial)")
+    off = it.PlaceLandmark("ann", 1.0, "ann/L2", "L2", (1.0, 2.0, 3.0), None)
+    assert it.describe(on.record()) == "placed landmark L1 on left cerebral hemisphere (pial)"
+    assert it.describe(off.record()) == "placed landmark L2"
