@@ -20,6 +20,9 @@ from net.latency import BUDGET_S
 STALE_AFTER_S = 0.1
 #: Latency figures cover the samples of this last stretch (s).
 RECENT_S = 1.0
+#: The latency figures of a line are worked out again this often (s): a figure that changed every frame
+#: could not be read, and each new text costs the renderer its glyphs again. STALE shows at once.
+FIGURES_EVERY_S = 0.25
 
 
 @dataclass
@@ -31,17 +34,27 @@ class RemoteHealth:
     role: str = ""
     last: float | None = None
     samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=512))
+    _figures: tuple[float, tuple[float | None, float | None]] | None = field(default=None, repr=False)
 
     def stale(self, now: float) -> bool:
         """True when nothing has arrived for more than :data:`STALE_AFTER_S` (or ever)."""
         return self.last is None or now - self.last > STALE_AFTER_S
 
     def figures(self, now: float) -> tuple[float | None, float | None]:
-        """(median one-way latency ms, share within budget) of the last :data:`RECENT_S`; None when none."""
-        recent = sorted(lat for t, lat in self.samples if now - t <= RECENT_S)
+        """(median one-way latency ms, share within budget) of the last :data:`RECENT_S`; None when none.
+        Worked out at most every :data:`FIGURES_EVERY_S` (until the first figures, every time)."""
+        cached = self._figures
+        if cached is not None and 0.0 <= now - cached[0] < FIGURES_EVERY_S:
+            return cached[1]
+        samples = self.samples
+        while samples and now - samples[0][0] > RECENT_S:  # arrivals come in time order
+            samples.popleft()
+        recent = sorted(lat for t, lat in samples if t <= now)
         if not recent:
             return None, None
-        return recent[len(recent) // 2] * 1e3, sum(lat <= BUDGET_S for lat in recent) / len(recent)
+        figures = recent[len(recent) // 2] * 1e3, sum(lat <= BUDGET_S for lat in recent) / len(recent)
+        self._figures = (now, figures)
+        return figures
 
     def line(self, now: float) -> str:
         """The heads-up line: ``bob: 3.2 ms, 100% within 30 ms`` or ``bob: STALE (2.4 s)``."""

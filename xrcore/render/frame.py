@@ -180,27 +180,30 @@ def marker_records(scene: Scene, model: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     spheres: list[tuple[float, ...]] = []
     segments: list[tuple[float, ...]] = []
-    rot, off, scale = model[:3, :3], model[:3, 3], scene.twin_scale
+    rot_t, off, scale = model[:3, :3].T, model[:3, 3], scene.twin_scale
 
-    def world(p: Any) -> np.ndarray:
-        out: np.ndarray = rot @ np.asarray(p, dtype=np.float64) + off
+    def world(points: Any) -> list[list[float]]:
+        """Twin points (N, 3) in the world, as plain floats (numpy scalars cost more to unpack)."""
+        out: list[list[float]] = (np.asarray(points, dtype=np.float64).reshape(-1, 3) @ rot_t + off).tolist()
         return out
 
-    for lm in scene.landmarks:
-        spheres.append((*world(lm.position), lm.radius * scale, 0, 0, 0, 0, *lm.color))
+    if scene.landmarks:
+        for lm, p in zip(scene.landmarks, world([lm.position for lm in scene.landmarks]), strict=True):
+            spheres.append((*p, lm.radius * scale, 0, 0, 0, 0, *lm.color))
     for st in scene.strokes:
-        pts = [world(p) for p in st.points]
+        pts = world(st.points)
+        half = st.width / 2 * scale
         for a, b in pairwise(pts):
-            segments.append((*a, st.width / 2 * scale, *b, 0, *st.color))
+            segments.append((*a, half, *b, 0, *st.color))
         for p in pts:  # round joints
-            spheres.append((*p, st.width / 2 * scale, 0, 0, 0, 0, *st.color))
+            spheres.append((*p, half, 0, 0, 0, 0, *st.color))
 
     def hand(pose: Any, color: Any, length: float) -> None:
-        p = np.asarray(pose.position, dtype=np.float64)
-        spheres.append((*p, _HAND_RADIUS, 0, 0, 0, 0, *color))
+        x, y, z = (float(c) for c in pose.position)
+        spheres.append((x, y, z, _HAND_RADIUS, 0, 0, 0, 0, *color))
         if length > 0:
-            tip = p + pose.forward() * length
-            segments.append((*p, _RAY_RADIUS, *tip, 0, *color))
+            fx, fy, fz = (float(c) * length for c in pose.forward())
+            segments.append((x, y, z, _RAY_RADIUS, x + fx, y + fy, z + fz, 0, *color))
 
     for av in scene.avatars:
         if av.head is not None:
