@@ -481,3 +481,27 @@ def test_layout_never_moves_or_hides_pinned_labels() -> None:
     p = layout(slots=(0,)).place(anchors, np.full(3, 1.5), views, keys="abc", pinned=pinned, **HEAD, **ANGULAR)
     assert list(p.visible) == [True, True, False] and list(p.slots) == [0, 0, 0]
     assert not np.isnan(p.rects[0, :2]).any()
+
+
+def test_a_crowded_layout_places_labels_as_the_table_of_overlaps_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``TABLE_LABELS`` each label is checked against those placed before it instead of against one
+    table of every overlap: both give the same placements, frame after frame (hysteresis included)."""
+    from xrcore.render import labels
+
+    views = views_from(ORIGIN, AHEAD, size=400)
+    rng = np.random.default_rng(7)
+    anchors = [np.array([0.0, 0.0, -1.0]) + rng.normal(0.0, 0.05, (30, 3)) for _ in range(3)]
+    widths = rng.uniform(1.0, 4.0, 30)
+    pinned = np.arange(30) < 3
+    keys = [f"L{i}" for i in range(30)]
+
+    def frames(table_labels: int) -> list[Any]:
+        monkeypatch.setattr(labels, "TABLE_LABELS", table_labels)
+        lay = layout()
+        return [lay.place(a, widths, views, keys=keys, pinned=pinned, **HEAD, **ANGULAR) for a in anchors]
+
+    with_table, without = frames(40), frames(0)
+    for a, b in zip(with_table, without, strict=True):
+        assert np.array_equal(a.slots, b.slots) and np.array_equal(a.visible, b.visible)
+        assert np.array_equal(a.rects, b.rects, equal_nan=True)
+    assert 0 < with_table[0].visible.sum() < 30 and (with_table[0].slots != 0).any()  # crowded: some moved, some hidden

@@ -38,6 +38,8 @@ import numpy as np
 from xrcore.render.frame import view_projections
 from xrcore.types import View
 
+#: Up to this many labels, a frame's layout starts from one table of every overlap (see ``place``).
+TABLE_LABELS = 40
 #: Slot order tried for each label, in steps of (plate height + gap): up first, then below the anchor.
 DEFAULT_SLOTS: tuple[int, ...] = (0, 1, 2, 3, -1, -2)
 
@@ -229,10 +231,15 @@ class LabelLayout:
         # clearance; staying, or being pushed further, does not; a new label is free to go anywhere
         better = np.arange(n_slots)[None, :] < last_rank[:, None]
         pads = self.margin_px + np.where(better & ~fresh[:, None], self.hysteresis_px, 0.0)  # (N, S)
-        blocks = _overlaps(rects, active, pads)  # (N, S, N, S)
+        # every candidate against every other label's every slot, at once, for up to TABLE_LABELS labels (a
+        # frame's usual count: a handful of array operations in all, not a handful per label); past that the
+        # table grows as N^2, and each label is checked against those placed before it instead
+        table = _overlaps(rects, active, pads, rects, active) if n <= TABLE_LABELS else None  # (N, S, N, S)
         # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
         if not last_rank.any():
-            at_anchor = blocks[:, 0, :, 0] & ~(pinned[:, None] & pinned[None, :])  # pinned ones stay, overlapping or not
+            anchored = table[:, 0, :, 0] if table is not None else _overlaps(
+                rects[:, :, :1], active, pads[:, :1], rects[:, :, :1], active)[:, 0, :, 0]  # fmt: skip
+            at_anchor = anchored & ~(pinned[:, None] & pinned[None, :])  # pinned ones stay, overlapping or not
             np.fill_diagonal(at_anchor, False)
             if not at_anchor.any():
                 rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
@@ -249,7 +256,12 @@ class LabelLayout:
                 continue
             chosen = 0  # a pinned label stays where the session put it, whatever it overlaps
             if placed and not pinned[i]:
-                blocked = blocks[i][:, placed, placed_slots].any(axis=1)
+                if table is not None:
+                    blocked = table[i][:, placed, placed_slots].any(axis=1)
+                else:
+                    mine = rects[:, i : i + 1], active[:, i : i + 1], pads[i : i + 1]
+                    theirs = rects[:, placed, placed_slots][:, :, None], active[:, placed]
+                    blocked = _overlaps(*mine, *theirs)[0, :, :, 0].any(axis=1)
                 chosen = int(blocked.argmin())  # the first free slot, in order of preference
                 if blocked[chosen]:
                     visible[i] = False
@@ -267,18 +279,18 @@ class LabelLayout:
         return Placement(offsets, visible, slots_taken, rects_out)
 
 
-def _overlaps(rects: np.ndarray, active: np.ndarray, pads: np.ndarray) -> np.ndarray:
-    """(N, S, N, S) bool: whether label i in slot s, its rectangle grown by ``pads[i, s]`` px, overlaps
-    label j in slot t in some view where both are drawn; from the candidate rectangles (V, N, S, 4)
-    (NaN, which overlaps nothing, where a label is behind a view) and ``active`` (V, N). One table for
-    the whole greedy pass: a few dozen labels (a frame's usual count) cost a handful of array operations
-    instead of a handful per label."""
-    r = rects[:, :, :, None, None, :]  # (V, N, S, 1, 1, 4): the candidate
-    o = rects[:, None, None, :, :, :]  # (V, 1, 1, N, S, 4): the other
+def _overlaps(rects: np.ndarray, active: np.ndarray, pads: np.ndarray, others: np.ndarray,
+              others_active: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(A, S, B, T) bool: whether candidate a in slot s, its rectangle grown by ``pads[a, s]`` px, overlaps
+    label b in slot t in some view where both are drawn; from the candidates' rectangles ``rects``
+    (V, A, S, 4) and the others' ``others`` (V, B, T, 4) (NaN, which overlaps nothing, where a label is
+    behind a view), and where each is drawn, ``active`` (V, A) and ``others_active`` (V, B)."""
+    r = rects[:, :, :, None, None, :]  # (V, A, S, 1, 1, 4): the candidate
+    o = others[:, None, None, :, :, :]  # (V, 1, 1, B, T, 4): the other
     pad = pads[None, :, :, None, None]
     hit = (r[..., 0] - pad < o[..., 2]) & (o[..., 0] < r[..., 2] + pad)
     hit &= r[..., 1] - pad < o[..., 3]
     hit &= o[..., 1] < r[..., 3] + pad
-    hit &= active[:, :, None, None, None] & active[:, None, None, :, None]
+    hit &= active[:, :, None, None, None] & others_active[:, None, None, :, None]
     out: np.ndarray = hit.any(axis=0)
     return out
