@@ -505,3 +505,14 @@ def test_a_crowded_layout_places_labels_as_the_table_of_overlaps_does(monkeypatc
         assert np.array_equal(a.slots, b.slots) and np.array_equal(a.visible, b.visible)
         assert np.array_equal(a.rects, b.rects, equal_nan=True)
     assert 0 < with_table[0].visible.sum() < 30 and (with_table[0].slots != 0).any()  # crowded: some moved, some hidden
+
+
+def test_a_label_new_this_frame_does_not_push_an_incumbent_off_its_anchor() -> None:
+    """Only a label that sat on its anchor last frame sorts as if nearer: a new one, a little nearer,
+    takes the slot above rather than pushing the incumbent away."""
+    views = views_from(ORIGIN, AHEAD, size=400)
+    lay = layout()
+    lay.place(np.array([(0.0, 0.0, -1.02)]), np.array([1.5]), views, keys=["old"], **HEAD, **ANGULAR)
+    anchors = np.array([(0.001, 0.0, -1.0), (0.0, 0.0, -1.02)])  # the new one 2 cm nearer: within the bonus
+    p = lay.place(anchors, np.array([1.5, 1.5]), views, keys=["new", "old"], **HEAD, **ANGULAR)
+    assert list(p.slots) == [1, 0] and p.visible.all()

@@ -218,11 +218,11 @@ class LabelLayout:
         rects[~in_front] = np.nan
 
         # pinned labels first, then greedy by (class, distance), incumbents slightly ahead
-        previous_slots = [self._previous.get(k, 0) for k in keys]
-        on_anchor = np.array([slot == 0 for slot in previous_slots])
+        fresh = np.array([k not in self._previous for k in keys])
+        previous_slots = [self._previous.get(k, 0) for k in keys]  # a new label counts as at its anchor
+        on_anchor = np.array([slot == 0 for slot in previous_slots]) & ~fresh  # ... but is no incumbent
         weighted = dist * np.where(on_anchor, 1.0 - self.incumbent_bonus, 1.0)
         order = np.lexsort((np.arange(n), weighted, priority, ~pinned))
-        fresh = np.array([k not in self._previous for k in keys])
         # each label's slot of last frame as a rank in the slot order (hidden: worse than every slot)
         rank = {int(slot): r for r, slot in enumerate(self.slots)}
         n_slots = len(self.slots)
