@@ -42,10 +42,10 @@ logger = logging.getLogger(__name__)
 #: A query not answered within this long (s) of being asked, or of its structure being ready if that came
 #: later, is given up (None).
 ANSWER_WITHIN_S = 10.0
-#: A query whose structure is not ready this long (s) after the process started is given up (None): on a
-#: quiet machine the process answers its first query 3.6 s after it starts (both hemispheres of the brain
-#: prepared); with six busy programs on two cores it took 11 s, so a limit that counted the preparation
-#: in ``ANSWER_WITHIN_S`` lost the measurements of a crowded consultation's first seconds.
+#: A query whose structure is not ready this long (s) after the process started is given up (None):
+#: preparing both hemispheres of the brain took 3.6 s on a quiet machine and over 10 s with six busy
+#: programs on two cores, so a limit that counted the preparation in ``ANSWER_WITHIN_S`` lost the
+#: measurements of a crowded consultation's first seconds.
 PREPARE_WITHIN_S = 90.0
 
 
@@ -163,8 +163,11 @@ def _serve(conn: Any, surfaces: dict[int, tuple[np.ndarray, np.ndarray]], log_le
                 busy = True
             index = waiting[0][1] if waiting else next(i for i in surfaces if i not in solvers)
             if index not in solvers:
-                solvers[index] = _prepare_one(*surfaces[index])
-                conn.send(("ready", index))
+                prepared = _prepare_one(*surfaces[index])
+                # a failure (most often no solver package) would be the same for every structure: one warning
+                for i in [index] if prepared is not None else [i for i in surfaces if i not in solvers]:
+                    solvers[i] = prepared
+                    conn.send(("ready", i))
                 continue  # queries that came meanwhile are taken in before the next step
             qid, index, a_mm, face_a, b_mm, face_b = waiting.popleft()
             conn.send(("answer", qid, _distance_mm(solvers, index, a_mm, face_a, b_mm, face_b)))

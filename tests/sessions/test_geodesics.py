@@ -158,3 +158,28 @@ def test_an_undo_while_a_measurement_is_held_takes_back_that_measurement(brain: 
         assert session.feedback.startswith("undone: the measurement")
     finally:
         session.close()
+
+
+def test_a_solver_that_cannot_be_built_costs_one_attempt_and_answers_every_structure_without_a_distance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child's loop (run here in a thread, on a real pipe): the first failure (most often no solver
+    package) stands for every structure, so it is tried once, and queries get None at once."""
+    import multiprocessing
+    import threading
+
+    from sessions import geodesics
+
+    tries = []
+    monkeypatch.setattr(geodesics, "_prepare_one", lambda vertices, faces: tries.append(len(faces)))  # returns None
+    monkeypatch.setattr(geodesics.logging, "basicConfig", lambda **kw: None)  # the child's own, not this process's
+    surfaces = {0: (np.zeros((3, 3)), np.zeros((1, 3), dtype=np.int32)), 1: (np.zeros((3, 3)), np.zeros((2, 3), dtype=np.int32))}
+    parent, child = multiprocessing.Pipe()
+    parent.send((7, 1, np.zeros(3), 0, np.ones(3), 0))  # a query on the second structure, waiting at the start
+    server = threading.Thread(target=geodesics._serve, args=(child, surfaces, 30))
+    server.start()
+    got = [parent.recv() for _ in range(3)]
+    parent.send(None)
+    server.join(5.0)
+    assert not server.is_alive() and tries == [2]  # the structure asked for, tried once
+    assert got == [("ready", 0), ("ready", 1), ("answer", 7, None)]
