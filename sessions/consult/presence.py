@@ -49,7 +49,7 @@ class RemoteHealth:
         samples = self.samples
         while samples and now - samples[0][0] > RECENT_S:  # arrivals come in time order
             samples.popleft()
-        recent = sorted(lat for t, lat in samples if t <= now)
+        recent = sorted(lat for _, lat in samples)
         if not recent:
             return None, None
         figures = recent[len(recent) // 2] * 1e3, sum(lat <= BUDGET_S for lat in recent) / len(recent)
