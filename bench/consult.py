@@ -32,7 +32,9 @@ minus the injected delay.
 
 Motion-to-remote-display (from the moment a pose is sampled at the sender to the first frame the
 receiver displays with it) is read from the join report's ``consult.motion_to_display`` where the
-rendered join reports it, and listed as not measured otherwise.
+rendered join reports it, and listed as not measured otherwise. Its parts are printed too (p50/p99 of
+each, ``sessions.consult.room.MOTION_PARTS``): the network to the receiver, the wait for the next frame
+to take it (up to a frame period, whatever the machine), and that frame.
 
 ``--renderers N`` renders only the first N participants; the others join headless (``--backend none``),
 sending a pose per frame at ``--rate`` and two scripted ops a second. With ``--renderers 1 --rate 90
@@ -186,14 +188,15 @@ async def run_room(delay_ms: float, args: argparse.Namespace, workdir: Path) -> 
     line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
     url = line.split("serving on ")[1].split()[0]
     room = f"consult-{delay_ms:g}ms".replace(".", "_")
-    n = len(PEOPLE)
+    people = PEOPLE[: args.people]
+    n = len(people)
     measure_from = time.time() + args.stagger * n + args.warmup
     measure_until = measure_from + args.duration
     # Nobody leaves before every op has reached everyone, so that the final digests can be compared.
     leave_at = measure_until + 3.0
     procs = []
     try:
-        for i, (name, role, action) in enumerate(PEOPLE):
+        for i, (name, role, action) in enumerate(people):
             script = workdir / f"{room}-{name}.json"
             # Script time is frames / rate from this participant's first frame: on a machine that cannot keep
             # the rate it falls behind the wall clock, and an op made after the others left would keep the
@@ -207,8 +210,9 @@ async def run_room(delay_ms: float, args: argparse.Namespace, workdir: Path) -> 
             twin = ["--twin", args.twin] if i == 0 else []
             rate = f"{participant_rate(args.rate, i, args.duration):.6f}"
             if i < args.renderers:
+                nice = [] if args.frame_nice is None else ["--frame-nice", str(args.frame_nice)]
                 how = ["--backend", "sim", "--script", str(script), "--width", str(args.width), "--height",
-                       str(args.height), "--rate", rate]  # fmt: skip
+                       str(args.height), "--rate", rate, *nice]  # fmt: skip
             else:  # headless: a pose a frame, two ops a second
                 how = ["--backend", "none", "--pose-rate", rate, "--ops-rate", "2",
                        "--ops-stop-at", f"{time.time() + ACTION_SHARE * (measure_until - time.time()):.3f}"]  # fmt: skip
@@ -288,6 +292,7 @@ def summarize_room(reports: dict[str, dict[str, Any]], delay_ms: float, window_s
             "op_count": r["state"]["op_count"],
             "digest": r["state"]["digest"][:16],
             "motion_to_display": mtd.get("room", mtd) if isinstance(mtd, dict) else None,
+            "motion_to_display_parts": mtd.get("parts") if isinstance(mtd, dict) else None,
             "gl_errors": r.get("consult", {}).get("gl_errors"),
         }
     mtd_each = [e["motion_to_display"] for e in each.values() if e["motion_to_display"]]
@@ -344,6 +349,13 @@ def print_table(rooms: list[dict[str, Any]], goals: dict[str, Any]) -> None:
               f"ops {_ms(r['state']['medverse_p99_ms'])} ms; converged {r['converged']}; server cpu "
               f"{r['server_cpu_share']}; load {r['load_avg_1min'][0]}-{r['load_avg_1min'][1]}"
               + (f"; FAILURES: {r['failures']}" if r["failures"] else ""))  # fmt: skip
+        for name, e in r["each"].items():
+            parts, whole = e.get("motion_to_display_parts"), e["motion_to_display"]
+            if parts and whole:
+                said = ", ".join(f"{part.replace('_', ' ')} {_ms(f['p50_ms'])}/{_ms(f['p99_ms'])}"
+                                 for part, f in parts.items())  # fmt: skip
+                print(f"{'':>6} {name}'s motion-to-display p50/p99 ms: {_ms(whole['p50_ms'])}/{_ms(whole['p99_ms'])}"
+                      f" = {said}")  # fmt: skip
     for name, g in goals.items():
         verdict = "not measured" if g["met"] is None else "met" if g["met"] else "NOT met"
         print(f"goal {name}: {g['value']} (limit {g['limit']}) -> {verdict}")
@@ -355,7 +367,7 @@ async def run_rooms(args: argparse.Namespace, delays: list[float]) -> list[dict[
         workdir = Path(args.keep) if args.keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for delay in delays:
-            print(f"running a consultation of {len(PEOPLE)} ({min(args.renderers, len(PEOPLE))} rendering) at "
+            print(f"running a consultation of {args.people} ({min(args.renderers, args.people)} rendering) at "
                   f"{args.width}x{args.height} per eye, {args.rate:g} Hz, "
                   f"{delay:g} ms one way on every link, network in a {args.net}, {args.duration:g} s measured "
                   f"(load {os.getloadavg()[0]:.2f}) ...",
@@ -377,10 +389,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=45.0,
                         help="frames (and poses) per second; four renderers at 90 Hz do not fit two cores (default %(default)s)")
     parser.add_argument("--twin", default="brain", help="the room's twin (default %(default)s)")
+    parser.add_argument("--people", type=int, default=len(PEOPLE), choices=range(2, len(PEOPLE) + 1),
+                        help="how many take part: the first N of surgeon, expert1, expert2, trainee (default %(default)s)")
     parser.add_argument("--renderers", type=int, default=len(PEOPLE),
                         help="how many participants render (the first N); the others join headless (default %(default)s)")
     parser.add_argument("--net", choices=("process", "thread"), default="process",
                         help="each participant's network in a process of its own or a thread of the frame's (join --net)")
+    parser.add_argument("--frame-nice", type=int, help="the renderers' join --frame-nice (default: join's)")
     parser.add_argument("--keep", help="keep the scripts, logs and reports in this folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "consult.json"),
                         help="JSON output (default %(default)s)")
@@ -395,7 +410,7 @@ def main() -> int:
     rooms = asyncio.run(run_rooms(args, delays))
     goals = check_goals(rooms)
     people = [{"id": p, "role": r, "script": a, "rate": round(participant_rate(args.rate, i, args.duration), 6)}
-              for i, (p, r, a) in enumerate(PEOPLE)]  # fmt: skip
+              for i, (p, r, a) in enumerate(PEOPLE[: args.people])]  # fmt: skip
     result = {
         "benchmark": "consult",
         "machine": {
@@ -406,7 +421,8 @@ def main() -> int:
             "load_avg_end": [round(x, 2) for x in os.getloadavg()],
         },
         "config": {k: getattr(args, k)
-                   for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin", "net", "renderers")}
+                   for k in ("duration", "warmup", "stagger", "width", "height", "rate", "twin", "net", "renderers",
+                           "frame_nice")}
         | {"delays_ms": delays, "people": people},
         "rooms": rooms,
         "goals": goals,

@@ -7,7 +7,7 @@
 # NVIDIA GPU (and stops in one line if it gets a software rasteriser), then runs, each under its own time
 # limit and only while the whole run stays inside BUDGET_S:
 #   1. bench/interaction.py          frame time full/bare (issue 13's goal: <= 1.10) at 720x800 per eye
-#   2. bench/consult.py --renderers 1 --rate 90 --delays 0
+#   2. bench/consult.py --renderers 1 --rate 90 --delays 0 --frame-nice 0
 #                                    motion-to-display of one renderer at 90 Hz (issue 15's: p99 < 16.1 ms)
 #   3. bench/consult.py --renderers 4 --rate 90
 #                                    the issue's room of four renderers, on loopback and with 22.5 ms
@@ -99,7 +99,7 @@ if [ -n "${QUICK:-}" ]; then
 fi
 step interaction 200 "$results/interaction.json" -- "$python" bench/interaction.py "${quick_interaction[@]}"
 step consult-1x90 120 "$results/consult-1x90.json" -- "$python" bench/consult.py --renderers 1 --rate 90 \
-    --delays 0 --duration 15 "${quick_consult[@]}" --out "$results/consult-1x90.json"
+    --delays 0 --duration 15 --frame-nice 0 "${quick_consult[@]}" --out "$results/consult-1x90.json"
 step consult-4x90 200 "$results/consult-4x90.json" -- "$python" bench/consult.py --renderers 4 --rate 90 \
     "${quick_consult[@]}" --out "$results/consult-4x90.json"
 step render 150 "$results/render.json" -- "$python" bench/render.py --skip-pyrender "${quick_render[@]}"

@@ -169,6 +169,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     join.add_argument("--net", choices=("process", "thread"), default="process",
                       help="with a rendering backend: the network in a process of its own (no GIL shared with the "
                       "frame loop) or in a thread of the frame's (default %(default)s)")
+    join.add_argument("--frame-nice", type=int, metavar="N",
+                      help="with a rendering backend: raise the frame thread's nice value by N, so that the network and "
+                      "the machine's other programs come first (default: 10 in the simulator, which shares its machine "
+                      "with others in tests and benchmarks; 0 with a headset or a window)")
     join.add_argument("--script", type=Path, help="with --backend sim: JSON motion script that plays this participant")
     join.add_argument("--out", type=Path, help="with --backend sim: folder for this participant's frames as PNG")
     join.add_argument("--every", type=int, default=30,

@@ -145,7 +145,8 @@ def _render(args: argparse.Namespace, net: Network, room: FrameRoom, twin: Twin,
     kind, headset = _backend(args.backend)
     # the simulator shares its machine with other participants (tests, benchmarks): its frames may wait;
     # a headset's or a window's frame thread keeps its priority against the machine's other programs
-    favour_network(SIM_FRAME_NICE if kind == "sim" else 0)
+    nice = getattr(args, "frame_nice", None)
+    favour_network((SIM_FRAME_NICE if kind == "sim" else 0) if nice is None else nice)
     sessions: list[ConsultSession] = []
 
     def make_session(scene: Scene, config: SessionConfig | None, picker: Picker) -> ConsultSession:

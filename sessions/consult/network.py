@@ -106,13 +106,14 @@ class RemotePose:
     """A remote's newest pose record, and who they are; ``presenting_since`` is when (our clock, s) its
     records started to carry ``Buttons.PRESENTING``, None while they do not; ``sampled_at`` is when the
     sender sampled it, on our clock (s; None outside the measurement window or before the sender's clock
-    is known): motion-to-display counts from there."""
+    is known): motion-to-display counts from there; ``arrived_at`` is when it arrived here (our clock, s)."""
 
     record: PoseRecord
     name: str
     role: str
     presenting_since: float | None = None
     sampled_at: float | None = None
+    arrived_at: float | None = None
 
 
 class NetThread:
@@ -159,7 +160,7 @@ class NetThread:
                 before = self._poses.get(record.participant)
                 since = before.presenting_since if before is not None and before.presenting_since is not None else now
             sampled = None if latency is None else now - latency
-            self._poses[record.participant] = RemotePose(record, name, role, since, sampled)
+            self._poses[record.participant] = RemotePose(record, name, role, since, sampled, now)
         self.presence.arrived(record.participant, name, now, latency)
 
     def _on_op(self, op: StateOp, latency: float | None) -> None:

@@ -55,6 +55,11 @@ logger = logging.getLogger(__name__)
 ANY_PRESENTER = "*"
 #: Distance between the eyes when rendering from a presenter's head (m).
 IPD_M = 0.063
+#: The parts a remote pose record's motion-to-display is split into: ``network`` from its sampling at the
+#: sender to its arrival here (the net layer's one-way latency), ``to_frame`` from there to the step of the
+#: first frame that takes it (mostly the wait for that frame: up to a frame period), ``in_frame`` from
+#: that step to the frame's submit returning (the rest of the step, the draw).
+MOTION_PARTS = ("network", "to_frame", "in_frame")
 
 
 class TwinMismatchError(ValueError):
@@ -121,11 +126,13 @@ class ConsultSession(LocalSession):
         self.stale_events: list[StaleEvent] = []
         self._stale: dict[str, bool] = {}
         self._hud_at = -math.inf
-        # motion-to-display: per remote, the sequence number of the record last drawn; the sample times
-        # (our clock) of the records this frame draws for the first time; the delays measured (s)
+        # motion-to-display: per remote, the sequence number of the record last drawn; for each record this
+        # frame draws for the first time, (remote's name, when it was sampled, arrived, was taken by this
+        # frame; our clock, s); the delays measured (s) by remote, and their parts (MOTION_PARTS)
         self._drawn_seq: dict[int, int] = {}
-        self._drawing: list[tuple[str, float]] = []
+        self._drawing: list[tuple[str, float, float | None, float]] = []
         self.motion_to_display_s: dict[str, list[float]] = {}
+        self.motion_parts_s: dict[str, list[float]] = {part: [] for part in MOTION_PARTS}
         self.bridge.reconcile(force=True)
 
     # --- presenting and following -----------------------------------------------------------------------
@@ -200,7 +207,7 @@ class ConsultSession(LocalSession):
             if h is None:
                 continue
             if remote.sampled_at is not None and self._drawn_seq.get(index) != remote.record.seq:
-                self._drawing.append((remote.name, remote.sampled_at))
+                self._drawing.append((remote.name, remote.sampled_at, remote.arrived_at, now))
             self._drawn_seq[index] = remote.record.seq
             m, lab = avatar_marks(remote.record, remote.name, remote.role, twin, self._pick, h.line.split(": ", 1)[1])
             marks += m
@@ -220,19 +227,27 @@ class ConsultSession(LocalSession):
         the first time counts its motion-to-display, from when the remote sampled it to now."""
         if self._drawing:
             now = self.participant.clock()
-            for name, sampled in self._drawing:
+            parts = self.motion_parts_s
+            for name, sampled, arrived, taken in self._drawing:
                 self.motion_to_display_s.setdefault(name, []).append(now - sampled)
+                if arrived is not None:
+                    parts["network"].append(arrived - sampled)
+                    parts["to_frame"].append(taken - arrived)
+                    parts["in_frame"].append(now - taken)
             self._drawing.clear()
 
     def motion_to_display(self) -> dict[str, Any] | None:
         """Motion-to-display figures (``net.latency`` form, ms): ``room`` over every remote, ``by`` remote
-        name; None before any was measured."""
+        name, and ``parts``, the same records' delay split in :data:`MOTION_PARTS`; None before any was
+        measured."""
         every = [d for delays in self.motion_to_display_s.values() for d in delays]
         room = summarize(every)
         if room is None:
             return None
         by = {name: summarize(delays) for name, delays in sorted(self.motion_to_display_s.items())}
-        return {"room": room.as_dict(), "by": {name: s.as_dict() for name, s in by.items() if s is not None}}
+        parts = {part: summarize(delays) for part, delays in self.motion_parts_s.items()}
+        return {"room": room.as_dict(), "by": {name: s.as_dict() for name, s in by.items() if s is not None},
+                "parts": {part: s.as_dict() for part, s in parts.items() if s is not None}}  # fmt: skip
 
     def _pick(self, origin: np.ndarray, direction: np.ndarray) -> float | None:
         hit = self.picker.pick_scene(self.scene, origin, direction, 3.0)
