@@ -11,7 +11,9 @@ the :class:`~net.participant.Participant` and a ``NetThread`` over it, and its m
 side's requests over a pipe, one at a time, in order: the frame side sends its pose each frame without
 waiting, and once a frame (:meth:`NetProcess.ops`, which ``FrameRoom.take`` calls) fetches in one round
 trip what arrived since the last (the newest pose per remote, the ops and refusals, the room's op count,
-and each arrival, which :attr:`NetProcess.presence`, the frame side's own, is told of). The rest (joining,
+and each arrival, which :attr:`NetProcess.presence`, the frame side's own, is told of); the child also
+writes each pose record as it arrives to a :class:`~sessions.consult.poseboard.PoseBoard`, which the frame
+side reads just before it builds the avatars, so that a pose is not held back by the fetch. The rest (joining,
 snapshots, making an op, the report) are requests answered in turn. The child leaves the room when asked,
 and by itself when the pipe closes (the frame side's process ended); it ignores SIGINT, so that Ctrl-C in a
 terminal reaches the frame side, which leaves in order.
@@ -67,6 +69,7 @@ from net.seats import MAX_TICKET_CHARS
 from net.state import OpRefusedError
 from net.tls import client_ssl
 from sessions.consult.network import CALL_TIMEOUT_S, NetThread, RemotePose
+from sessions.consult.poseboard import PoseBoard
 from sessions.consult.presence import Presence
 
 logger = logging.getLogger(__name__)
@@ -177,16 +180,18 @@ class _NotingPresence(Presence):
         self.arrivals.append((index, name, now, latency_s))
 
 
-def _serve(conn: Any, spec: NetSpec, tickets: TicketBox) -> None:
+def _serve(conn: Any, spec: NetSpec, tickets: TicketBox, board: PoseBoard) -> None:
     """The child: the participant and its NetThread, and the frame side's requests in order; the session's
-    resume ticket written to ``tickets`` whenever it changes."""
+    resume ticket written to ``tickets`` whenever it changes, each pose record to ``board`` as it arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     participant = Participant(spec.server, spec.token, spec.config, clock=local_clock(spec.clock_offset),
                               ssl=client_ssl(spec.ca_file, spec.insecure))  # fmt: skip
     participant.client.resume_ticket = spec.resume
     participant.client.on_resume_ticket = tickets.publish
+    board.clear()  # a previous child's slots
     net = NetThread(participant, spec.loop)
+    net.board = board
     presence = net.presence = _NotingPresence()
 
     def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any]]:
@@ -280,6 +285,7 @@ class NetProcess:
         self._ticket: str | None = None  # as last read from the ticket box (what a torn read keeps)
         self._tickets = TicketBox(multiprocessing.get_context("spawn"))
         self._tickets.publish(spec.resume)
+        self._board = PoseBoard(multiprocessing.get_context("spawn"))
         self._why = "died"  # what happened to the last child lost, for the log lines
         self._recordings: list[str] = []
         self._recorded_twin: tuple[str, str] | None = None
@@ -290,7 +296,8 @@ class NetProcess:
     def _spawn(self, spec: NetSpec) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, spec, self._tickets), name="consult-net", daemon=True)
+        self._process = context.Process(target=_serve, args=(child, spec, self._tickets, self._board), name="consult-net",
+                                        daemon=True)  # fmt: skip
         self._process.start()
         child.close()
         self._reply("ready", START_TIMEOUT_S)
@@ -500,8 +507,9 @@ class NetProcess:
         return list(ops)
 
     def poses(self) -> dict[int, RemotePose]:
-        """Every remote's newest pose record, as of the last :meth:`ops`."""
-        return dict(self._poses)
+        """Every remote's newest pose record: those in the room as of the last :meth:`ops`, each as the
+        network process last wrote it to the pose board (``sessions.consult.poseboard``), read now."""
+        return self._board.fresher(self._poses)
 
     def refusals(self) -> list[StateRefusal]:
         """The refusals of our ops that came back from the room, fetched by :meth:`ops`, since the last call."""

@@ -135,6 +135,8 @@ class NetThread:
         self._lock = threading.Lock()
         self._recorder: Any = None
         self._noted: tuple[int, bytes] | None = None
+        #: where each pose record is also written as it arrives (a network process's PoseBoard), or None
+        self.board: Any = None
         participant.on_pose = self._on_pose
         participant.on_op = self._on_op
         participant.on_refused = self._refusals.put
@@ -160,7 +162,9 @@ class NetThread:
                 before = self._poses.get(record.participant)
                 since = before.presenting_since if before is not None and before.presenting_since is not None else now
             sampled = None if latency is None else now - latency
-            self._poses[record.participant] = RemotePose(record, name, role, since, sampled, now)
+            remote = self._poses[record.participant] = RemotePose(record, name, role, since, sampled, now)
+        if self.board is not None:
+            self.board.put(remote)
         self.presence.arrived(record.participant, name, now, latency)
 
     def _on_op(self, op: StateOp, latency: float | None) -> None:

@@ -202,12 +202,14 @@ class ConsultSession(LocalSession):
         health = self.presence.health(now)
         self._note_staleness(health)
         marks, labels = [], []
-        for index, remote in self.net.poses().items():
+        remotes = self.net.poses()  # as late as the frame can: each remote's newest record, read now
+        taken = self.participant.clock()
+        for index, remote in remotes.items():
             h = health.get(index)
             if h is None:
                 continue
             if remote.sampled_at is not None and self._drawn_seq.get(index) != remote.record.seq:
-                self._drawing.append((remote.name, remote.sampled_at, remote.arrived_at, now))
+                self._drawing.append((remote.name, remote.sampled_at, remote.arrived_at, taken))
             self._drawn_seq[index] = remote.record.seq
             m, lab = avatar_marks(remote.record, remote.name, remote.role, twin, self._pick, h.line.split(": ", 1)[1])
             marks += m

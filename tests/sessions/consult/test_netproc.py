@@ -83,6 +83,14 @@ def test_ops_poses_presence_and_refusals_cross_between_network_processes(served:
 
         _until(seen)
         assert any("sam" in line for line in olga.presence.lines(olga.participant.clock()))
+        # without another fetch, a newer record of sam's comes from the pose board, read at the call
+        fetched = max(remote.record.seq for remote in olga.poses().values() if remote.name == "sam")
+
+        def fresher() -> bool:
+            sam.send_pose(procedural_poses(time.monotonic(), 1))
+            return any(remote.name == "sam" and remote.record.seq > fetched for remote in olga.poses().values())
+
+        _until(fresher)
         with pytest.raises(OpRefusedError, match="observer may not move the twin"):
             olga.make_op(OpKind.TRANSFORM, {"position": [0.0, 0.1, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0], "scale": 1.0})
         index, data, count = olga.snapshot()
