@@ -516,3 +516,23 @@ def test_a_label_new_this_frame_does_not_push_an_incumbent_off_its_anchor() -> N
     anchors = np.array([(0.001, 0.0, -1.0), (0.0, 0.0, -1.02)])  # the new one 2 cm nearer: within the bonus
     p = lay.place(anchors, np.array([1.5, 1.5]), views, keys=["new", "old"], **HEAD, **ANGULAR)
     assert list(p.slots) == [1, 0] and p.visible.all()
+
+
+def test_labels_behind_every_view_take_no_part_in_the_layout() -> None:
+    """Labels behind both eyes (most of a twin's names, seen from one side) are drawn nowhere: the labels
+    in front are laid out as they are without them, frame after frame, and theirs are NaN rectangles,
+    left at their anchors."""
+    views = views_from(ORIGIN, AHEAD, size=160)
+    rng = np.random.default_rng(11)
+    ahead = [np.array([0.0, 0.0, -1.0]) + rng.uniform(-0.05, 0.05, (6, 3)) for _ in range(3)]
+    behind = np.array([0.0, 0.0, 1.0]) + rng.normal(0.0, 0.2, (30, 3))
+    widths = rng.uniform(1.0, 3.0, 36)
+    keys = [f"L{i}" for i in range(36)]
+    alone, mixed = layout(), layout()
+    for anchors in ahead:
+        a = alone.place(anchors, widths[:6], views, keys=keys[:6], **HEAD, **ANGULAR)
+        m = mixed.place(np.vstack([anchors, behind]), widths, views, keys=keys, **HEAD, **ANGULAR)
+        assert np.array_equal(m.slots[:6], a.slots) and np.array_equal(m.visible[:6], a.visible)
+        assert np.array_equal(m.rects[:, :6], a.rects, equal_nan=True)
+        assert np.isnan(m.rects[:, 6:]).all() and (m.slots[6:] == 0).all() and m.visible[6:].all()
+    assert (a.slots != 0).any()  # the six in front crowd each other: some moved

@@ -38,7 +38,7 @@ import numpy as np
 from xrcore.render.frame import view_projections
 from xrcore.types import View
 
-#: Up to this many labels, a frame's layout starts from one table of every overlap (see ``place``).
+#: Up to this many labels drawn in a view, a frame's layout starts from one table of every overlap (see ``place``).
 TABLE_LABELS = 40
 #: Slot order tried for each label, in steps of (plate height + gap): up first, then below the anchor.
 DEFAULT_SLOTS: tuple[int, ...] = (0, 1, 2, 3, -1, -2)
@@ -192,29 +192,40 @@ class LabelLayout:
         # plus its offsets along the billboard's right and up axes, each mapped once per view.
         vp = view_projections(views, near, 100.0)[0]  # (V, 4, 4); the depth range plays no part here
         clip_anchor = anchors @ vp[:, :, :3].transpose(0, 2, 1) + vp[:, None, :, 3]  # (V, N, 4)
-        clip_right = (right * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)  # per line unit
-        clip_up = (up * scale[:, None]) @ vp[:, :, :3].transpose(0, 2, 1)
-        # corners (V, N, S, 4 corners, 4): x = +-half width, y = slot shift + (0 or plate height)
-        x = half_widths[:, None] * np.array([-1.0, 1.0, -1.0, 1.0])  # (N, 4)
+        in_front = clip_anchor[..., 3] > near  # (V, N): the shader's test, on the anchor
+        # Rectangles only for labels in front of some view (one behind every eye, as many of a twin's
+        # structure names are from one side, is drawn nowhere and has NaN rectangles): F of them.
+        front = np.flatnonzero(in_front.any(axis=0))
+        sel: slice | np.ndarray = slice(None) if len(front) == n else front
+        clip_anchor_f = clip_anchor[:, sel]
+        clip_right = (right[sel] * scale[sel, None]) @ vp[:, :, :3].transpose(0, 2, 1)  # per line unit
+        clip_up = (up[sel] * scale[sel, None]) @ vp[:, :, :3].transpose(0, 2, 1)
+        # corners (V, F, S, 4 corners, 4): x = +-half width, y = slot shift + (0 or plate height)
+        x = half_widths[sel, None] * np.array([-1.0, 1.0, -1.0, 1.0])  # (F, 4)
         y = (self.slots * self.step)[:, None] + np.array([0.0, 0.0, 1.0, 1.0]) * self.plate_height  # (S, 4)
         clip = (
-            clip_anchor[:, :, None, None, :]
+            clip_anchor_f[:, :, None, None, :]
             + clip_right[:, :, None, None, :] * x[None, :, None, :, None]
             + clip_up[:, :, None, None, :] * y[None, None, :, :, None]
         )
         w = np.maximum(clip[..., 3:], 1e-6)
         size_px = np.array([(view.width, view.height) for view in views], dtype=np.float64)
-        # pixels (x right, y down) of each corner: (V, N, S, 4 corners, 2)
+        # pixels (x right, y down) of each corner: (V, F, S, 4 corners, 2)
         corners = (clip[..., :2] / w * np.array([1.0, -1.0]) + 1.0) * (0.5 * size_px[:, None, None, None, :])
-        rects = np.concatenate([corners.min(-2), corners.max(-2)], axis=-1)  # (V, N, S, 4): x0, y0, x1, y1
+        rects_f = np.concatenate([corners.min(-2), corners.max(-2)], axis=-1)  # (V, F, S, 4): x0, y0, x1, y1
         on_screen = (
-            (rects[..., 2] > 0)
-            & (rects[..., 0] < size_px[:, 0, None, None])
-            & (rects[..., 3] > 0)
-            & (rects[..., 1] < size_px[:, 1, None, None])
+            (rects_f[..., 2] > 0)
+            & (rects_f[..., 0] < size_px[:, 0, None, None])
+            & (rects_f[..., 3] > 0)
+            & (rects_f[..., 1] < size_px[:, 1, None, None])
         )
-        in_front = clip_anchor[..., 3] > near  # (V, N): the shader's test, on the anchor
-        active = in_front & on_screen.any(axis=2)  # drawn in this view and on its screen
+        if len(front) == n:
+            rects, active = rects_f, in_front & on_screen.any(axis=2)  # drawn in this view and on its screen
+        else:
+            rects = np.full((n_views, n, len(self.slots), 4), np.nan)
+            rects[:, front] = rects_f
+            active = np.zeros((n_views, n), dtype=bool)
+            active[:, front] = in_front[:, front] & on_screen.any(axis=2)
         rects[~in_front] = np.nan
 
         # pinned labels first, then greedy by (class, distance), incumbents slightly ahead
@@ -231,23 +242,35 @@ class LabelLayout:
         # clearance; staying, or being pushed further, does not; a new label is free to go anywhere
         better = np.arange(n_slots)[None, :] < last_rank[:, None]
         pads = self.margin_px + np.where(better & ~fresh[:, None], self.hysteresis_px, 0.0)  # (N, S)
-        # every candidate against every other label's every slot, at once, for up to TABLE_LABELS labels (a
-        # frame's usual count: a handful of array operations in all, not a handful per label); past that the
-        # table grows as N^2, and each label is checked against those placed before it instead
-        table = _overlaps(rects, active, pads, rects, active) if n <= TABLE_LABELS else None  # (N, S, N, S)
+        # Only labels drawn in some view take part in overlaps (one behind every eye or off every screen
+        # blocks nothing): the tables below are over those, ``shown``, the usual handful of a frame whose
+        # scene names a few dozen structures, marks and people.
+        shown = active.any(axis=0)
+        on = np.flatnonzero(shown)
+        at = np.full(n, -1)  # a shown label's place in ``on``
+        at[on] = np.arange(len(on))
+        if len(on) == n:
+            on_rects, on_active, on_pads = rects, active, pads
+        else:  # (a fancy index leaves the views' axis inner in memory, which slows _overlaps twofold)
+            on_rects, on_active, on_pads = np.ascontiguousarray(rects[:, on]), active[:, on], pads[on]
         # the common case: nothing overlaps at the anchors, and nobody was moved or hidden last frame
         if not last_rank.any():
-            anchored = table[:, 0, :, 0] if table is not None else _overlaps(
-                rects[:, :, :1], active, pads[:, :1], rects[:, :, :1], active)[:, 0, :, 0]  # fmt: skip
-            at_anchor = anchored & ~(pinned[:, None] & pinned[None, :])  # pinned ones stay, overlapping or not
+            anchored = _overlaps(on_rects[:, :, :1], on_active, on_pads[:, :1], on_rects[:, :, :1], on_active)[:, 0, :, 0]
+            on_pinned = pinned[on]
+            at_anchor = anchored & ~(on_pinned[:, None] & on_pinned[None, :])  # pinned ones stay, overlapping or not
             np.fill_diagonal(at_anchor, False)
             if not at_anchor.any():
                 rects_out = np.where(active[..., None], rects[:, :, 0], np.nan)
                 self._previous = {k: 0 for k in keys}
                 return Placement(offsets, visible, slots_taken, rects_out)
-        shown = active.any(axis=0)
-        placed: list[int] = []  # labels placed so far, and the slot (index) each took
+        # every candidate against every other label's every slot, at once, for up to TABLE_LABELS labels (a
+        # frame's usual count: a handful of array operations in all, not a handful per label); past that the
+        # table grows as N^2, and each label is checked against those placed before it instead
+        table = _overlaps(on_rects, on_active, on_pads, on_rects, on_active) if len(on) <= TABLE_LABELS else None
+        placed: list[int] = []  # labels placed so far, their places in ``on``, and the slot (index) each took
+        placed_on: list[int] = []
         placed_slots: list[int] = []
+        at_list = at.tolist()
         previous: dict[Hashable, int | None] = {}
         for i in order.tolist():
             key = keys[i]
@@ -257,7 +280,7 @@ class LabelLayout:
             chosen = 0  # a pinned label stays where the session put it, whatever it overlaps
             if placed and not pinned[i]:
                 if table is not None:
-                    blocked = table[i][:, placed, placed_slots].any(axis=1)
+                    blocked = table[at_list[i]][:, placed_on, placed_slots].any(axis=1)
                 else:
                     mine = rects[:, i : i + 1], active[:, i : i + 1], pads[i : i + 1]
                     theirs = rects[:, placed, placed_slots][:, :, None], active[:, placed]
@@ -268,6 +291,7 @@ class LabelLayout:
                     previous[key] = None
                     continue
             placed.append(i)
+            placed_on.append(at_list[i])
             placed_slots.append(chosen)
             previous[key] = int(self.slots[chosen])
         if placed:
