@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -209,6 +209,9 @@ class Scene:
     ``overlay``: balls and rods in world coordinates that the session sets each frame (hit cursors,
     pointer rays that stop at the surface, a measurement's line, hand joints, a held plane's frame);
     ``overlay_labels``: labels the session sets each frame (measurement readouts, panels).
+    ``late``: called by the renderer once a frame with this scene, after the twin is drawn (and handed to
+    the GPU) and before the overlay and labels are read: a session's last look at what moves fastest
+    (another participant's hands), so that it is drawn as it was a twin's draw later than the step.
     """
 
     twin: Twin
@@ -230,6 +233,7 @@ class Scene:
     hovered: set[int] = field(default_factory=set)
     overlay: list[Sphere | Segment] = field(default_factory=list)
     overlay_labels: list[Label] = field(default_factory=list)
+    late: Callable[[Scene], None] | None = field(default=None, repr=False, compare=False)
     local_hands: tuple[HandInput, HandInput] = (HandInput(), HandInput())
     time: float = 0.0
     _structure_tops: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)

@@ -56,9 +56,10 @@ ANY_PRESENTER = "*"
 #: Distance between the eyes when rendering from a presenter's head (m).
 IPD_M = 0.063
 #: The parts a remote pose record's motion-to-display is split into: ``network`` from its sampling at the
-#: sender to its arrival here (the net layer's one-way latency), ``to_frame`` from there to the step of the
-#: first frame that takes it (mostly the wait for that frame: up to a frame period), ``in_frame`` from
-#: that step to the frame's submit returning (the rest of the step, the draw).
+#: sender to its arrival here (the net layer's one-way latency), ``to_frame`` from there to the moment the
+#: first frame that draws it reads it (:meth:`ConsultSession.add_avatars`, once the twin is drawn: mostly the
+#: wait for that frame, up to a frame period), ``in_frame`` from there to the frame's submit returning (the
+#: avatars, the overlay, the labels, the finish).
 MOTION_PARTS = ("network", "to_frame", "in_frame")
 
 
@@ -133,6 +134,7 @@ class ConsultSession(LocalSession):
         self._drawing: list[tuple[str, float, float | None, float]] = []
         self.motion_to_display_s: dict[str, list[float]] = {}
         self.motion_parts_s: dict[str, list[float]] = {part: [] for part in MOTION_PARTS}
+        self._health: dict[int, Health] = {}  # the step's, for the avatars' heads-up lines
         self.bridge.reconcile(force=True)
 
     # --- presenting and following -----------------------------------------------------------------------
@@ -199,8 +201,23 @@ class ConsultSession(LocalSession):
             poses["buttons"] = Buttons.PRESENTING
         self.net.send_pose(poses)
         now = self.participant.clock()
-        health = self.presence.health(now)
+        health = self._health = self.presence.health(now)
         self._note_staleness(health)
+        # the others' avatars are added by the renderer's late look, once it has drawn the twin
+        self.scene.late = self.add_avatars
+        if self.ctx.time - self._hud_at >= HUD_PERIOD_S:
+            self._hud_at = self.ctx.time
+            self.instructions = (*self.config.instructions, *(h.line for h in health.values()))
+        views = self._presenter_views(frame, twin)
+        if views is not None:
+            frame.views = views
+        return applied
+
+    def add_avatars(self, scene: Scene) -> None:
+        """(The renderer's late look, ``Scene.late``: the twin drawn, the overlay not read yet.) Every remote's
+        avatar, from its newest pose record read now, added to the overlay the step left."""
+        health = self._health
+        twin = TwinFrame.of(scene)
         marks, labels = [], []
         remotes = self.net.poses()  # as late as the frame can: each remote's newest record, read now
         taken = self.participant.clock()
@@ -214,15 +231,8 @@ class ConsultSession(LocalSession):
             m, lab = avatar_marks(remote.record, remote.name, remote.role, twin, self._pick, h.line.split(": ", 1)[1])
             marks += m
             labels += lab
-        self.scene.overlay = [*self.scene.overlay, *marks]
-        self.scene.overlay_labels = [*self.scene.overlay_labels, *labels]
-        if self.ctx.time - self._hud_at >= HUD_PERIOD_S:
-            self._hud_at = self.ctx.time
-            self.instructions = (*self.config.instructions, *(h.line for h in health.values()))
-        views = self._presenter_views(frame, twin)
-        if views is not None:
-            frame.views = views
-        return applied
+        scene.overlay = [*scene.overlay, *marks]
+        scene.overlay_labels = [*scene.overlay_labels, *labels]
 
     def displayed(self) -> None:
         """The frame stepped last was shown (its submit returned): each remote pose record it drew for

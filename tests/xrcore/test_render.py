@@ -320,3 +320,34 @@ def test_hovering_brightens_the_rim_less_than_selecting(renderer: Any, scene: Sc
 
     assert 5 < redder(hovered) < 0.75 * redder(selected)
     assert not np.any(hovered[~structure] != base[~structure])
+
+
+@pytest.mark.parametrize("stereo", ["layered", "two-pass"])
+def test_a_late_look_adds_to_the_overlay_once_a_frame_after_the_twin_is_drawn(
+        renderer_factory: Any, scene: Scene, stereo: str) -> None:  # fmt: skip
+    """``Scene.late`` is called once a draw (two passes too), before the overlay and labels are read: a
+    ball and a label it adds are in both eyes' images of that frame, pixel for pixel as when the step
+    sets them."""
+    from xrcore.scene import Label
+
+    renderer = renderer_factory(stereo=stereo)
+    views = views_from(FRONT, (0.0, 0.0, 0.0))
+    ball = Sphere((0.0, 0.0, 0.1), 0.01, (1.0, 0.1, 0.1, 1.0))
+    label = Label("late", (0.0, 0.03, 0.1), (0.1, 1.0, 0.1, 1.0))
+    plain = render(renderer, scene, views)
+    scene.overlay, scene.overlay_labels = [ball], [label]
+    stepped = render(renderer, scene, views)
+    scene.overlay, scene.overlay_labels = [], []
+    calls: list[int] = []
+
+    def late(s: Scene) -> None:
+        calls.append(renderer.frame_index)
+        s.overlay = [*s.overlay, ball]
+        s.overlay_labels = [*s.overlay_labels, label]
+
+    scene.late = late
+    looked = render(renderer, scene, views)
+    assert len(calls) == 1
+    for eye in range(2):
+        assert np.any(looked[eye] != plain[eye])  # the ball and the label are there
+        assert np.array_equal(looked[eye], stepped[eye])  # as if the step had set them

@@ -293,20 +293,29 @@ class Renderer:
 
         opaque, transparent = self._split.get(scene)
         transparent = far_first(transparent, g.centers, transform.model, mid_eye)
-        markers = marker_records(scene, transform.model)
-        labels = self._labels.prepare(scene.labels(), views) if scene.show_labels else 0
-        # Labels drawn over everything need no depth, so they go over the resolved image, one sample a
-        # pixel: their plates and glyphs have smooth edges of their own, and blending them into 4x MSAA
-        # samples cost a software rasteriser as much as a tenth of the frame.
-        late_labels = bool(labels) and scene.label_style.on_top and self.samples > 1
+
+        def overlay() -> tuple[Any, int, bool]:
+            markers = marker_records(scene, transform.model)
+            labels = self._labels.prepare(scene.labels(), views) if scene.show_labels else 0
+            # Labels drawn over everything need no depth, so they go over the resolved image, one sample a
+            # pixel: their plates and glyphs have smooth edges of their own, and blending them into 4x MSAA
+            # samples cost a software rasteriser as much as a tenth of the frame.
+            return markers, labels, bool(labels) and scene.label_style.on_top and self.samples > 1
+
+        # with a late look (Scene.late) the overlay is read once the twin is drawn, else now
+        markers, labels, late_labels = overlay() if scene.late is None else (None, 0, False)
         twin.begin(view_proj, eye_pos, transform)
-        for eye in passes:
+        for k, eye in enumerate(passes):
             if eye is not None:
                 self._targets.bind_and_clear(eye)
                 twin.use_eye(eye)
             twin.draw_opaque(opaque, levels, cull_back_faces=n_clip == 0 and cfg.cull_back_faces)
             if transparent:
                 twin.draw_transparent(transparent, levels)
+            if k == 0 and scene.late is not None:
+                GL.glFlush()  # the twin's draw goes to the GPU while the session looks
+                scene.late(scene)
+                markers, labels, late_labels = overlay()
             if markers is not None:
                 self._markers.draw(markers, view_proj, eye_pos, eye)
             if labels and not late_labels:

@@ -159,9 +159,12 @@ def test_motion_to_display_is_split_into_network_wait_and_frame(brain: Any) -> N
     net.newest[1] = RemotePose(record, "ann", "surgeon", None, sampled, arrived)
     frame = FrameState(0, 0.0, 1 / 30, _views(Pose((0.0, 0.25, 0.5))))
     session.step(frame)
+    assert session.scene.late is not None  # the renderer's late look adds the avatars, as it draws
+    session.scene.late(session.scene)
     time.sleep(0.003)  # the draw
     session.displayed()
     session.step(frame)  # the same record again: not counted again
+    session.scene.late(session.scene)
     session.displayed()
     figures = session.motion_to_display()
     assert figures is not None and figures["room"]["count"] == 1 and set(figures["by"]) == {"ann"}
