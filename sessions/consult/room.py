@@ -215,7 +215,9 @@ class ConsultSession(LocalSession):
 
     def add_avatars(self, scene: Scene) -> None:
         """(The renderer's late look, ``Scene.late``: the twin drawn, the overlay not read yet.) Every remote's
-        avatar, from its newest pose record read now, added to the overlay the step left."""
+        avatar, from its newest pose record read now, added to the overlay the step left; once a step (a
+        frame drawn twice draws the same avatars)."""
+        scene.late = None
         health = self._health
         twin = TwinFrame.of(scene)
         marks, labels = [], []

@@ -161,19 +161,21 @@ def test_motion_to_display_is_split_into_network_wait_and_frame(brain: Any) -> N
     session.step(frame)
     assert session.scene.late is not None  # the renderer's late look adds the avatars, as it draws
     session.scene.late(session.scene)
+    assert session.scene.late is None  # once a step: a second draw of the frame adds nothing
     time.sleep(0.003)  # the draw
     session.displayed()
     session.step(frame)  # the same record again: not counted again
+    assert session.scene.late is not None
     session.scene.late(session.scene)
     session.displayed()
     figures = session.motion_to_display()
     assert figures is not None and figures["room"]["count"] == 1 and set(figures["by"]) == {"ann"}
     parts = figures["parts"]
     assert set(parts) == {"network", "to_frame", "in_frame"} and all(p["count"] == 1 for p in parts.values())
-    assert parts["network"]["p50_ms"] == pytest.approx(4.0, abs=1e-6)
+    assert parts["network"]["p50_ms"] == pytest.approx(4.0, abs=1e-3)
     assert parts["to_frame"]["p50_ms"] >= 6.0 and parts["in_frame"]["p50_ms"] >= 3.0
     total = sum(p["p50_ms"] for p in parts.values())
-    assert total == pytest.approx(figures["room"]["p50_ms"], abs=1e-6)
+    assert total == pytest.approx(figures["room"]["p50_ms"], abs=2e-3)  # each figure rounded to a microsecond
 
 
 def _join(env: dict[str, str], server: str, name: str, *extra: str, role: str = "expert") -> subprocess.Popen[str]:
