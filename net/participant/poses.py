@@ -60,11 +60,13 @@ class PoseStream:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, poses: TrackedPoses) -> int:
-        """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link; returns sends."""
+    def send(self, poses: TrackedPoses, sampled_at: float | None = None) -> int:
+        """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link; returns sends.
+        Its sender time is ``sampled_at`` (on the participant's clock: when the poses were sampled, for a
+        sender whose poses reach this loop from elsewhere, a frame loop) or now."""
         host = self._host
         self._seq = seq_next(self._seq)
-        record = PoseRecord(host.index, self._seq, host.clock(), **poses)
+        record = PoseRecord(host.index, self._seq, host.clock() if sampled_at is None else sampled_at, **poses)
         data = encode_pose(record)
         sent = sum(link.send("pose", data) for link in host.link_set.open_links())
         host.counters["poses_sent"] += 1

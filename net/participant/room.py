@@ -260,9 +260,10 @@ class Participant:
         """
         return self.sync.make_op(kind, payload)
 
-    def send_pose(self, poses: TrackedPoses) -> int:
-        """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link; returns sends."""
-        return self.poses.send(poses)
+    def send_pose(self, poses: TrackedPoses, sampled_at: float | None = None) -> int:
+        """Send one pose record (``head``/``left``/``right``/``pointer``) to every open link, stamped with
+        ``sampled_at`` (this participant's clock) or now; returns sends."""
+        return self.poses.send(poses, sampled_at)
 
     def stats_report(self) -> dict[str, Any]:
         """Compact report for the signaling server's ``/stats`` (per-link figures, ``links``)."""

@@ -8,8 +8,10 @@ rendering participants on two cores, with 22.5 ms of one-way delay: see ``docs/c
 
 The child (``multiprocessing``'s *spawn*: nothing of the parent's GL context or threads is inherited) builds
 the :class:`~net.participant.Participant` and a ``NetThread`` over it, and its main thread serves the frame
-side's requests over a pipe, one at a time, in order: the frame side sends its pose each frame without
-waiting, and once a frame (:meth:`NetProcess.ops`, which ``FrameRoom.take`` calls) fetches in one round
+side's requests over a pipe, one at a time, in order. The frame side sends its pose each frame, stamped
+with when it was sampled, without waiting, through a pipe of its own that the child's event loop reads
+itself (no hop through the main thread: the pose is on the wire as soon as the loop gets a core); and once
+a frame (:meth:`NetProcess.ops`, which ``FrameRoom.take`` calls) fetches in one round
 trip what arrived since the last (the newest pose per remote, the ops and refusals, the room's op count,
 and each arrival, which :attr:`NetProcess.presence`, the frame side's own, is told of); the child also
 writes each pose record as it arrives to a :class:`~sessions.consult.poseboard.PoseBoard`, which the frame
@@ -180,9 +182,10 @@ class _NotingPresence(Presence):
         self.arrivals.append((index, name, now, latency_s))
 
 
-def _serve(conn: Any, spec: NetSpec, tickets: TicketBox, board: PoseBoard) -> None:
-    """The child: the participant and its NetThread, and the frame side's requests in order; the session's
-    resume ticket written to ``tickets`` whenever it changes, each pose record to ``board`` as it arrives."""
+def _serve(conn: Any, poses_in: Any, spec: NetSpec, tickets: TicketBox, board: PoseBoard) -> None:
+    """The child: the participant and its NetThread, and the frame side's requests in order; the frame
+    side's poses from ``poses_in``, read by the loop itself; the session's resume ticket written to
+    ``tickets`` whenever it changes, each pose record to ``board`` as it arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.log_level, format="%(levelname)s %(name)s: %(message)s")
     participant = Participant(spec.server, spec.token, spec.config, clock=local_clock(spec.clock_offset),
@@ -193,6 +196,17 @@ def _serve(conn: Any, spec: NetSpec, tickets: TicketBox, board: PoseBoard) -> No
     net = NetThread(participant, spec.loop)
     net.board = board
     presence = net.presence = _NotingPresence()
+
+    def send_poses() -> None:
+        """(On the loop, when ``poses_in`` is readable) send every pose the frame side handed over."""
+        try:
+            while poses_in.poll():
+                poses, sampled_at = poses_in.recv()
+                net.send_now(poses, sampled_at)
+        except (EOFError, OSError):  # the frame side is gone: the request pipe says so too
+            net.loop.remove_reader(poses_in.fileno())
+
+    net.loop.call_soon_threadsafe(net.loop.add_reader, poses_in.fileno(), send_poses)
 
     def frame() -> tuple[dict[int, RemotePose], list[tuple[StateOp, str]], list[StateRefusal], int, list[Any]]:
         arrivals, presence.arrivals = presence.arrivals, []
@@ -216,9 +230,6 @@ def _serve(conn: Any, spec: NetSpec, tickets: TicketBox, board: PoseBoard) -> No
                 kind, args = conn.recv()
             except (EOFError, OSError):  # the frame side is gone: leave the room
                 break
-            if kind == "pose":
-                net.send_pose(args[0])
-                continue
             stopped = kind == "stop"
             try:
                 conn.send(("ok", handlers[kind](*args)))
@@ -296,10 +307,12 @@ class NetProcess:
     def _spawn(self, spec: NetSpec) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, spec, self._tickets, self._board), name="consult-net",
-                                        daemon=True)  # fmt: skip
+        poses_in, self._poses_out = context.Pipe(duplex=False)
+        self._process = context.Process(target=_serve, args=(child, poses_in, spec, self._tickets, self._board),
+                                        name="consult-net", daemon=True)  # fmt: skip
         self._process.start()
         child.close()
+        poses_in.close()
         self._reply("ready", START_TIMEOUT_S)
 
     def _reply(self, kind: str, timeout: float) -> Any:
@@ -386,6 +399,7 @@ class NetProcess:
         began = time.monotonic()
         try:
             self._conn.close()
+            self._poses_out.close()
             self._spawn(dataclasses.replace(self._spec, resume=self._ticket))
             if self._recorded_twin is not None:
                 first = Path(self._recordings[0])
@@ -479,12 +493,13 @@ class NetProcess:
         self._settled()
         self._call("linger", seconds, timeout=seconds + CALL_TIMEOUT_S)
 
-    def send_pose(self, poses: TrackedPoses) -> None:
-        """Hand one pose record to the network process (nothing waits; dropped while it is started again)."""
+    def send_pose(self, poses: TrackedPoses, sampled_at: float | None = None) -> None:
+        """Hand one pose record, sampled at ``sampled_at`` (the participant's clock), to the network process,
+        through a pipe of their own that its loop reads (nothing waits; dropped while it is started again)."""
         if not self._live():
             return
         try:
-            self._conn.send(("pose", (poses,)))
+            self._poses_out.send((poses, sampled_at))
         except (BrokenPipeError, OSError):
             self._lost(_Gone("the network process is gone"))
 
@@ -527,6 +542,7 @@ class NetProcess:
             except NetProcessError as exc:
                 logger.warning("%s: leaving the room: %s", self.participant.name, exc)
         self._conn.close()
+        self._poses_out.close()
         self._process.join(CALL_TIMEOUT_S)
         if self._process.is_alive():
             self._process.kill()

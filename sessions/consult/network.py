@@ -86,7 +86,7 @@ class Network(Protocol):
     def ops(self) -> list[tuple[StateOp, str]]: ...
     def poses(self) -> dict[int, RemotePose]: ...
     def refusals(self) -> list[StateRefusal]: ...
-    def send_pose(self, poses: TrackedPoses) -> None: ...
+    def send_pose(self, poses: TrackedPoses, sampled_at: float | None = None) -> None: ...
     def snapshot(self) -> tuple[int, bytes, int]: ...
     def make_op(self, kind: OpKind | int, payload: Any) -> StateOp: ...
     def room_op_count(self) -> int: ...
@@ -172,9 +172,10 @@ class NetThread:
         self.presence.arrived(op.participant, name, self.participant.clock(), latency)
         self._ops.put((op, name))
 
-    def _send_pose(self, poses: TrackedPoses) -> None:
+    def send_now(self, poses: TrackedPoses, sampled_at: float | None = None) -> None:
+        """(On the loop thread) send one pose record to every open link, stamped with ``sampled_at`` or now."""
         if self.participant.link_set.open_links():
-            self.participant.send_pose(poses)
+            self.participant.send_pose(poses, sampled_at)
 
     # --- from the frame thread ------------------------------------------------------------------------
 
@@ -271,9 +272,10 @@ class NetThread:
         """Let the loop run ``seconds`` more (ops in flight arrive) before the last look at the room."""
         self.run(asyncio.sleep(seconds))
 
-    def send_pose(self, poses: TrackedPoses) -> None:
-        """Hand one pose record to the loop (sent to every open link; nothing waits)."""
-        self.loop.call_soon_threadsafe(self._send_pose, poses)
+    def send_pose(self, poses: TrackedPoses, sampled_at: float | None = None) -> None:
+        """Hand one pose record to the loop (sent to every open link; nothing waits), stamped with when it
+        was sampled (``sampled_at``, the participant's clock) or else when the loop sends it."""
+        self.loop.call_soon_threadsafe(self.send_now, poses, sampled_at)
 
     def poses(self) -> dict[int, RemotePose]:
         """Every remote's newest pose record."""

@@ -186,7 +186,17 @@ class ConsultSession(LocalSession):
     # --- per frame ---------------------------------------------------------------------------------------
 
     def step(self, frame: Any) -> list[Any]:
-        """The local step, then the room: what changed, our poses out, avatars and heads-up lines in."""
+        """Our poses out, then the local step, then the room: what changed, heads-up lines in (and the
+        avatars, in the renderer's late look).
+
+        The poses go first, the moment the frame's input was sampled (just before the step), and in the
+        twin's frame as the user last saw it (a twin moved this frame moves their hands in its frame from
+        the next): what the others see of us does not wait for our step and our fetch."""
+        sampled = self.participant.clock()
+        poses = local_poses(frame, TwinFrame.of(self.scene))
+        if self.presenting:
+            poses["buttons"] = Buttons.PRESENTING
+        self.net.send_pose(poses, sampled)
         applied = super().step(frame)
         for op, name in self.room.take():
             self.bridge.note_op(op, name)
@@ -196,10 +206,6 @@ class ConsultSession(LocalSession):
         if self.bridge.feedback:
             self.feedback, self.bridge.feedback = self.bridge.feedback, ""
         twin = TwinFrame.of(self.scene)
-        poses = local_poses(frame, twin)
-        if self.presenting:
-            poses["buttons"] = Buttons.PRESENTING
-        self.net.send_pose(poses)
         now = self.participant.clock()
         health = self._health = self.presence.health(now)
         self._note_staleness(health)

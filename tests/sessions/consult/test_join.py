@@ -65,7 +65,7 @@ class _Net:
     def poses(self) -> dict[int, RemotePose]:
         return dict(self.newest)
 
-    def send_pose(self, poses: Any) -> None:
+    def send_pose(self, poses: Any, sampled_at: float | None = None) -> None:
         self.sent.append(poses)
 
     def refusals(self) -> list[StateRefusal]:

@@ -91,6 +91,15 @@ def test_ops_poses_presence_and_refusals_cross_between_network_processes(served:
             return any(remote.name == "sam" and remote.record.seq > fetched for remote in olga.poses().values())
 
         _until(fresher)
+        # a pose stamped with when the frame sampled it (here: 0.4 s before it is sent) is received as that
+        # old: its sender time is the sample's, not the moment the network process sent it
+        def stamped() -> bool:
+            sam.send_pose(procedural_poses(time.monotonic(), 1), sam.participant.clock() - 0.4)
+            olga.ops()
+            return any(r.name == "sam" and r.sampled_at is not None and r.arrived_at is not None
+                       and 0.39 < r.arrived_at - r.sampled_at < 0.6 for r in olga.poses().values())  # fmt: skip
+
+        _until(stamped)
         with pytest.raises(OpRefusedError, match="observer may not move the twin"):
             olga.make_op(OpKind.TRANSFORM, {"position": [0.0, 0.1, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0], "scale": 1.0})
         index, data, count = olga.snapshot()
