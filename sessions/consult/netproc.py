@@ -70,6 +70,7 @@ from net.protocol import OpKind, StateOp, StateRefusal, TrackedPoses
 from net.seats import MAX_TICKET_CHARS
 from net.state import OpRefusedError
 from net.tls import client_ssl
+from sessions.consult import seqlock
 from sessions.consult.network import CALL_TIMEOUT_S, NetThread, RemotePose
 from sessions.consult.poseboard import PoseBoard
 from sessions.consult.presence import Presence
@@ -114,43 +115,35 @@ class _Hung(_Gone):
         self.kind, self.timeout = kind, timeout
 
 
-class _TicketLayout(ctypes.Structure):
+class _TicketSlot(ctypes.Structure):  # a sequence-locked slot (sessions.consult.seqlock)
     _fields_ = [("seq", ctypes.c_uint64), ("length", ctypes.c_uint32), ("data", ctypes.c_char * MAX_TICKET_CHARS)]
 
 
 class TicketBox:
     """The session's resume ticket in memory shared with the network process (see the module docstring):
     the child writes it the moment its signaling client's changes, the frame side reads it when it
-    starts another child. A sequence lock: ``seq`` is odd while a write is under way, so a read finds a
-    write torn by the writer's death (or one under way) and keeps what it knew instead. No lock a
-    killed child could leave held; one writer at a time (the child's loop thread)."""
+    starts another child. A sequence lock (``sessions.consult.seqlock``): a read that finds a write torn
+    by the writer's death (or one under way) keeps what it knew instead. One writer at a time (the
+    child's loop thread)."""
 
     def __init__(self, context: Any) -> None:
-        self._shared = context.RawValue(_TicketLayout)
+        self._shared = context.RawValue(_TicketSlot)
 
     def publish(self, ticket: str | None) -> None:
         """(The child) the session's ticket is now ``ticket``."""
         data = b"" if ticket is None else ticket.encode()
         if len(data) > MAX_TICKET_CHARS:  # no server hands one out: it would refuse it back
             raise ValueError(f"a resume ticket of {len(data)} bytes, over {MAX_TICKET_CHARS}")
-        shared = self._shared
-        shared.seq |= 1
-        ctypes.memmove(ctypes.addressof(shared) + _TicketLayout.data.offset, data, len(data))
-        shared.length = len(data)
-        shared.seq += 1
+        seqlock.write(self._shared, data)
 
     def read(self, known: str | None) -> str | None:
         """The ticket as the child last wrote it; ``known`` when a write is torn or under way."""
-        shared = self._shared
         for attempt in range(3):
             if attempt:
                 time.sleep(0.001)
-            seq = shared.seq
-            if seq % 2:
-                continue
-            data = ctypes.string_at(ctypes.addressof(shared) + _TicketLayout.data.offset, min(shared.length, MAX_TICKET_CHARS))
-            if shared.seq == seq:
-                return data.decode() or None
+            got = seqlock.read(self._shared)
+            if got is not None:
+                return got[1].decode() or None
         return known
 
 

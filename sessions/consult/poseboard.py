@@ -26,6 +26,8 @@ import logging
 import pickle
 from typing import TYPE_CHECKING, Any
 
+from sessions.consult import seqlock
+
 if TYPE_CHECKING:
     from sessions.consult.network import RemotePose
 
@@ -37,7 +39,7 @@ SLOTS = 32
 SLOT_BYTES = 1024
 
 
-class _Slot(ctypes.Structure):
+class _PoseSlot(ctypes.Structure):  # a sequence-locked slot (sessions.consult.seqlock)
     _fields_ = [("seq", ctypes.c_uint64), ("length", ctypes.c_uint32), ("data", ctypes.c_char * SLOT_BYTES)]
 
 
@@ -48,7 +50,7 @@ class PoseBoard:
     argument of its process)."""
 
     def __init__(self, context: Any) -> None:
-        self._slots = context.RawArray(_Slot, SLOTS)
+        self._slots = context.RawArray(_PoseSlot, SLOTS)
         # the writer's: which slot each remote writes to; the reader's: each slot's last read, by seq
         self._slot_of: dict[int, int] = {}
         self._read: dict[int, tuple[int, RemotePose | None]] = {}
@@ -66,9 +68,7 @@ class PoseBoard:
     def clear(self) -> None:
         """Empty every slot (a child does it before it writes: a board may hold a previous child's slots)."""
         for slot in self._slots:
-            slot.seq += 1
-            slot.length = 0
-            slot.seq += 1
+            seqlock.write(slot, b"")
         self._slot_of.clear()
 
     def put(self, remote: RemotePose) -> bool:
@@ -85,11 +85,7 @@ class PoseBoard:
         data = pickle.dumps(remote, protocol=pickle.HIGHEST_PROTOCOL)
         if len(data) > SLOT_BYTES:
             return False
-        slot = self._slots[number]
-        slot.seq += 1  # odd: a write under way
-        ctypes.memmove(ctypes.addressof(slot) + _Slot.data.offset, data, len(data))
-        slot.length = len(data)
-        slot.seq += 1
+        seqlock.write(self._slots[number], data)
         return True
 
     # --- the reader: the frame side -------------------------------------------------------------------
@@ -109,19 +105,18 @@ class PoseBoard:
         return out
 
     def _slot(self, number: int) -> RemotePose | None:
+        """Slot ``number``'s record (unpickled once per write); while it is being written or was torn, the
+        last one read from it; None when empty or unreadable."""
         slot = self._slots[number]
-        seq = slot.seq
-        if seq == 0 or seq % 2:
-            return None if seq == 0 else self._read.get(number, (0, None))[1]
         known = self._read.get(number)
-        if known is not None and known[0] == seq:
+        if known is not None and known[0] == slot.seq:
             return known[1]
-        length = min(slot.length, SLOT_BYTES)
-        data = ctypes.string_at(ctypes.addressof(slot) + _Slot.data.offset, length)
-        if slot.seq != seq:  # written meanwhile: what was read before stands
+        got = seqlock.read(slot)
+        if got is None:
             return known[1] if known is not None else None
+        seq, data = got
         remote: RemotePose | None = None
-        if length:
+        if data:
             try:
                 remote = pickle.loads(data)
             except Exception:  # a write torn in a way the sequence did not show: the fetch's record stands
